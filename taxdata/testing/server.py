@@ -1,0 +1,176 @@
+"""Shared plumbing for the stand-in HTTP servers: a real ThreadingHTTPServer on loopback.
+
+Each stand-in (LLM, MediaWiki, extractor) subclasses :class:`StandInServer`, implements
+``handle(request) -> Reply`` and gets recording, in-flight counting and start/stop for free.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from abc import ABC, abstractmethod
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+
+@dataclass
+class RecordedRequest:
+    """One request as the stand-in saw it."""
+
+    method: str
+    path: str
+    query: dict[str, list[str]]
+    headers: dict[str, str]
+    body: bytes
+    started: float
+    finished: float = 0.0
+    status: int = 0
+
+    def json(self) -> Any:
+        return json.loads(self.body) if self.body else None
+
+
+@dataclass
+class Reply:
+    """What a stand-in sends back. ``hang`` seconds are slept before anything is written."""
+
+    status: int = 200
+    body: bytes | str | dict | list = b""
+    headers: dict[str, str] = field(default_factory=dict)
+    hang: float = 0.0
+    # Close the connection after writing only this many body bytes (a cut-off response).
+    cut_at: int | None = None
+
+    def encoded(self) -> tuple[bytes, str]:
+        if isinstance(self.body, (dict, list)):
+            return json.dumps(self.body).encode(), "application/json"
+        if isinstance(self.body, str):
+            return self.body.encode(), "text/plain; charset=utf-8"
+        return self.body, "application/octet-stream"
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive, like real servers
+    # http.server leaves Nagle on; with keep-alive that stalls ~40 ms per response on delayed ACKs.
+    disable_nagle_algorithm = True
+    server: "_HTTPServer"
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+        pass  # the stand-ins record requests; stderr noise would garble test output
+
+    def _serve(self) -> None:
+        owner = self.server.owner
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        parts = urlsplit(self.path)
+        req = RecordedRequest(
+            method=self.command,
+            path=parts.path,
+            query=parse_qs(parts.query),
+            headers={k: v for k, v in self.headers.items()},
+            body=body,
+            started=time.monotonic(),
+        )
+        owner._enter(req)
+        try:
+            reply = owner.handle(req)
+            if reply.hang:
+                owner._stop.wait(reply.hang)
+            payload, ctype = reply.encoded()
+            self.send_response(reply.status)
+            headers = {"Content-Type": ctype, **reply.headers}
+            for name, value in headers.items():
+                self.send_header(name, value)
+            self.send_header("Content-Length", str(len(payload)))
+            if reply.cut_at is not None:
+                self.send_header("Connection", "close")
+                self.close_connection = True
+            self.end_headers()
+            self.wfile.write(payload if reply.cut_at is None else payload[: reply.cut_at])
+            req.status = reply.status
+        finally:
+            owner._leave(req)
+
+    do_GET = do_POST = _serve
+
+
+class _HTTPServer(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 256  # 64+ clients connect at once in the tests
+    allow_reuse_address = True
+    owner: "StandInServer"
+
+
+class StandInServer(ABC):
+    """Base class: start on 127.0.0.1:<free port>, record every request, track peak in-flight."""
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+        self._host, self._port = host, port
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._httpd: _HTTPServer | None = None
+        self._thread: threading.Thread | None = None
+        self.requests: list[RecordedRequest] = []
+        self.in_flight = 0
+        self.peak_in_flight = 0
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def start(self) -> "StandInServer":
+        self._stop.clear()
+        self._httpd = _HTTPServer((self._host, self._port), _Handler)
+        self._httpd.owner = self
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()  # wakes handlers that hang
+        if self._httpd is not None:
+            self._httpd.shutdown()
+            self._httpd.server_close()
+            self._httpd = None
+
+    def __enter__(self) -> "StandInServer":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def port(self) -> int:
+        assert self._httpd is not None, "server not started"
+        return self._httpd.server_address[1]
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    # -- recording -------------------------------------------------------------------------
+    def _enter(self, req: RecordedRequest) -> None:
+        with self._lock:
+            self.requests.append(req)
+            self.in_flight += 1
+            self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
+
+    def _leave(self, req: RecordedRequest) -> None:
+        with self._lock:
+            self.in_flight -= 1
+            req.finished = time.monotonic()
+
+    def reset_stats(self) -> None:
+        with self._lock:
+            self.requests.clear()
+            self.peak_in_flight = self.in_flight
+
+    def requests_to(self, path: str) -> list[RecordedRequest]:
+        with self._lock:
+            return [r for r in self.requests if r.path == path]
+
+    @abstractmethod
+    def handle(self, request: RecordedRequest) -> Reply:
+        """Answer one request (called on the server's handler thread)."""
