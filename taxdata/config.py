@@ -1,0 +1,175 @@
+"""Configuration: one settings object, read once, validated before any request is sent.
+
+Precedence: command-line flag > environment variable > ``.env`` in the working directory (never
+overriding the real environment) > the script's in-code default. A bad value is one line naming
+the variable (or flag) and what is allowed; scripts turn it into exit code 2.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Callable, Mapping
+from urllib.parse import urlsplit
+
+from dotenv import dotenv_values
+
+from .http import DEFAULT_USER_AGENT
+
+MAX_WORKERS_LIMIT = 256
+API_DIALECTS = ("proxy", "ollama", "openai")
+
+
+class ConfigError(ValueError):
+    """A setting has a value we cannot use; the message is one line for the user."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    llm_url: str = "http://localhost:5001/chat"
+    llm_api: str = "proxy"  # resolved dialect: proxy | ollama | openai (auto is resolved on load)
+    model: str = ""  # empty: the first model the server lists
+    api_key: str = field(default="", repr=False)
+    max_workers: int = 4
+    timeout: float = 300.0
+    connect_timeout: float = 10.0
+    max_retries: int = 4
+    data_dir: Path = Path("data")
+    log_level: str = "INFO"
+    log_file: Path | None = None
+    wikipedia_api: str = "https://en.wikipedia.org/w/api.php"
+    user_agent: str = DEFAULT_USER_AGENT
+    extractor_url: str = "http://localhost:5000"
+    countries_file: Path | None = None
+
+
+# -- value parsers: raise ValueError with the "what is allowed" part of the message ------------
+
+def _url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError("must be an http:// or https:// URL, e.g. http://localhost:5001/chat")
+    return value.rstrip("/") if parts.path not in ("", "/") else value
+
+
+def _int_range(low: int, high: int) -> Callable[[str], int]:
+    def parse(value: str) -> int:
+        try:
+            number = int(str(value).strip())
+        except ValueError:
+            raise ValueError(f"must be a whole number from {low} to {high}") from None
+        if not low <= number <= high:
+            raise ValueError(f"must be a whole number from {low} to {high}")
+        return number
+    return parse
+
+
+def _seconds(value: str) -> float:
+    try:
+        number = float(str(value).strip())
+    except ValueError:
+        raise ValueError("must be a number of seconds greater than 0") from None
+    if not 0 < number <= 86400:
+        raise ValueError("must be a number of seconds greater than 0 (at most 86400)")
+    return number
+
+
+def _choice(*allowed: str) -> Callable[[str], str]:
+    def parse(value: str) -> str:
+        word = str(value).strip().lower()
+        if word not in allowed:
+            raise ValueError(f"must be one of {', '.join(allowed)}")
+        return word
+    return parse
+
+
+def _log_level(value: str) -> str:
+    return _choice("debug", "info", "warning", "error")(value).upper()
+
+
+def _text(value: str) -> str:
+    return str(value).strip()
+
+
+def _path(value: str) -> Path:
+    if not str(value).strip():
+        raise ValueError("must be a path")
+    return Path(str(value).strip()).expanduser()
+
+
+# field name -> (environment variable, parser)
+_SPEC: dict[str, tuple[str, Callable[[str], Any]]] = {
+    "llm_url": ("TAXDATA_LLM_URL", _url),
+    "llm_api": ("TAXDATA_LLM_API", _choice("auto", *API_DIALECTS)),
+    "model": ("TAXDATA_MODEL", _text),
+    "api_key": ("TAXDATA_API_KEY", _text),
+    "max_workers": ("TAXDATA_MAX_WORKERS", _int_range(1, MAX_WORKERS_LIMIT)),
+    "timeout": ("TAXDATA_TIMEOUT", _seconds),
+    "connect_timeout": ("TAXDATA_CONNECT_TIMEOUT", _seconds),
+    "max_retries": ("TAXDATA_MAX_RETRIES", _int_range(0, 20)),
+    "data_dir": ("TAXDATA_DATA_DIR", _path),
+    "log_level": ("TAXDATA_LOG_LEVEL", _log_level),
+    "log_file": ("TAXDATA_LOG_FILE", _path),
+    "wikipedia_api": ("TAXDATA_WIKIPEDIA_API", _url),
+    "user_agent": ("TAXDATA_USER_AGENT", _text),
+    "extractor_url": ("TAXDATA_EXTRACTOR_URL", _url),
+    "countries_file": ("TAXDATA_COUNTRIES", _path),
+}
+
+ENV_VARS = {name: env for name, (env, _) in _SPEC.items()}
+
+
+def infer_dialect(url: str) -> str:
+    """``auto``: the URL path says which API the server speaks."""
+    path = urlsplit(url).path.rstrip("/")
+    if path.endswith("/api/chat"):
+        return "ollama"
+    if "/v1/" in path + "/" and path.endswith(("/chat/completions", "/v1")):
+        return "openai"
+    if path.endswith("/chat"):
+        return "proxy"
+    raise ConfigError(
+        f"TAXDATA_LLM_API=auto cannot tell the API from {url!r}: use a URL ending in /chat, "
+        "/api/chat or /v1/chat/completions, or set TAXDATA_LLM_API=proxy|ollama|openai")
+
+
+def load_settings(
+    flags: Mapping[str, Any] | None = None,
+    *,
+    defaults: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+    env_file: str | Path | None = ".env",
+) -> Settings:
+    """Build the settings from flags, the environment, ``.env`` and in-code ``defaults``.
+
+    ``flags`` maps field names to command-line values (None = not given); their names in error
+    messages are ``--field-name``. ``defaults`` are the script's own (e.g. ``max_workers=3``).
+    """
+    environ = os.environ if environ is None else environ
+    from_file: dict[str, str | None] = {}
+    if env_file is not None and Path(env_file).is_file():
+        from_file = dotenv_values(env_file)
+    values: dict[str, Any] = {}
+    for name, (env, parse) in _SPEC.items():
+        given = (flags or {}).get(name)
+        if given is not None:
+            source, raw = f"--{name.replace('_', '-')}", given
+        elif environ.get(env, "").strip():
+            source, raw = env, environ[env]
+        elif (from_file.get(env) or "").strip():
+            source, raw = f"{env} (in {env_file})", from_file[env]
+        else:
+            continue
+        try:
+            values[name] = parse(raw) if isinstance(raw, str) else parse(str(raw))
+        except ValueError as exc:
+            shown = "***" if name == "api_key" else str(raw)
+            raise ConfigError(f"{source}={shown!r}: {exc}") from None
+    merged = {f.name: f.default for f in fields(Settings)}
+    merged["llm_api"] = "auto"
+    merged.update(defaults or {})
+    merged.update(values)
+    if merged["llm_api"] == "auto":
+        merged["llm_api"] = infer_dialect(merged["llm_url"])
+    return Settings(**merged)

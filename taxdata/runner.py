@@ -1,0 +1,185 @@
+"""The parallel runner: many independent tasks over a ThreadPoolExecutor, with logs and a bar.
+
+One task's exception never stops the others; results are keyed by task id, never by completion
+order; ``on_result`` runs in the calling thread as each result arrives, so callers can persist it
+at once without locks of their own. ``max_workers=1`` is the same code path, just one worker.
+
+Ctrl-C: queued tasks are cancelled, clients stop retrying (:data:`STOP`), in-flight requests
+finish and are kept; a second Ctrl-C quits at once (writes are atomic, so that is safe).
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import sys
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from typing import Callable, Generic, Iterable, TypeVar
+
+from tqdm import tqdm
+
+from .log import logger, set_thread_label, thread_label
+
+T = TypeVar("T")
+
+# Set on Ctrl-C: clients stop retrying and backing off, queued work is not started.
+STOP = threading.Event()
+
+EXIT_INTERRUPTED = 130
+
+
+class Interrupted(Exception):
+    """Raised inside a task that noticed :data:`STOP` before it could finish."""
+
+
+@dataclass
+class TaskResult(Generic[T]):
+    task_id: str
+    value: T | None = None
+    error: BaseException | None = None
+    seconds: float = 0.0
+    worker: str = ""
+    cancelled: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and not self.cancelled
+
+
+@dataclass
+class RunSummary(Generic[T]):
+    results: dict[str, TaskResult[T]] = field(default_factory=dict)
+    seconds: float = 0.0
+    interrupted: bool = False
+
+    @property
+    def succeeded(self) -> list[str]:
+        return [k for k, r in self.results.items() if r.ok]
+
+    @property
+    def failed(self) -> list[str]:
+        return [k for k, r in self.results.items() if r.error is not None and not r.cancelled]
+
+    @property
+    def cancelled(self) -> list[str]:
+        return [k for k, r in self.results.items() if r.cancelled]
+
+
+def run_tasks(
+    task_ids: Iterable[str],
+    work: Callable[[str], T],
+    *,
+    max_workers: int,
+    on_result: Callable[[TaskResult[T]], None] | None = None,
+    describe: Callable[[T], str] | None = None,
+    progress: bool = True,
+    what: str = "LLM processing",
+) -> RunSummary[T]:
+    """Run ``work(task_id)`` for every id on ``max_workers`` threads; see the module docstring.
+
+    ``describe(value)`` names a success in the ``[COMPLETED]`` line (default ``SUCCESS``).
+    """
+    ids = list(dict.fromkeys(task_ids))  # duplicates would overwrite each other's results
+    if max_workers < 1:
+        raise ValueError("max_workers must be at least 1")
+    parent = thread_label()
+    top_level = parent == "Main"
+    if top_level:
+        STOP.clear()
+    prefix = "Thread-" if top_level else f"{parent}."
+    numbers = itertools.count(1)
+    numbers_lock = threading.Lock()
+
+    def name_worker() -> None:
+        with numbers_lock:
+            set_thread_label(f"{prefix}{next(numbers)}")
+
+    def run_one(task_id: str) -> TaskResult[T]:
+        started = time.monotonic()
+        result: TaskResult[T] = TaskResult(task_id, worker=thread_label())
+        try:
+            if STOP.is_set():
+                raise Interrupted("stopped before start")
+            result.value = work(task_id)
+        except Interrupted as exc:
+            result.cancelled, result.error = True, exc
+        except Exception as exc:  # one task's failure never stops the others
+            result.error = exc
+        result.seconds = time.monotonic() - started
+        return result
+
+    workers = min(max_workers, max(len(ids), 1))
+    summary: RunSummary[T] = RunSummary()
+    started = time.monotonic()
+    plural = "thread" if workers == 1 else "threads"
+    logger.info("[PARALLEL] Using %d worker %s for %s", workers, plural, what)
+    bar = tqdm(total=len(ids), desc=what, unit="task", file=sys.stderr, leave=False,
+               disable=not (progress and sys.stderr.isatty()))
+
+    def accept(result: TaskResult[T]) -> None:
+        if result.task_id in summary.results:  # seen before an interrupt
+            return
+        summary.results[result.task_id] = result
+        bar.update(1)
+        if result.ok and on_result is not None:
+            try:
+                on_result(result)
+            except Exception as exc:  # e.g. disk full: the result is not saved, say so
+                result.error = exc
+        if result.cancelled:
+            logger.info("[CANCELLED] %s - not finished", result.task_id)
+        elif result.error is not None:
+            logger.error("[FAILED] %s - %s (%s)", result.task_id, _one_line(result.error),
+                         result.worker)
+        else:
+            status = describe(result.value) if describe else "SUCCESS"
+            logger.info("[COMPLETED] %s - %s", result.task_id, status)
+
+    with ThreadPoolExecutor(max_workers=workers, initializer=name_worker) as pool:
+        futures: dict[Future[TaskResult[T]], str] = {pool.submit(run_one, t): t for t in ids}
+        logger.info("[PARALLEL] Submitted %d tasks to thread pool", len(futures))
+        try:
+            for future in as_completed(futures):
+                accept(future.result())
+        except KeyboardInterrupt:
+            summary.interrupted = True
+            _drain_after_interrupt(futures, accept)
+    bar.close()
+    for future, task_id in futures.items():
+        if task_id not in summary.results:  # cancelled before it started
+            summary.results[task_id] = TaskResult(task_id, cancelled=True,
+                                                  error=Interrupted("cancelled"))
+    # Keep the caller's order, whatever order the tasks finished in.
+    summary.results = {t: summary.results[t] for t in ids}
+    summary.seconds = time.monotonic() - started
+    word = "interrupted" if summary.interrupted else "completed"
+    logger.info("[PARALLEL] All %d tasks %s (ok=%d, failed=%d%s) in %.1fs", len(ids), word,
+                len(summary.succeeded), len(summary.failed),
+                f", cancelled={len(summary.cancelled)}" if summary.cancelled else "",
+                summary.seconds)
+    return summary
+
+
+def _drain_after_interrupt(futures: dict[Future, str], accept: Callable[[TaskResult], None]) -> None:
+    """First Ctrl-C: cancel the queue, let in-flight work finish and keep it; second: quit now."""
+    STOP.set()
+    queued = sum(future.cancel() for future in futures)
+    in_flight = [f for f in futures if not f.cancelled() and not f.done()]
+    logger.warning("[INTERRUPTED] Ctrl-C: cancelled %d queued tasks, waiting for %d in flight "
+                   "(Ctrl-C again to quit now)", queued, len(in_flight))
+    try:
+        for future in as_completed([f for f in futures if not f.cancelled()]):
+            accept(future.result())
+    except KeyboardInterrupt:
+        logger.warning("[INTERRUPTED] quitting now; finished results are saved")
+        logging.shutdown()
+        os._exit(EXIT_INTERRUPTED)  # in-flight HTTP calls cannot be aborted; don't wait for them
+
+
+def _one_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return text[0] if text else type(error).__name__

@@ -1,0 +1,113 @@
+"""The standard taxation file: one markdown file per country, ending in a Sources section.
+
+The generators write the file; the updater reads it. The Sources section is written by code,
+never by the model, so the updater can trust it for provenance: where the facts came from
+(Wikipedia revision, extractor URL, or "model knowledge, unverified"), which model wrote the
+file and with which prompt version.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+SOURCES_HEADING = "## Sources"
+UNVERIFIED = "model knowledge, unverified"
+SOURCE_KINDS = ("wikipedia", "extractor", "research", "manual")
+
+# The section headings the model is asked to produce, in order (prompts refer to this list).
+SECTIONS = (
+    "Overview",
+    "Personal Income Tax",
+    "VAT / GST",
+    "Social Security and Payroll Taxes",
+    "Additional Information",
+)
+
+_FIELDS = {  # label in the file -> attribute
+    "Source": "kind",
+    "Title": "title",
+    "URL": "url",
+    "Revision": "revision",
+    "Fetched": "fetched_at",
+    "Model": "model",
+    "Prompt version": "prompt_version",
+    "Generated": "generated_at",
+}
+_LINE = re.compile(r"^- ([A-Za-z ]+): (.*)$")
+
+
+@dataclass(frozen=True)
+class SourceInfo:
+    """What a taxation file says about its own origin."""
+
+    kind: str = "manual"  # wikipedia | extractor | research | manual
+    title: str | None = None
+    url: str | None = None
+    revision: str | None = None
+    fetched_at: str | None = None
+    model: str | None = None
+    prompt_version: str | None = None
+    generated_at: str | None = None
+
+    @property
+    def unverified(self) -> bool:
+        return self.kind == "research"
+
+
+def render_sources(info: SourceInfo) -> str:
+    """The Sources section for ``info`` (starts with the heading, ends with a newline)."""
+    lines = [SOURCES_HEADING, ""]
+    kind = f"research ({UNVERIFIED})" if info.kind == "research" else info.kind
+    lines.append(f"- Source: {kind}")
+    for label, attr in list(_FIELDS.items())[1:]:
+        value = getattr(info, attr)
+        if value not in (None, ""):
+            lines.append(f"- {label}: {' '.join(str(value).split())}")
+    if info.unverified:
+        lines += ["", f"> WARNING: written from {UNVERIFIED}. No source document was given to "
+                      "the model; check every figure against an official source before use."]
+    return "\n".join(lines) + "\n"
+
+
+def compose(body: str, info: SourceInfo) -> str:
+    """A whole file: the model's body (any Sources section it wrote dropped) + our Sources."""
+    return strip_sources(body).rstrip() + "\n\n" + render_sources(info)
+
+
+def strip_sources(text: str) -> str:
+    """``text`` without its Sources section (the model must not write provenance)."""
+    match = re.search(r"^##\s+Sources\s*$", text, flags=re.MULTILINE | re.IGNORECASE)
+    if not match:
+        return text
+    rest = text[match.end():]
+    following = re.search(r"^#{1,2}\s+\S", rest, flags=re.MULTILINE)
+    tail = rest[following.start():] if following else ""
+    return text[: match.start()].rstrip() + ("\n\n" + tail if tail else "\n")
+
+
+def parse_sources(text: str) -> SourceInfo:
+    """Read the Sources section; a file without one is ``manual`` (written by hand)."""
+    match = re.search(r"^##\s+Sources\s*$", text, flags=re.MULTILINE | re.IGNORECASE)
+    if not match:
+        return SourceInfo()
+    values: dict[str, str] = {}
+    for line in text[match.end():].splitlines():
+        if re.match(r"^#{1,2}\s+\S", line):
+            break
+        found = _LINE.match(line.strip())
+        if found and found.group(1) in _FIELDS:
+            values[_FIELDS[found.group(1)]] = found.group(2).strip()
+    kind = values.get("kind", "manual").split(" ", 1)[0].lower()
+    values["kind"] = kind if kind in SOURCE_KINDS else "manual"
+    return SourceInfo(**values)
+
+
+def taxation_path(directory: Path, slug: str) -> Path | None:
+    """The country's taxation file: ``<slug>.md``, or the legacy ``taxation_<slug>.txt``."""
+    for name in (f"{slug}.md", f"taxation_{slug}.txt"):
+        candidate = directory / name
+        if candidate.is_file():
+            return candidate
+    return None

@@ -1,0 +1,238 @@
+"""A stand-in LLM server speaking the proxy, Ollama and OpenAI shapes over real HTTP.
+
+For tests, the benchmark and for trying the scripts without a model::
+
+    python -m taxdata.testing.llm_server --port 5001 --latency 0.5
+
+Replies are scripted like a fake model: ``enqueue()`` strings (the reply text), dicts (sent as
+JSON text) or :class:`Fault` objects; or set ``responder`` to compute a reply per request. Every
+chat request is kept in ``history``; ``peak_in_flight`` tells how many were served at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from .server import RecordedRequest, Reply, StandInServer
+
+CHAT_PATHS = {"/chat": "proxy", "/api/chat": "ollama", "/v1/chat/completions": "openai"}
+MODEL_PATHS = {"/models": "proxy", "/api/tags": "ollama", "/v1/models": "openai"}
+OLLAMA_BUSY = "server busy, please try again.  maximum pending requests exceeded"
+
+
+@dataclass
+class Fault:
+    """A scripted misbehaviour for one request."""
+
+    kind: str  # status | hang | garbage | truncated | length
+    status: int = 500
+    message: str = "internal error"
+    seconds: float = 0.0
+    retry_after: str | None = None
+    content: str = ""
+
+    @classmethod
+    def http(cls, status: int, message: str = "internal error",
+             retry_after: str | None = None) -> "Fault":
+        return cls("status", status=status, message=message, retry_after=retry_after)
+
+    @classmethod
+    def hang(cls, seconds: float) -> "Fault":
+        return cls("hang", seconds=seconds)
+
+    @classmethod
+    def garbage(cls) -> "Fault":
+        return cls("garbage")
+
+    @classmethod
+    def truncated(cls) -> "Fault":
+        """The server's JSON body cut in half (well-formed HTTP, broken JSON)."""
+        return cls("truncated")
+
+    @classmethod
+    def length(cls, content: str = '{"partial": ') -> "Fault":
+        """A reply stopped at the token limit (``done_reason``/``finish_reason`` = length)."""
+        return cls("length", content=content)
+
+
+def structured_form(dialect: str, body: dict) -> str:
+    """Which structured-output form a request body asks for (the client's names)."""
+    if dialect == "openai":
+        fmt = body.get("response_format") or {}
+        if fmt.get("type") == "json_schema":
+            return "json_schema"
+        if fmt.get("type") == "json_object":
+            return "json_object_schema" if "schema" in fmt else "json_object"
+        return "none"
+    fmt = body.get("format")
+    if isinstance(fmt, dict):
+        return "schema"
+    return "json" if fmt == "json" else "none"
+
+
+class StandInLLM(StandInServer):
+    """See the module docstring. All knobs may be changed while the server runs."""
+
+    def __init__(self, *, latency: float = 0.0, capacity: int | None = None,
+                 overflow: str = "queue", retry_after: float = 1.0,
+                 models: tuple[str, ...] = ("stand-in:latest",), api_key: str | None = None,
+                 reject_forms: tuple[str, ...] = (), reject_status: int = 400,
+                 host: str = "127.0.0.1", port: int = 0) -> None:
+        super().__init__(host, port)
+        if overflow not in ("queue", "503", "429"):
+            raise ValueError("overflow must be queue, 503 or 429")
+        self.latency = latency
+        self.capacity = capacity
+        self.overflow = overflow
+        self.retry_after = retry_after
+        self.models = list(models)
+        self.api_key = api_key
+        self.reject_forms = set(reject_forms)
+        self.reject_status = reject_status
+        self.responder: Callable[[dict], Any] | None = None
+        self.history: list[dict] = []  # chat request bodies, in arrival order
+        self._replies: collections.deque[Any] = collections.deque()
+        self._slots = threading.BoundedSemaphore(capacity) if capacity else None
+
+    def url(self, dialect: str = "proxy") -> str:
+        path = {v: k for k, v in CHAT_PATHS.items()}[dialect]
+        return self.base_url + path
+
+    def enqueue(self, *replies: Any) -> None:
+        """Script the next replies (consumed in order, one per chat request)."""
+        with self._lock:
+            self._replies.extend(replies)
+
+    @property
+    def chats(self) -> list[dict]:
+        with self._lock:
+            return list(self.history)
+
+    # -- serving -----------------------------------------------------------------------------
+    def handle(self, request: RecordedRequest) -> Reply:
+        if self.api_key and request.headers.get("Authorization") != f"Bearer {self.api_key}":
+            return Reply(401, {"error": "invalid api key"})
+        if request.method == "GET":
+            if request.path == "/health":
+                return Reply(200, {"status": "ok"})
+            if request.path in MODEL_PATHS:
+                return Reply(200, self._model_list(MODEL_PATHS[request.path]))
+            return Reply(404, {"error": f"no route {request.path}"})
+        dialect = CHAT_PATHS.get(request.path)
+        if dialect is None:
+            return Reply(404, {"error": f"no route {request.path}"})
+        try:
+            body = request.json()
+        except ValueError:
+            return Reply(400, {"error": "request body is not JSON"})
+        with self._lock:
+            self.history.append(body)
+        form = structured_form(dialect, body)
+        if form in self.reject_forms:
+            what = "response_format" if dialect == "openai" else "format"
+            return Reply(self.reject_status,
+                         {"error": {"message": f"{what} {form!r} is not supported"}}
+                         if dialect == "openai" else {"error": f"invalid {what}: {form}"})
+        if self._slots is None:
+            return self._answer(dialect, body)
+        if self.overflow == "queue":
+            self._slots.acquire()
+        elif not self._slots.acquire(blocking=False):
+            if self.overflow == "503":
+                return Reply(503, {"error": OLLAMA_BUSY})
+            return Reply(429, {"error": "too many requests"},
+                         headers={"Retry-After": f"{self.retry_after:g}"})
+        try:
+            return self._answer(dialect, body)
+        finally:
+            self._slots.release()
+
+    def _answer(self, dialect: str, body: dict) -> Reply:
+        if self.latency:
+            self._stop.wait(self.latency)
+        with self._lock:
+            scripted = self._replies.popleft() if self._replies else None
+        if scripted is None:
+            scripted = self.responder(body) if self.responder else self._default(body)
+        if isinstance(scripted, Fault):
+            return self._fault(dialect, body, scripted)
+        text = scripted if isinstance(scripted, str) else json.dumps(scripted)
+        return Reply(200, self._chat_body(dialect, body, text, "stop"))
+
+    @staticmethod
+    def _default(body: dict) -> str:
+        asks_json = structured_form("openai" if "response_format" in body else "proxy",
+                                    body) != "none"
+        return "{}" if asks_json else "OK"
+
+    def _fault(self, dialect: str, body: dict, fault: Fault) -> Reply:
+        if fault.kind == "status":
+            headers = {"Retry-After": fault.retry_after} if fault.retry_after else {}
+            return Reply(fault.status, {"error": fault.message}, headers=headers)
+        if fault.kind == "hang":
+            return Reply(200, self._chat_body(dialect, body, "{}", "stop"), hang=fault.seconds)
+        if fault.kind == "garbage":
+            return Reply(200, "<html><body>502 Bad Gateway</body></html>",
+                         headers={"Content-Type": "text/html"})
+        if fault.kind == "truncated":
+            whole = json.dumps(self._chat_body(dialect, body, '{"a": 1}', "stop"))
+            return Reply(200, whole[: len(whole) // 2].encode(),
+                         headers={"Content-Type": "application/json"})
+        if fault.kind == "length":
+            return Reply(200, self._chat_body(dialect, body, fault.content, "length"))
+        raise ValueError(f"unknown fault {fault.kind!r}")
+
+    def _chat_body(self, dialect: str, body: dict, text: str, stop: str) -> dict:
+        model = body.get("model") or self.models[0]
+        prompt_tokens = sum(len(str(m.get("content", ""))) for m in body.get("messages", [])) // 4
+        completion_tokens = max(1, len(text) // 4)
+        if dialect == "openai":
+            return {"id": "chatcmpl-standin", "object": "chat.completion",
+                    "created": int(time.time()), "model": model,
+                    "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
+                                 "finish_reason": stop}],
+                    "usage": {"prompt_tokens": prompt_tokens,
+                              "completion_tokens": completion_tokens,
+                              "total_tokens": prompt_tokens + completion_tokens}}
+        return {"model": model, "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                "message": {"role": "assistant", "content": text}, "done": True,
+                "done_reason": stop, "prompt_eval_count": prompt_tokens,
+                "eval_count": completion_tokens}
+
+    def _model_list(self, dialect: str) -> dict:
+        if dialect == "openai":
+            return {"object": "list", "data": [{"id": m, "object": "model"} for m in self.models]}
+        return {"models": [{"name": m, "model": m} for m in self.models]}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Run the stand-in LLM server (no model).")
+    parser.add_argument("--port", type=int, default=5001, help="0 picks a free port")
+    parser.add_argument("--latency", type=float, default=0.0, help="seconds per reply")
+    parser.add_argument("--capacity", type=int, default=None, help="parallel slots (default: no limit)")
+    parser.add_argument("--overflow", choices=("queue", "503", "429"), default="queue")
+    parser.add_argument("--model", action="append", dest="models",
+                        help="model name to list (repeatable)")
+    args = parser.parse_args(argv)
+    server = StandInLLM(latency=args.latency, capacity=args.capacity, overflow=args.overflow,
+                        models=tuple(args.models or ("stand-in:latest",)), port=args.port)
+    server.start()
+    print(f"stand-in LLM listening on {server.base_url}", flush=True)
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

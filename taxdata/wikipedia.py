@@ -1,0 +1,619 @@
+"""Wikipedia fetcher: one article through the MediaWiki Action API, cleaned to markdown-like text.
+
+:class:`WikipediaClient` asks ``action=parse`` for an article's rendered HTML, follows redirects
+server-side, rejects missing and disambiguation pages, retries politely (429, 5xx, ``maxlag``)
+and never has more than ``max_in_flight`` (at most 3) requests open, however many worker threads
+share it. :func:`clean_html` turns the parser output into headings, paragraphs, lists and
+markdown tables without references, navigation or maintenance chrome; :func:`split_sections`
+cuts that text into prompt-sized parts on section boundaries.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import threading
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+from urllib.parse import quote
+
+import requests
+from bs4 import BeautifulSoup
+from bs4.element import NavigableString, PreformattedString, Tag
+
+from .files import DataDir, dump_json
+from .http import DEFAULT_USER_AGENT, RetryPolicy, make_session, parse_retry_after
+from .log import logger, thread_label
+
+WIKIPEDIA_API = "https://en.wikipedia.org/w/api.php"
+
+# Wikimedia's User-Agent policy asks for a name/version plus a way to reach the operator.
+WIKIPEDIA_USER_AGENT = f"{DEFAULT_USER_AGENT} python-requests/{requests.__version__}"
+
+# Wikimedia's API etiquette: a few parallel requests at most, whatever our worker count.
+MAX_IN_FLIGHT = 3
+
+# When a maxlag answer comes without Retry-After, the Manual:Maxlag parameter says wait >= 5 s.
+MAXLAG_DEFAULT_WAIT = 5.0
+
+CACHE_DIR = ".cache/wikipedia"
+
+
+class WikipediaError(Exception):
+    """Wikipedia could not give us the article (API error, or retries used up)."""
+
+
+class ArticleNotFound(WikipediaError):
+    """No article by that title (the API's ``missingtitle``)."""
+
+    def __init__(self, title: str) -> None:
+        super().__init__(f"no Wikipedia article {title!r}")
+        self.title = title
+
+
+class DisambiguationPage(WikipediaError):
+    """The title names a disambiguation page: a list of other articles, not an article."""
+
+    def __init__(self, title: str) -> None:
+        super().__init__(f"{title!r} is a Wikipedia disambiguation page; name the specific article")
+        self.title = title
+
+
+@dataclass
+class Article:
+    """One fetched (or cached) article. ``html`` is empty for cache hits: the cache keeps text only."""
+
+    requested_title: str
+    title: str
+    revision_id: int
+    url: str
+    html: str
+    text: str
+    fetched_at: str
+    from_cache: bool
+
+
+class WikipediaClient:
+    """Fetch articles from a MediaWiki Action API (English Wikipedia by default).
+
+    Caching: with ``cache_dir`` set, every fetched article's cleaned text is kept in
+    ``<cache_dir>/.cache/wikipedia/<safe title>.json``. A cached entry is returned as is, with no
+    request at all, unless ``refresh=True``: knowing whether the article changed would itself
+    cost a request per title, so freshness is the user's call (``--refresh``), not a guess.
+
+    Thread-safe: one client is shared by all workers; its semaphore caps the requests in flight.
+    """
+
+    def __init__(
+        self,
+        api_url: str = WIKIPEDIA_API,
+        user_agent: str = WIKIPEDIA_USER_AGENT,
+        *,
+        cache_dir: DataDir | None = None,
+        max_in_flight: int = MAX_IN_FLIGHT,
+        retry: RetryPolicy | None = None,
+        timeout: tuple[float, float] = (10, 60),
+        session: requests.Session | None = None,
+    ) -> None:
+        if not 1 <= max_in_flight <= MAX_IN_FLIGHT:
+            raise ValueError(f"max_in_flight must be 1..{MAX_IN_FLIGHT}, got {max_in_flight}")
+        if not _has_contact(user_agent):
+            raise ValueError(
+                "user_agent must name the tool and give contact info (a URL or e-mail), "
+                f"as Wikimedia's User-Agent policy requires; got {user_agent!r}")
+        self.api_url = api_url
+        self.user_agent = user_agent
+        self.cache_dir = cache_dir
+        self.retry = retry or RetryPolicy()
+        self.timeout = timeout
+        # The User-Agent goes on each request, so a session shared with other clients is untouched.
+        self.session = session or make_session(pool_size=max_in_flight, user_agent=user_agent)
+        self._slots = threading.BoundedSemaphore(max_in_flight)
+        # Article links point at the wiki that served them (same host as the API).
+        self._wiki_base = re.sub(r"/w/api\.php$", "", api_url) + "/wiki/"
+
+    # -- public ----------------------------------------------------------------------------
+    def fetch(self, title: str, *, refresh: bool = False) -> Article:
+        """The article ``title`` (redirects followed), from the cache unless ``refresh``."""
+        requested = " ".join(title.replace("_", " ").split())
+        if not requested:
+            raise ValueError("empty Wikipedia title")
+        if self.cache_dir is not None and not refresh:
+            cached = self._read_cache(requested)
+            if cached is not None:
+                logger.info("[CACHE] %s Wikipedia %r rev %d from cache (fetched %s)",
+                            thread_label(), cached.title, cached.revision_id, cached.fetched_at)
+                return cached
+        logger.info("[FETCH] %s Getting Wikipedia content for %s", thread_label(), requested)
+        parse = self._request_parse(requested)
+        final = parse["title"]
+        redirects = parse.get("redirects") or []
+        if redirects or final != _canonical(requested):
+            logger.info("[REDIRECT] %s Wikipedia %r -> %r", thread_label(), requested, final)
+        html = parse.get("text") or ""
+        if _is_disambiguation(parse, html):
+            raise DisambiguationPage(final)
+        article = Article(
+            requested_title=requested,
+            title=final,
+            revision_id=int(parse["revid"]),
+            url=self.article_url(final),
+            html=html,
+            text=clean_html(html),
+            fetched_at=datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            from_cache=False,
+        )
+        logger.info("[FETCH] %s Wikipedia %r rev %d: %d chars of text",
+                    thread_label(), final, article.revision_id, len(article.text))
+        if self.cache_dir is not None:
+            self._write_cache(article)
+        return article
+
+    def article_url(self, title: str) -> str:
+        """The reader-facing URL of ``title`` on the wiki this client talks to."""
+        return self._wiki_base + quote(title.replace(" ", "_"), safe="/:(),'!*;@$-._~")
+
+    # -- HTTP ------------------------------------------------------------------------------
+    def _request_parse(self, title: str) -> dict[str, Any]:
+        params = {
+            "action": "parse",
+            "page": title,
+            # ``properties`` is the one extra: it carries the ``disambiguation`` page prop.
+            "prop": "text|revid|displaytitle|properties",
+            "redirects": "1",
+            "formatversion": "2",
+            "format": "json",
+            "maxlag": "5",
+        }
+        attempts = max(1, self.retry.attempts)
+        attempt = 0
+        while True:
+            attempt += 1
+            retry_after: float | None = None
+            try:
+                with self._slots:  # held only while the request is on the wire, never while waiting
+                    response = self.session.get(
+                        self.api_url, params=params, timeout=self.timeout,
+                        headers={"User-Agent": self.user_agent})
+                    body = response.content
+            except (requests.ConnectionError, requests.Timeout,
+                    requests.exceptions.ChunkedEncodingError) as exc:
+                reason = type(exc).__name__
+            else:
+                if response.status_code in self.retry.statuses:
+                    reason = f"HTTP {response.status_code}"
+                    retry_after = parse_retry_after(response.headers.get("Retry-After"))
+                elif response.status_code != 200:
+                    raise WikipediaError(
+                        f"Wikipedia HTTP {response.status_code} for {title!r}: {body[:200]!r}")
+                else:
+                    data = _json_or_none(body)
+                    if data is None:
+                        reason = "invalid JSON"
+                    elif (data.get("error") or {}).get("code") == "maxlag":
+                        error = data["error"]
+                        reason = f"maxlag ({error.get('lag', '?')} s lagged)"
+                        retry_after = parse_retry_after(response.headers.get("Retry-After"))
+                        if retry_after is None:
+                            retry_after = MAXLAG_DEFAULT_WAIT
+                    else:
+                        return _parse_or_raise(data, title)
+            if attempt == attempts:
+                raise WikipediaError(
+                    f"Wikipedia request for {title!r} failed after {attempts} attempts: {reason}")
+            delay = self.retry.delay(attempt, retry_after)
+            logger.warning("[RETRY] %s Wikipedia %s, attempt %d/%d in %.1fs",
+                           thread_label(), reason, attempt + 1, attempts, delay)
+            self.retry.wait(delay)
+
+    # -- cache -----------------------------------------------------------------------------
+    def _read_cache(self, requested: str) -> Article | None:
+        assert self.cache_dir is not None
+        try:
+            entry = self.cache_dir.read_json(cache_relpath(requested))
+        except ValueError as exc:  # a damaged entry is refetched, not fatal
+            logger.warning("[CACHE] %s ignoring damaged cache entry: %s", thread_label(), exc)
+            return None
+        if not isinstance(entry, dict):
+            return None
+        try:
+            return Article(
+                requested_title=requested,
+                title=entry["title"],
+                revision_id=int(entry["revision_id"]),
+                url=entry["url"],
+                html="",
+                text=entry["text"],
+                fetched_at=entry["fetched_at"],
+                from_cache=True,
+            )
+        except (KeyError, TypeError, ValueError):
+            return None
+
+    def _write_cache(self, article: Article) -> None:
+        assert self.cache_dir is not None
+        entry = {
+            "requested_title": article.requested_title,
+            "title": article.title,
+            "revision_id": article.revision_id,
+            "url": article.url,
+            "fetched_at": article.fetched_at,
+            "text": article.text,
+        }
+        self.cache_dir.write_text(cache_relpath(article.requested_title), dump_json(entry))
+
+
+def cache_relpath(title: str) -> str:
+    """``.cache/wikipedia/<slug>-<hash>.json``: safe for any title, distinct for distinct titles.
+
+    The slug keeps the file recognisable; the hash (of the exact title) keeps titles that slugify
+    alike (``C++`` / ``C#``, or case variants) apart and makes an empty slug harmless.
+    """
+    slug = re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-")[:60].strip("-") or "article"
+    digest = hashlib.sha256(title.encode("utf-8")).hexdigest()[:10]
+    return f"{CACHE_DIR}/{slug}-{digest}.json"
+
+
+def _has_contact(user_agent: str) -> bool:
+    return bool(user_agent) and bool(re.search(r"https?://|@|\bmailto:", user_agent))
+
+
+def _canonical(title: str) -> str:
+    # MediaWiki upper-cases the first letter of a title; only a real change is a redirect.
+    return title[:1].upper() + title[1:]
+
+
+def _json_or_none(body: bytes) -> dict[str, Any] | None:
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _parse_or_raise(data: dict[str, Any], title: str) -> dict[str, Any]:
+    error = data.get("error")
+    if error:
+        if error.get("code") == "missingtitle":
+            raise ArticleNotFound(title)
+        raise WikipediaError(
+            f"Wikipedia API error for {title!r}: {error.get('code')}: {error.get('info')}")
+    parse = data.get("parse")
+    if not isinstance(parse, dict) or "title" not in parse or "revid" not in parse:
+        raise WikipediaError(f"Wikipedia answer for {title!r} has no parse result")
+    return parse
+
+
+_DISAMBIG_HTML = re.compile(r'id="disambigbox"|\bdmbox-disambig\b|\bmw-disambig\b')
+
+
+def _is_disambiguation(parse: dict[str, Any], html: str) -> bool:
+    # The Disambiguation extension sets the ``disambiguation`` page prop; the template's box
+    # markup is the fallback for wikis without the extension.
+    properties = parse.get("properties")
+    if isinstance(properties, dict) and "disambiguation" in properties:
+        return True
+    return bool(_DISAMBIG_HTML.search(html))
+
+
+# -- HTML cleaning -------------------------------------------------------------------------
+
+# Everything here is chrome around the article's prose, never content worth an LLM's tokens.
+# The infobox goes too: its label/value cells (population, GDP, HDI, calling code...) lose their
+# meaning as flat text, duplicate the prose, and are exactly the stray numbers an LLM may take
+# for tax figures; the tax facts themselves live in the prose and the wikitables.
+_JUNK_SELECTORS = ", ".join([
+    "style", "script", "noscript", "link", "meta",
+    "sup.reference", ".mw-cite-backlink", ".reflist", "ol.references", ".mw-references-wrap",
+    ".mw-editsection", ".navbox", ".navbox-styles", "[role=navigation]", ".vertical-navbox",
+    ".sidebar", ".hatnote", "#toc", ".toc", ".infobox", ".mw-empty-elt", ".noprint",
+    ".metadata", ".ambox", ".shortdescription", ".mw-authority-control", ".sistersitebox",
+    "figure", "figcaption", "img", ".thumb", ".gallery", ".mw-file-description",
+])
+
+# Reference apparatus and pointers elsewhere: dropped with everything under them.
+_DROPPED_SECTIONS = frozenset({
+    "references", "external links", "see also", "further reading", "notes",
+    "notes and references", "references and notes", "citations", "footnotes", "sources",
+    "bibliography",
+})
+
+_HEADINGS = {f"h{n}": n for n in range(1, 7)}
+_LISTS = ["ul", "ol", "dl"]
+_BLOCKS = [
+    "p", "div", "section", "table", "blockquote", "pre", "center", "article", "main", "aside",
+    "header", "footer", "nav", "hr", "details", "dd", "dt", "li", *_LISTS, *_HEADINGS,
+]
+
+
+@dataclass
+class _Block:
+    kind: str  # "heading", "para", "list", "table"
+    text: str
+    level: int = 0
+
+
+def clean_html(html: str) -> str:
+    """Article HTML (``action=parse`` output) to markdown-like text ending in a newline.
+
+    Headings become ``## Heading`` (level kept), paragraphs are single lines, lists are ``- x`` /
+    ``1. x`` (nested lists indented), data tables are markdown tables. Blocks are separated by a
+    blank line. References, navigation, edit links, images and the sections listed in
+    ``_DROPPED_SECTIONS`` are removed; no HTML is left.
+    """
+    soup = BeautifulSoup(html, "lxml")
+    for junk in soup.select(_JUNK_SELECTORS):
+        if not junk.decomposed:  # a junk element inside another one is already gone
+            junk.decompose()
+    root = soup.select_one(".mw-parser-output") or soup.body or soup
+    blocks: list[_Block] = []
+    _collect(root, blocks)
+    blocks = _drop_sections(blocks)
+    return "\n\n".join(_render(block) for block in blocks) + "\n"
+
+
+def _collect(node: Tag, out: list[_Block]) -> None:
+    """Walk a container: runs of inline content become paragraphs, block elements their blocks."""
+    pending: list[str] = []
+
+    def flush() -> None:
+        text = _squash("".join(pending))
+        pending.clear()
+        if text:
+            out.append(_Block("para", text))
+
+    for child in node.children:
+        if isinstance(child, NavigableString):
+            if not isinstance(child, PreformattedString):  # comments, CDATA, doctypes
+                pending.append(str(child))
+            continue
+        if not isinstance(child, Tag):
+            continue
+        if child.name not in _BLOCKS and not child.find(_BLOCKS):
+            pending.append(_inline(child))
+            continue
+        flush()
+        if child.name in _HEADINGS:
+            headline = child.select_one(".mw-headline") or child  # pre-2024 heading markup
+            text = _squash(_inline(headline))
+            if text:
+                out.append(_Block("heading", text, _HEADINGS[child.name]))
+        elif child.name == "p":
+            text = _squash(_inline(child))
+            if text:
+                out.append(_Block("para", text))
+        elif child.name in ("ul", "ol"):
+            lines = _list_lines(child, 0)
+            if lines:
+                out.append(_Block("list", "\n".join(lines)))
+        elif child.name == "table":
+            _table_blocks(child, out)
+        elif child.name == "blockquote":
+            inner: list[_Block] = []
+            _collect(child, inner)
+            for block in inner:
+                out.append(_Block(block.kind, "\n".join(
+                    f"> {line}" for line in _render(block).splitlines())))
+        elif child.name == "pre":
+            text = "\n".join(line.rstrip() for line in child.get_text().strip("\n").splitlines())
+            if text.strip():
+                out.append(_Block("para", text))
+        elif child.name != "hr":
+            _collect(child, out)  # div, section, dl/dd/dt, center...: containers
+    flush()
+
+
+def _inline(node: Tag, skip: list[str] | tuple[str, ...] = ()) -> str:
+    """The text of ``node`` as one run (whitespace not yet collapsed)."""
+    parts: list[str] = []
+    for child in node.children:
+        if isinstance(child, NavigableString):
+            if not isinstance(child, PreformattedString):
+                parts.append(str(child))
+        elif isinstance(child, Tag):
+            if child.name in skip:
+                continue
+            if child.name == "br":
+                parts.append(" ")
+            elif "mwe-math-element" in (child.get("class") or []):
+                # MathML renders its formula twice (MathML text + TeX annotation); keep the TeX.
+                tex = child.find("annotation")
+                parts.append(f" {tex.get_text()} " if tex else _inline(child))
+            elif child.name in _BLOCKS:
+                parts.append(f" {_inline(child, skip)} ")
+            else:
+                parts.append(_inline(child, skip))
+    return "".join(parts)
+
+
+def _squash(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _list_lines(lst: Tag, depth: int) -> list[str]:
+    lines: list[str] = []
+    try:
+        number = int(lst.get("start", 1))
+    except ValueError:
+        number = 1
+    for item in lst.find_all("li", recursive=False):
+        text = _squash(_inline(item, skip=_LISTS))
+        if text:
+            marker = f"{number}." if lst.name == "ol" else "-"
+            lines.append(f"{'  ' * depth}{marker} {text}")
+            number += 1
+        for sub in item.find_all(_LISTS, recursive=False):
+            if sub.name == "dl":  # an indented remark under the item
+                remark = _squash(_inline(sub))
+                if remark:
+                    lines.append(f"{'  ' * (depth + 1)}{remark}")
+            else:
+                lines.extend(_list_lines(sub, depth + 1))
+    return lines
+
+
+def _table_blocks(table: Tag, out: list[_Block]) -> None:
+    caption = table.find("caption")
+    if caption is not None:
+        text = _squash(_inline(caption))
+        caption.decompose()
+        if text:
+            out.append(_Block("para", text))
+    grid, header_rows = _table_grid(table)
+    if not grid:
+        return
+    width = max(len(row) for row in grid)
+    if width == 1:  # a one-column box (quote box, layout wrapper): its cells are paragraphs
+        out.extend(_Block("para", row[0]) for row in grid if row[0])
+        return
+    rows = [row + [""] * (width - len(row)) for row in grid]
+    if header_rows:
+        header = [_merge_header([row[col] for row in rows[:header_rows]]) for col in range(width)]
+        body = rows[header_rows:]
+    else:
+        header, body = rows[0], rows[1:]
+    lines = [_md_row(header), "| " + " | ".join(["---"] * width) + " |"]
+    lines.extend(_md_row(row) for row in body)
+    out.append(_Block("table", "\n".join(lines)))
+
+
+def _table_grid(table: Tag) -> tuple[list[list[str]], int]:
+    """Cell texts laid out on a grid (row/colspans repeat the cell) and the count of header rows."""
+    rows = [tr for tr in table.find_all("tr") if tr.find_parent("table") is table]
+    grid: list[list[str]] = []
+    carried: dict[tuple[int, int], str] = {}  # (row, col) filled by a rowspan from above
+    header_rows = 0
+    leading_headers = True
+    for r, tr in enumerate(rows):
+        cells = tr.find_all(("th", "td"), recursive=False)
+        if not cells:
+            continue
+        row: list[str] = []
+        col = 0
+        for cell in cells:
+            while (r, col) in carried:
+                row.append(carried.pop((r, col)))
+                col += 1
+            text = _squash(_inline(cell)).replace("|", "\\|")
+            rowspan = _span(cell.get("rowspan"))
+            for _ in range(_span(cell.get("colspan"))):
+                row.append(text)
+                for below in range(1, rowspan):
+                    carried[(r + below, col)] = text
+                col += 1
+        while (r, col) in carried:
+            row.append(carried.pop((r, col)))
+            col += 1
+        grid.append(row)
+        if leading_headers and all(cell.name == "th" for cell in cells):
+            header_rows += 1
+        else:
+            leading_headers = False
+    if header_rows >= len(grid):  # every row is <th>: only the first one is the header
+        header_rows = 1
+    return grid, header_rows
+
+
+def _span(value: Any) -> int:
+    try:
+        return max(1, min(int(str(value).strip().rstrip(";")), 100))
+    except (TypeError, ValueError):
+        return 1
+
+
+def _merge_header(texts: list[str]) -> str:
+    merged: list[str] = []
+    for text in texts:
+        if text and text not in merged:
+            merged.append(text)
+    return " ".join(merged)
+
+
+def _md_row(cells: list[str]) -> str:
+    return "| " + " | ".join(cells) + " |"
+
+
+def _drop_sections(blocks: list[_Block]) -> list[_Block]:
+    kept: list[_Block] = []
+    dropping_at: int | None = None  # level of the dropped section's heading
+    for block in blocks:
+        if block.kind == "heading":
+            if dropping_at is not None and block.level <= dropping_at:
+                dropping_at = None
+            if dropping_at is None and block.text.casefold() in _DROPPED_SECTIONS:
+                dropping_at = block.level
+        if dropping_at is None:
+            kept.append(block)
+    return kept
+
+
+def _render(block: _Block) -> str:
+    if block.kind == "heading":
+        return f"{'#' * block.level} {block.text}"
+    return block.text
+
+
+# -- splitting -----------------------------------------------------------------------------
+
+_SECTION_START = re.compile(r"^## ", re.MULTILINE)
+_PARAGRAPH_END = re.compile(r"\n{2,}")
+
+
+def split_sections(text: str, max_chars: int) -> list[str]:
+    """Cut cleaned text into parts of at most ``max_chars``, preferring ``## `` boundaries.
+
+    Whole sections are packed together while they fit. A section longer than ``max_chars`` gets
+    parts of its own, cut between paragraphs (a table or list is one paragraph, so it stays whole
+    when it can); only a single paragraph longer than the limit is cut, between lines, and a
+    single line longer than the limit is left whole. ``"".join(parts) == text``: nothing is lost.
+    """
+    if max_chars <= 0:
+        raise ValueError("max_chars must be positive")
+    starts = [m.start() for m in _SECTION_START.finditer(text)]
+    bounds = sorted({0, *starts, len(text)})
+    sections = [text[a:b] for a, b in zip(bounds, bounds[1:])]
+    parts: list[str] = []
+    current = ""
+    for section in sections:
+        if len(section) > max_chars:
+            if current:
+                parts.append(current)
+                current = ""
+            parts.extend(_pack(_pieces(section, max_chars), max_chars))
+        elif len(current) + len(section) > max_chars:
+            parts.append(current)
+            current = section
+        else:
+            current += section
+    if current:
+        parts.append(current)
+    return parts
+
+
+def _pieces(section: str, max_chars: int) -> list[str]:
+    """The section cut after each blank line; paragraphs still too long are cut into lines."""
+    cuts = [m.end() for m in _PARAGRAPH_END.finditer(section)]
+    bounds = sorted({0, *cuts, len(section)})
+    pieces: list[str] = []
+    for a, b in zip(bounds, bounds[1:]):
+        paragraph = section[a:b]
+        if len(paragraph) > max_chars:
+            pieces.extend(paragraph.splitlines(keepends=True))
+        else:
+            pieces.append(paragraph)
+    return pieces
+
+
+def _pack(pieces: list[str], max_chars: int) -> list[str]:
+    parts: list[str] = []
+    current = ""
+    for piece in pieces:
+        if current and len(current) + len(piece) > max_chars:
+            parts.append(current)
+            current = ""
+        current += piece
+    if current:
+        parts.append(current)
+    return parts
