@@ -1,0 +1,498 @@
+"""The updater pipeline: taxation files -> LLM -> validated records -> the calculator dataset.
+
+For each country: read ``<input>/<slug>.md``, ask the model for the tax facts the text states
+(structured JSON), validate them, re-ask once with the exact errors, and only then write the
+record into ``tax_data.json`` (as each country completes, so an interrupted run keeps what it
+finished). At the end: ``taxData.js`` for the calculator, ``reports/update-<time>.json`` and a
+summary table. A country that fails keeps its previous record exactly as it was.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+from .cli import EXIT_FAILED, EXIT_OK, UsageError
+from .config import Settings
+from .files import DataDir
+from .jsmodule import JSParseError, parse_tax_data_js, render_tax_data_js
+from .llm import LLMClient, LLMError
+from .log import logger, thread_label
+from .registry import Country, RegistryError, load_registry
+from .runner import EXIT_INTERRUPTED, Interrupted, TaskResult, run_tasks
+from .schema import (Extraction, Provenance, ReplyError, build_record, diff_records,
+                     extraction_json_schema, missing_fields, parse_reply, summarize_changes,
+                     validate_extraction)
+from .taxfile import SourceInfo, parse_sources, strip_sources, taxation_path
+from .wikipedia import split_sections
+
+PROMPT_VERSION = "updater-1"
+DATASET_FILE = "tax_data.json"
+JS_FILE = "taxData.js"
+DATASET_FORMAT = "taxdata/1"
+DEFAULT_MAX_CHARS = 24_000  # source characters per request (~6k tokens), leaves room to answer
+
+SYSTEM_PROMPT = """\
+You extract personal tax facts for a tax calculator from a source text.
+Rules:
+- Use ONLY facts stated in the source text. Never use outside knowledge, never guess, never \
+compute a value the text does not give.
+- If the text does not state a value, use null for it. A null is always better than a guess.
+- Rates are percentages (20 means 20 %). Bracket thresholds are annual amounts for a resident \
+individual, in the country's currency, sorted from the lowest; the last bracket has max null.
+- If the text gives figures for several years, use the most recent year it states and say \
+which year in notes.
+- Reply with ONE JSON object that follows the JSON schema below, and nothing else: no prose, \
+no code fences.
+
+JSON schema:
+{schema}
+"""
+
+USER_PROMPT = """\
+Country: {name} (ISO code {code}; currency {currency})
+{part_note}
+Source text:
+<<<
+{text}
+>>>
+
+Return the JSON object with the facts this text states for {name}."""
+
+RETRY_PROMPT = """\
+Your reply was rejected for these reasons:
+{errors}
+
+Reply again with the corrected JSON object only. Use null where the source text does not \
+state a value; do not invent values to satisfy a rule."""
+
+
+@dataclass
+class CountryOutcome:
+    """What happened to one country in this run (one entry of the report)."""
+
+    slug: str
+    status: str = "SKIPPED"  # ADDED | MODIFIED | UNCHANGED | FAILED | SKIPPED | REMOVED
+    reason: str = ""
+    changes: list[dict[str, Any]] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    attempts: int = 0  # model replies asked for (a validation re-ask counts)
+    http_attempts: int = 0
+    latency_s: float = 0.0
+    model: str | None = None
+    source_file: str | None = None
+    source_kind: str | None = None
+    unverified: bool = False
+    record: dict[str, Any] | None = field(default=None, repr=False)
+    provenance: dict[str, Any] | None = field(default=None, repr=False)
+
+    def report(self) -> dict[str, Any]:
+        data = asdict(self)
+        data.pop("record"), data.pop("provenance")
+        return data
+
+
+class CountryFailed(Exception):
+    """A country's update failed; carries its outcome for the report."""
+
+    def __init__(self, outcome: CountryOutcome) -> None:
+        super().__init__(outcome.reason)
+        self.outcome = outcome
+
+
+class ExtractionFailed(Exception):
+    """The model's replies never passed validation; the message lists why."""
+
+    def __init__(self, message: str, attempts: int, http_attempts: int) -> None:
+        super().__init__(message)
+        self.attempts, self.http_attempts = attempts, http_attempts
+
+
+# -- the dataset ------------------------------------------------------------------------------
+
+def empty_dataset() -> dict[str, Any]:
+    return {"format": DATASET_FORMAT, "updated_at": None, "countries": {}}
+
+
+def load_dataset(data: DataDir) -> dict[str, Any]:
+    dataset = data.read_json(DATASET_FILE, None) or empty_dataset()
+    if dataset.get("format") != DATASET_FORMAT or not isinstance(dataset.get("countries"), dict):
+        raise UsageError(f"{data.path(DATASET_FILE)}: not a taxdata dataset "
+                         f"(expected \"format\": \"{DATASET_FORMAT}\")")
+    return dataset
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def import_js(path: Path, registry, data: DataDir) -> dict[str, Any]:
+    """Start the dataset from an existing calculator file (parsed, never executed)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise UsageError(f"cannot read {path}: {exc.strerror or exc}") from None
+    try:
+        records = parse_tax_data_js(text, source=str(path))
+    except JSParseError as exc:
+        raise UsageError(str(exc)) from None
+    digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
+    dataset = empty_dataset()
+    for slug, record in sorted(records.items()):
+        if slug not in registry.slugs:
+            logger.warning("[IMPORT] %s is not in the country registry and was not imported "
+                           "(add it to countries.json to keep it)", slug)
+            continue
+        if not isinstance(record, dict):
+            raise UsageError(f"{path}: taxData.{slug} is not an object")
+        provenance = Provenance(source_file=str(path), source_sha256=digest,
+                                source_kind="imported", unverified=False, extracted_at=_now())
+        dataset["countries"][slug] = {"record": record, "provenance": provenance.model_dump()}
+    logger.info("[IMPORT] %d countries imported from %s", len(dataset["countries"]), path)
+    return dataset
+
+
+# -- one country ------------------------------------------------------------------------------
+
+class Extractor:
+    """Turns one taxation file into a validated record; shared by all worker threads."""
+
+    def __init__(self, client: LLMClient, max_chars: int = DEFAULT_MAX_CHARS) -> None:
+        self.client = client
+        self.max_chars = max_chars
+        self.schema = extraction_json_schema()
+        self.system = SYSTEM_PROMPT.format(schema=json.dumps(self.schema, indent=1))
+
+    def parts(self, text: str) -> list[str]:
+        body = strip_sources(text)  # provenance is ours, not a fact for the model
+        return [body] if len(body) <= self.max_chars else split_sections(body, self.max_chars)
+
+    def messages(self, country: Country, text: str, part: int = 1,
+                 parts: int = 1) -> list[dict[str, str]]:
+        note = (f"This is part {part} of {parts} of the source; give only what this part "
+                "states and null for the rest.\n" if parts > 1 else "")
+        user = USER_PROMPT.format(name=country.name, code=country.code, currency=country.currency,
+                                  part_note=note, text=text.strip())
+        return [{"role": "system", "content": self.system}, {"role": "user", "content": user}]
+
+    def extract(self, country: Country, text: str) -> tuple[Extraction, list[str], int, int, str]:
+        """(extraction, warnings, replies asked, HTTP attempts, model) or ExtractionFailed."""
+        parts = self.parts(text)
+        results = [self._extract_part(country, part, i + 1, len(parts))
+                   for i, part in enumerate(parts)]
+        if len(results) == 1:
+            return results[0]
+        merged, conflicts = merge_extractions([r[0] for r in results])
+        asked = sum(r[2] for r in results)
+        http = sum(r[3] for r in results)
+        if conflicts:
+            raise ExtractionFailed("parts of the source disagree: " + "; ".join(conflicts),
+                                   asked, http)
+        outcome = validate_extraction(merged.model_dump(), country)
+        if not outcome.ok:
+            raise ExtractionFailed("merged parts invalid: " + "; ".join(outcome.errors),
+                                   asked, http)
+        warnings = [w for r in results for w in r[1]] + outcome.warnings
+        return outcome.extraction, list(dict.fromkeys(warnings)), asked, http, results[-1][4]
+
+    def _extract_part(self, country: Country, text: str, part: int,
+                      parts: int) -> tuple[Extraction, list[str], int, int, str]:
+        messages = self.messages(country, text, part, parts)
+        label = f"Extracting {country.slug}" + (f" part {part}/{parts}" if parts > 1 else "")
+        http_attempts = 0
+        errors: list[str] = []
+        for asked in (1, 2):  # one re-ask with the exact errors, then give up
+            try:
+                reply = self.client.chat(messages, schema=self.schema, label=label,
+                                         schema_name="tax_extraction")
+            except LLMError as exc:
+                raise ExtractionFailed(str(exc), asked, http_attempts + self.client.retry.attempts)
+            http_attempts += reply.attempts
+            try:
+                outcome = validate_extraction(parse_reply(reply.text), country)
+                errors = outcome.errors
+            except ReplyError as exc:
+                outcome, errors = None, [str(exc)]
+            if outcome is not None and outcome.ok:
+                return outcome.extraction, outcome.warnings, asked, http_attempts, reply.model
+            logger.warning("[INVALID] %s %s reply %d rejected: %s", thread_label(), country.slug,
+                           asked, "; ".join(errors[:3]) + (" ..." if len(errors) > 3 else ""))
+            messages = messages + [
+                {"role": "assistant", "content": reply.text},
+                {"role": "user", "content": RETRY_PROMPT.format(
+                    errors="\n".join(f"- {e}" for e in errors))},
+            ]
+        raise ExtractionFailed("; ".join(errors), 2, http_attempts)
+
+
+def merge_extractions(parts: list[Extraction]) -> tuple[Extraction, list[str]]:
+    """Combine per-part extractions: each field from the part that states it.
+
+    Two parts stating different values for one field is a conflict, not something to pick from.
+    """
+    merged: dict[str, Any] = {}
+    conflicts: list[str] = []
+    for extraction in parts:
+        for key, value in extraction.model_dump().items():
+            if value in (None, []):
+                continue
+            if isinstance(value, dict) and isinstance(merged.get(key), dict):
+                for sub, sub_value in value.items():
+                    if sub_value in (None, []):
+                        continue
+                    have = merged[key].get(sub)
+                    if have not in (None, []) and have != sub_value:
+                        conflicts.append(f"{key}.{sub}: {have!r} vs {sub_value!r}")
+                    else:
+                        merged[key][sub] = sub_value
+            elif key in merged and merged[key] != value:
+                if key == "notes":
+                    merged[key] = f"{merged[key]} {value}"
+                elif key == "special_taxes":
+                    merged[key] += [t for t in value if t not in merged[key]]
+                else:
+                    conflicts.append(f"{key}: parts give different values")
+            else:
+                merged[key] = value
+    return Extraction.model_validate(merged), conflicts
+
+
+# -- the run ----------------------------------------------------------------------------------
+
+class UpdateRun:
+    """One run of the updater: which countries, where from, where to; the results so far."""
+
+    def __init__(self, args: argparse.Namespace, settings: Settings) -> None:
+        try:
+            self.registry = load_registry(settings.countries_file, data_dir=settings.data_dir)
+            self.countries = self.registry.select(args.countries)
+        except RegistryError as exc:
+            raise UsageError(str(exc)) from None
+        self.args = args
+        self.settings = settings
+        self.data = DataDir(args.output_dir or settings.data_dir)
+        self.input_dir = Path(args.input_dir or Path(settings.data_dir) / "taxation")
+        self.started = _now()
+        self.outcomes: dict[str, CountryOutcome] = {}
+        self.model: str | None = None
+
+    # Which countries have a source file; the others are SKIPPED.
+    def plan(self) -> dict[str, Path]:
+        if not self.input_dir.is_dir():
+            raise UsageError(f"input directory {self.input_dir} does not exist - run the "
+                             "generators first or pass --input-dir")
+        sources = {}
+        for country in self.countries:
+            path = taxation_path(self.input_dir, country.slug)
+            if path is None:
+                self.outcomes[country.slug] = CountryOutcome(
+                    country.slug, "SKIPPED", f"no taxation file in {self.input_dir}")
+            else:
+                sources[country.slug] = path
+        return sources
+
+    def process(self, client: LLMClient, extractor: Extractor, slug: str, path: Path) -> CountryOutcome:
+        country = self.registry.get(slug)
+        raw = path.read_bytes()
+        text = raw.decode("utf-8", errors="replace")
+        info = parse_sources(text)
+        outcome = CountryOutcome(slug, source_file=path.name, source_kind=info.kind,
+                                 unverified=info.unverified)
+        started = time.monotonic()
+        try:
+            extraction, warnings, asked, http, model = extractor.extract(country, text)
+        except ExtractionFailed as exc:
+            outcome.status, outcome.reason = "FAILED", str(exc)
+            outcome.attempts, outcome.http_attempts = exc.attempts, exc.http_attempts
+            outcome.latency_s = round(time.monotonic() - started, 3)
+            outcome.model = client.model
+            raise CountryFailed(outcome) from exc
+        outcome.latency_s = round(time.monotonic() - started, 3)
+        outcome.attempts, outcome.http_attempts, outcome.model = asked, http, model
+        outcome.warnings, outcome.missing = warnings, missing_fields(extraction)
+        outcome.record = build_record(extraction, country)
+        outcome.provenance = _provenance(path, raw, info, model).model_dump()
+        outcome.status = "PENDING"  # ADDED/MODIFIED/UNCHANGED is decided against the dataset
+        return outcome
+
+    def persist(self, outcome: CountryOutcome) -> None:
+        """Write a finished country into tax_data.json now (called as each result arrives)."""
+        def update(dataset: dict[str, Any] | None) -> dict[str, Any]:
+            dataset = dataset or empty_dataset()
+            old = (dataset["countries"].get(outcome.slug) or {}).get("record")
+            changes = diff_records(old, outcome.record)
+            if old is None:
+                outcome.status = "ADDED"
+            elif changes:
+                outcome.status = "MODIFIED"
+                outcome.changes = [{"path": c.path, "old": c.old, "new": c.new} for c in changes]
+                outcome.reason = summarize_changes(changes)
+            else:
+                outcome.status = "UNCHANGED"
+            dataset["countries"][outcome.slug] = {"record": outcome.record,
+                                                  "provenance": outcome.provenance}
+            dataset["countries"] = dict(sorted(dataset["countries"].items()))
+            dataset["updated_at"] = _now()
+            return dataset
+
+        self.data.update_json(DATASET_FILE, update, None)
+        self.outcomes[outcome.slug] = outcome
+
+    def finish(self, dataset: dict[str, Any], interrupted: bool) -> None:
+        """Write taxData.js and the report from the dataset as it is now."""
+        for slug in list(dataset["countries"]):
+            if slug not in self.registry.slugs:
+                self.outcomes[slug] = CountryOutcome(slug, "REMOVED",
+                                                     "no longer in the country registry")
+                del dataset["countries"][slug]
+        self.data.write_text(JS_FILE, render_js(dataset, self.outcomes, self.model))
+        counts = status_counts(self.outcomes)
+        report = {
+            "started_at": self.started, "finished_at": _now(), "interrupted": interrupted,
+            "model": self.model, "llm_url": self.settings.llm_url,
+            "prompt_version": PROMPT_VERSION, "taxdata_version": __version__,
+            "counts": counts,
+            "countries": {slug: self.outcomes[slug].report() for slug in sorted(self.outcomes)},
+        }
+        stamp = self.started.replace(":", "").replace("-", "")
+        self.report_path = self.data.write_text(f"reports/update-{stamp}.json",
+                                                json.dumps(report, indent=2) + "\n")
+
+
+def _provenance(path: Path, raw: bytes, info: SourceInfo, model: str) -> Provenance:
+    return Provenance(
+        source_file=path.name, source_sha256=hashlib.sha256(raw).hexdigest(),
+        source_url=info.url, source_revision=info.revision, source_kind=info.kind,
+        unverified=info.unverified, model=model, prompt_version=PROMPT_VERSION,
+        extracted_at=_now())
+
+
+STATUSES = ("ADDED", "MODIFIED", "UNCHANGED", "FAILED", "SKIPPED", "REMOVED")
+
+
+def status_counts(outcomes: dict[str, CountryOutcome]) -> dict[str, int]:
+    return {s: sum(o.status == s for o in outcomes.values()) for s in STATUSES}
+
+
+def render_js(dataset: dict[str, Any], outcomes: dict[str, CountryOutcome],
+              model: str | None) -> str:
+    counts = status_counts(outcomes)
+    header = [
+        "taxData.js - generated by taxdata tax_data_updater; edit the taxation files, not this.",
+        f"Updated {dataset.get('updated_at') or _now()} with model {model or 'n/a'}.",
+        "This run: " + ", ".join(f"{n} {s.lower()}" for s, n in counts.items() if n),
+    ]
+    comments = {}
+    for slug, entry in dataset["countries"].items():
+        outcome = outcomes.get(slug)
+        provenance = entry.get("provenance") or {}
+        tag = "[UNCHANGED]"
+        if outcome is None:
+            tag += " not processed in this run"
+        elif outcome.status in ("ADDED", "UNCHANGED"):
+            tag = f"[{outcome.status}]"
+        elif outcome.status == "MODIFIED":
+            tag = f"[MODIFIED] {outcome.reason}"
+        elif outcome.status in ("FAILED", "SKIPPED"):
+            tag += f" {outcome.status.lower()} in this run, previous record kept"
+        if provenance.get("unverified"):
+            tag += " (UNVERIFIED: from model knowledge, not a cited source)"
+        comments[slug] = tag
+    records = {slug: entry["record"] for slug, entry in dataset["countries"].items()}
+    return render_tax_data_js(records, header_lines=header, comments=comments)
+
+
+def print_summary(run: UpdateRun, seconds: float) -> None:
+    counts = status_counts(run.outcomes)
+    width = max(len(s) for s in STATUSES)
+    print(f"\nUpdate summary ({seconds:.1f}s, model {run.model or 'n/a'})")
+    for status, count in counts.items():
+        print(f"  {status:<{width}}  {count:>3}")
+    failed = [o for o in run.outcomes.values() if o.status == "FAILED"]
+    for outcome in sorted(failed, key=lambda o: o.slug):
+        print(f"  FAILED {outcome.slug}: {_few_words(outcome.reason)}")
+    unverified = sorted(o.slug for o in run.outcomes.values()
+                        if o.unverified and o.status not in ("FAILED", "SKIPPED"))
+    if unverified:
+        print(f"  UNVERIFIED (model-knowledge sources, check by hand): {', '.join(unverified)}")
+    if getattr(run, "report_path", None):
+        print(f"  Report: {run.report_path}")
+
+
+def _few_words(reason: str, limit: int = 100) -> str:
+    reason = " ".join(reason.split())
+    return reason if len(reason) <= limit else reason[: limit - 3] + "..."
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    """The whole updater run (the script's one call)."""
+    started = time.monotonic()
+    update = UpdateRun(args, settings)
+    update.data.sweep_stale_temps()
+    if args.import_js:
+        dataset = import_js(Path(args.import_js), update.registry, update.data)
+        if not args.dry_run:
+            update.data.write_text(DATASET_FILE, json.dumps(dataset, indent=2,
+                                                            ensure_ascii=False) + "\n")
+        if args.import_only:
+            if not args.dry_run:
+                update.finish(update.data.read_json(DATASET_FILE), interrupted=False)
+                print_summary(update, time.monotonic() - started)
+            return EXIT_OK
+    sources = update.plan()
+    client = LLMClient.from_settings(settings)
+    extractor = Extractor(client, args.max_chars)
+    if args.dry_run:
+        return dry_run(update, extractor, sources)
+    load_dataset(update.data)  # a broken dataset is an error before any LLM call
+    update.model = client.preflight()
+
+    def work(slug: str) -> CountryOutcome:
+        return update.process(client, extractor, slug, sources[slug])
+
+    def on_result(result: TaskResult[CountryOutcome]) -> None:
+        update.persist(result.value)
+
+    summary = run_tasks(sources, work, max_workers=settings.max_workers, on_result=on_result,
+                        describe=lambda outcome: outcome.status, progress=not args.no_progress)
+    for slug, result in summary.results.items():
+        if slug in update.outcomes:
+            continue
+        if isinstance(result.error, CountryFailed):
+            update.outcomes[slug] = result.error.outcome
+        elif result.cancelled:
+            update.outcomes[slug] = CountryOutcome(slug, "SKIPPED", "interrupted before it ran")
+        else:  # an unexpected error (a bug, a disk error): nothing was written for it
+            update.outcomes[slug] = CountryOutcome(slug, "FAILED", f"{type(result.error).__name__}:"
+                                                   f" {result.error}")
+    update.finish(load_dataset(update.data), summary.interrupted)
+    print_summary(update, time.monotonic() - started)
+    if summary.interrupted:
+        return EXIT_INTERRUPTED
+    failed = any(o.status == "FAILED" for o in update.outcomes.values())
+    return EXIT_FAILED if failed else EXIT_OK
+
+
+def dry_run(update: UpdateRun, extractor: Extractor, sources: dict[str, Path]) -> int:
+    """List what would run and each prompt's size; send nothing, write nothing."""
+    print(f"Dry run: {len(sources)} countries would be sent to {update.settings.llm_url} "
+          f"with {update.settings.max_workers} workers")
+    for slug, path in sources.items():
+        text = path.read_text(encoding="utf-8", errors="replace")
+        parts = extractor.parts(text)
+        sizes = [sum(len(m["content"]) for m in extractor.messages(update.registry.get(slug), p))
+                 for p in parts]
+        print(f"  {slug:<24} {path.name:<28} {len(parts)} request(s), prompt "
+              f"{sum(sizes):,} chars (~{sum(sizes) // 4:,} tokens)")
+    skipped = [o.slug for o in update.outcomes.values() if o.status == "SKIPPED"]
+    if skipped:
+        print(f"  SKIPPED (no taxation file): {', '.join(skipped)}")
+    return EXIT_OK
