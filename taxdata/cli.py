@@ -14,6 +14,7 @@ from .config import ConfigError, Settings, load_settings
 from .files import UnsafePathError
 from .llm import PreflightError
 from .log import logger, setup_logging
+from .registry import RegistryError
 from .runner import EXIT_INTERRUPTED
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -71,7 +72,7 @@ def run_main(pipeline: Callable[[argparse.Namespace, Settings], int],
         settings = settings_from_args(args, default_workers=default_workers)
         setup_logging(settings.log_level, settings.log_file, verbose=args.verbose)
         return pipeline(args, settings)
-    except (ConfigError, PreflightError, UsageError, UnsafePathError) as exc:
+    except (ConfigError, PreflightError, UsageError, UnsafePathError, RegistryError) as exc:
         print(f"{parser.prog}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:

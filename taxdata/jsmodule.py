@@ -393,8 +393,10 @@ def _render(v: Any, level: int, prefix_len: int, force_multiline: bool = False) 
 
 
 def _comment(text: Any, pad: str) -> list[str]:
-    # Split on every JS line terminator so comment text can never become code.
-    return [f"{pad}// {part}".rstrip() for part in _JS_LINE_BREAK.split(str(text))]
+    # Split on every JS line terminator so comment text can never become code;
+    # lone surrogates cannot be written as UTF-8, so they become U+FFFD.
+    text = re.sub("[\ud800-\udfff]", "\ufffd", str(text))
+    return [f"{pad}// {part}".rstrip() for part in _JS_LINE_BREAK.split(text)]
 
 
 def render_tax_data_js(

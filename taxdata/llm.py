@@ -216,10 +216,13 @@ class LLMClient:
     @classmethod
     def from_settings(cls, settings: Settings, pool_size: int | None = None) -> "LLMClient":
         endpoint = Endpoint(settings.llm_url, DIALECTS[settings.llm_api])
+        # However work is nested (a worker splitting an article into parts), the server never
+        # sees more than max_workers requests from us at once.
+        slots = threading.BoundedSemaphore(settings.max_workers)
         return cls(endpoint, model=settings.model, api_key=settings.api_key,
                    timeout=settings.timeout, connect_timeout=settings.connect_timeout,
                    retry=RetryPolicy(attempts=settings.max_retries + 1),
-                   pool_size=max(pool_size or settings.max_workers, 10))
+                   pool_size=max(pool_size or settings.max_workers, 10), limiter=lambda: slots)
 
     @property
     def url(self) -> str:

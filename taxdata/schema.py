@@ -81,7 +81,7 @@ class CountryLike(Protocol):
     @property
     def currency(self) -> str: ...  # ISO 4217
     @property
-    def wikipedia_title(self) -> str: ...
+    def wikipedia_title(self) -> str | None: ...
     @property
     def coordinates(self) -> tuple[float, float]: ...
 
@@ -396,9 +396,10 @@ def parse_reply(text: str) -> dict[str, Any]:
     try:
         value, end = decoder.raw_decode(text)
     except json.JSONDecodeError as exc:
-        hint = " (reply ends early; truncated?)" if exc.pos >= len(text) - 1 else ""
+        cut = exc.pos >= len(text) or exc.msg.startswith("Unterminated string")
+        hint = "; the reply ends early (truncated?)" if cut else ""
         raise ReplyError(
-            f"{_REPLY}: invalid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}{hint}"
+            f"{_REPLY}: invalid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno}){hint}"
         ) from None
     if text[end:].strip():
         raise ReplyError(f"{_REPLY}: prose after JSON")

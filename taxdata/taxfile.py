@@ -25,6 +25,48 @@ SECTIONS = (
     "Additional Information",
 )
 
+# The shape the model is asked to fill in; the code adds the Sources section afterwards.
+FORMAT_TEMPLATE = """\
+# Taxation in {name}
+
+## Overview
+Two to four sentences on the tax system.
+
+## Personal Income Tax
+- System: progressive | flat | no personal income tax
+- Currency: the currency of all amounts
+- Period: annual (say so explicitly; if the source gives another period, name it)
+- Brackets:
+
+| Taxable income from | Taxable income to | Rate (%) |
+|---|---|---|
+| 0 | ... | ... |
+
+- Allowances and deductions: ...
+
+## VAT / GST
+- Standard rate: ...
+- Reduced rates: ...
+- Exemptions: ...
+
+## Social Security and Payroll Taxes
+- Employee rate: ...
+- Employer rate: ...
+- Ceilings: ...
+
+## Additional Information
+- Tax year: ...
+- Notes: ...
+"""
+
+
+def missing_sections(text: str) -> list[str]:
+    """The standard sections (``## <name>``) that ``text`` lacks."""
+    present = {m.group(1).strip().lower()
+               for m in re.finditer(r"^##\s+(.+?)\s*$", text, flags=re.MULTILINE)}
+    return [name for name in SECTIONS if name.lower() not in present]
+
+
 _FIELDS = {  # label in the file -> attribute
     "Source": "kind",
     "Title": "title",

@@ -84,6 +84,19 @@ def test_fixture_country_satisfies_protocol():
     assert isinstance(COUNTRY, CountryLike)
 
 
+def test_registry_country_works_when_available():
+    registry = pytest.importorskip("taxdata.registry")
+    # FIXTURE: made-up entry, not real data
+    country = registry.Country(
+        slug="testland", name="Testland", code="ZZ", currency="XTS",
+        wikipedia_title=None, coordinates=(12.5, -45.25),
+    )
+    assert isinstance(country, CountryLike)
+    outcome = validate_extraction(good(), country)
+    assert outcome.ok, outcome.errors
+    assert build_record(outcome.extraction, country)["countryCode"] == "ZZ"
+
+
 def test_valid_fixture_passes():
     outcome = validate_extraction(good(), COUNTRY)
     assert outcome.ok, outcome.errors
@@ -190,10 +203,11 @@ def test_every_rate_is_range_checked(path, mutate):
 
 def test_unsorted_brackets():
     data = good()
-    b = data["brackets"]
-    b[1], b[2] = b[2], b[1]
-    b[1]["max"], b[2]["max"] = None, None  # keep the focus on ordering
-    b[1]["max"] = 9000
+    data["brackets"] = [  # FIXTURE: made-up values, not real tax data
+        {"min": 0, "max": 1000, "rate": 0},
+        {"min": 5000, "max": 9000, "rate": 33},
+        {"min": 1001, "max": None, "rate": 11},
+    ]
     one_error_naming(data, "brackets[2].min", "sorted")
     assert not any("gap" in e or "overlap" in e for e in errors_for(data))
 
@@ -410,8 +424,10 @@ def test_parse_reply_accepts(text):
         ("```json\n" + OBJ + "\n```\n```json\n{}\n```", "more than one code fence"),
         ("```python\n" + OBJ + "\n```", "expected json"),
         ("```json\n" + OBJ, "not closed"),
-        ('{"currency": "XTS",\n "vat": {"standard": 2', "line 2 column"),
+        ('{"currency": "XTS",\n "vat": {"standard": 2', "line 2, column"),
         ('{"currency": "XTS", "vat": nul}', "invalid JSON"),
+        ('{"currency": "XTS",}', "(line 1, column 20)"),
+        ('{"notes": "cut off', "Unterminated string"),
         ("[1, 2]", "got a JSON array"),
         ('[{"currency": "XTS"}]', "got a JSON array"),
         ('"text"', "no JSON object found"),
@@ -432,7 +448,7 @@ def test_parse_reply_rejects(text, needle):
 
 
 def test_truncated_json_mentions_line_and_column():
-    with pytest.raises(ReplyError, match=r"line 3 column \d+.*truncated"):
+    with pytest.raises(ReplyError, match=r"\(line 3, column \d+\); the reply ends early \(truncated\?\)$"):
         parse_reply('{\n "brackets": [\n  {"min": 0, "max": 10')
 
 

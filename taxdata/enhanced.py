@@ -1,0 +1,142 @@
+"""generate_enhanced_taxation_files: Wikipedia "Taxation in X" -> LLM -> data/taxation/<slug>.md.
+
+Per country: fetch the article (cached by title and revision), have the model restructure it
+into the standard taxation file, add the Sources section (article URL, revision, fetch date,
+model, prompt version) and write the file atomically. A file that is already up to date (same
+revision, same prompt version) is skipped without any LLM request unless ``--force``.
+
+``--from-raw`` takes ``data/raw/<slug>.txt`` (from generate_taxation_files) as the source;
+``--process-existing`` reformats the extractor service's saved ``taxation*`` files instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+
+from .config import Settings
+from .extractor import ExtractorClient, ExtractorError, check_file_name
+from .files import DataDir
+from .formatter import PROMPT_VERSION, Formatter
+from .generators import FileOutcome, Skip, now_utc, run_per_country, select_countries, taxation_relpath
+from .http import RetryPolicy
+from .llm import LLMClient, PreflightError
+from .log import logger, thread_label
+from .rawfiles import raw_relpath, read_raw
+from .registry import Country
+from .taxfile import SourceInfo, compose, parse_sources
+from .wikipedia import ArticleNotFound, WikipediaClient
+
+
+def _up_to_date(data: DataDir, slug: str, revision: str) -> bool:
+    existing = data.read_text(taxation_relpath(slug))
+    if existing is None:
+        return False
+    info = parse_sources(existing)
+    return (info.kind == "wikipedia" and info.revision == revision
+            and info.prompt_version == PROMPT_VERSION)
+
+
+def _write(data: DataDir, slug: str, body: str, info: SourceInfo) -> FileOutcome:
+    path = data.write_text(taxation_relpath(slug), compose(body, info))
+    return FileOutcome(slug, "WRITTEN", path=str(path))
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    countries, data = select_countries(args, settings)
+    retry = RetryPolicy(attempts=settings.max_retries + 1)
+    if args.list_txt_files or args.process_existing:
+        return _process_existing(args, settings, data, retry)
+    wikipedia = WikipediaClient(settings.wikipedia_api, settings.user_agent, cache_dir=data,
+                                retry=retry)
+    by_slug = {c.slug: c for c in countries}
+    if args.dry_run:
+        for country in countries:
+            source = (data.path(raw_relpath(country.slug)) if args.from_raw
+                      else country.wikipedia_title or "no Wikipedia article (use research)")
+            print(f"  {country.slug:<24} {source}")
+        return 0
+    client = LLMClient.from_settings(settings)
+    formatter = Formatter(client, max_chars=args.max_chars)
+    client.preflight()
+
+    def from_wikipedia(country: Country) -> FileOutcome:
+        if not country.wikipedia_title:
+            raise Skip("no Wikipedia article in the registry (use research_and_format.py)")
+        logger.info("[FETCH] %s Getting Wikipedia content for %s", thread_label(), country.slug)
+        try:
+            article = wikipedia.fetch(country.wikipedia_title, refresh=args.refresh)
+        except ArticleNotFound as exc:
+            raise Skip(str(exc)) from None
+        if not args.force and _up_to_date(data, country.slug, str(article.revision_id)):
+            raise Skip(f"up to date (revision {article.revision_id}, prompt {PROMPT_VERSION})")
+        result = formatter.from_source(country, article.text,
+                                       f'Wikipedia article "{article.title}"')
+        return _write(data, country.slug, result.body, SourceInfo(
+            kind="wikipedia", title=article.title, url=article.url,
+            revision=str(article.revision_id), fetched_at=article.fetched_at,
+            model=result.model, prompt_version=PROMPT_VERSION, generated_at=now_utc()))
+
+    def from_raw(country: Country) -> FileOutcome:
+        text = data.read_text(raw_relpath(country.slug))
+        if text is None:
+            raise Skip(f"no {raw_relpath(country.slug)} (run generate_taxation_files.py)")
+        fields, content = read_raw(text)
+        url = fields.get("Source URL")
+        result = formatter.from_source(country, content, f"page {url or 'of unknown origin'}")
+        return _write(data, country.slug, result.body, SourceInfo(
+            kind="extractor", url=url, fetched_at=fields.get("Fetched"), model=result.model,
+            prompt_version=PROMPT_VERSION, generated_at=now_utc()))
+
+    def work(slug: str) -> FileOutcome:
+        country = by_slug[slug]
+        return from_raw(country) if args.from_raw else from_wikipedia(country)
+
+    return run_per_country(list(by_slug), work, settings=settings, args=args,
+                           what="LLM processing")
+
+
+def _process_existing(args: argparse.Namespace, settings: Settings, data: DataDir,
+                      retry: RetryPolicy) -> int:
+    """Reformat the extractor's saved ``taxation*`` files (``--process-existing``)."""
+    service = ExtractorClient(settings.extractor_url, retry=retry)
+    try:
+        service.check()
+        names = [n for n in service.list_txt_files() if n.startswith("taxation")]
+    except ExtractorError as exc:
+        raise PreflightError(str(exc)) from None
+    if args.list_txt_files:
+        for name in names:
+            print(name)
+        print(f"{len(names)} taxation files on {settings.extractor_url}")
+        return 0
+    registry_countries, _ = select_countries(args, settings)
+    wanted = {c.slug: c for c in registry_countries}
+    jobs: dict[str, tuple[str, Country]] = {}
+    for name in names:
+        slug = re.sub(r"\.txt$", "", re.sub(r"^taxation[_-]?", "", name)).lower()
+        if slug in wanted:
+            jobs[slug] = (name, wanted[slug])
+        elif args.countries is None:
+            logger.warning("[SKIPPED] %s: no registry country %r", name, slug)
+    if args.dry_run:
+        for slug, (name, _) in jobs.items():
+            print(f"  {slug:<24} {name}")
+        return 0
+    client = LLMClient.from_settings(settings)
+    formatter = Formatter(client, max_chars=args.max_chars)
+    client.preflight()
+
+    def work(slug: str) -> FileOutcome:
+        name, country = jobs[slug]
+        try:
+            text = service.get_file(check_file_name(name))
+        except ValueError as exc:  # a hostile name from the service: never used as a path
+            raise Skip(str(exc)) from None
+        result = formatter.from_source(country, text, f"extractor file {name}")
+        return _write(data, slug, result.body, SourceInfo(
+            kind="extractor", title=name, url=f"{settings.extractor_url}/files/{name}",
+            model=result.model, prompt_version=PROMPT_VERSION, generated_at=now_utc()))
+
+    return run_per_country(list(jobs), work, settings=settings, args=args, what="LLM processing")
+

@@ -1,0 +1,83 @@
+"""What the three file generators share: per-country outcomes, running, the summary, exit codes."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Callable
+
+from .cli import EXIT_FAILED, EXIT_OK
+from .config import Settings
+from .files import DataDir, check_slug
+from .registry import Country, load_registry
+from .runner import EXIT_INTERRUPTED, run_tasks
+
+TAXATION_DIR = "taxation"
+RAW_DIR = "raw"
+
+
+@dataclass
+class FileOutcome:
+    """One country's result: WRITTEN, SKIPPED (with why) or FAILED (with why)."""
+
+    slug: str
+    status: str
+    reason: str = ""
+    path: str = ""
+
+
+class Skip(Exception):
+    """Raised by a task that has nothing to do for its country (the reason is the message)."""
+
+
+def now_utc() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def select_countries(args: argparse.Namespace, settings: Settings) -> tuple[list[Country], DataDir]:
+    registry = load_registry(settings.countries_file, data_dir=settings.data_dir)
+    data = DataDir(settings.data_dir)
+    data.sweep_stale_temps()
+    return registry.select(args.countries), data
+
+
+def taxation_relpath(slug: str) -> str:
+    return f"{TAXATION_DIR}/{check_slug(slug)}.md"
+
+
+def run_per_country(slugs: list[str], work: Callable[[str], FileOutcome], *, settings: Settings,
+                    args: argparse.Namespace, what: str) -> int:
+    """Run ``work`` per country on the runner, print the summary, return the exit code."""
+    outcomes: dict[str, FileOutcome] = {}
+
+    def task(slug: str) -> FileOutcome:
+        try:
+            return work(slug)
+        except Skip as skip:
+            return FileOutcome(slug, "SKIPPED", str(skip))
+
+    summary = run_tasks(slugs, task, max_workers=settings.max_workers, what=what,
+                        describe=lambda o: o.status if o.status == "WRITTEN"
+                        else f"{o.status} ({o.reason})",
+                        progress=not args.no_progress)
+    for slug, result in summary.results.items():
+        if result.ok:
+            outcomes[slug] = result.value
+        else:
+            status = "SKIPPED" if result.cancelled else "FAILED"
+            outcomes[slug] = FileOutcome(slug, status, "interrupted" if result.cancelled
+                                         else str(result.error).splitlines()[0])
+    print_summary(outcomes, summary.seconds)
+    if summary.interrupted:
+        return EXIT_INTERRUPTED
+    return EXIT_FAILED if any(o.status == "FAILED" for o in outcomes.values()) else EXIT_OK
+
+
+def print_summary(outcomes: dict[str, FileOutcome], seconds: float) -> None:
+    counts = {s: sum(o.status == s for o in outcomes.values())
+              for s in ("WRITTEN", "SKIPPED", "FAILED")}
+    print(f"\nSummary ({seconds:.1f}s): " + ", ".join(f"{n} {s.lower()}" for s, n in counts.items()))
+    for outcome in outcomes.values():
+        detail = outcome.path if outcome.status == "WRITTEN" else outcome.reason
+        print(f"  {outcome.status:<8} {outcome.slug:<24} {detail}")
