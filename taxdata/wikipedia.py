@@ -120,13 +120,16 @@ class WikipediaClient:
         requested = " ".join(title.replace("_", " ").split())
         if not requested:
             raise ValueError("empty Wikipedia title")
+        # MediaWiki ignores the case of a title's first letter; so does the cache.
+        cache_key = cache_relpath(_canonical(requested))
         if self.cache_dir is not None and not refresh:
-            cached = self._read_cache(requested)
+            cached = self._read_cache(cache_key, requested)
             if cached is not None:
                 logger.info("[CACHE] %s Wikipedia %r rev %d from cache (fetched %s)",
                             thread_label(), cached.title, cached.revision_id, cached.fetched_at)
                 return cached
-        logger.info("[FETCH] %s Getting Wikipedia content for %s", thread_label(), requested)
+        # Callers log "[FETCH] ... for <country>"; the title is in the result line below.
+        logger.debug("[FETCH] %s GET %s page=%s", thread_label(), self.api_url, requested)
         parse = self._request_parse(requested)
         final = parse["title"]
         redirects = parse.get("redirects") or []
@@ -148,7 +151,7 @@ class WikipediaClient:
         logger.info("[FETCH] %s Wikipedia %r rev %d: %d chars of text",
                     thread_label(), final, article.revision_id, len(article.text))
         if self.cache_dir is not None:
-            self._write_cache(article)
+            self._write_cache(cache_key, article)
         return article
 
     def article_url(self, title: str) -> str:
@@ -209,10 +212,10 @@ class WikipediaClient:
             self.retry.wait(delay)
 
     # -- cache -----------------------------------------------------------------------------
-    def _read_cache(self, requested: str) -> Article | None:
+    def _read_cache(self, relpath: str, requested: str) -> Article | None:
         assert self.cache_dir is not None
         try:
-            entry = self.cache_dir.read_json(cache_relpath(requested))
+            entry = self.cache_dir.read_json(relpath)
         except ValueError as exc:  # a damaged entry is refetched, not fatal
             logger.warning("[CACHE] %s ignoring damaged cache entry: %s", thread_label(), exc)
             return None
@@ -232,7 +235,7 @@ class WikipediaClient:
         except (KeyError, TypeError, ValueError):
             return None
 
-    def _write_cache(self, article: Article) -> None:
+    def _write_cache(self, relpath: str, article: Article) -> None:
         assert self.cache_dir is not None
         entry = {
             "requested_title": article.requested_title,
@@ -242,7 +245,7 @@ class WikipediaClient:
             "fetched_at": article.fetched_at,
             "text": article.text,
         }
-        self.cache_dir.write_text(cache_relpath(article.requested_title), dump_json(entry))
+        self.cache_dir.write_text(relpath, dump_json(entry))
 
 
 def cache_relpath(title: str) -> str:
@@ -325,7 +328,11 @@ _LISTS = ["ul", "ol", "dl"]
 _BLOCKS = [
     "p", "div", "section", "table", "blockquote", "pre", "center", "article", "main", "aside",
     "header", "footer", "nav", "hr", "details", "dd", "dt", "li", *_LISTS, *_HEADINGS,
+    "tr", "th", "td", "caption",  # only met inside cells: keeps a nested table's cells apart
 ]
+
+
+_DISPLAYSTYLE = re.compile(r"^\{\\displaystyle (.*)\}$", re.DOTALL)
 
 
 @dataclass
@@ -393,8 +400,8 @@ def _collect(node: Tag, out: list[_Block]) -> None:
         elif child.name == "blockquote":
             inner: list[_Block] = []
             _collect(child, inner)
-            for block in inner:
-                out.append(_Block(block.kind, "\n".join(
+            for block in inner:  # quoted, so never a section heading of the article
+                out.append(_Block("para", "\n".join(
                     f"> {line}" for line in _render(block).splitlines())))
         elif child.name == "pre":
             text = "\n".join(line.rstrip() for line in child.get_text().strip("\n").splitlines())
@@ -420,7 +427,8 @@ def _inline(node: Tag, skip: list[str] | tuple[str, ...] = ()) -> str:
             elif "mwe-math-element" in (child.get("class") or []):
                 # MathML renders its formula twice (MathML text + TeX annotation); keep the TeX.
                 tex = child.find("annotation")
-                parts.append(f" {tex.get_text()} " if tex else _inline(child))
+                parts.append(_DISPLAYSTYLE.sub(r"\1", tex.get_text().strip()) if tex
+                             else _inline(child))
             elif child.name in _BLOCKS:
                 parts.append(f" {_inline(child, skip)} ")
             else:

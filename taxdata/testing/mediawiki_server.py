@@ -1,0 +1,174 @@
+"""Stand-in for the MediaWiki Action API (``GET /w/api.php?action=parse``), for tests.
+
+Answers the way en.wikipedia.org does with ``formatversion=2``: a ``parse`` object (``title``,
+``pageid``, ``revid``, ``displaytitle``, ``text``, ``properties``, ``redirects``) holding only the
+props asked for, HTTP 200 + ``error`` objects (``missingtitle``, ``maxlag`` with ``Retry-After``),
+and injected 429/5xx faults. Recording and peak in-flight come from :class:`StandInServer`.
+"""
+
+from __future__ import annotations
+
+import html as htmllib
+import re
+import threading
+from dataclasses import dataclass, field
+from urllib.parse import parse_qs
+
+from .server import RecordedRequest, Reply, StandInServer
+
+API_PATH = "/w/api.php"
+SERVED_BY = "mw-api-standin.loopback"
+_DOCREF = ("See https://en.wikipedia.org/w/api.php for API usage. Subscribe to the "
+           "mediawiki-api-announce mailing list at &lt;https://lists.wikimedia.org/postorius/"
+           "lists/mediawiki-api-announce.lists.wikimedia.org/&gt; for notice of API "
+           "deprecations and breaking changes.")
+_JSON = "application/json; charset=utf-8"
+# Characters MediaWiki never allows in a title (its $wgLegalTitleChars excludes them).
+_ILLEGAL_TITLE_CHARS = re.compile(r"[#<>\[\]|{}]")
+
+
+@dataclass
+class _Page:
+    title: str
+    html: str
+    revid: int
+    pageid: int
+    properties: dict[str, str] = field(default_factory=dict)
+
+
+def normalize_title(title: str) -> str:
+    """MediaWiki's title normalisation, the part that matters here: ``_`` -> space, Ucfirst."""
+    title = " ".join(title.replace("_", " ").split())
+    return title[:1].upper() + title[1:]
+
+
+class StandInMediaWiki(StandInServer):
+    """A tiny wiki: register pages, then point a client at :attr:`api_url`."""
+
+    def __init__(self, latency: float = 0.0, host: str = "127.0.0.1", port: int = 0) -> None:
+        super().__init__(host, port)
+        self.latency = latency  # seconds each answer waits before it is written
+        self._pages: dict[str, _Page] = {}
+        self._redirects: dict[str, str] = {}
+        self._faults: list[Reply] = []
+        self._state = threading.Lock()
+        self._next_id = 1000
+
+    @property
+    def api_url(self) -> str:
+        return self.base_url + API_PATH
+
+    # -- set-up ----------------------------------------------------------------------------
+    def add_page(self, title: str, html: str, revid: int | None = None,
+                 redirect_from: list[str] | tuple[str, ...] = ()) -> None:
+        """Serve ``html`` as ``title``; ``redirect_from`` titles redirect to it.
+
+        ``html`` may be the whole parser output (a ``mw-parser-output`` div, as in the fixtures)
+        or just its inside, which is then wrapped the way MediaWiki wraps it.
+        """
+        self._add(title, html, revid, redirect_from, {"wikibase_item": "Q0"})
+
+    def add_disambiguation(self, title: str, html: str, revid: int | None = None) -> None:
+        """A disambiguation page: the ``disambiguation`` page prop is set, as the extension does."""
+        self._add(title, html, revid, (), {"disambiguation": "", "wikibase_item": "Q0"})
+
+    def _add(self, title: str, html: str, revid: int | None,
+             redirect_from: list[str] | tuple[str, ...], properties: dict[str, str]) -> None:
+        if "mw-parser-output" not in html:
+            html = f'<div class="mw-content-ltr mw-parser-output" lang="en" dir="ltr">{html}</div>'
+        with self._state:
+            self._next_id += 1
+            name = normalize_title(title)
+            self._pages[name] = _Page(name, html, revid or self._next_id * 10, self._next_id,
+                                      properties)
+            for source in redirect_from:
+                self._redirects[normalize_title(source)] = name
+
+    # -- fault injection -------------------------------------------------------------------
+    def fail_next(self, n: int, status: int = 429, retry_after: float | str | None = None) -> None:
+        """The next ``n`` API requests get HTTP ``status`` (with ``Retry-After`` if given)."""
+        headers = {} if retry_after is None else {"Retry-After": str(retry_after)}
+        body = f"<html><body><h1>Error {status}</h1><p>Stand-in fault.</p></body></html>"
+        with self._state:
+            self._faults.extend(
+                Reply(status, body.encode(), {"Content-Type": "text/html; charset=utf-8", **headers})
+                for _ in range(n))
+
+    def maxlag_next(self, n: int, lag: int = 7, retry_after: int | None = 5) -> None:
+        """The next ``n`` API requests get the ``maxlag`` error (HTTP 200), like a lagged replica."""
+        host = "10.64.48.23"
+        body = {
+            "error": {"code": "maxlag", "info": f"Waiting for {host}: {lag} seconds lagged.",
+                      "host": host, "lag": lag, "type": "db", "docref": _DOCREF},
+            "servedby": SERVED_BY,
+        }
+        headers = {"Content-Type": _JSON, "X-Database-Lag": str(lag),
+                   "MediaWiki-API-Error": "maxlag"}
+        if retry_after is not None:
+            headers["Retry-After"] = str(retry_after)
+        with self._state:
+            self._faults.extend(Reply(200, body, dict(headers)) for _ in range(n))
+
+    # -- serving ---------------------------------------------------------------------------
+    def handle(self, request: RecordedRequest) -> Reply:
+        reply = self._answer(request)
+        reply.hang = self.latency
+        return reply
+
+    def _answer(self, request: RecordedRequest) -> Reply:
+        if request.path != API_PATH:
+            return Reply(404, "Not Found\n")
+        with self._state:
+            if self._faults:
+                return self._faults.pop(0)
+        params = {k: v[-1] for k, v in request.query.items()}
+        if request.method == "POST":  # the API takes form bodies too
+            params.update({k: v[-1] for k, v in parse_qs(request.body.decode()).items()})
+        if params.get("action") != "parse":
+            return _error("badvalue",
+                          f'Unrecognized value for parameter "action": {params.get("action")}.')
+        if params.get("format") != "json" or params.get("formatversion") != "2":
+            return _error("badvalue", "The stand-in only speaks format=json&formatversion=2.")
+        if not params.get("page"):
+            return _error("missingparam", "The page parameter must be set.")
+        title = normalize_title(params["page"])
+        if _ILLEGAL_TITLE_CHARS.search(title):
+            return _error("invalidtitle", f'Bad title "{title}".')
+        with self._state:
+            target = self._redirects.get(title)
+            follow = "redirects" in params  # a boolean parameter: present means true
+            page = self._pages.get(target if target and follow else title)
+        if target and not follow:
+            # Without redirects=1 the API parses the redirect page itself.
+            page = _Page(title, _redirect_html(target), 1, 1)
+        if page is None:
+            return _error("missingtitle", "The page you specified doesn't exist.")
+        props = set(params.get("prop", "text|langlinks|categories|links|templates|images|"
+                                        "externallinks|sections|revid|displaytitle|iwlinks|"
+                                        "properties|parsewarnings").split("|"))
+        parse: dict = {"title": page.title, "pageid": page.pageid}
+        if target and follow:
+            parse["redirects"] = [{"from": title, "to": page.title}]
+        if "revid" in props:
+            parse["revid"] = page.revid
+        if "displaytitle" in props:
+            parse["displaytitle"] = (
+                f'<span class="mw-page-title-main">{htmllib.escape(page.title)}</span>')
+        if "text" in props:
+            parse["text"] = page.html
+        if "properties" in props:
+            parse["properties"] = dict(page.properties)
+        return Reply(200, {"parse": parse}, {"Content-Type": _JSON})
+
+
+def _error(code: str, info: str) -> Reply:
+    body = {"error": {"code": code, "info": info, "docref": _DOCREF}, "servedby": SERVED_BY}
+    return Reply(200, body, {"Content-Type": _JSON, "MediaWiki-API-Error": code})
+
+
+def _redirect_html(target: str) -> str:
+    href = "/wiki/" + target.replace(" ", "_")
+    return ('<div class="mw-content-ltr mw-parser-output" lang="en" dir="ltr">'
+            '<div class="redirectMsg"><p>Redirect to:</p><ul class="redirectText"><li>'
+            f'<a href="{htmllib.escape(href)}" title="{htmllib.escape(target)}">'
+            f'{htmllib.escape(target)}</a></li></ul></div></div>')
