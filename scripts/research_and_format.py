@@ -14,7 +14,8 @@ MAX_WORKERS = 3  # in-code default; -w/--max-workers and TAXDATA_MAX_WORKERS ove
 
 
 def main(argv=None) -> int:
-    parser = common_parser("research_and_format.py", __doc__, default_workers=MAX_WORKERS)
+    parser = common_parser("research_and_format.py", __doc__, default_workers=MAX_WORKERS,
+                           countries_default="the 10 countries listed in the README")
     parser.add_argument("--missing", action="store_true",
                         help="research every registry country that has no taxation file")
     return run_main(research.run, parser, argv, default_workers=MAX_WORKERS)

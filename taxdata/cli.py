@@ -28,11 +28,12 @@ class UsageError(ValueError):
     """Bad input from the user (unknown country, malformed file): one line, exit code 2."""
 
 
-def common_parser(prog: str, description: str, *, default_workers: int | None) -> argparse.ArgumentParser:
+def common_parser(prog: str, description: str, *, default_workers: int | None,
+                  countries_default: str = "all") -> argparse.ArgumentParser:
     """The flags every script accepts. ``default_workers=None`` marks a sequential script."""
     parser = argparse.ArgumentParser(prog=prog, description=description)
     parser.add_argument("--countries", metavar="LIST",
-                        help="comma-separated country slugs or names (default: all)")
+                        help=f"comma-separated country slugs or names (default: {countries_default})")
     if default_workers is not None:
         workers = parser.add_mutually_exclusive_group()
         workers.add_argument("-w", "--max-workers", type=str, metavar="N",

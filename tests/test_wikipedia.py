@@ -179,7 +179,7 @@ def test_client_refuses_impolite_settings(kwargs):
 
 def test_fetch_logs_what_it_gets(wiki, log_lines):
     client_for(wiki).fetch("Freedonia")
-    assert "[FETCH] Main Getting Wikipedia content for Freedonia" in log_lines
+    assert any(line.startswith("[FETCH] Main Wikipedia 'Freedonia' rev ") for line in log_lines)
 
 
 def test_missing_page_raises_article_not_found(wiki):
