@@ -47,6 +47,7 @@ class Settings:
 # -- value parsers: raise ValueError with the "what is allowed" part of the message ------------
 
 def _url(value: str) -> str:
+    value = str(value).strip()  # like every other setting: "url " must not become the URL
     parts = urlsplit(value)
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise ValueError("must be an http:// or https:// URL, e.g. http://localhost:5001/chat")
@@ -92,6 +93,15 @@ def _text(value: str) -> str:
     return str(value).strip()
 
 
+def _secret(value: str) -> str:
+    # Sent as an HTTP header: a stray newline or space (a bad paste into .env) must fail here,
+    # not later as a misleading "server not reachable".
+    text = str(value).strip()
+    if any(not ("!" <= char <= "~") for char in text):
+        raise ValueError("must be printable ASCII without spaces (check for a bad paste)")
+    return text
+
+
 def _path(value: str) -> Path:
     if not str(value).strip():
         raise ValueError("must be a path")
@@ -103,7 +113,7 @@ _SPEC: dict[str, tuple[str, Callable[[str], Any]]] = {
     "llm_url": ("TAXDATA_LLM_URL", _url),
     "llm_api": ("TAXDATA_LLM_API", _choice("auto", *API_DIALECTS)),
     "model": ("TAXDATA_MODEL", _text),
-    "api_key": ("TAXDATA_API_KEY", _text),
+    "api_key": ("TAXDATA_API_KEY", _secret),
     "max_workers": ("TAXDATA_MAX_WORKERS", _int_range(1, MAX_WORKERS_LIMIT)),
     "timeout": ("TAXDATA_TIMEOUT", _seconds),
     "connect_timeout": ("TAXDATA_CONNECT_TIMEOUT", _seconds),

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import stat
 import tempfile
 import threading
 from pathlib import Path
@@ -20,6 +21,8 @@ from filelock import FileLock
 
 _SLUG = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 _TEMP_SUFFIX = ".tmp"
+_UMASK = os.umask(0o022)  # read once (os.umask can only be read by setting it) ...
+os.umask(_UMASK)  # ... and put back at once
 
 
 class UnsafePathError(ValueError):
@@ -37,11 +40,18 @@ def check_slug(slug: str) -> str:
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` atomically (temp + fsync + rename); no temp file survives an error."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    # mkstemp makes the file 0600: keep the target's mode, or what open() would give a new file.
+    try:
+        mode = stat.S_IMODE(os.stat(path).st_mode)
+    except FileNotFoundError:
+        mode = 0o666 & ~_UMASK
     # The pid in the name lets sweep_stale_temps() tell a crashed writer's leftovers from live ones.
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}.",
                                suffix=_TEMP_SUFFIX)
     try:
         with os.fdopen(fd, "wb") as handle:
+            if hasattr(os, "fchmod"):
+                os.fchmod(handle.fileno(), mode)
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())

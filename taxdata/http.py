@@ -7,6 +7,7 @@ before trying again.
 
 from __future__ import annotations
 
+import datetime
 import email.utils
 import random
 import time
@@ -28,11 +29,14 @@ RETRYABLE_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 def make_session(pool_size: int = 10, user_agent: str = DEFAULT_USER_AGENT) -> requests.Session:
     """A Session whose pool holds ``pool_size`` connections per host.
 
-    urllib3's pool is thread-safe; sizing it to the worker count avoids "Connection pool is
-    full" warnings and reconnects. Retries are ours (logged, jittered), so urllib3's are off.
+    urllib3's pool is thread-safe; sizing it to the worker count avoids reconnects. More threads
+    than connections wait for a free one (``pool_block``) instead of opening throwaway
+    connections ("Connection pool is full, discarding connection" warnings). Retries are ours
+    (logged, jittered), so urllib3's are off.
     """
     session = requests.Session()
-    adapter = HTTPAdapter(pool_connections=4, pool_maxsize=max(pool_size, 1), max_retries=0)
+    adapter = HTTPAdapter(pool_connections=4, pool_maxsize=max(pool_size, 1), max_retries=0,
+                          pool_block=True)
     session.mount("http://", adapter)
     session.mount("https://", adapter)
     session.headers["User-Agent"] = user_agent
@@ -54,6 +58,8 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
         return None
     if when is None:
         return None
+    if when.tzinfo is None:  # asctime / "-0000" dates: HTTP dates are GMT, not local time
+        when = when.replace(tzinfo=datetime.timezone.utc)
     return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
 

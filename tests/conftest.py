@@ -1,0 +1,116 @@
+"""Shared test fixtures: an isolated environment per test, stand-in LLM servers, fast clients."""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Callable
+
+import pytest
+
+from taxdata import runner
+from taxdata.http import RetryPolicy
+from taxdata.llm import DIALECTS, Endpoint, LLMClient
+from taxdata.testing.llm_server import StandInLLM
+
+
+@pytest.fixture(autouse=True)
+def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory):
+    """No TAXDATA_* leaks in (nor a developer's .env: cwd is a fresh dir); data goes to a tmp dir.
+
+    Also undoes what a test may leave behind globally: Ctrl-C's STOP flag and the ``taxdata``
+    logger's handlers/level (``setup_logging`` replaces them).
+    """
+    for name in list(os.environ):
+        if name.startswith("TAXDATA_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("TAXDATA_DATA_DIR", str(tmp_path_factory.mktemp("data")))
+    monkeypatch.chdir(tmp_path_factory.mktemp("cwd"))
+    log = logging.getLogger("taxdata")
+    saved = (log.level, log.propagate, list(log.handlers))
+    yield
+    runner.STOP.clear()
+    for handler in list(log.handlers):
+        if handler not in saved[2]:
+            handler.close()
+    log.setLevel(saved[0])
+    log.propagate = saved[1]
+    log.handlers[:] = saved[2]
+
+
+class LogLines(logging.Handler):
+    """Collects formatted records of a logger; ``.lines`` are the messages."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+    @property
+    def lines(self) -> list[str]:
+        return [r.getMessage() for r in self.records]
+
+    def text(self) -> str:
+        return "\n".join(self.lines)
+
+
+@pytest.fixture
+def taxdata_log() -> LogLines:
+    """Everything the ``taxdata`` logger emits during the test, DEBUG included."""
+    log = logging.getLogger("taxdata")
+    handler, level = LogLines(), log.level
+    log.addHandler(handler)
+    log.setLevel(logging.DEBUG)
+    yield handler
+    log.removeHandler(handler)
+    log.setLevel(level)
+
+
+@pytest.fixture
+def make_llm_server() -> Callable[..., StandInLLM]:
+    """``make_llm_server(latency=0.1, capacity=2, overflow="503", ...)``: started, stopped after."""
+    servers: list[StandInLLM] = []
+
+    def make(**kwargs) -> StandInLLM:
+        server = StandInLLM(**kwargs)
+        server.start()
+        servers.append(server)
+        return server
+
+    yield make
+    for server in servers:
+        server.stop()
+
+
+@pytest.fixture
+def llm_server(make_llm_server) -> StandInLLM:
+    return make_llm_server()
+
+
+def fast_retry(attempts: int = 5, sleep: Callable[[float], object] | None = None) -> RetryPolicy:
+    """Backoff in milliseconds; pass ``sleep`` (e.g. ``list.append``) to record waits instead."""
+    return RetryPolicy(attempts=attempts, base=0.01, cap=0.05, sleep=sleep)
+
+
+@pytest.fixture
+def client_for() -> Callable[..., LLMClient]:
+    """``client_for(server, dialect="proxy", **LLMClient kwargs)``.
+
+    Defaults: the server's first model (so no implicit preflight) and :func:`fast_retry`;
+    ``attempts=`` and ``sleep=`` are shortcuts for the retry policy.
+    """
+    clients: list[LLMClient] = []
+
+    def build(server: StandInLLM, dialect: str = "proxy", **kw) -> LLMClient:
+        if "retry" not in kw:
+            kw["retry"] = fast_retry(kw.pop("attempts", 5), kw.pop("sleep", None))
+        kw.setdefault("model", server.models[0])
+        client = LLMClient(Endpoint(server.url(dialect), DIALECTS[dialect]), **kw)
+        clients.append(client)
+        return client
+
+    yield build
+    for client in clients:
+        client.session.close()

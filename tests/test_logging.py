@@ -1,0 +1,93 @@
+"""Logging (taxdata/log.py): worker labels, redaction, setup, and no secrets in verbose logs."""
+
+from __future__ import annotations
+
+import io
+import logging
+import re
+import threading
+
+import pytest
+
+from taxdata.llm import LLMHTTPError
+from taxdata.log import logger, redact, set_thread_label, setup_logging, thread_label, truncate
+
+
+def test_thread_labels_are_per_thread():
+    assert thread_label() == "Main"
+    seen: dict[str, str] = {}
+
+    def worker() -> None:
+        seen["before"] = thread_label()
+        set_thread_label("Thread-7")
+        seen["after"] = thread_label()
+
+    thread = threading.Thread(target=worker)
+    thread.start()
+    thread.join()
+    assert seen == {"before": "Main", "after": "Thread-7"}
+    assert thread_label() == "Main"  # another thread's label does not leak here
+
+
+@pytest.mark.parametrize("text,expected", [
+    ("Authorization: Bearer sk-abc.123", "Authorization: Bearer ***"),
+    ('{"authorization": "Bearer sk-abc"}', '{"authorization": "Bearer ***"}'),
+    ('{"api_key": "sk-abc", "x": 1}', '{"api_key": "***", "x": 1}'),
+    ("X-Api-Key: sk-abc next", "X-Api-Key: *** next"),
+    ("nothing secret here", "nothing secret here"),
+])
+def test_redact_patterns(text, expected):
+    assert redact(text) == expected
+
+
+def test_redact_literal_secrets():
+    assert redact("prompt mentions hunter2 twice: hunter2", ("hunter2", "")) == (
+        "prompt mentions *** twice: ***")
+
+
+def test_truncate():
+    assert truncate("abc", 5) == "abc"
+    assert truncate("x" * 12, 5) == "xxxxx... [7 more chars]"
+
+
+def test_setup_logging_console_and_file_get_the_same_lines(tmp_path):
+    stream, path = io.StringIO(), tmp_path / "logs" / "run.log"
+    setup_logging("info", path, stream=stream)
+    logger.info("[TEST] hello %s", "world")
+    logger.debug("[TEST] hidden at INFO")
+    assert stream.getvalue().splitlines() == ["[TEST] hello world"]
+    [line] = path.read_text(encoding="utf-8").splitlines()
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} \[TEST\] hello world", line), line
+
+
+def test_setup_logging_twice_does_not_duplicate_and_verbose_is_debug():
+    first, second = io.StringIO(), io.StringIO()
+    setup_logging("warning", stream=first)
+    logger.info("[TEST] not at WARNING")
+    setup_logging("info", verbose=True, stream=second)
+    logger.debug("[TEST] debug")
+    assert first.getvalue() == ""
+    assert second.getvalue().splitlines() == ["[TEST] debug"]
+    assert logger.level == logging.DEBUG
+
+
+def test_api_key_never_logged_even_when_verbose(make_llm_server, client_for, tmp_path):
+    key = "sk-live-9f8e7d6c5b4a"
+    server = make_llm_server(api_key=key)
+    stream, path = io.StringIO(), tmp_path / "run.log"
+    setup_logging("info", path, verbose=True, stream=stream)
+
+    client = client_for(server, api_key=key, model="")
+    client.chat([{"role": "user", "content": f"the key is {key}"}],
+                schema={"type": "object", "api_key": key})
+    wrong = client_for(server, api_key=key + "-old", attempts=1)
+    with pytest.raises(LLMHTTPError):
+        wrong.chat([{"role": "user", "content": "hi"}])
+
+    console, logfile = stream.getvalue(), path.read_text(encoding="utf-8")
+    assert "[LLM-PAYLOAD]" in console and "[LLM-PAYLOAD]" in logfile  # payloads were logged
+    assert "HTTP 401" in console
+    assert key not in console
+    assert key not in logfile
+    assert {r.headers["Authorization"] for r in server.requests_to("/chat")} == {
+        f"Bearer {key}", f"Bearer {key}-old"}
