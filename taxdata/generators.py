@@ -67,11 +67,17 @@ def run_per_country(slugs: list[str], work: Callable[[str], FileOutcome], *, set
         else:
             status = "SKIPPED" if result.cancelled else "FAILED"
             outcomes[slug] = FileOutcome(slug, status, "interrupted" if result.cancelled
-                                         else str(result.error).splitlines()[0])
+                                         else _first_line(result.error))
     print_summary(outcomes, summary.seconds)
     if summary.interrupted:
         return EXIT_INTERRUPTED
     return EXIT_FAILED if any(o.status == "FAILED" for o in outcomes.values()) else EXIT_OK
+
+
+def _first_line(error: BaseException | None) -> str:
+    """The error's first line; its type name when the message is empty (``RuntimeError()``)."""
+    lines = str(error).strip().splitlines()
+    return lines[0] if lines else type(error).__name__
 
 
 def print_summary(outcomes: dict[str, FileOutcome], seconds: float) -> None:

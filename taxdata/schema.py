@@ -469,10 +469,10 @@ def _check_rate(path: str, rate: float | None, errors: list[str]) -> None:
         errors.append(f"{path}: {_num(rate)} is outside 0..100 (rates are percentages)")
 
 
-def _check_brackets(ext: Extraction, errors: list[str]) -> None:
+def _check_brackets(ext: Extraction, errors: list[str], partial: bool) -> None:
     brackets = ext.brackets
     if brackets is None:
-        if ext.system is not None and ext.system != "zero_personal":
+        if not partial and ext.system is not None and ext.system != "zero_personal":
             errors.append(
                 f"brackets: null, but system is '{ext.system}'; give the brackets "
                 "(only zero_personal may leave them null)"
@@ -481,7 +481,7 @@ def _check_brackets(ext: Extraction, errors: list[str]) -> None:
     if not brackets:
         errors.append("brackets: empty list; use null when the source does not state brackets")
         return
-    if ext.system is None:
+    if ext.system is None and not partial:
         errors.append("system: null, but brackets are given; state progressive, flat or zero_personal")
 
     last = len(brackets) - 1
@@ -538,7 +538,7 @@ def _check_brackets(ext: Extraction, errors: list[str]) -> None:
             )
 
 
-def _check_vat(vat: VAT | None, errors: list[str]) -> None:
+def _check_vat(vat: VAT | None, errors: list[str], partial: bool) -> None:
     if vat is None:
         return
     _check_rate("vat.standard", vat.standard, errors)
@@ -552,7 +552,7 @@ def _check_vat(vat: VAT | None, errors: list[str]) -> None:
                 f"vat.reduced: [{', '.join(_num(r) for r in vat.reduced)}], but vat.hasVAT is false (must be empty)"
             )
         return
-    if vat.hasVAT is None and (vat.standard is not None or vat.reduced):
+    if vat.hasVAT is None and (vat.standard is not None or vat.reduced) and not partial:
         errors.append("vat.hasVAT: null, but VAT rates are given (set it to true)")
     if vat.standard is not None:
         for i, rate in enumerate(vat.reduced):
@@ -569,11 +569,11 @@ def _check_identity(ext: Extraction, country: CountryLike, errors: list[str]) ->
             errors.append(f"{key}: {given!r} does not match the registry's {expected!r}")
 
 
-def _semantic_errors(ext: Extraction, country: CountryLike) -> list[str]:
+def _semantic_errors(ext: Extraction, country: CountryLike, partial: bool = False) -> list[str]:
     errors: list[str] = []
     _check_identity(ext, country, errors)
-    _check_brackets(ext, errors)
-    _check_vat(ext.vat, errors)
+    _check_brackets(ext, errors, partial)
+    _check_vat(ext.vat, errors, partial)
     if ext.socialSecurity is not None:
         _check_rate("socialSecurity.employeeRate", ext.socialSecurity.employeeRate, errors)
         _check_rate("socialSecurity.employerRate", ext.socialSecurity.employerRate, errors)
@@ -600,12 +600,17 @@ def _warnings(ext: Extraction) -> list[str]:
     return warnings
 
 
-def validate_extraction(data: dict[str, Any], country: CountryLike) -> ValidationOutcome:
+def validate_extraction(data: dict[str, Any], country: CountryLike, *,
+                        partial: bool = False) -> ValidationOutcome:
     """Check a parsed reply against the schema and the rules; never raises on bad data.
 
     Type errors (strict; unknown fields included) are reported alone: the semantic rules need a
     typed extraction.  Otherwise all rule violations are reported at once so one re-ask can fix
     them all.  Warnings never make the outcome fail.
+
+    ``partial``: the reply covers one part of a split source, so the rules tying fields that
+    different parts may state separately (system with brackets, hasVAT with rates) are left to
+    the check of the merged parts.
     """
     if not isinstance(data, dict):
         return ValidationOutcome(None, [f"<root>: expected a JSON object, got {type(data).__name__}"])
@@ -613,7 +618,7 @@ def validate_extraction(data: dict[str, Any], country: CountryLike) -> Validatio
         ext = Extraction.model_validate(data)
     except ValidationError as exc:
         return ValidationOutcome(None, _pydantic_errors(exc))
-    return ValidationOutcome(ext, _semantic_errors(ext, country), _warnings(ext))
+    return ValidationOutcome(ext, _semantic_errors(ext, country, partial), _warnings(ext))
 
 
 def missing_fields(extraction: Extraction) -> list[str]:

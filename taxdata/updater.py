@@ -23,7 +23,7 @@ from .cli import EXIT_FAILED, EXIT_OK, UsageError
 from .config import Settings
 from .files import DataDir
 from .jsmodule import JSParseError, parse_tax_data_js, render_tax_data_js
-from .llm import LLMClient, LLMError
+from .llm import LLMClient, LLMError, LLMTruncated
 from .log import logger, thread_label
 from .registry import Country, RegistryError, load_registry
 from .runner import EXIT_INTERRUPTED, Interrupted, TaskResult, run_tasks
@@ -123,8 +123,12 @@ def empty_dataset() -> dict[str, Any]:
 
 
 def load_dataset(data: DataDir) -> dict[str, Any]:
-    dataset = data.read_json(DATASET_FILE, None) or empty_dataset()
-    if dataset.get("format") != DATASET_FORMAT or not isinstance(dataset.get("countries"), dict):
+    try:
+        dataset = data.read_json(DATASET_FILE, None) or empty_dataset()
+    except ValueError as exc:  # not JSON at all: a one-line usage error, not a traceback
+        raise UsageError(str(exc)) from None
+    if (not isinstance(dataset, dict) or dataset.get("format") != DATASET_FORMAT
+            or not isinstance(dataset.get("countries"), dict)):
         raise UsageError(f"{data.path(DATASET_FILE)}: not a taxdata dataset "
                          f"(expected \"format\": \"{DATASET_FORMAT}\")")
     return dataset
@@ -210,26 +214,35 @@ class Extractor:
         http_attempts = 0
         errors: list[str] = []
         for asked in (1, 2):  # one re-ask with the exact errors, then give up
+            text: str | None = None
             try:
                 reply = self.client.chat(messages, schema=self.schema, label=label,
                                          schema_name="tax_extraction")
+            except LLMTruncated as exc:  # a reply cut at the token limit is a bad reply: re-ask
+                http_attempts += 1
+                errors = [str(exc)]
             except LLMError as exc:
                 raise ExtractionFailed(str(exc), asked, http_attempts + self.client.retry.attempts)
-            http_attempts += reply.attempts
-            try:
-                outcome = validate_extraction(parse_reply(reply.text), country)
-                errors = outcome.errors
-            except ReplyError as exc:
-                outcome, errors = None, [str(exc)]
-            if outcome is not None and outcome.ok:
-                return outcome.extraction, outcome.warnings, asked, http_attempts, reply.model
+            else:
+                http_attempts += reply.attempts
+                text = reply.text
+                try:
+                    # A part of a split source need not tie fields that other parts state.
+                    outcome = validate_extraction(parse_reply(text), country, partial=parts > 1)
+                    errors = outcome.errors
+                except ReplyError as exc:
+                    outcome, errors = None, [str(exc)]
+                if outcome is not None and outcome.extraction is not None and not errors:
+                    return outcome.extraction, outcome.warnings, asked, http_attempts, reply.model
             logger.warning("[INVALID] %s %s reply %d rejected: %s", thread_label(), country.slug,
                            asked, "; ".join(errors[:3]) + (" ..." if len(errors) > 3 else ""))
-            messages = messages + [
-                {"role": "assistant", "content": reply.text},
-                {"role": "user", "content": RETRY_PROMPT.format(
-                    errors="\n".join(f"- {e}" for e in errors))},
-            ]
+            retry = RETRY_PROMPT.format(errors="\n".join(f"- {e}" for e in errors))
+            if text is None:  # no reply text to show back: the errors join the user's turn
+                messages = messages[:-1] + [
+                    {"role": "user", "content": messages[-1]["content"] + "\n\n" + retry}]
+            else:
+                messages = messages + [{"role": "assistant", "content": text},
+                                       {"role": "user", "content": retry}]
         raise ExtractionFailed("; ".join(errors), 2, http_attempts)
 
 
@@ -363,8 +376,11 @@ class UpdateRun:
             "countries": {slug: self.outcomes[slug].report() for slug in sorted(self.outcomes)},
         }
         stamp = self.started.replace(":", "").replace("-", "")
-        self.report_path = self.data.write_text(f"reports/update-{stamp}.json",
-                                                json.dumps(report, indent=2) + "\n")
+        name, number = f"reports/update-{stamp}.json", 1
+        while self.data.path(name).exists():  # runs started in the same second keep both reports
+            number += 1
+            name = f"reports/update-{stamp}-{number}.json"
+        self.report_path = self.data.write_text(name, json.dumps(report, indent=2) + "\n")
 
 
 def _provenance(path: Path, raw: bytes, info: SourceInfo, model: str) -> Provenance:

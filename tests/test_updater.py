@@ -1,0 +1,871 @@
+"""End-to-end tests for ``scripts/tax_data_updater.py``.
+
+The script runs as a subprocess (``sys.executable scripts/tax_data_updater.py ...``) against the
+stand-in LLM server started in this process (one per test, shared by all the runs of that test).
+Replies are computed per country from the user message, so the order in which parallel workers
+ask does not matter.
+
+Every taxation file (``tests/fixtures/updater/``) and every scripted reply here is FIXTURE data:
+invented figures for tests, not real tax data.
+"""
+
+from __future__ import annotations
+
+import collections
+import hashlib
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from taxdata.jsmodule import parse_tax_data_js
+from taxdata.registry import BUNDLED_FILE, load_registry
+from taxdata.schema import ReplyError, parse_reply, validate_extraction
+from taxdata.testing.llm_server import Fault, StandInLLM, structured_form
+
+ROOT = Path(__file__).resolve().parent.parent
+SCRIPT = ROOT / "scripts" / "tax_data_updater.py"
+FIXTURES = Path(__file__).resolve().parent / "fixtures" / "updater"
+NODE = shutil.which("node")
+REGISTRY = load_registry(BUNDLED_FILE)
+MODEL = "stand-in:latest"
+PROMPT_VERSION = "updater-1"
+RECORD_KEYS = ["name", "currency", "system", "countryCode", "coordinates", "brackets", "vat",
+               "socialSecurity", "special_taxes", "notes"]
+STATUSES = ("ADDED", "MODIFIED", "UNCHANGED", "FAILED", "SKIPPED", "REMOVED")
+TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
+SUBPROCESS_TIMEOUT = 60
+
+_COUNTRY = re.compile(r"^Country: (.+?) \(ISO code", re.MULTILINE)
+_PART = re.compile(r"This is part (\d+) of (\d+) of the source")
+
+
+# -- fixtures ---------------------------------------------------------------------------------
+# tests/conftest.py isolates every test (autouse ``_isolated``: no TAXDATA_* from the developer,
+# a fresh cwd) and provides ``llm_server`` / ``make_llm_server``: one stand-in per test, shared
+# by all the runs of that test. The subprocess gets its own explicit environment (script_env).
+
+@pytest.fixture
+def server(llm_server: StandInLLM) -> StandInLLM:
+    return llm_server
+
+
+@pytest.fixture
+def data(tmp_path) -> Path:
+    """An empty data directory with its taxation/ folder."""
+    root = tmp_path / "data"
+    (root / "taxation").mkdir(parents=True)
+    return root
+
+
+# -- fixture files and replies ----------------------------------------------------------------
+
+def put_taxation(data: Path, slug: str) -> Path:
+    """Copy the fixture taxation file of ``slug``, or write a generic FIXTURE file for it."""
+    target = data / "taxation" / f"{slug}.md"
+    source = FIXTURES / "taxation" / f"{slug}.md"
+    if source.is_file():
+        shutil.copyfile(source, target)
+    else:
+        name = REGISTRY.get(slug).name
+        target.write_text(
+            f"# Taxation in {name}\n\n"
+            "> FIXTURE: invented figures for tests, not real tax data.\n\n"
+            "## Personal Income Tax\n\n"
+            f"FIXTURE: made-up brackets and rates for {name}.\n\n"
+            "## Sources\n\n- Source: manual\n", encoding="utf-8")
+    return target
+
+
+def reply(slug: str, *, brackets=((0, 10000, 0), (10001, None, 30)), system: str | None = None,
+          vat: float | None = 20, reduced=(5,), has_vat: bool | None = True,
+          ss: tuple | None = (10, 20), special=(), notes: str | None = None,
+          currency: str | None = None) -> dict[str, Any]:
+    """A complete extraction reply (every key present) for ``slug``; values are FIXTURE."""
+    country = REGISTRY.get(slug)
+    rows = None if brackets is None else [
+        {"min": lo, "max": hi, "rate": rate, "description": None} for lo, hi, rate in brackets]
+    if system is None and rows is not None:
+        system = "flat" if len(rows) == 1 else "progressive"
+    return {
+        "currency": currency or country.currency,
+        "countryCode": country.code,
+        "system": system,
+        "brackets": rows,
+        "vat": {"hasVAT": has_vat, "standard": vat, "reduced": list(reduced),
+                "description": None, "notes": None},
+        "socialSecurity": None if ss is None else {"employeeRate": ss[0], "employerRate": ss[1],
+                                                   "notes": None},
+        "special_taxes": list(special),
+        "notes": notes,
+    }
+
+
+def expected_record(slug: str, rep: dict[str, Any]) -> dict[str, Any]:
+    """The stored record for a reply: identity from the registry, tax facts from the reply."""
+    country = REGISTRY.get(slug)
+    return {"name": country.name, "currency": country.currency, "system": rep["system"],
+            "countryCode": country.code, "coordinates": list(country.coordinates),
+            "brackets": rep["brackets"], "vat": rep["vat"],
+            "socialSecurity": rep["socialSecurity"], "special_taxes": rep["special_taxes"],
+            "notes": rep["notes"]}
+
+
+class Parts:
+    """Replies per part of a split source: ``Parts({1: reply_a, 2: reply_b})``."""
+
+    def __init__(self, by_part: dict[int, Any]) -> None:
+        self.by_part = by_part
+
+
+class Script:
+    """A per-country responder: ``{slug: reply | [reply per attempt] | Parts}``.
+
+    The country comes from the first user message, the attempt from this script's own count per
+    (country, part), so any arrival order gives every country its own replies. The last reply of
+    a list repeats. An unscripted country gets an HTTP 400 (not retried) and is recorded.
+    """
+
+    def __init__(self, replies: dict[str, Any], delays: dict[str, float] | None = None) -> None:
+        self.replies = {REGISTRY.get(slug).name: (slug, r) for slug, r in replies.items()}
+        self.delays = delays or {}
+        self.calls: collections.Counter = collections.Counter()  # slug -> requests answered
+        self.part_calls: collections.Counter = collections.Counter()  # (slug, part) -> count
+        self.unscripted: list[str] = []
+        self._lock = threading.Lock()
+
+    def __call__(self, body: dict) -> Any:
+        user = next(m["content"] for m in body["messages"] if m["role"] == "user")
+        name = _COUNTRY.search(user).group(1)
+        part_match = _PART.search(user)
+        part = int(part_match.group(1)) if part_match else 1
+        if name not in self.replies:
+            with self._lock:
+                self.unscripted.append(name)
+            return Fault.http(400, f"unscripted country {name}")
+        slug, scripted = self.replies[name]
+        with self._lock:
+            self.calls[slug] += 1
+            self.part_calls[(slug, part)] += 1
+            attempt = self.part_calls[(slug, part)]
+        if slug in self.delays:
+            time.sleep(self.delays[slug])
+        if isinstance(scripted, Parts):
+            scripted = scripted.by_part[part]
+        if isinstance(scripted, list):
+            scripted = scripted[min(attempt, len(scripted)) - 1]
+        return scripted
+
+
+def chats_for(server: StandInLLM, slug: str) -> list[dict]:
+    """The chat request bodies that asked about ``slug``, in arrival order."""
+    name = REGISTRY.get(slug).name
+    out = []
+    for body in server.chats:
+        user = next(m["content"] for m in body["messages"] if m["role"] == "user")
+        if _COUNTRY.search(user).group(1) == name:
+            out.append(body)
+    return out
+
+
+# -- running the script and reading what it wrote ---------------------------------------------
+
+def script_env(data: Path, url: str, extra: dict[str, str | None] | None = None) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TAXDATA_")}
+    env.update({"TAXDATA_DATA_DIR": str(data), "TAXDATA_LLM_URL": url, "PYTHONUNBUFFERED": "1"})
+    for key, value in (extra or {}).items():
+        if value is None:
+            env.pop(key, None)
+        else:
+            env[key] = value
+    return env
+
+
+def run_updater(data: Path, url: str, *args: str,
+                env: dict[str, str | None] | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(SCRIPT), "--no-progress", *args],
+                          env=script_env(data, url, env), cwd=data.parent, capture_output=True,
+                          text=True, timeout=SUBPROCESS_TIMEOUT)
+
+
+def explain(proc: subprocess.CompletedProcess) -> str:
+    return f"exit {proc.returncode}\n--- stdout\n{proc.stdout}\n--- stderr\n{proc.stderr}"
+
+
+def dataset(data: Path) -> dict[str, Any]:
+    return json.loads((data / "tax_data.json").read_text(encoding="utf-8"))
+
+
+def records(data: Path) -> dict[str, Any]:
+    return {slug: entry["record"] for slug, entry in dataset(data)["countries"].items()}
+
+
+def report_of(proc: subprocess.CompletedProcess) -> dict[str, Any]:
+    match = re.search(r"^  Report: (.+)$", proc.stdout, re.MULTILINE)
+    assert match, explain(proc)
+    path = Path(match.group(1))
+    assert path.parent.name == "reports" and re.fullmatch(r"update-.+\.json", path.name)
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def summary_counts(stdout: str) -> dict[str, int]:
+    pattern = r"^  (" + "|".join(STATUSES) + r")\s+(\d+)$"
+    return {m.group(1): int(m.group(2)) for m in re.finditer(pattern, stdout, re.MULTILINE)}
+
+
+def counts(**given: int) -> dict[str, int]:
+    return {status: given.get(status.lower(), 0) for status in STATUSES}
+
+
+def js_comments(js: str) -> dict[str, list[str]]:
+    """slug -> the ``//`` comment lines right above its entry in taxData.js."""
+    lines = js.splitlines()
+    out = {}
+    for i, line in enumerate(lines):
+        match = re.match(r"^  (\w+|\"[^\"]+\"): \{$", line)
+        if match:
+            above, j = [], i - 1
+            while j >= 0 and lines[j].startswith("  //"):
+                above.insert(0, lines[j].strip())
+                j -= 1
+            out[match.group(1).strip('"')] = above
+    return out
+
+
+def snapshot(root: Path) -> dict[str, bytes | None]:
+    """Every file (bytes) and directory (None) under ``root``."""
+    return {str(p.relative_to(root)): (p.read_bytes() if p.is_file() else None)
+            for p in sorted(root.rglob("*"))}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def check_with_node(js_path: Path, expected: dict[str, Any], tmp_path: Path) -> None:
+    """node --check accepts taxData.js as a module, and importing it gives ``expected``."""
+    if NODE is None:
+        pytest.skip("node is not installed")
+    module = tmp_path / "taxData.check.mjs"
+    shutil.copyfile(js_path, module)
+    check = subprocess.run([NODE, "--check", str(module)], capture_output=True, text=True,
+                           timeout=SUBPROCESS_TIMEOUT)
+    assert check.returncode == 0, check.stderr
+    code = ("const m = await import(process.argv[1]);"
+            "process.stdout.write(JSON.stringify(m.taxData));")
+    loaded = subprocess.run([NODE, "--input-type=module", "-e", code, module.as_uri()],
+                            capture_output=True, text=True, timeout=SUBPROCESS_TIMEOUT)
+    assert loaded.returncode == 0, loaded.stderr
+    assert json.loads(loaded.stdout) == expected
+
+
+def validation_errors(text: str, slug: str) -> list[str]:
+    """The error lines the updater must send back for a bad reply text (schema's own wording)."""
+    try:
+        outcome = validate_extraction(parse_reply(text), REGISTRY.get(slug))
+    except ReplyError as exc:
+        return [str(exc)]
+    assert not outcome.ok, "this reply was meant to be invalid"
+    return outcome.errors
+
+
+# -- the scenario of tests 1 and 2 ------------------------------------------------------------
+
+HAPPY = {
+    "germany": reply("germany", brackets=((0, 12345, 0), (12346, None, 33)), vat=17, reduced=(6,),
+                     ss=(11, 12), notes="FIXTURE notes"),
+    "france": reply("france", brackets=((0, 9000, 0), (9001, 40000, 15), (40001, None, 44)),
+                    vat=21, reduced=(), ss=None,
+                    special=[{"type": "corporate", "target": "companies", "rate": 22,
+                              "description": "FIXTURE corporate tax"}]),
+    "estonia": reply("estonia", brackets=((0, None, 23),), vat=24, reduced=(5, 11),
+                     ss=(None, 31)),
+}
+HAPPY_MISSING = {"germany": [], "france": ["socialSecurity"],
+                 "estonia": ["socialSecurity.employeeRate"]}
+HAPPY_SOURCES = {  # slug -> (source_kind, source_url, source_revision) from the Sources sections
+    "germany": ("wikipedia",
+                "https://en.wikipedia.org/w/index.php?title=Taxation_in_Germany&oldid=1000001",
+                "1000001"),
+    "france": ("wikipedia",
+               "https://en.wikipedia.org/w/index.php?title=Taxation_in_France&oldid=2000002",
+               "2000002"),
+    "estonia": ("extractor", "https://example.invalid/fixture/estonia", None),
+}
+
+
+def run_happy(server: StandInLLM, data: Path) -> subprocess.CompletedProcess:
+    for slug in HAPPY:
+        put_taxation(data, slug)
+    server.responder = Script(HAPPY)
+    return run_updater(data, server.url("proxy"), "--countries", "germany,france,estonia")
+
+
+# -- 1. happy path ----------------------------------------------------------------------------
+
+def test_happy_path_three_countries(server, data, tmp_path):
+    proc = run_happy(server, data)
+    assert proc.returncode == 0, explain(proc)
+
+    # One chat request per country, asking for structured output, Sources section not sent.
+    assert server.responder.calls == {"germany": 1, "france": 1, "estonia": 1}
+    assert server.responder.unscripted == []
+    assert [r.path for r in server.requests].count("/chat") == 3
+    for slug in HAPPY:
+        (body,) = chats_for(server, slug)
+        assert structured_form("proxy", body) == "schema"
+        user = body["messages"][1]["content"]
+        assert "FIXTURE: invented figures for tests" in user
+        assert "## Sources" not in user and HAPPY_SOURCES[slug][1] not in user
+
+    # tax_data.json: sorted by slug, records and provenance.
+    stored = dataset(data)
+    assert stored["format"] == "taxdata/1"
+    assert list(stored["countries"]) == ["estonia", "france", "germany"]
+    for slug, rep in HAPPY.items():
+        entry = stored["countries"][slug]
+        assert entry["record"] == expected_record(slug, rep)
+        assert list(entry["record"]) == RECORD_KEYS
+        raw = (data / "taxation" / f"{slug}.md").read_bytes()
+        kind, url, revision = HAPPY_SOURCES[slug]
+        provenance = dict(entry["provenance"])
+        assert TIMESTAMP.match(provenance.pop("extracted_at"))
+        assert provenance == {
+            "source_file": f"{slug}.md", "source_sha256": hashlib.sha256(raw).hexdigest(),
+            "source_url": url, "source_revision": revision, "source_kind": kind,
+            "unverified": False, "model": MODEL, "prompt_version": PROMPT_VERSION}
+
+    # taxData.js: parses back to the same records, each marked ADDED; node agrees.
+    js_path = data / "taxData.js"
+    js = js_path.read_text(encoding="utf-8")
+    expected = {slug: expected_record(slug, HAPPY[slug]) for slug in sorted(HAPPY)}
+    assert parse_tax_data_js(js) == expected
+    assert {slug: c[-1:] for slug, c in js_comments(js).items()} == {
+        slug: ["// [ADDED]"] for slug in expected}
+
+    # The report: one entry per country.
+    report = report_of(proc)
+    assert report["counts"] == counts(added=3)
+    assert report["interrupted"] is False and report["model"] == MODEL
+    assert report["prompt_version"] == PROMPT_VERSION
+    assert sorted(report["countries"]) == ["estonia", "france", "germany"]
+    for slug, entry in report["countries"].items():
+        assert entry["status"] == "ADDED", entry
+        assert entry["missing"] == HAPPY_MISSING[slug]
+        assert entry["attempts"] == 1 and entry["http_attempts"] == 1
+        assert entry["source_file"] == f"{slug}.md"
+        assert entry["source_kind"] == HAPPY_SOURCES[slug][0]
+        assert entry["unverified"] is False and entry["model"] == MODEL
+
+    # The summary table on stdout.
+    assert summary_counts(proc.stdout) == counts(added=3)
+    assert not re.search(r"^  FAILED \w+:", proc.stdout, re.MULTILINE)
+    assert "UNVERIFIED" not in proc.stdout
+
+    check_with_node(js_path, expected, tmp_path)
+
+
+# -- 2. a second run that changes one country -------------------------------------------------
+
+def test_second_run_reports_only_the_changed_country(server, data):
+    first = run_happy(server, data)
+    assert first.returncode == 0, explain(first)
+    before = dataset(data)
+
+    changed = dict(HAPPY)
+    changed["germany"] = reply("germany", brackets=((0, 12345, 0), (12346, 50000, 33),
+                                                    (50001, None, 45)),
+                               vat=18, reduced=(6,), ss=(11, 12), notes="FIXTURE notes")
+    server.responder = Script(changed)
+    proc = run_updater(data, server.url("proxy"), "--countries", "germany,france,estonia")
+    assert proc.returncode == 0, explain(proc)
+
+    report = report_of(proc)
+    assert report["counts"] == counts(modified=1, unchanged=2)
+    assert summary_counts(proc.stdout) == counts(modified=1, unchanged=2)
+    germany = report["countries"]["germany"]
+    assert germany["status"] == "MODIFIED"
+    assert germany["changes"] == [{"path": "brackets", "old": 2, "new": 3},
+                                  {"path": "vat.standard", "old": 17, "new": 18}]
+    assert germany["reason"] == "brackets 2 -> 3; vat.standard 17 -> 18"
+    for slug in ("france", "estonia"):
+        assert report["countries"][slug]["status"] == "UNCHANGED"
+        assert report["countries"][slug]["changes"] == []
+
+    after = dataset(data)
+    assert after["countries"]["germany"]["record"] == expected_record("germany",
+                                                                     changed["germany"])
+    for slug in ("france", "estonia"):
+        assert after["countries"][slug]["record"] == before["countries"][slug]["record"]
+
+    comments = js_comments((data / "taxData.js").read_text(encoding="utf-8"))
+    assert comments["germany"] == ["// [MODIFIED] brackets 2 -> 3; vat.standard 17 -> 18"]
+    assert comments["france"] == comments["estonia"] == ["// [UNCHANGED]"]
+    assert parse_tax_data_js((data / "taxData.js").read_text(encoding="utf-8")) == {
+        slug: after["countries"][slug]["record"] for slug in after["countries"]}
+    # Each run keeps its own report, even two runs started within the same second.
+    assert len(list((data / "reports").glob("update-*.json"))) == 2
+
+
+# -- 3. bad replies: re-asked once with the errors, then FAILED with the old record kept ------
+
+def _prose_wrapped(slug: str) -> str:
+    return ("Here is the JSON you asked for:\n" + json.dumps(reply(slug))
+            + "\nI hope this helps!")
+
+
+BAD_REPLIES = {  # slug -> (bad reply, a fragment of the error the updater must report)
+    "austria": (reply("austria", vat=190), "vat.standard: 190 is outside 0..100"),
+    "belgium": (reply("belgium", brackets=((0, 10000, 10), (20001, 30000, 30), (10001, None, 20))),
+                "brackets[2].min: 10001 is below brackets[1].min 20001; brackets must be "
+                "sorted by min"),
+    "croatia": (reply("croatia", currency="USD"),
+                "currency: 'USD' does not match the registry's 'EUR'"),
+    "finland": ('{"currency": "EUR", "sys',
+                "reply is not a JSON object: invalid JSON: Unterminated string"),
+    "greece": (_prose_wrapped("greece"), "reply is not a JSON object: prose before JSON"),
+    "ireland": (Fault.length(), "reply cut off at the token limit"),
+}
+
+
+def test_bad_replies_are_reasked_once_then_fail_keeping_the_old_record(server, data):
+    slugs = list(BAD_REPLIES)
+    for slug in slugs + ["italy"]:
+        put_taxation(data, slug)
+    prep = Script({slug: reply(slug) for slug in slugs})
+    server.responder = prep
+    first = run_updater(data, server.url("proxy"), "--countries", ",".join(slugs))
+    assert first.returncode == 0, explain(first)
+    before = {slug: json.dumps(entry) for slug, entry in dataset(data)["countries"].items()}
+    assert sorted(before) == sorted(slugs)
+    server.history.clear()
+
+    italy_bad = reply("italy", vat=190)
+    script = Script({**{slug: [bad, bad] for slug, (bad, _) in BAD_REPLIES.items()},
+                     "italy": [italy_bad, reply("italy", vat=22)]})
+    server.responder = script
+    proc = run_updater(data, server.url("proxy"), "--countries", ",".join(slugs + ["italy"]))
+    assert proc.returncode == 1, explain(proc)
+    assert script.unscripted == []
+
+    report = report_of(proc)
+    assert report["counts"] == counts(failed=6, added=1)
+    assert summary_counts(proc.stdout) == counts(failed=6, added=1)
+    after = {slug: json.dumps(entry) for slug, entry in dataset(data)["countries"].items()}
+    comments = js_comments((data / "taxData.js").read_text(encoding="utf-8"))
+
+    for slug, (bad, fragment) in BAD_REPLIES.items():
+        assert script.calls[slug] == 2, slug  # asked once, re-asked once, then given up
+        entry = report["countries"][slug]
+        assert entry["status"] == "FAILED" and entry["attempts"] == 2, entry
+        assert fragment in entry["reason"], (slug, entry["reason"])
+        summary_line = re.search(rf"^  FAILED {slug}: (.+)$", proc.stdout, re.MULTILINE)
+        assert summary_line and fragment in summary_line.group(1), explain(proc)
+        assert after[slug] == before[slug], f"{slug}: the old record changed"
+        assert comments[slug] == ["// [UNCHANGED] failed in this run, previous record kept"]
+
+        # The re-ask carries the exact error text of the first reply.
+        first_ask, second_ask = chats_for(server, slug)
+        retry_text = second_ask["messages"][-1]["content"]
+        assert second_ask["messages"][-1]["role"] == "user"
+        assert fragment in retry_text
+        if isinstance(bad, Fault):  # no reply text to show back: the errors join the user turn
+            system, user = first_ask["messages"]
+            assert second_ask["messages"][0] == system and len(second_ask["messages"]) == 2
+            assert retry_text.startswith(user["content"] + "\n\n")
+            assert "Your reply was rejected for these reasons:\n- reply cut off" in retry_text
+        else:
+            text = bad if isinstance(bad, str) else json.dumps(bad)
+            assert second_ask["messages"][:2] == first_ask["messages"]
+            assert second_ask["messages"][2] == {"role": "assistant", "content": text}
+            for error in validation_errors(text, slug):
+                assert f"- {error}" in retry_text, (slug, error, retry_text)
+
+    # Bad first reply + good second reply: success on the second attempt.
+    italy = report["countries"]["italy"]
+    assert italy["status"] == "ADDED" and italy["attempts"] == 2, italy
+    assert script.calls["italy"] == 2
+    assert records(data)["italy"] == expected_record("italy", reply("italy", vat=22))
+    assert "- vat.standard: 190 is outside 0..100" in chats_for(server, "italy")[1]["messages"][-1]["content"]
+
+
+# -- 4. parallelism ---------------------------------------------------------------------------
+
+PARALLEL = ["austria", "belgium", "croatia", "cyprus", "estonia", "finland", "france", "germany"]
+
+
+def test_eight_workers_put_eight_requests_in_flight(server, data):
+    for slug in PARALLEL:
+        put_taxation(data, slug)
+    server.responder = script = Script({slug: reply(slug) for slug in PARALLEL})
+    server.latency = 0.3
+    proc = run_updater(data, server.url("proxy"), "--countries", ",".join(PARALLEL), "-w", "8")
+    assert proc.returncode == 0, explain(proc)
+    assert report_of(proc)["counts"] == counts(added=8)
+    assert dict(script.calls) == {slug: 1 for slug in PARALLEL}
+    # The preflight GET finished before the first chat started, so every request counted in
+    # the peak is a chat request.
+    (models,) = server.requests_to("/models")
+    chats = server.requests_to("/chat")
+    assert len(chats) == 8 and models.finished <= min(r.started for r in chats)
+    assert server.peak_in_flight == 8
+    assert "[PARALLEL] Using 8 worker threads" in proc.stderr
+
+
+def test_no_parallel_sends_one_request_at_a_time(server, data):
+    slugs = PARALLEL[:3]
+    for slug in slugs:
+        put_taxation(data, slug)
+    server.responder = Script({slug: reply(slug) for slug in slugs})
+    server.latency = 0.3
+    proc = run_updater(data, server.url("proxy"), "--countries", ",".join(slugs),
+                       "--no-parallel")
+    assert proc.returncode == 0, explain(proc)
+    assert report_of(proc)["counts"] == counts(added=3)
+    assert len(server.requests_to("/chat")) == 3
+    assert server.peak_in_flight == 1
+
+
+# -- 5. dry run -------------------------------------------------------------------------------
+
+def test_dry_run_sends_nothing_and_writes_nothing(server, data):
+    for slug in HAPPY:
+        put_taxation(data, slug)
+    server.responder = Script(HAPPY)
+    before = snapshot(data)
+    url = server.url("proxy")
+    proc = run_updater(data, url, "--countries", "germany,france,estonia,spain", "--dry-run")
+    assert proc.returncode == 0, explain(proc)
+    assert server.requests == []  # not even the preflight
+    assert snapshot(data) == before
+
+    assert f"Dry run: 3 countries would be sent to {url} with 4 workers" in proc.stdout
+    sizes = {}
+    for slug in HAPPY:
+        match = re.search(rf"^  {slug} +{slug}\.md +1 request\(s\), prompt ([\d,]+) chars "
+                          rf"\(~([\d,]+) tokens\)$", proc.stdout, re.MULTILINE)
+        assert match, explain(proc)
+        chars, tokens = (int(g.replace(",", "")) for g in match.groups())
+        assert tokens == chars // 4
+        sizes[slug] = chars
+    assert "SKIPPED (no taxation file): spain" in proc.stdout
+
+    # The sizes are what a real run then sends.
+    real = run_updater(data, url, "--countries", "germany,france,estonia")
+    assert real.returncode == 0, explain(real)
+    for slug, chars in sizes.items():
+        (body,) = chats_for(server, slug)
+        assert sum(len(m["content"]) for m in body["messages"]) == chars
+
+
+# -- 6. API dialects --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("dialect, chat_path, models_path, form", [
+    ("proxy", "/chat", "/models", "schema"),
+    ("ollama", "/api/chat", "/api/tags", "schema"),
+    ("openai", "/v1/chat/completions", "/v1/models", "json_schema"),
+])
+def test_each_api_dialect_end_to_end(server, data, dialect, chat_path, models_path, form):
+    slugs = ["germany", "estonia"]
+    for slug in slugs:
+        put_taxation(data, slug)
+    server.responder = Script({slug: HAPPY[slug] for slug in slugs})
+    url = server.base_url + chat_path
+    assert url == server.url(dialect)
+    proc = run_updater(data, url, "--countries", ",".join(slugs))
+    assert proc.returncode == 0, explain(proc)
+    assert records(data) == {slug: expected_record(slug, HAPPY[slug]) for slug in slugs}
+    assert [r.path for r in server.requests] == [models_path, chat_path, chat_path]
+    assert [structured_form(dialect, body) for body in server.chats] == [form, form]
+    report = report_of(proc)
+    assert report["counts"] == counts(added=2) and report["llm_url"] == url
+
+
+def test_openai_json_schema_rejected_falls_back(make_llm_server, data):
+    server = make_llm_server(reject_forms=("json_schema",))
+    slugs = ["germany", "estonia", "france"]
+    for slug in slugs:
+        put_taxation(data, slug)
+    server.responder = Script({slug: HAPPY[slug] for slug in slugs})
+    proc = run_updater(data, server.url("openai"), "--countries", ",".join(slugs),
+                       "--no-parallel")
+    assert proc.returncode == 0, explain(proc)
+    assert records(data) == {slug: expected_record(slug, HAPPY[slug]) for slug in slugs}
+    # One rejected json_schema request, then the next form for every request.
+    assert [structured_form("openai", body) for body in server.chats] == [
+        "json_schema", "json_object_schema", "json_object_schema", "json_object_schema"]
+    assert "[FALLBACK]" in proc.stderr
+    report = report_of(proc)
+    assert report["counts"] == counts(added=3)
+    assert all(entry["attempts"] == 1 for entry in report["countries"].values())
+
+
+# -- 7. importing an existing taxData.js ------------------------------------------------------
+
+def test_import_only_round_trips_the_calculator_file(server, data, tmp_path):
+    sample = FIXTURES / "taxData.sample.js"
+    text = sample.read_text(encoding="utf-8")
+    parsed = parse_tax_data_js(text)
+    assert sorted(parsed) == ["estonia", "germany", "hong_kong"]
+
+    proc = run_updater(data, server.url("proxy"), "--import-js", str(sample), "--import-only")
+    assert proc.returncode == 0, explain(proc)
+    assert server.requests == []
+
+    stored = dataset(data)
+    assert list(stored["countries"]) == ["estonia", "germany", "hong_kong"]
+    digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
+    for slug, entry in stored["countries"].items():
+        assert entry["record"] == parsed[slug]
+        provenance = entry["provenance"]
+        assert provenance["source_kind"] == "imported"
+        assert provenance["source_file"] == str(sample)
+        assert provenance["source_sha256"] == digest
+        assert provenance["unverified"] is False
+
+    js_path = data / "taxData.js"
+    rendered = js_path.read_text(encoding="utf-8")
+    assert parse_tax_data_js(rendered) == parsed
+    assert "calculateTax" not in rendered  # only the data is carried over
+    check_with_node(js_path, json.loads(json.dumps(parsed)), tmp_path)
+
+
+def test_import_of_malformed_file_is_one_line_and_writes_nothing(server, data):
+    malformed = FIXTURES / "taxData.malformed.js"
+    before = snapshot(data)
+    proc = run_updater(data, server.url("proxy"), "--import-js", str(malformed),
+                       "--import-only")
+    assert proc.returncode == 2, explain(proc)
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert f"{malformed}:10:5: unexpected identifier 'brackets'" in lines[0]
+    assert snapshot(data) == before
+    assert server.requests == []
+
+
+# -- 8. usage and preflight errors; skipped countries -----------------------------------------
+
+def test_unknown_country_suggests_the_right_one(server, data):
+    put_taxation(data, "germany")
+    proc = run_updater(data, server.url("proxy"), "--countries", "germny")
+    assert proc.returncode == 2, explain(proc)
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "did you mean: germany" in lines[0], proc.stderr
+    assert server.requests == []
+    assert not (data / "tax_data.json").exists()
+
+
+def test_country_without_file_is_skipped_and_kept(server, data):
+    first = run_happy(server, data)
+    assert first.returncode == 0, explain(first)
+    before = dataset(data)["countries"]
+    (data / "taxation" / "france.md").unlink()
+    server.history.clear()
+
+    proc = run_updater(data, server.url("proxy"), "--countries", "germany,france")
+    assert proc.returncode == 0, explain(proc)
+    report = report_of(proc)
+    assert report["counts"] == counts(unchanged=1, skipped=1)
+    assert report["countries"]["france"]["status"] == "SKIPPED"
+    assert "no taxation file" in report["countries"]["france"]["reason"]
+    assert [REGISTRY.get("germany").name in b["messages"][1]["content"]
+            for b in server.chats] == [True]
+    after = dataset(data)["countries"]
+    assert list(after) == ["estonia", "france", "germany"]
+    assert json.dumps(after["france"]) == json.dumps(before["france"])
+    comments = js_comments((data / "taxData.js").read_text(encoding="utf-8"))
+    assert comments["france"] == ["// [UNCHANGED] skipped in this run, previous record kept"]
+    assert comments["estonia"] == ["// [UNCHANGED] not processed in this run"]
+
+
+def test_zero_workers_is_a_usage_error(server, data):
+    put_taxation(data, "germany")
+    proc = run_updater(data, server.url("proxy"), "--countries", "germany",
+                       env={"TAXDATA_MAX_WORKERS": "0"})
+    assert proc.returncode == 2, explain(proc)
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "TAXDATA_MAX_WORKERS='0'" in lines[0], proc.stderr
+    assert server.requests == []
+
+
+@pytest.mark.parametrize("content", ["{not json", "[1, 2]", '{"format": "other/9"}'])
+def test_broken_dataset_is_a_usage_error_before_any_request(server, data, content):
+    put_taxation(data, "germany")
+    (data / "tax_data.json").write_text(content, encoding="utf-8")
+    proc = run_updater(data, server.url("proxy"), "--countries", "germany")
+    assert proc.returncode == 2, explain(proc)
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("tax_data_updater.py: error: "), proc.stderr
+    assert "tax_data.json" in lines[0]
+    assert server.requests == []
+    assert (data / "tax_data.json").read_text(encoding="utf-8") == content
+
+
+def test_server_down_is_a_one_line_preflight_error(data):
+    put_taxation(data, "germany")
+    url = f"http://127.0.0.1:{free_port()}/chat"
+    proc = run_updater(data, url, "--countries", "germany")
+    assert proc.returncode == 2, explain(proc)
+    assert proc.stderr.strip().splitlines() == [
+        f"tax_data_updater.py: error: LLM server not reachable at {url} - start it "
+        "(ollama serve) or set TAXDATA_LLM_URL"]
+    assert not (data / "tax_data.json").exists()
+
+
+# -- 9. research-sourced (unverified) files ---------------------------------------------------
+
+def test_research_sourced_file_is_marked_unverified(server, data):
+    albania = reply("albania", brackets=((0, None, 14),), vat=18, reduced=(), ss=None)
+    for slug in ("albania", "germany"):
+        put_taxation(data, slug)
+    server.responder = Script({"albania": albania, "germany": HAPPY["germany"]})
+    proc = run_updater(data, server.url("proxy"), "--countries", "albania,germany")
+    assert proc.returncode == 0, explain(proc)
+
+    stored = dataset(data)["countries"]
+    assert stored["albania"]["record"] == expected_record("albania", albania)
+    provenance = stored["albania"]["provenance"]
+    assert provenance["source_kind"] == "research" and provenance["unverified"] is True
+    assert provenance["source_url"] is None
+    assert stored["germany"]["provenance"]["unverified"] is False
+
+    report = report_of(proc)["countries"]
+    assert report["albania"]["unverified"] is True
+    assert report["albania"]["source_kind"] == "research"
+    assert report["germany"]["unverified"] is False
+    assert re.search(r"^  UNVERIFIED \(model-knowledge sources, check by hand\): albania$",
+                     proc.stdout, re.MULTILINE), explain(proc)
+    comments = js_comments((data / "taxData.js").read_text(encoding="utf-8"))
+    assert comments["albania"] == [
+        "// [ADDED] (UNVERIFIED: from model knowledge, not a cited source)"]
+    assert comments["germany"] == ["// [ADDED]"]
+
+
+# -- 10. long files are split into parts ------------------------------------------------------
+
+def _austria_part(**fields: Any) -> dict[str, Any]:
+    empty = {"currency": "EUR", "countryCode": "AT", "system": None, "brackets": None,
+             "vat": None, "socialSecurity": None, "special_taxes": [], "notes": None}
+    return {**empty, **fields}
+
+
+AUSTRIA_BRACKETS = [{"min": 0, "max": 11111, "rate": 0, "description": None},
+                    {"min": 11112, "max": None, "rate": 37, "description": None}]
+
+
+def test_long_file_is_split_and_merged(server, data):
+    put_taxation(data, "austria")
+    # Part 1 (income tax) gives the brackets and says there is a VAT; part 2 (VAT) names the
+    # system and gives the rates. Neither part is complete alone; together they are.
+    part1 = _austria_part(brackets=AUSTRIA_BRACKETS,
+                          vat={"hasVAT": True, "standard": None, "reduced": [],
+                               "description": None, "notes": None})
+    part2 = _austria_part(system="progressive",
+                          vat={"hasVAT": None, "standard": 18, "reduced": [9],
+                               "description": None, "notes": None})
+    server.responder = script = Script({"austria": Parts({1: part1, 2: part2})})
+    proc = run_updater(data, server.url("proxy"), "--countries", "austria", "--max-chars", "500")
+    assert proc.returncode == 0, explain(proc)
+
+    assert dict(script.part_calls) == {("austria", 1): 1, ("austria", 2): 1}
+    bodies = chats_for(server, "austria")
+    assert len(bodies) == 2
+    users = sorted((b["messages"][1]["content"] for b in bodies),
+                   key=lambda u: _PART.search(u).group(1))
+    assert "This is part 1 of 2" in users[0] and "## Personal Income Tax" in users[0]
+    assert "## VAT / GST" not in users[0]
+    assert "This is part 2 of 2" in users[1] and "## VAT / GST" in users[1]
+    assert all("3000003" not in u for u in users)  # the Sources section is never sent
+
+    merged = {**part1, "system": "progressive",
+              "vat": {"hasVAT": True, "standard": 18, "reduced": [9], "description": None,
+                      "notes": None}}
+    assert records(data) == {"austria": expected_record("austria", merged)}
+    entry = report_of(proc)["countries"]["austria"]
+    assert entry["status"] == "ADDED" and entry["attempts"] == 2
+    assert entry["missing"] == ["socialSecurity"]
+
+
+def test_parts_that_disagree_fail(server, data):
+    put_taxation(data, "austria")
+    vat = {"hasVAT": True, "standard": 18, "reduced": [], "description": None, "notes": None}
+    part1 = _austria_part(system="progressive", brackets=AUSTRIA_BRACKETS, vat=vat)
+    part2 = _austria_part(vat={**vat, "standard": 19})
+    server.responder = script = Script({"austria": Parts({1: part1, 2: part2})})
+    proc = run_updater(data, server.url("proxy"), "--countries", "austria", "--max-chars", "500")
+    assert proc.returncode == 1, explain(proc)
+    assert dict(script.part_calls) == {("austria", 1): 1, ("austria", 2): 1}
+    entry = report_of(proc)["countries"]["austria"]
+    assert entry["status"] == "FAILED"
+    assert "disagree" in entry["reason"] and "vat.standard" in entry["reason"], entry
+    assert re.search(r"^  FAILED austria: parts of the source disagree", proc.stdout,
+                     re.MULTILINE), explain(proc)
+    assert not (data / "tax_data.json").exists()  # nothing finished, nothing to write
+    assert parse_tax_data_js((data / "taxData.js").read_text(encoding="utf-8")) == {}
+
+
+# -- 11. Ctrl-C -------------------------------------------------------------------------------
+
+def test_interrupt_keeps_finished_countries(server, data):
+    slugs = PARALLEL[:6]
+    for slug in slugs:
+        put_taxation(data, slug)
+    # The second country answers later than the first, so the first is written alone and the
+    # signal never lands in the middle of a write.
+    server.responder = Script({slug: reply(slug) for slug in slugs}, delays={slugs[1]: 0.5})
+    server.latency = 1.0
+    proc = subprocess.Popen(
+        [sys.executable, str(SCRIPT), "--no-progress", "--countries", ",".join(slugs),
+         "-w", "2"],
+        env=script_env(data, server.url("proxy")), cwd=data.parent, text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        # A test runner started in the background may ignore SIGINT; the child must not.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    try:
+        deadline = time.monotonic() + SUBPROCESS_TIMEOUT
+        target = data / "tax_data.json"
+        while not (target.exists() and dataset(data)["countries"]):
+            assert proc.poll() is None, "the run ended before it was interrupted"
+            assert time.monotonic() < deadline, "no country was ever written"
+            time.sleep(0.02)
+        time.sleep(0.1)  # let the main thread finish its bookkeeping for that country
+        proc.send_signal(signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=SUBPROCESS_TIMEOUT)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    done = subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
+    assert done.returncode == 130, explain(done)
+
+    stored = dataset(data)["countries"]
+    report = report_of(done)
+    assert report["interrupted"] is True
+    statuses = {slug: entry["status"] for slug, entry in report["countries"].items()}
+    assert sorted(statuses) == sorted(slugs)
+    added = sorted(slug for slug, status in statuses.items() if status == "ADDED")
+    skipped = [slug for slug, status in statuses.items() if status == "SKIPPED"]
+    # Finished countries are all saved (in-flight ones were allowed to finish), the queue was not.
+    assert slugs[0] in added and slugs[1] in added
+    assert sorted(stored) == added
+    for slug in added:
+        assert stored[slug]["record"] == expected_record(slug, reply(slug))
+    assert skipped and len(added) + len(skipped) == 6, statuses
+    assert all(report["countries"][s]["reason"] == "interrupted before it ran" for s in skipped)
+    assert len(server.chats) == len(added)
+
+    js = (data / "taxData.js").read_text(encoding="utf-8")
+    assert parse_tax_data_js(js) == {slug: stored[slug]["record"] for slug in stored}
+    assert list(data.rglob("*.tmp")) == []
