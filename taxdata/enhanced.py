@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import re
 
+from .cli import UsageError
 from .config import Settings
 from .extractor import ExtractorClient, ExtractorError, check_file_name
 from .files import DataDir
@@ -43,6 +44,8 @@ def _write(data: DataDir, slug: str, body: str, info: SourceInfo) -> FileOutcome
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
+    if args.max_chars < 1:  # else every country would fail, one by one, after its fetch
+        raise UsageError(f"--max-chars must be at least 1, got {args.max_chars}")
     countries, data = select_countries(args, settings)
     retry = RetryPolicy(attempts=settings.max_retries + 1)
     if args.list_txt_files or args.process_existing:

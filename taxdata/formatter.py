@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from .llm import LLMClient, LLMError
 from .log import logger, thread_label
 from .registry import Country
-from .runner import run_tasks
+from .runner import Interrupted, run_tasks
 from .taxfile import FORMAT_TEMPLATE, missing_sections, strip_sources
 from .wikipedia import split_sections
 
@@ -131,9 +131,11 @@ class Formatter:
 
         summary = run_tasks(ids, facts, max_workers=min(self.part_workers, len(parts)),
                             progress=False, what=f"parts of {country.slug}")
-        if summary.failed or summary.cancelled:
-            first = next(r for r in summary.results.values() if not r.ok)
+        if summary.failed:
+            first = summary.results[summary.failed[0]]
             raise FormatError(f"part {first.task_id}/{len(parts)} failed: {first.error}")
+        if summary.cancelled:  # Ctrl-C: the country was interrupted, not failed
+            raise Interrupted(f"stopped after {len(summary.succeeded)} of {len(parts)} parts")
         blocks = [f"Part {i}:\n{summary.results[i].value}" for i in ids]
         return "\n\n".join(blocks), len(parts)
 

@@ -36,6 +36,8 @@ Messages = Sequence[dict[str, str]]
 class LLMError(Exception):
     """Any failure to get a usable reply from the LLM server."""
 
+    attempts: int = 0  # HTTP attempts made before giving up (set by LLMClient.chat)
+
 
 class LLMConnectionError(LLMError):
     pass
@@ -333,6 +335,9 @@ class LLMClient:
                         return self._reply(response, dialect, endpoint, form, attempt, started)
                     except LLMBadResponse as exc:
                         error = exc
+                    except LLMTruncated as exc:
+                        exc.attempts = attempt
+                        raise
                 else:
                     message = _server_message(response)
                     if form not in (None, "none") and _rejects_form(response.status_code,
@@ -343,11 +348,13 @@ class LLMClient:
                     error = LLMHTTPError(response.status_code, message)
                     if response.status_code not in self.retry.statuses:
                         logger.error("[ERROR] %s %s", worker, error)
+                        error.attempts = attempt
                         raise error
                     retry_after = parse_retry_after(response.headers.get("Retry-After"))
             if attempt >= attempts:
                 logger.error("[ERROR] %s %s (attempt %d/%d, giving up)", worker, error, attempt,
                              attempts)
+                error.attempts = attempt
                 raise error
             delay = self.retry.delay(attempt, retry_after)
             logger.warning("[RETRY] %s %s, attempt %d/%d in %.1fs", worker, _short(error),

@@ -12,9 +12,10 @@ import argparse
 
 from .config import Settings
 from .formatter import PROMPT_VERSION, Formatter
-from .generators import FileOutcome, Skip, now_utc, run_per_country, select_countries, taxation_relpath
+from .generators import (TAXATION_DIR, FileOutcome, Skip, now_utc, run_per_country,
+                         select_countries, taxation_relpath)
 from .llm import LLMClient
-from .taxfile import SourceInfo, compose, parse_sources
+from .taxfile import SourceInfo, compose, parse_sources, taxation_path
 
 # Countries the original tool had no usable source for; --countries or --missing choose others.
 DEFAULT_COUNTRIES = ("france", "italy", "spain", "netherlands", "sweden", "norway", "denmark",
@@ -25,12 +26,18 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     if args.countries is None and not args.missing:
         args.countries = ",".join(DEFAULT_COUNTRIES)
     countries, data = select_countries(args, settings)
+
+    def existing_text(slug: str) -> str | None:
+        # The file the updater reads: <slug>.md or the legacy taxation_<slug>.txt.
+        path = taxation_path(data.path(TAXATION_DIR), slug)
+        return None if path is None else path.read_text(encoding="utf-8")
+
     if args.missing:
-        countries = [c for c in countries if data.read_text(taxation_relpath(c.slug)) is None]
+        countries = [c for c in countries if existing_text(c.slug) is None]
     by_slug = {c.slug: c for c in countries}
 
     def existing_reason(slug: str) -> str | None:
-        text = data.read_text(taxation_relpath(slug))
+        text = existing_text(slug)
         if text is None or args.force:
             return None
         kind = parse_sources(text).kind

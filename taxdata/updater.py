@@ -187,8 +187,7 @@ class Extractor:
                                   part_note=note, text=text.strip())
         return [{"role": "system", "content": self.system}, {"role": "user", "content": user}]
 
-    def extract(self, country: Country, text: str) -> tuple[Extraction, list[str], int, int, str]:
-        """(extraction, warnings, replies asked, HTTP attempts, model) or ExtractionFailed."""
+    def _extract_all(self, country: Country, text: str) -> tuple[Extraction, list[str], int, int, str]:
         parts = self.parts(text)
         results = [self._extract_part(country, part, i + 1, len(parts))
                    for i, part in enumerate(parts)]
@@ -207,6 +206,17 @@ class Extractor:
         warnings = [w for r in results for w in r[1]] + outcome.warnings
         return outcome.extraction, list(dict.fromkeys(warnings)), asked, http, results[-1][4]
 
+    def extract(self, country: Country, text: str) -> tuple[Extraction, list[str], int, int, str]:
+        """(extraction, warnings, replies asked, HTTP attempts, model) or ExtractionFailed."""
+        result = self._extract_all(country, text)
+        facts = result[0]
+        if all(getattr(facts, key) is None for key in ("system", "brackets", "vat", "socialSecurity")):
+            # A record of nothing but nulls would wipe the previous one: that needs a human.
+            raise ExtractionFailed("the reply states no tax facts (system, brackets, VAT and "
+                                   "social security all null); previous record kept",
+                                   result[2], result[3])
+        return result
+
     def _extract_part(self, country: Country, text: str, part: int,
                       parts: int) -> tuple[Extraction, list[str], int, int, str]:
         messages = self.messages(country, text, part, parts)
@@ -219,10 +229,10 @@ class Extractor:
                 reply = self.client.chat(messages, schema=self.schema, label=label,
                                          schema_name="tax_extraction")
             except LLMTruncated as exc:  # a reply cut at the token limit is a bad reply: re-ask
-                http_attempts += 1
+                http_attempts += exc.attempts
                 errors = [str(exc)]
             except LLMError as exc:
-                raise ExtractionFailed(str(exc), asked, http_attempts + self.client.retry.attempts)
+                raise ExtractionFailed(str(exc), asked, http_attempts + exc.attempts)
             else:
                 http_attempts += reply.attempts
                 text = reply.text
@@ -295,6 +305,7 @@ class UpdateRun:
         self.input_dir = Path(args.input_dir or Path(settings.data_dir) / "taxation")
         self.started = _now()
         self.outcomes: dict[str, CountryOutcome] = {}
+        self.previous: dict[str, Any] = {}  # the dataset's countries when the run started
         self.model: str | None = None
 
     # Which countries have a source file; the others are SKIPPED.
@@ -312,13 +323,25 @@ class UpdateRun:
                 sources[country.slug] = path
         return sources
 
+    def up_to_date(self, slug: str, raw: bytes, model: str | None) -> bool:
+        """The record was extracted from these very bytes, with this prompt and model."""
+        provenance = (self.previous.get(slug) or {}).get("provenance") or {}
+        return (not self.args.force
+                and provenance.get("source_sha256") == hashlib.sha256(raw).hexdigest()
+                and provenance.get("prompt_version") == PROMPT_VERSION
+                and provenance.get("model") == model)
+
     def process(self, client: LLMClient, extractor: Extractor, slug: str, path: Path) -> CountryOutcome:
         country = self.registry.get(slug)
         raw = path.read_bytes()
         text = raw.decode("utf-8", errors="replace")
         info = parse_sources(text)
         outcome = CountryOutcome(slug, source_file=path.name, source_kind=info.kind,
-                                 unverified=info.unverified)
+                                 unverified=info.unverified, model=client.model)
+        if self.up_to_date(slug, raw, client.model):
+            outcome.status = "UNCHANGED"
+            outcome.reason = "source unchanged since the last extraction (--force to redo)"
+            return outcome
         started = time.monotonic()
         try:
             extraction, warnings, asked, http, model = extractor.extract(country, text)
@@ -338,6 +361,10 @@ class UpdateRun:
 
     def persist(self, outcome: CountryOutcome) -> None:
         """Write a finished country into tax_data.json now (called as each result arrives)."""
+        if outcome.record is None:  # up to date: nothing new to write
+            self.outcomes[outcome.slug] = outcome
+            return
+
         def update(dataset: dict[str, Any] | None) -> dict[str, Any]:
             dataset = dataset or empty_dataset()
             old = (dataset["countries"].get(outcome.slug) or {}).get("record")
@@ -363,8 +390,9 @@ class UpdateRun:
         """Write taxData.js and the report from the dataset as it is now."""
         for slug in list(dataset["countries"]):
             if slug not in self.registry.slugs:
-                self.outcomes[slug] = CountryOutcome(slug, "REMOVED",
-                                                     "no longer in the country registry")
+                self.outcomes[slug] = CountryOutcome(
+                    slug, "REMOVED", "not in the country registry: left out of taxData.js "
+                    "(its record stays in tax_data.json)")
                 del dataset["countries"][slug]
         self.data.write_text(JS_FILE, render_js(dataset, self.outcomes, self.model))
         counts = status_counts(self.outcomes)
@@ -404,7 +432,8 @@ def render_js(dataset: dict[str, Any], outcomes: dict[str, CountryOutcome],
     header = [
         "taxData.js - generated by taxdata tax_data_updater; edit the taxation files, not this.",
         f"Updated {dataset.get('updated_at') or _now()} with model {model or 'n/a'}.",
-        "This run: " + ", ".join(f"{n} {s.lower()}" for s, n in counts.items() if n),
+        "This run: " + (", ".join(f"{n} {s.lower()}" for s, n in counts.items() if n)
+                        or "no country processed (import only)"),
     ]
     comments = {}
     for slug, entry in dataset["countries"].items():
@@ -468,7 +497,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     extractor = Extractor(client, args.max_chars)
     if args.dry_run:
         return dry_run(update, extractor, sources)
-    load_dataset(update.data)  # a broken dataset is an error before any LLM call
+    # A broken dataset is an error before any LLM call.
+    update.previous = load_dataset(update.data)["countries"]
     update.model = client.preflight()
 
     def work(slug: str) -> CountryOutcome:
@@ -482,7 +512,9 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     for slug, result in summary.results.items():
         if slug in update.outcomes:
             continue
-        if isinstance(result.error, CountryFailed):
+        if result.ok:  # Ctrl-C landed while its result was being saved
+            update.outcomes[slug] = result.value
+        elif isinstance(result.error, CountryFailed):
             update.outcomes[slug] = result.error.outcome
         elif result.cancelled:
             update.outcomes[slug] = CountryOutcome(slug, "SKIPPED", "interrupted before it ran")

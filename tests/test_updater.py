@@ -389,8 +389,15 @@ def test_second_run_reports_only_the_changed_country(server, data):
                                                     (50001, None, 45)),
                                vat=18, reduced=(6,), ss=(11, 12), notes="FIXTURE notes")
     server.responder = Script(changed)
+    # Only germany's source changed: the others are up to date and cost no LLM request.
+    source = data / "taxation" / "germany.md"
+    source.write_text(source.read_text(encoding="utf-8") + "\nFIXTURE: revised text.\n",
+                      encoding="utf-8")
+    server.reset_stats()
     proc = run_updater(data, server.url("proxy"), "--countries", "germany,france,estonia")
     assert proc.returncode == 0, explain(proc)
+    chats = [r for r in server.requests if r.method == "POST"]
+    assert len(chats) == 1 and "Germany" in chats[0].json()["messages"][1]["content"]
 
     report = report_of(proc)
     assert report["counts"] == counts(modified=1, unchanged=2)
@@ -417,6 +424,24 @@ def test_second_run_reports_only_the_changed_country(server, data):
         slug: after["countries"][slug]["record"] for slug in after["countries"]}
     # Each run keeps its own report, even two runs started within the same second.
     assert len(list((data / "reports").glob("update-*.json"))) == 2
+
+
+def test_force_asks_again_for_unchanged_sources(server, data):
+    assert run_happy(server, data).returncode == 0
+    server.reset_stats()
+    again = run_updater(data, server.url("proxy"), "--countries", "germany,france,estonia")
+    assert again.returncode == 0, explain(again)
+    assert [r for r in server.requests if r.method == "POST"] == []
+    assert report_of(again)["counts"] == counts(unchanged=3)
+
+    changed = dict(HAPPY)
+    changed["france"] = reply("france", vat=99 - 70)  # FIXTURE value, differs from the first
+    server.responder = Script(changed)
+    forced = run_updater(data, server.url("proxy"), "--countries", "germany,france,estonia",
+                         "--force")
+    assert forced.returncode == 0, explain(forced)
+    assert len([r for r in server.requests if r.method == "POST"]) == 3
+    assert report_of(forced)["countries"]["france"]["status"] == "MODIFIED"
 
 
 # -- 3. bad replies: re-asked once with the errors, then FAILED with the old record kept ------
@@ -456,7 +481,9 @@ def test_bad_replies_are_reasked_once_then_fail_keeping_the_old_record(server, d
     script = Script({**{slug: [bad, bad] for slug, (bad, _) in BAD_REPLIES.items()},
                      "italy": [italy_bad, reply("italy", vat=22)]})
     server.responder = script
-    proc = run_updater(data, server.url("proxy"), "--countries", ",".join(slugs + ["italy"]))
+    # --force: the sources are unchanged, so only --force asks the model again.
+    proc = run_updater(data, server.url("proxy"), "--countries", ",".join(slugs + ["italy"]),
+                       "--force")
     assert proc.returncode == 1, explain(proc)
     assert script.unscripted == []
 
@@ -680,8 +707,9 @@ def test_country_without_file_is_skipped_and_kept(server, data):
     assert report["counts"] == counts(unchanged=1, skipped=1)
     assert report["countries"]["france"]["status"] == "SKIPPED"
     assert "no taxation file" in report["countries"]["france"]["reason"]
-    assert [REGISTRY.get("germany").name in b["messages"][1]["content"]
-            for b in server.chats] == [True]
+    assert server.chats == []  # germany is up to date, france has no file: nothing to ask
+    assert "up to date" not in report["countries"]["france"]["reason"]
+    assert "unchanged" in report["countries"]["germany"]["reason"]
     after = dataset(data)["countries"]
     assert list(after) == ["estonia", "france", "germany"]
     assert json.dumps(after["france"]) == json.dumps(before["france"])
