@@ -7,6 +7,7 @@ Exit codes: 0 all succeeded, 1 some failed, 2 configuration or preflight error, 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from typing import Callable, Sequence
 
@@ -58,10 +59,13 @@ def common_parser(prog: str, description: str, *, default_workers: int | None,
 
 def settings_from_args(args: argparse.Namespace, *, default_workers: int | None) -> Settings:
     flags = {field: getattr(args, dest, None) for dest, field in _SETTING_FLAGS.items()}
-    if getattr(args, "no_parallel", False) or default_workers is None:
+    if getattr(args, "no_parallel", False):
         flags["max_workers"] = 1
     defaults = {"max_workers": default_workers} if default_workers else {}
-    return load_settings(flags, defaults=defaults)
+    settings = load_settings(flags, defaults=defaults)  # validates every setting, used or not
+    if default_workers is None:  # a sequential script: one worker whatever the environment says
+        settings = dataclasses.replace(settings, max_workers=1)
+    return settings
 
 
 def run_main(pipeline: Callable[[argparse.Namespace, Settings], int],

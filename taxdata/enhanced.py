@@ -18,10 +18,11 @@ from .cli import UsageError
 from .config import Settings
 from .extractor import ExtractorClient, ExtractorError, check_file_name
 from .files import DataDir
-from .formatter import PROMPT_VERSION, Formatter
-from .generators import FileOutcome, Skip, now_utc, run_per_country, select_countries, taxation_relpath
+from .formatter import PROMPT_VERSION, start_formatter
+from .generators import (FileOutcome, Skip, now_utc, read_taxation, run_per_country,
+                         select_countries, taxation_relpath)
 from .http import RetryPolicy
-from .llm import LLMClient, PreflightError
+from .llm import PreflightError
 from .log import logger, thread_label
 from .rawfiles import raw_relpath, read_raw
 from .registry import Country
@@ -29,13 +30,17 @@ from .taxfile import SourceInfo, compose, parse_sources
 from .wikipedia import ArticleNotFound, WikipediaClient
 
 
-def _up_to_date(data: DataDir, slug: str, revision: str) -> bool:
-    existing = data.read_text(taxation_relpath(slug))
-    if existing is None:
-        return False
+def _keep_existing(data: DataDir, slug: str, force: bool, revision: str | None = None) -> None:
+    """Skip the country when its file must not be rewritten: hand-written, or up to date."""
+    existing = read_taxation(data, slug)
+    if existing is None or force:
+        return
     info = parse_sources(existing)
-    return (info.kind == "wikipedia" and info.revision == revision
-            and info.prompt_version == PROMPT_VERSION)
+    if info.kind == "manual":  # a person wrote it: never replaced silently
+        raise Skip("hand-written file (no Sources section); --force to replace it")
+    if (revision is not None and info.kind == "wikipedia" and info.revision == revision
+            and info.prompt_version == PROMPT_VERSION):
+        raise Skip(f"up to date (revision {revision}, prompt {PROMPT_VERSION})")
 
 
 def _write(data: DataDir, slug: str, body: str, info: SourceInfo) -> FileOutcome:
@@ -59,9 +64,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
                       else country.wikipedia_title or "no Wikipedia article (use research)")
             print(f"  {country.slug:<24} {source}")
         return 0
-    client = LLMClient.from_settings(settings)
-    formatter = Formatter(client, max_chars=args.max_chars)
-    client.preflight()
+    formatter = start_formatter(settings, args.max_chars)
 
     def from_wikipedia(country: Country) -> FileOutcome:
         if not country.wikipedia_title:
@@ -71,8 +74,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             article = wikipedia.fetch(country.wikipedia_title, refresh=args.refresh)
         except ArticleNotFound as exc:
             raise Skip(str(exc)) from None
-        if not args.force and _up_to_date(data, country.slug, str(article.revision_id)):
-            raise Skip(f"up to date (revision {article.revision_id}, prompt {PROMPT_VERSION})")
+        _keep_existing(data, country.slug, args.force, str(article.revision_id))
         result = formatter.from_source(country, article.text,
                                        f'Wikipedia article "{article.title}"')
         return _write(data, country.slug, result.body, SourceInfo(
@@ -84,6 +86,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         text = data.read_text(raw_relpath(country.slug))
         if text is None:
             raise Skip(f"no {raw_relpath(country.slug)} (run generate_taxation_files.py)")
+        _keep_existing(data, country.slug, args.force)
         fields, content = read_raw(text)
         url = fields.get("Source URL")
         result = formatter.from_source(country, content, f"page {url or 'of unknown origin'}")
@@ -126,19 +129,18 @@ def _process_existing(args: argparse.Namespace, settings: Settings, data: DataDi
         for slug, (name, _) in jobs.items():
             print(f"  {slug:<24} {name}")
         return 0
-    client = LLMClient.from_settings(settings)
-    formatter = Formatter(client, max_chars=args.max_chars)
-    client.preflight()
+    formatter = start_formatter(settings, args.max_chars)
 
     def work(slug: str) -> FileOutcome:
         name, country = jobs[slug]
+        _keep_existing(data, slug, args.force)
         try:
             text = service.get_file(check_file_name(name))
         except ValueError as exc:  # a hostile name from the service: never used as a path
             raise Skip(str(exc)) from None
         result = formatter.from_source(country, text, f"extractor file {name}")
         return _write(data, slug, result.body, SourceInfo(
-            kind="extractor", title=name, url=f"{settings.extractor_url}/files/{name}",
+            kind="extractor", title=name, url=f"{service.base_url}/files/{name}",
             model=result.model, prompt_version=PROMPT_VERSION, generated_at=now_utc()))
 
     return run_per_country(list(jobs), work, settings=settings, args=args, what="LLM processing")

@@ -17,6 +17,7 @@ import requests
 
 from .http import RetryPolicy, make_session, parse_retry_after
 from .log import logger, thread_label
+from .runner import Interrupted
 from .wikipedia import WikipediaClient
 
 DEFAULT_EXTRACTOR_URL = "http://localhost:5000"
@@ -150,7 +151,8 @@ def send_with_retry(session: requests.Session, method: str, url: str, *, retry: 
         delay = retry.delay(attempt, retry_after)
         logger.warning("[RETRY] %s %s %s, attempt %d/%d in %.1fs",
                        thread_label(), what, reason, attempt + 1, attempts, delay)
-        retry.wait(delay)
+        if not retry.wait(delay):
+            raise Interrupted("stopped by Ctrl-C")
 
 
 def wikipedia_title(url: str) -> str | None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from .config import Settings
 from .llm import LLMClient, LLMError
 from .log import logger, thread_label
 from .registry import Country
@@ -80,6 +81,13 @@ class Formatted:
     model: str
     requests: int = 1
     warnings: list[str] = field(default_factory=list)
+
+
+def start_formatter(settings: Settings, max_chars: int = DEFAULT_MAX_CHARS) -> "Formatter":
+    """A formatter on the configured LLM server, once its preflight check has passed."""
+    client = LLMClient.from_settings(settings)
+    client.preflight()
+    return Formatter(client, max_chars=max_chars)
 
 
 class Formatter:

@@ -12,6 +12,7 @@ from .config import Settings
 from .files import DataDir, check_slug
 from .registry import Country, load_registry
 from .runner import EXIT_INTERRUPTED, run_tasks
+from .taxfile import taxation_path
 
 TAXATION_DIR = "taxation"
 RAW_DIR = "raw"
@@ -44,6 +45,12 @@ def select_countries(args: argparse.Namespace, settings: Settings) -> tuple[list
 
 def taxation_relpath(slug: str) -> str:
     return f"{TAXATION_DIR}/{check_slug(slug)}.md"
+
+
+def read_taxation(data: DataDir, slug: str) -> str | None:
+    """The country's taxation file as the updater would read it (``<slug>.md`` or legacy name)."""
+    path = taxation_path(data.path(TAXATION_DIR), check_slug(slug))
+    return None if path is None else path.read_text(encoding="utf-8")
 
 
 def run_per_country(slugs: list[str], work: Callable[[str], FileOutcome], *, settings: Settings,

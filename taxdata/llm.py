@@ -313,6 +313,8 @@ class LLMClient:
             retry_after = None
             try:
                 with self.limiter():
+                    if STOP.is_set():  # Ctrl-C came while we waited for a free slot
+                        raise Interrupted("stopped by Ctrl-C")
                     response = self.session.post(endpoint.url, json=body,
                                                  timeout=(self.connect_timeout, self.timeout))
             except requests.ConnectTimeout:

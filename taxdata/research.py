@@ -11,11 +11,10 @@ from __future__ import annotations
 import argparse
 
 from .config import Settings
-from .formatter import PROMPT_VERSION, Formatter
-from .generators import (TAXATION_DIR, FileOutcome, Skip, now_utc, run_per_country,
+from .formatter import PROMPT_VERSION, start_formatter
+from .generators import (FileOutcome, Skip, now_utc, read_taxation, run_per_country,
                          select_countries, taxation_relpath)
-from .llm import LLMClient
-from .taxfile import SourceInfo, compose, parse_sources, taxation_path
+from .taxfile import SourceInfo, compose, parse_sources
 
 # Countries the original tool had no usable source for; --countries or --missing choose others.
 DEFAULT_COUNTRIES = ("france", "italy", "spain", "netherlands", "sweden", "norway", "denmark",
@@ -27,17 +26,12 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         args.countries = ",".join(DEFAULT_COUNTRIES)
     countries, data = select_countries(args, settings)
 
-    def existing_text(slug: str) -> str | None:
-        # The file the updater reads: <slug>.md or the legacy taxation_<slug>.txt.
-        path = taxation_path(data.path(TAXATION_DIR), slug)
-        return None if path is None else path.read_text(encoding="utf-8")
-
     if args.missing:
-        countries = [c for c in countries if existing_text(c.slug) is None]
+        countries = [c for c in countries if read_taxation(data, c.slug) is None]
     by_slug = {c.slug: c for c in countries}
 
     def existing_reason(slug: str) -> str | None:
-        text = existing_text(slug)
+        text = read_taxation(data, slug)
         if text is None or args.force:
             return None
         kind = parse_sources(text).kind
@@ -49,9 +43,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         for slug in by_slug:
             print(f"  {slug:<24} {existing_reason(slug) or 'research'}")
         return 0
-    client = LLMClient.from_settings(settings)
-    formatter = Formatter(client)
-    client.preflight()
+    formatter = start_formatter(settings)
 
     def work(slug: str) -> FileOutcome:
         reason = existing_reason(slug)

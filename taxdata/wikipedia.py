@@ -26,6 +26,7 @@ from bs4.element import NavigableString, PreformattedString, Tag
 from .files import DataDir, dump_json
 from .http import DEFAULT_USER_AGENT, RetryPolicy, make_session, parse_retry_after
 from .log import logger, thread_label
+from .runner import Interrupted
 
 WIKIPEDIA_API = "https://en.wikipedia.org/w/api.php"
 
@@ -209,7 +210,8 @@ class WikipediaClient:
             delay = self.retry.delay(attempt, retry_after)
             logger.warning("[RETRY] %s Wikipedia %s, attempt %d/%d in %.1fs",
                            thread_label(), reason, attempt + 1, attempts, delay)
-            self.retry.wait(delay)
+            if not self.retry.wait(delay):
+                raise Interrupted("stopped by Ctrl-C")
 
     # -- cache -----------------------------------------------------------------------------
     def _read_cache(self, relpath: str, requested: str) -> Article | None:
