@@ -13,7 +13,8 @@ through the real path - :meth:`LLMClient.chat` inside :func:`run_tasks`, logging
 a bare baseline: one ``requests.Session`` whose pool holds W connections, shared by a plain
 ``ThreadPoolExecutor`` of W threads, each call ``session.post(url, json=body).json()`` with the
 same body to the same URL, and no logging, retries or validation. Then it measures client CPU per
-call over ``--cpu-calls`` sequential calls (1 worker) against a second stand-in with zero latency.
+call (``time.process_time``) over ``--cpu-calls`` sequential calls (1 worker) per side against a
+second stand-in with zero latency, ours and bare interleaved in chunks so drift hits both.
 
 Against a real server::
 
@@ -56,7 +57,7 @@ import requests
 from requests.adapters import HTTPAdapter
 
 from .config import API_DIALECTS, ConfigError, Settings, load_settings
-from .llm import DIALECTS, LLMClient, LLMError, PreflightError
+from .llm import LLMClient, LLMError, PreflightError
 from .log import setup_logging
 from .runner import EXIT_INTERRUPTED, run_tasks
 
@@ -175,7 +176,7 @@ class StandInProcess:
             self._stderr = None
 
 
-# -- the two clients ---------------------------------------------------------------------------------
+# -- the two clients ---------------------------------------------------------------------------
 
 def task_ids(n: int) -> list[str]:
     return [f"task-{i:05d}" for i in range(n)]
@@ -293,24 +294,36 @@ def measure_scaling(settings: Settings, n: int, workers_list: Sequence[int], lat
     return runs
 
 
+CPU_CHUNKS = 10
+
+
 def measure_cpu(settings: Settings, calls: int, repeat: int) -> tuple[float, float]:
-    """(ours, bare) client CPU milliseconds per call, sequential, best of ``repeat``."""
+    """(ours, bare) client CPU milliseconds per call, sequential, best of ``repeat``.
+
+    The ``calls`` of each side are interleaved in chunks (ours, bare, bare, ours, ...), so a
+    neighbour's load or a frequency change lands on both sides alike; CPU is summed per side.
+    """
     client = make_client(settings, 1)
     bare = BareClient(client.url, request_body(client), 1)
+    sizes = [calls // CPU_CHUNKS + (1 if i < calls % CPU_CHUNKS else 0)
+             for i in range(CPU_CHUNKS)]
+    sizes = [size for size in sizes if size]
     ours_ms, bare_ms = [], []
     try:
         run_ours(client, 20, 1)
         bare.run(20)
-        for r in range(repeat):
-            order = ("ours", "bare") if r % 2 == 0 else ("bare", "ours")
-            for which in order:
-                started = time.process_time()
-                if which == "ours":
-                    run_ours(client, calls, 1)
-                else:
-                    bare.run(calls)
-                spent = (time.process_time() - started) * 1000 / calls
-                (ours_ms if which == "ours" else bare_ms).append(spent)
+        for _ in range(repeat):
+            spent = {"ours": 0.0, "bare": 0.0}
+            for i, size in enumerate(sizes):
+                for which in (("ours", "bare") if i % 2 == 0 else ("bare", "ours")):
+                    started = time.process_time()
+                    if which == "ours":
+                        run_ours(client, size, 1)
+                    else:
+                        bare.run(size)
+                    spent[which] += time.process_time() - started
+            ours_ms.append(spent["ours"] * 1000 / calls)
+            bare_ms.append(spent["bare"] * 1000 / calls)
     finally:
         client.session.close()
         bare.close()
@@ -372,7 +385,7 @@ def profile_cpu(settings: Settings, calls: int, top: int) -> str:
 
 
 def scaling_limit(runs: Sequence[Run]) -> tuple[int, int | None, float | None]:
-    """(W where speedup stops growing, the next W tried, its gain) - next is None if it never does."""
+    """(W where speedup stops growing, next W tried, its gain); next is None if it never stops."""
     for prev, cur in zip(runs, runs[1:]):
         if cur.speedup < prev.speedup * SCALING_GAIN:
             return prev.workers, cur.workers, cur.speedup / prev.speedup
@@ -459,15 +472,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--workers", type=_workers, metavar="LIST",
                         help="worker counts (default 1,2,4,8,16; 1,2,4,8 with --llm-url)")
     parser.add_argument("--latency", type=_latency, default=0.1, metavar="S",
-                        help="stand-in seconds per reply (default 0.1)")
+                        help="stand-in seconds per reply (default 0.1; stand-in only)")
     parser.add_argument("--cpu-calls", type=_positive_int(0), default=2000, metavar="N",
                         help="sequential zero-latency calls for CPU per call (default 2000; "
-                             "0 skips)")
+                             "0 skips; stand-in only)")
     parser.add_argument("--repeat", type=_positive_int(1), default=1, metavar="K",
                         help="time each configuration K times, keep the best (default 1)")
     parser.add_argument("--json", action="store_true", help="print one JSON object only")
     parser.add_argument("--profile", type=_positive_int(1), nargs="?", const=25, metavar="TOP",
-                        help="also cProfile the CPU loop; top TOP entries to stderr (default 25)")
+                        help="also cProfile the CPU loop; top TOP entries to stderr (default 25; "
+                             "stand-in only)")
     parser.add_argument("--llm-url", metavar="URL",
                         help="measure this real server instead of the stand-in")
     parser.add_argument("--llm-api", choices=("auto", *API_DIALECTS),

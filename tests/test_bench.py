@@ -1,0 +1,103 @@
+"""The benchmark (taxdata/bench.py): tiny settings, checking shape and sanity, not speed goals."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from taxdata import bench
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = ["--tasks", "8", "--workers", "1,4", "--latency", "0.02", "--cpu-calls", "50"]
+RUN_KEYS = {"workers", "wall_s", "speedup", "efficiency", "bare_wall_s", "vs_bare"}
+
+
+def run_bench(*args: str) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH")) if p)
+    return subprocess.run([sys.executable, "-m", "taxdata.bench", *args], capture_output=True,
+                          text=True, timeout=120, env=env)
+
+
+def test_json_has_documented_keys_and_sane_numbers():
+    done = run_bench(*TINY, "--json")
+    assert done.returncode == 0, done.stderr
+    data = json.loads(done.stdout)  # stdout is the JSON object and nothing else
+    assert {"tasks", "latency_s", "runs", "cpu_ms_per_call", "bare_cpu_ms_per_call",
+            "cpu_ratio"} <= set(data)
+    assert data["tasks"] == 8 and data["latency_s"] == 0.02
+    assert [run["workers"] for run in data["runs"]] == [1, 4]
+    for run in data["runs"]:
+        assert RUN_KEYS <= set(run)
+        for key in RUN_KEYS:
+            assert run[key] > 0, (key, run)
+    for key in ("cpu_ms_per_call", "bare_cpu_ms_per_call", "cpu_ratio"):
+        assert data[key] > 0, key
+    at4 = next(run for run in data["runs"] if run["workers"] == 4)
+    assert at4["speedup"] > 1  # 8 calls on 4 workers: 2 rounds of latency, not 8
+    assert all(isinstance(goal["pass"], bool) for goal in data["goals"])
+
+
+def test_table_names_columns_goals_and_the_baseline(capsys):
+    code = bench.main(["--tasks", "4", "--workers", "1,2", "--latency", "0.02",
+                       "--cpu-calls", "20"])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "wall_s" in out and "bare_wall_s" in out and "vs_bare" in out
+    assert "requests.Session" in out  # says what the baseline is
+    assert "CPU per call" in out and "ratio" in out
+    goal_lines = [line for line in out.splitlines() if line.rstrip().endswith(("PASS", "MISS"))]
+    assert len(goal_lines) == 2  # vs_bare and CPU; the W=4 speedup goal needs W=4
+
+
+def test_real_server_mode_runs_preflight_and_skips_the_baseline(make_llm_server, capsys):
+    server = make_llm_server(latency=0.02)
+    code = bench.main(["--llm-url", server.url("ollama"), "--tasks", "4", "--workers", "1,2",
+                       "--json"])
+    data = json.loads(capsys.readouterr().out)
+    assert code == 0
+    assert data["model"] == "stand-in:latest"  # chosen by the preflight
+    assert [run["workers"] for run in data["runs"]] == [1, 2]
+    assert all(run["bare_wall_s"] is None and run["vs_bare"] is None for run in data["runs"])
+    assert data["cpu_ms_per_call"] is None
+    assert server.requests_to("/api/tags")  # the preflight listed the models
+    assert len(server.requests_to("/api/chat")) >= 4 + 4  # the timed runs, at least
+
+
+def test_real_server_table_says_where_scaling_stops(make_llm_server, capsys):
+    # One slot: W=2 only overlaps the client's own few milliseconds with the server's 100.
+    server = make_llm_server(latency=0.1, capacity=1)
+    code = bench.main(["--llm-url", server.url("openai"), "--tasks", "3", "--workers", "1,2"])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "no bare baseline" in out
+    assert "speedup stops growing at W=1" in out
+
+
+def test_unreachable_server_is_a_preflight_error(capsys):
+    code = bench.main(["--llm-url", "http://127.0.0.1:9/api/chat", "--tasks", "1",
+                       "--workers", "1"])
+    assert code == bench.EXIT_USAGE
+    assert "not reachable" in capsys.readouterr().err
+
+
+def test_stand_in_process_is_stopped_even_on_errors():
+    with pytest.raises(RuntimeError):
+        with bench.StandInProcess(0.0) as server:
+            proc = server.proc
+            assert proc is not None and proc.poll() is None
+            assert server.chat_url.startswith("http://127.0.0.1:")
+            raise RuntimeError("boom")
+    assert proc.poll() is not None
+
+
+def test_scaling_limit_picks_the_last_worker_count_that_still_helped():
+    runs = [bench.Run(1, 8.0, speedup=1.0), bench.Run(2, 4.0, speedup=2.0),
+            bench.Run(4, 3.9, speedup=2.05), bench.Run(8, 3.9, speedup=2.05)]
+    assert bench.scaling_limit(runs)[:2] == (2, 4)
+    assert bench.scaling_limit(runs[:2]) == (2, None, None)
