@@ -218,8 +218,7 @@ class BareClient:
         started = time.perf_counter()
         pool = ThreadPoolExecutor(max_workers=workers or self.workers)
         try:
-            for _ in pool.map(self.call, range(n)):
-                pass
+            list(pool.map(self.call, range(n)))  # wait for every call
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
         return time.perf_counter() - started

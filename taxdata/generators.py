@@ -39,7 +39,8 @@ def now_utc() -> str:
 def select_countries(args: argparse.Namespace, settings: Settings) -> tuple[list[Country], DataDir]:
     registry = load_registry(settings.countries_file, data_dir=settings.data_dir)
     data = DataDir(settings.data_dir)
-    data.sweep_stale_temps()
+    if not args.dry_run:  # a dry run writes (and deletes) nothing
+        data.sweep_stale_temps()
     return registry.select(args.countries), data
 
 

@@ -7,6 +7,7 @@ before trying again.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import email.utils
 import random
@@ -48,10 +49,8 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
     if not value:
         return None
     value = value.strip()
-    try:
+    with contextlib.suppress(ValueError):
         return max(0.0, float(value))
-    except ValueError:
-        pass
     try:
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError):

@@ -40,11 +40,11 @@ class LLMError(Exception):
 
 
 class LLMConnectionError(LLMError):
-    pass
+    """The server could not be reached, or the connection broke mid-reply."""
 
 
 class LLMTimeout(LLMError):
-    pass
+    """No reply within the read timeout."""
 
 
 class LLMBadResponse(LLMError):

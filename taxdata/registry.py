@@ -258,7 +258,7 @@ def load_registry(path: str | Path | None = None, *,
 
 
 class _DuplicateKey(Exception):
-    pass
+    """A key given twice in the registry file (JSON would silently keep the last)."""
 
 
 def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:

@@ -481,7 +481,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     """The whole updater run (the script's one call)."""
     started = time.monotonic()
     update = UpdateRun(args, settings)
-    update.data.sweep_stale_temps()
+    if not args.dry_run:  # a dry run writes (and deletes) nothing
+        update.data.sweep_stale_temps()
     if args.import_js:
         dataset = import_js(Path(args.import_js), update.registry, update.data)
         if not args.dry_run:

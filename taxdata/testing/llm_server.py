@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
 import json
 import sys
 import threading
@@ -226,9 +227,8 @@ def main(argv: list[str] | None = None) -> int:
     server.start()
     print(f"stand-in LLM listening on {server.base_url}", flush=True)
     try:
-        threading.Event().wait()
-    except KeyboardInterrupt:
-        pass
+        with contextlib.suppress(KeyboardInterrupt):
+            threading.Event().wait()
     finally:
         server.stop()
     return 0
