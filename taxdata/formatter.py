@@ -16,8 +16,7 @@ from .llm import LLMClient, LLMError
 from .log import logger, thread_label
 from .registry import Country
 from .runner import Interrupted, run_tasks
-from .taxfile import FORMAT_TEMPLATE, missing_sections, strip_sources
-from .wikipedia import split_sections
+from .taxfile import FORMAT_TEMPLATE, missing_sections, split_sections, strip_sources
 
 PROMPT_VERSION = "format-1"
 DEFAULT_MAX_CHARS = 24_000
@@ -101,7 +100,7 @@ class Formatter:
 
     def parts(self, text: str) -> list[str]:
         text = strip_sources(text)
-        return [text] if len(text) <= self.max_chars else split_sections(text, self.max_chars)
+        return split_sections(text, self.max_chars) or [text]
 
     def from_source(self, country: Country, text: str, source: str) -> Formatted:
         """Restructure ``text`` (described by ``source``, e.g. the article title)."""

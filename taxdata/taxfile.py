@@ -153,3 +153,67 @@ def taxation_path(directory: Path, slug: str) -> Path | None:
         if candidate.is_file():
             return candidate
     return None
+
+
+# -- splitting -----------------------------------------------------------------------------
+
+_SECTION_START = re.compile(r"^## ", re.MULTILINE)
+_PARAGRAPH_END = re.compile(r"\n{2,}")
+
+
+def split_sections(text: str, max_chars: int) -> list[str]:
+    """Cut markdown-like text into parts of at most ``max_chars``, preferring ``## `` boundaries.
+
+    Whole sections are packed together while they fit. A section longer than ``max_chars`` gets
+    parts of its own, cut between paragraphs (a table or list is one paragraph, so it stays whole
+    when it can); only a single paragraph longer than the limit is cut, between lines, and a
+    single line longer than the limit is left whole. ``"".join(parts) == text``: nothing is lost.
+    """
+    if max_chars <= 0:
+        raise ValueError("max_chars must be positive")
+    starts = [m.start() for m in _SECTION_START.finditer(text)]
+    bounds = sorted({0, *starts, len(text)})
+    sections = [text[a:b] for a, b in zip(bounds, bounds[1:])]
+    parts: list[str] = []
+    current = ""
+    for section in sections:
+        if len(section) > max_chars:
+            if current:
+                parts.append(current)
+                current = ""
+            parts.extend(_pack(_pieces(section, max_chars), max_chars))
+        elif len(current) + len(section) > max_chars:
+            parts.append(current)
+            current = section
+        else:
+            current += section
+    if current:
+        parts.append(current)
+    return parts
+
+
+def _pieces(section: str, max_chars: int) -> list[str]:
+    """The section cut after each blank line; paragraphs still too long are cut into lines."""
+    cuts = [m.end() for m in _PARAGRAPH_END.finditer(section)]
+    bounds = sorted({0, *cuts, len(section)})
+    pieces: list[str] = []
+    for a, b in zip(bounds, bounds[1:]):
+        paragraph = section[a:b]
+        if len(paragraph) > max_chars:
+            pieces.extend(paragraph.splitlines(keepends=True))
+        else:
+            pieces.append(paragraph)
+    return pieces
+
+
+def _pack(pieces: list[str], max_chars: int) -> list[str]:
+    parts: list[str] = []
+    current = ""
+    for piece in pieces:
+        if current and len(current) + len(piece) > max_chars:
+            parts.append(current)
+            current = ""
+        current += piece
+    if current:
+        parts.append(current)
+    return parts

@@ -30,8 +30,7 @@ from .runner import EXIT_INTERRUPTED, Interrupted, TaskResult, run_tasks
 from .schema import (Extraction, Provenance, ReplyError, build_record, diff_records,
                      extraction_json_schema, missing_fields, parse_reply, summarize_changes,
                      validate_extraction)
-from .taxfile import SourceInfo, parse_sources, strip_sources, taxation_path
-from .wikipedia import split_sections
+from .taxfile import SourceInfo, parse_sources, split_sections, strip_sources, taxation_path
 
 PROMPT_VERSION = "updater-1"
 DATASET_FILE = "tax_data.json"
@@ -177,7 +176,7 @@ class Extractor:
 
     def parts(self, text: str) -> list[str]:
         body = strip_sources(text)  # provenance is ours, not a fact for the model
-        return [body] if len(body) <= self.max_chars else split_sections(body, self.max_chars)
+        return split_sections(body, self.max_chars) or [body]
 
     def messages(self, country: Country, text: str, part: int = 1,
                  parts: int = 1) -> list[dict[str, str]]:

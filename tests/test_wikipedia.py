@@ -1,4 +1,4 @@
-"""WikipediaClient, clean_html and split_sections against a real loopback stand-in MediaWiki."""
+"""WikipediaClient, clean_html (and taxfile.split_sections on its output) against a real loopback stand-in MediaWiki."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from taxdata.files import DataDir
 from taxdata.http import RetryPolicy
 from taxdata.log import logger
 from taxdata.testing.mediawiki_server import StandInMediaWiki
+from taxdata.taxfile import split_sections
 from taxdata.wikipedia import (
     ArticleNotFound,
     DisambiguationPage,
@@ -21,7 +22,6 @@ from taxdata.wikipedia import (
     WikipediaError,
     cache_relpath,
     clean_html,
-    split_sections,
 )
 
 FIXTURES = Path(__file__).parent / "fixtures" / "wikipedia"
