@@ -531,7 +531,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
 def dry_run(update: UpdateRun, extractor: Extractor, sources: dict[str, Path]) -> int:
     """List what would run and each prompt's size; send nothing, write nothing."""
-    print(f"Dry run: {len(sources)} countries would be sent to {update.settings.llm_url} "
+    noun = "country" if len(sources) == 1 else "countries"
+    print(f"Dry run: {len(sources)} {noun} would be sent to {update.settings.llm_url} "
           f"with {update.settings.max_workers} workers")
     for slug, path in sources.items():
         text = path.read_text(encoding="utf-8", errors="replace")
