@@ -60,7 +60,7 @@ class _Handler(BaseHTTPRequestHandler):
     server: "_HTTPServer"
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
-        pass  # the stand-ins record requests; stderr noise would garble test output
+        """Silenced: the stand-ins record requests; stderr noise would garble test output."""
 
     def _serve(self) -> None:
         owner = self.server.owner
