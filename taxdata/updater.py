@@ -26,7 +26,7 @@ from .jsmodule import JSParseError, parse_tax_data_js, render_tax_data_js
 from .llm import LLMClient, LLMError, LLMTruncated
 from .log import logger, thread_label
 from .registry import Country, RegistryError, load_registry
-from .runner import EXIT_INTERRUPTED, Interrupted, TaskResult, run_tasks
+from .runner import EXIT_INTERRUPTED, TaskResult, run_tasks
 from .schema import (Extraction, Provenance, ReplyError, build_record, diff_records,
                      extraction_json_schema, missing_fields, parse_reply, summarize_changes,
                      validate_extraction)

@@ -465,30 +465,36 @@ def test_reply_missing_sections_twice_fails_and_writes_nothing(suite):
     assert [p.name for p in suite.taxation("germany").parent.iterdir()] == ["germany.md"]
 
 
-# == 7. Ctrl-C ================================================================================
-
-def test_sigint_keeps_finished_files_whole_and_leaves_no_partial_files(suite, tmp_path):
-    slugs = ["austria", "belgium", "france", "germany", "italy", "spain"]
-    suite.add_articles(*slugs)
-    suite.llm.latency = 1.0
+def interrupt_after_chats(suite: Suite, tmp_path: Path, chats: int, script: str,
+                          *args: str) -> tuple[int, str, str]:
+    """Run ``script``, send SIGINT once ``chats`` LLM requests arrived; (exit code, out, err)."""
     out, err = (tmp_path / "stdout.txt").open("w"), (tmp_path / "stderr.txt").open("w")
     with out, err:
-        proc = subprocess.Popen(suite.command("enhanced", "--countries", ",".join(slugs)),
-                                env=suite.environment(None), stdin=subprocess.DEVNULL,
-                                stdout=out, stderr=err, text=True)
+        proc = subprocess.Popen(suite.command(script, *args), env=suite.environment(None),
+                                stdin=subprocess.DEVNULL, stdout=out, stderr=err, text=True)
         try:
             deadline = time.monotonic() + 30
-            while len(suite.chats()) < 3 and proc.poll() is None and time.monotonic() < deadline:
+            while (len(suite.chats()) < chats and proc.poll() is None
+                   and time.monotonic() < deadline):
                 time.sleep(0.02)
-            assert len(suite.chats()) == 3, "the three workers never reached the LLM"
+            assert len(suite.chats()) == chats, "the workers never reached the LLM"
             proc.send_signal(signal.SIGINT)
             code = proc.wait(timeout=60)
         finally:
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
-    stdout = (tmp_path / "stdout.txt").read_text()
-    stderr = (tmp_path / "stderr.txt").read_text()
+    return (code, (tmp_path / "stdout.txt").read_text(), (tmp_path / "stderr.txt").read_text())
+
+
+# == 7. Ctrl-C ================================================================================
+
+def test_sigint_keeps_finished_files_whole_and_leaves_no_partial_files(suite, tmp_path):
+    slugs = ["austria", "belgium", "france", "germany", "italy", "spain"]
+    suite.add_articles(*slugs)
+    suite.llm.latency = 1.0
+    code, stdout, stderr = interrupt_after_chats(
+        suite, tmp_path, 3, "enhanced", "--countries", ",".join(slugs))
     assert code == 130, stderr
     assert "[INTERRUPTED]" in stderr and "Traceback" not in stderr
     # The three in flight were finished and kept; the queued three never started.
@@ -815,24 +821,8 @@ def test_a_failure_with_an_empty_message_is_reported_not_a_crash(tmp_path, capsy
 def test_sigint_during_a_split_article_reports_it_interrupted_not_failed(suite, tmp_path):
     suite.add_articles("germany", html=FREEDONIA_LONG)
     suite.llm.latency = 0.5
-    out, err = (tmp_path / "stdout.txt").open("w"), (tmp_path / "stderr.txt").open("w")
-    with out, err:
-        proc = subprocess.Popen(
-            suite.command("enhanced", "--countries", "germany", "--max-chars", "2000", "-w", "2"),
-            env=suite.environment(None), stdin=subprocess.DEVNULL, stdout=out, stderr=err)
-        try:
-            deadline = time.monotonic() + 30
-            while len(suite.chats()) < 2 and proc.poll() is None and time.monotonic() < deadline:
-                time.sleep(0.02)
-            assert len(suite.chats()) == 2
-            proc.send_signal(signal.SIGINT)
-            code = proc.wait(timeout=60)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-    stdout = (tmp_path / "stdout.txt").read_text()
-    stderr = (tmp_path / "stderr.txt").read_text()
+    code, stdout, stderr = interrupt_after_chats(
+        suite, tmp_path, 2, "enhanced", "--countries", "germany", "--max-chars", "2000", "-w", "2")
     assert code == 130, stderr
     line = summary_line(stdout, "germany")
     assert line.split()[0] == "SKIPPED" and "interrupted" in line, (line, stderr)
