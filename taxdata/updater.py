@@ -159,7 +159,9 @@ def import_js(path: Path, registry, data: DataDir) -> dict[str, Any]:
         provenance = Provenance(source_file=str(path), source_sha256=digest,
                                 source_kind="imported", unverified=False, extracted_at=_now())
         dataset["countries"][slug] = {"record": record, "provenance": provenance.model_dump()}
-    logger.info("[IMPORT] %d countries imported from %s", len(dataset["countries"]), path)
+    count = len(dataset["countries"])
+    logger.info("[IMPORT] %d %s imported from %s", count, "country" if count == 1 else "countries",
+                path)
     return dataset
 
 
@@ -472,8 +474,14 @@ def print_summary(run: UpdateRun, seconds: float) -> None:
 
 
 def _few_words(reason: str, limit: int = 100) -> str:
+    """``reason`` on one line, cut at a word boundary (never mid-word) when longer than ``limit``."""
     reason = " ".join(reason.split())
-    return reason if len(reason) <= limit else reason[: limit - 3] + "..."
+    if len(reason) <= limit:
+        return reason
+    cut = reason[: limit - 3]
+    if reason[limit - 3] != " " and " " in cut:  # the cut fell inside a word: drop that word
+        cut = cut[: cut.rindex(" ")]
+    return cut.rstrip(" ,;:") + "..."
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
