@@ -17,6 +17,7 @@ from .llm import PreflightError
 from .log import logger, setup_logging
 from .registry import RegistryError
 from .runner import EXIT_INTERRUPTED
+from .runreport import recording
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -76,7 +77,8 @@ def run_main(pipeline: Callable[[argparse.Namespace, Settings], int],
     try:
         settings = settings_from_args(args, default_workers=default_workers)
         setup_logging(settings.log_level, settings.log_file, verbose=args.verbose)
-        return pipeline(args, settings)
+        with recording():  # the tagged log lines feed the HTML run report
+            return pipeline(args, settings)
     except (ConfigError, PreflightError, UsageError, UnsafePathError, RegistryError) as exc:
         print(f"{parser.prog}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE

@@ -27,6 +27,7 @@ from .llm import LLMClient, LLMError, LLMTruncated
 from .log import logger, thread_label
 from .registry import Country, RegistryError, load_registry
 from .runner import EXIT_INTERRUPTED, TaskResult, run_tasks
+from .runreport import write_html_report
 from .schema import (Extraction, Provenance, ReplyError, build_record, diff_records,
                      extraction_json_schema, missing_fields, parse_reply, summarize_changes,
                      validate_extraction)
@@ -410,6 +411,7 @@ class UpdateRun:
             number += 1
             name = f"reports/update-{stamp}-{number}.json"
         self.report_path = self.data.write_text(name, json.dumps(report, indent=2) + "\n")
+        write_html_report(self.data, name, report, dataset)
 
 
 def _provenance(path: Path, raw: bytes, info: SourceInfo, model: str) -> Provenance:
