@@ -101,6 +101,7 @@ class Bar:
     outcome: str = "ok"
     wait: float = 0.0  # seconds waited after this attempt before the retry
     note: str = ""
+    settled: bool = False  # its outcome is final: later lines on the lane are not about it
 
 
 @dataclass
@@ -148,19 +149,20 @@ def build_timeline(events: list[LogEvent]) -> Timeline:
             bar = last.get(m.group(1))
             # A retry of the LLM request (open, or answered with an error); else, e.g. a
             # Wikipedia retry on the same thread, it is not this bar's.
-            if bar is not None and (bar.end is None or bar.status != 200) and not bar.wait:
+            if bar is not None and not bar.settled and bar.status != 200:
                 bar.end = bar.end or now
                 bar.outcome, bar.wait, bar.note = "retried", float(m.group(3)), m.group(2)
+                bar.settled = True
                 endpoints[bar.endpoint].retries += 1
         elif m := _ERROR.match(text):
             bar = last.get(m.group(1))
-            if bar is not None:  # the request failed for good
+            if bar is not None and not bar.settled:  # the request failed for good
                 bar.end = bar.end or now
-                bar.outcome, bar.note = "failed", m.group(2)
+                bar.outcome, bar.note, bar.settled = "failed", m.group(2), True
         elif m := _INVALID.match(text):
             bar = last.get(m.group(1))
-            if bar is not None and bar.status == 200:
-                bar.outcome, bar.note = "invalid", m.group(2)
+            if bar is not None and bar.status == 200 and not bar.settled:
+                bar.outcome, bar.note, bar.settled = "invalid", m.group(2), True
         elif m := _ADAPT.match(text):
             endpoint = endpoints.setdefault(m.group(1), Endpoint(m.group(1)))
             if not endpoint.limits:
@@ -260,7 +262,7 @@ def _country_rows(report: dict[str, Any], dataset: dict[str, Any] | None) -> lis
 
 def _environment() -> jinja2.Environment:
     return jinja2.Environment(loader=jinja2.PackageLoader("taxdata", "templates"),
-                              autoescape=True, undefined=jinja2.StrictUndefined,
+                              autoescape=True,
                               trim_blocks=True, lstrip_blocks=True)
 
 
