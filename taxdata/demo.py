@@ -101,8 +101,9 @@ def run_demo(out: Path, *, latency: float = 0.0, workers: int = 2) -> tuple[int,
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    installed = Path(sys.argv[0]).name == "taxdata-demo"  # the entry point, else python -m
     parser = argparse.ArgumentParser(
-        prog="python -m taxdata.demo",
+        prog="taxdata-demo" if installed else "python -m taxdata.demo",
         description="Run the whole pipeline without a model, against stand-in servers and "
                     "bundled SAMPLE data (made-up figures), into a new temporary directory.")
     parser.add_argument("--out", metavar="DIR",
