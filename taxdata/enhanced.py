@@ -49,7 +49,8 @@ def check_wikipedia(wikipedia: WikipediaClient, connect_timeout: float) -> None:
     """Preflight: one request to the MediaWiki API before any work; PreflightError if it fails.
 
     Like the LLM and extractor checks, and without retries: an unreachable wiki should say so
-    at once, not after every country has waited out its retries.
+    at once, not after every country has waited out its retries. A busy answer (429, 5xx) is
+    an answer: the fetches wait and retry as usual.
     """
     hint = ("check the network, or set TAXDATA_WIKIPEDIA_API to a reachable MediaWiki API "
             "(--from-raw works without Wikipedia)")
@@ -64,7 +65,7 @@ def check_wikipedia(wikipedia: WikipediaClient, connect_timeout: float) -> None:
     if response.status_code == 403:
         raise PreflightError(f"Wikipedia at {wikipedia.api_url} answered HTTP 403 - set "
                              "TAXDATA_USER_AGENT to name yourself with contact details")
-    if response.status_code != 200:
+    if response.status_code != 200 and response.status_code not in wikipedia.retry.statuses:
         raise PreflightError(f"Wikipedia at {wikipedia.api_url} answered HTTP "
                              f"{response.status_code} - {hint}")
 
@@ -90,9 +91,9 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
                       else country.wikipedia_title or "no Wikipedia article (use research)")
             print(f"  {country.slug:<24} {source}")
         return 0
+    formatter = start_formatter(settings, args.max_chars)
     if not args.from_raw and any(c.wikipedia_title for c in countries):
         check_wikipedia(wikipedia, settings.connect_timeout)
-    formatter = start_formatter(settings, args.max_chars)
 
     def from_wikipedia(country: Country) -> FileOutcome:
         if not country.wikipedia_title:

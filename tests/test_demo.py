@@ -155,7 +155,8 @@ def test_enhanced_generator_stops_at_once_when_wikipedia_is_unreachable(capsys, 
         dead = wiki.api_url
     with StandInLLM() as llm:
         monkeypatch.setenv("TAXDATA_WIKIPEDIA_API", dead)  # nothing listens there any more
-        code = commands.enhanced_main(["--llm-url", llm.url(), "--no-progress"])
+        code = commands.enhanced_main(["--llm-url", llm.url(), "--model", llm.models[0],
+                                       "--no-progress"])
         assert code == 2
         assert llm.chats == []
     err = capsys.readouterr().err

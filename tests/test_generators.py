@@ -165,7 +165,9 @@ class Suite:
         return self.llm.chats
 
     def api_requests(self) -> list:
-        return self.wiki.requests_to("/w/api.php")
+        """Article requests (``action=parse``); the one reachability probe is not counted."""
+        return [r for r in self.wiki.requests_to("/w/api.php")
+                if r.query.get("action") == ["parse"]]
 
     def files(self) -> list[Path]:
         return sorted(p for p in self.data.rglob("*") if p.is_file()) if self.data.exists() else []

@@ -89,7 +89,10 @@ class StandInMediaWiki(StandInServer):
 
     # -- fault injection -------------------------------------------------------------------
     def fail_next(self, n: int, status: int = 429, retry_after: float | str | None = None) -> None:
-        """The next ``n`` API requests get HTTP ``status`` (with ``Retry-After`` if given)."""
+        """The next ``n`` API requests get HTTP ``status`` (with ``Retry-After`` if given).
+
+        The ``meta=siteinfo`` reachability probe is answered normally, never given a fault.
+        """
         headers = {} if retry_after is None else {"Retry-After": str(retry_after)}
         body = f"<html><body><h1>Error {status}</h1><p>Stand-in fault.</p></body></html>"
         with self._state:
@@ -121,6 +124,10 @@ class StandInMediaWiki(StandInServer):
     def _answer(self, request: RecordedRequest) -> Reply:
         if request.path != API_PATH:
             return Reply(404, "Not Found\n")
+        if request.query.get("meta") == ["siteinfo"]:  # a client's reachability probe
+            return Reply(200, {"batchcomplete": True, "query": {"general": {
+                "sitename": "Stand-in wiki", "generator": "StandInMediaWiki"}}},
+                {"Content-Type": _JSON})
         with self._state:
             if self._faults:
                 return self._faults.pop(0)
