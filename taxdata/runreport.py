@@ -169,7 +169,7 @@ def build_timeline(events: list[LogEvent]) -> Timeline:
                 endpoint.limits.append((now, int(m.group(2))))
             endpoint.limits.append((now, int(m.group(3))))
     times = [e.created for e in events] or [0.0]
-    end = max(times + [b.end or b.start for b in bars] + [(b.end or b.start) + b.wait for b in bars])
+    end = max(times + [(b.end or b.start) + b.wait for b in bars])
     for bar in bars:
         if bar.end is None:  # never answered (interrupted): drawn up to the end of the run
             bar.end = end

@@ -132,6 +132,7 @@ def test_stand_in_servers_start_alone_with_help_and_sample_pages():
         result = subprocess.run([sys.executable, "-m", module, "--help"], capture_output=True,
                                 text=True, check=True)
         assert "--port" in result.stdout and "--latency" in result.stdout, module
+    assert "--responder {fixed,rules}" in result.stdout  # the LLM stand-in's rule-based model
     article = sample_articles()[0]
     wiki, api = _start("taxdata.testing.mediawiki_server")
     extractor, base = _start("taxdata.testing.extractor_server")

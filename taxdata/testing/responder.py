@@ -152,9 +152,9 @@ def extraction_reply(source: str, schema: dict[str, Any] | None) -> dict[str, An
     else:
         reply["vat"] = None
     if facts.employee or facts.employer:
-        reply["socialSecurity"] = {"employeeRate": cite("socialSecurity.employeeRate", facts.employee),
-                                   "employerRate": cite("socialSecurity.employerRate", facts.employer),
-                                   "notes": None}
+        reply["socialSecurity"] = {
+            "employeeRate": cite("socialSecurity.employeeRate", facts.employee),
+            "employerRate": cite("socialSecurity.employerRate", facts.employer), "notes": None}
     else:
         reply["socialSecurity"] = None
     reply["special_taxes"] = []
@@ -185,7 +185,7 @@ def taxation_file(name: str, source: str) -> str:
              "- Brackets:", ""]
     if facts.brackets:
         lines += ["| Taxable income from | Taxable income to | Rate (%) |", "|---|---|---|"]
-        lines += [f"| {low.raw} | {high.raw if high.value is not None else 'and above'} | {rate.raw} |"
+        lines += [f"| {low.raw} | {'and above' if high.value is None else high.raw} | {rate.raw} |"
                   for low, high, rate in facts.brackets]
     else:
         lines.append(NOT_STATED)
@@ -216,7 +216,8 @@ def _schema_of(body: dict[str, Any], system: str) -> dict[str, Any] | None:
     if isinstance(fmt, dict):
         return fmt
     response_format = body.get("response_format") or {}
-    schema = (response_format.get("json_schema") or {}).get("schema") or response_format.get("schema")
+    schema = ((response_format.get("json_schema") or {}).get("schema")
+              or response_format.get("schema"))
     if isinstance(schema, dict):
         return schema
     start = system.find("JSON schema:")
