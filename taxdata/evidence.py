@@ -312,11 +312,11 @@ class Unsupported:
 def _figure_reason(path: str, value: Any, quote: str, source: Source,
                    extraction: Extraction, bounds: _Bounds | None) -> str | None:
     """Why ``quote`` does not support ``path = value``, or None when it does."""
-    sections = find_quote(source, quote)
     text = _normalise_quote(quote)
+    if _ROW_BREAK in text:
+        return "the quote spans several table rows"
+    sections = find_quote(source, quote)
     if not sections:
-        if _ROW_BREAK in text:
-            return "the quote spans several table rows"
         return "the quote is not in the source text"
     topic = _topic(path)
     numbers = numbers_in(text)
@@ -335,10 +335,10 @@ def _figure_reason(path: str, value: Any, quote: str, source: Source,
         if len(numbers) < 2 and not re.sub(r"[\W_]+", "", _NUMBER.sub("", text)):
             return "the quote is only the number; it must say what the number is"
 
-    if not any(re.search(_TOPIC_WORDS[topic], where) for where in [text, *sections]):
-        return f"neither the quote nor its section heading is about {_TOPIC_NAMES[topic]}"
     if _OTHER_TAX.search(text) and not re.search(_OWN_WORDS_OVER_OTHER[topic], text):
         return f"the quote is about another tax, not {_TOPIC_NAMES[topic]}"
+    if not any(re.search(_TOPIC_WORDS[topic], where) for where in [text, *sections]):
+        return f"neither the quote nor its section heading is about {_TOPIC_NAMES[topic]}"
 
     label = _label_key(path)
     if label is not None:

@@ -310,6 +310,8 @@ class Provenance(BaseModel):
         # Model-knowledge files must never be presented as sourced facts.
         if self.source_kind == "research" and not self.unverified:
             raise ValueError("source_kind 'research' must be marked unverified")
+        if self.source_kind == "research" and self.evidence is not None:
+            raise ValueError("source_kind 'research' has no verified quotes (evidence must be null)")
         return self
 
 
