@@ -304,9 +304,11 @@ class Unsupported:
     value: Any
     quote: str | None
     reason: str
+    withheld: bool = False  # its quote may be fine: it goes with a figure whose quote is not
 
     def report(self) -> dict[str, Any]:
-        return {"path": self.path, "value": self.value, "quote": self.quote, "reason": self.reason}
+        return {"path": self.path, "value": self.value, "quote": self.quote,
+                "reason": self.reason, "withheld": self.withheld}
 
 
 def _figure_reason(path: str, value: Any, quote: str, source: Source,
@@ -351,14 +353,40 @@ def _figure_reason(path: str, value: Any, quote: str, source: Source,
     if match and bounds is not None and len(bounds.own) > 1:
         i = int(match.group(1))
         values = [n.value for n in numbers]
-        if not any(_same(v, m) for v in values for m in bounds.marks[i]):
+        named = [n for n in numbers if any(_same(n.value, m) for m in bounds.marks[i])]
+        if not named:
             return f"the quote does not name bracket {i}'s bound ({_fmt_set(bounds.marks[i])})"
+        # In prose, "up to 40,000" ends a bracket and "above 40,000" starts the next one.
+        last = i == len(bounds.marks) - 1
+        wrong = "upper" if last else "lower"
+        if all(_direction(text, numbers, n) == wrong for n in named):
+            row = "the bracket below" if last else "the next bracket"
+            article = "an" if wrong == "upper" else "a"
+            return (f"the quote gives {_fmt(named[0].value)} as {article} {wrong} bound: it is "
+                    f"about {row}")
         for j, marks in enumerate(bounds.marks):
             foreign = [m for m in marks if j != i and not any(_same(m, o) for o in bounds.own[i])]
             if any(_same(v, m) for v in values for m in foreign):
                 return f"the quote names bracket {j}'s bound: it is about another row"
         if len({n.value for n in numbers if n.percent}) > 1:
             return "the quote states several rates; quote only this bracket's"
+    return None
+
+
+_UPPER_WORDS = re.compile(r"\bup to\b|\bto\b|\buntil\b|\bbelow\b|\bunder\b|less than|<")
+_LOWER_WORDS = re.compile(r"\babove\b|\bover\b|\bexceed|more than|\bfrom\b|in excess of|"
+                          r"\bbeyond\b|>")
+_NOT_OVER = re.compile(r"not (?:more than|exceeding|over)")  # an upper bound in lower words
+
+
+def _direction(text: str, numbers: list[Number], at: Number) -> str | None:
+    """Whether the words just before a number make it an upper or a lower bound (or neither)."""
+    words = text[max((n.end for n in numbers if n.end <= at.start), default=0):at.start]
+    rest = _NOT_OVER.sub(" ", words)
+    upper = bool(_NOT_OVER.search(words) or _UPPER_WORDS.search(rest))
+    lower = bool(_LOWER_WORDS.search(rest))
+    if upper != lower:
+        return "upper" if upper else "lower"
     return None
 
 
@@ -483,7 +511,7 @@ def check_evidence(extraction: Extraction, quotes: list[Quote]) -> EvidenceCheck
             unsupported.append(Unsupported(
                 path, required[path], result.verified.pop(path, None),
                 "withheld with the rest of the income tax schedule (an unsupported bracket "
-                "figure or system withholds them all)"))
+                "figure or system withholds them all)", withheld=True))
         for path in [p for p in result.verified if p.startswith("brackets")]:
             result.verified.pop(path)
         update["system"] = None
@@ -507,7 +535,6 @@ def check_evidence(extraction: Extraction, quotes: list[Quote]) -> EvidenceCheck
             if f"socialSecurity.{k}" in failures})
     order = list(required)
     # The figures whose own quote failed first, then those withheld with them.
-    result.unsupported = sorted(unsupported, key=lambda u: (u.path not in failures,
-                                                            order.index(u.path)))
+    result.unsupported = sorted(unsupported, key=lambda u: (u.withheld, order.index(u.path)))
     result.extraction = extraction.model_copy(update=update)
     return result

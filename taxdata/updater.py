@@ -522,13 +522,16 @@ def print_summary(run: UpdateRun, seconds: float) -> None:
 
 
 def _print_unsupported(outcomes: dict[str, CountryOutcome]) -> None:
-    """Figures withheld for want of a verified quote: a count, then one line per country."""
+    """Figures not written for want of a verified quote: counts, then one line per country."""
     held = {slug: o.unsupported for slug, o in sorted(outcomes.items()) if o.unsupported}
-    total = sum(len(items) for items in held.values())
+    own = sum(not u["withheld"] for items in held.values() for u in items)
+    withheld = sum(u["withheld"] for items in held.values() for u in items)
     noun = "country" if len(held) == 1 else "countries"
-    print(f"  UNSUPPORTED figures: {total} in {len(held)} {noun} (no verified quote; not written)")
+    print(f"  UNSUPPORTED figures: {own} in {len(held)} {noun} (no verified quote; not written)"
+          + (f", {withheld} more withheld with them" if withheld else ""))
     for slug, items in held.items():
-        print(f"  UNSUPPORTED {slug}: {_few_words(', '.join(u['path'] for u in items))}")
+        paths = [u["path"] for u in items if not u["withheld"]]
+        print(f"  UNSUPPORTED {slug}: {_few_words(', '.join(paths))}")
 
 
 def _few_words(reason: str, limit: int = 100) -> str:

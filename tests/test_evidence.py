@@ -32,7 +32,7 @@ The personal income tax is progressive. The brackets for the 2024 tax year:
 | 9,001 | 40,000 | 15 |
 | 40,001 | | 44 |
 
-In prose: 0 % up to 9,000 EUR, 15 % up to 40,000 EUR, 44 % above.
+In prose: 0 % up to 9,000 EUR, 15 % up to 40,000 EUR, 44 % above 40,000 EUR.
 
 ## VAT / GST
 
@@ -242,16 +242,28 @@ def test_a_bracket_rate_from_another_row_is_refused():
 
 def test_a_bracket_quote_naming_another_bracket_or_rate_is_refused():
     # The whole schedule in one sentence singles out no bracket.
-    sentence = "0 % up to 9,000 EUR, 15 % up to 40,000 EUR, 44 % above"
+    sentence = "0 % up to 9,000 EUR, 15 % up to 40,000 EUR, 44 % above 40,000 EUR"
     assert reason("brackets[2].rate", 44, sentence) == (
         "the quote names bracket 0's bound: it is about another row")
-    assert reason("brackets[2].rate", 15, "15 % up to 40,000 EUR, 44 % above",
+    assert reason("brackets[2].rate", 15, "15 % up to 40,000 EUR, 44 % above 40,000",
                   brackets=[{"min": 0, "max": 9000, "rate": 0},
                             {"min": 9001, "max": 40000, "rate": 15},
                             {"min": 40001, "max": None, "rate": 15}]) == (
         "the quote states several rates; quote only this bracket's")
     # The top bracket is named by its lower bound, or the previous bound ("above 40,000").
-    assert reason("brackets[2].rate", 44, "40,000 EUR, 44 % above") is None
+    assert reason("brackets[2].rate", 44, "44 % above 40,000 EUR") is None
+
+
+def test_prose_bounds_read_with_their_direction_words():
+    # "above 40,000" starts the top bracket: it is not bracket 1's rate.
+    brackets = [{"min": 0, "max": 9000, "rate": 0}, {"min": 9001, "max": 40000, "rate": 44},
+                {"min": 40001, "max": None, "rate": 44}]
+    assert reason("brackets[1].rate", 44, "44 % above 40,000 EUR", brackets=brackets) == (
+        "the quote gives 40000 as a lower bound: it is about the next bracket")
+    # "up to 40,000" ends bracket 1: it is not the top bracket's rate.
+    brackets[1]["rate"], brackets[2]["rate"] = 15, 15
+    assert reason("brackets[2].rate", 15, "15 % up to 40,000 EUR", brackets=brackets) == (
+        "the quote gives 40000 as an upper bound: it is about the bracket below")
 
 
 def test_a_quote_spanning_two_table_rows_is_refused():
@@ -318,7 +330,8 @@ def test_one_unsupported_bracket_figure_withholds_the_whole_schedule():
     assert (first.path, first.quote) == ("brackets[1].rate", "| 40,001 | | 44 |")
     assert {u.path for u in withheld} == {"system", "brackets[0].rate", "brackets[0].max",
                                           "brackets[1].max", "brackets[2].rate"}
-    assert all(u.reason.startswith("withheld with the rest") for u in withheld)
+    assert all(u.reason.startswith("withheld with the rest") and u.withheld for u in withheld)
+    assert not first.withheld
     assert not any(p == "system" or p.startswith("brackets") for p in check.verified)
     assert check.extraction.vat.standard == 21  # VAT is supported: the record is written
     assert check.failed is None

@@ -356,7 +356,7 @@ HAPPY_EVIDENCE = {  # slug -> path -> the quote (verbatim from the FIXTURE taxat
         "brackets[0].max": "0 % up to 9,000 EUR",
         "brackets[1].rate": "15 % up to 40,000 EUR",
         "brackets[1].max": "15 % up to 40,000 EUR",
-        "brackets[2].rate": "40,000 EUR, 44 % above",
+        "brackets[2].rate": "44 % above 40,000 EUR",
         "vat.standard": "The standard VAT rate is 21 %."},
     "estonia": {
         "system": "A flat rate of 23 % applies to all income.",
@@ -1022,3 +1022,125 @@ def test_interrupt_keeps_finished_countries(server, data):
     js = (data / "taxData.js").read_text(encoding="utf-8")
     assert parse_tax_data_js(js) == {slug: stored[slug]["record"] for slug in stored}
     assert list(data.rglob("*.tmp")) == []
+
+
+# -- 12. evidence: every figure needs a verified quote ----------------------------------------
+
+def _with(slug: str, *, quotes: dict[str, str], **figures: Any) -> dict[str, Any]:
+    """HAPPY[slug] with some figures and quotes replaced (a FIXTURE reply with planted errors)."""
+    rep = json.loads(json.dumps(HAPPY[slug]))
+    for path, value in figures.items():
+        target = rep
+        keys = [int(k) if k.isdigit() else k for k in re.findall(r"\w+", path.replace("__", "."))]
+        for key in keys[:-1]:
+            target = target[key]
+        target[keys[-1]] = value
+    rep["evidence"] = [{"field": f, "quote": q}
+                       for f, q in {**HAPPY_EVIDENCE[slug], **quotes}.items()]
+    return rep
+
+
+PLANTED = {  # slug -> (reply with one planted wrong figure, its path, the model's quote, reason)
+    # A VAT rate the source does not state, with a quote that is not in the source.
+    "germany": (_with("germany", vat__standard=19,
+                      quotes={"vat.standard": "The standard VAT rate is 19 %"}),
+                "vat.standard", 19, "The standard VAT rate is 19 %",
+                "the quote is not in the source text"),
+    # A bracket rate from another row, quoted from that row.
+    "france": (_with("france", brackets__1__rate=44,
+                     quotes={"brackets[1].rate": "44 % above 40,000 EUR"}),
+               "brackets[1].rate", 44, "44 % above 40,000 EUR",
+               "the quote gives 40000 as a lower bound: it is about the next bracket"),
+    # A VAT rate the source does not state, with the real sentence as its quote.
+    "estonia": (_with("estonia", vat__standard=22, quotes={}),
+                "vat.standard", 22, ESTONIA_VAT, "22 is not a number in the quote"),
+}
+
+
+def test_planted_wrong_figures_are_withheld_and_reported(server, data):
+    for slug in PLANTED:
+        put_taxation(data, slug)
+    server.responder = Script({slug: planted[0] for slug, planted in PLANTED.items()})
+    proc = run_updater(data, server.url("proxy"), "--countries", ",".join(PLANTED))
+    # The wrong figures are left out; the rest of each record is sound, so it is written.
+    assert proc.returncode == 0, explain(proc)
+    report = report_of(proc)
+    assert report["counts"] == counts(added=3)
+    stored = dataset(data)["countries"]
+
+    for slug, (_, path, value, quote, why) in PLANTED.items():
+        entry = report["countries"][slug]
+        first = entry["unsupported"][0]
+        assert first == {"path": path, "value": value, "quote": quote, "reason": why,
+                         "withheld": False}, entry["unsupported"]
+        assert path not in entry["evidence"] and path not in stored[slug]["provenance"]["evidence"]
+        assert "[UNSUPPORTED] " in proc.stderr and f" {slug} {path} " in proc.stderr
+        assert re.search(rf"^  UNSUPPORTED {slug}: {re.escape(path)}$", proc.stdout,
+                         re.MULTILINE), explain(proc)
+
+    # germany and estonia: only the VAT standard rate is withheld; everything else is written.
+    for slug in ("germany", "estonia"):
+        expected = expected_record(slug, HAPPY[slug])
+        expected["vat"] = {**expected["vat"], "standard": None}
+        assert stored[slug]["record"] == expected
+        assert "vat.standard" in report["countries"][slug]["missing"]
+        assert len(report["countries"][slug]["unsupported"]) == 1
+        assert stored[slug]["provenance"]["evidence"] == {
+            p: q for p, q in HAPPY_EVIDENCE[slug].items() if p != "vat.standard"}
+    # france: part of a schedule is wrong data, so the whole schedule and its system are held
+    # back (listed as withheld), while the VAT rate, which has its quote, is written.
+    france = stored["france"]["record"]
+    assert france["brackets"] is None and france["system"] is None
+    assert france["vat"] == HAPPY["france"]["vat"]
+    withheld = report["countries"]["france"]["unsupported"][1:]
+    assert sorted(u["path"] for u in withheld) == sorted(
+        p for p in HAPPY_EVIDENCE["france"] if p not in ("vat.standard", "brackets[1].rate"))
+    assert all(u["withheld"] for u in withheld)
+    assert report["countries"]["france"]["evidence"] == {
+        "vat.standard": HAPPY_EVIDENCE["france"]["vat.standard"]}
+    assert ("  UNSUPPORTED figures: 3 in 3 countries (no verified quote; not written), "
+            "5 more withheld with them") in proc.stdout
+
+
+def test_a_record_without_any_supported_key_figure_fails_and_keeps_the_old_one(server, data):
+    assert run_happy(server, data).returncode == 0
+    before = json.dumps(dataset(data)["countries"]["germany"])
+    # Every quote made up (not in the source): nothing of this reply may be written.
+    made_up = {path: f"FIXTURE: made-up quote for {path}" for path in HAPPY_EVIDENCE["germany"]}
+    server.responder = Script({"germany": _with("germany", quotes=made_up)})
+    proc = run_updater(data, server.url("proxy"), "--countries", "germany", "--force")
+    assert proc.returncode == 1, explain(proc)
+    entry = report_of(proc)["countries"]["germany"]
+    assert entry["status"] == "FAILED"
+    assert entry["reason"].startswith("no key figure is supported by a verified quote")
+    assert entry["reason"].endswith("previous record kept")
+    assert {u["path"] for u in entry["unsupported"]} == set(HAPPY_EVIDENCE["germany"])
+    assert json.dumps(dataset(data)["countries"]["germany"]) == before
+    assert re.search(r"^  FAILED germany: no key figure is supported", proc.stdout, re.MULTILINE)
+
+
+def test_a_split_source_checks_each_quote_against_its_own_part(server, data):
+    put_taxation(data, "austria")
+    # Part 1 (income tax) claims the VAT rate with a quote that only part 2's text holds: the
+    # model answering part 1 never saw it, so it is not evidence.
+    vat_quote = AUSTRIA_EVIDENCE[2]["vat.standard"]
+    part1 = _austria_part(brackets=AUSTRIA_BRACKETS,
+                          vat={"hasVAT": True, "standard": 18, "reduced": [],
+                               "description": None, "notes": None},
+                          evidence=_austria_evidence(1) + [{"field": "vat.standard",
+                                                            "quote": vat_quote}])
+    part2 = _austria_part(system="progressive",
+                          vat={"hasVAT": True, "standard": None, "reduced": [9],
+                               "description": None, "notes": None},
+                          evidence=[{"field": f, "quote": q} for f, q in AUSTRIA_EVIDENCE[2].items()
+                                    if f != "vat.standard"])
+    server.responder = Script({"austria": Parts({1: part1, 2: part2})})
+    proc = run_updater(data, server.url("proxy"), "--countries", "austria", "--max-chars", "500")
+    assert proc.returncode == 0, explain(proc)
+    entry = report_of(proc)["countries"]["austria"]
+    assert entry["unsupported"] == [{"path": "vat.standard", "value": 18, "quote": vat_quote,
+                                     "reason": "the quote is not in the source text",
+                                     "withheld": False}]
+    record = records(data)["austria"]
+    assert record["vat"]["standard"] is None and record["vat"]["reduced"] == [9]
+    assert record["brackets"] == AUSTRIA_BRACKETS and record["system"] == "progressive"
