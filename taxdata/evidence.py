@@ -67,6 +67,9 @@ _PERCENT = re.compile(r"(\d)\s*(?:%|per\s*cent\b|percent\b|pct\b\.?)")
 _GROUPS = re.compile(r"(?<![\d.,])([1-9]\d{0,2})((?:([,' ])\d{3})(?:\3\d{3})*)(?![\d]|[.,]\d)")
 _DOT_GROUPS = re.compile(r"(?<![\d.,])([1-9]\d{0,2})((?:\.\d{3}){2,})(?![\d]|[.,]\d)")
 _DOT_GROUP = re.compile(r"(?<![\d.,])([1-9]\d{0,2})\.(\d{3})(?![\d%]|[.,]\d)")
+# Indian grouping: "3,00,000" (lakh), "1,00,00,000" (crore).
+_INDIAN_GROUPS = re.compile(r"(?<![\d.,])([1-9]\d?)((?:,\d{2})+,\d{3})(?![\d]|[.,]\d)")
+_NIL = re.compile(r"\bnil\b")  # "Nil" in a rate column is a rate of 0
 _DECIMAL_COMMA = re.compile(r"(?<![\d.,])(\d{1,3}),(\d{1,2})%")
 _FOOTNOTE = re.compile(r"\[(?:\d+|[a-z]|note \d+|citation needed)\]")
 _MARKUP = re.compile(r"[|*`]+|^\s*(?:#+|>)\s*")
@@ -74,8 +77,9 @@ _SPACES = re.compile(r"\s+")
 
 
 def _numbers(line: str) -> str:
-    line = _PERCENT.sub(r"\1%", line)
+    line = _PERCENT.sub(r"\1%", _NIL.sub("0", line))
     line = _DECIMAL_COMMA.sub(r"\1.\2%", line)
+    line = _INDIAN_GROUPS.sub(lambda m: m.group(1) + m.group(2).replace(",", ""), line)
     line = _GROUPS.sub(lambda m: m.group(1) + re.sub(r"[,' ]", "", m.group(2)), line)
     line = _DOT_GROUPS.sub(lambda m: m.group(1) + m.group(2).replace(".", ""), line)
     return _DOT_GROUP.sub(r"\1\2", line)
@@ -223,8 +227,9 @@ _SYSTEM_WORDS = {
                    r"\btiers?\b|several rates",
     "flat": r"\bflat\b|single rate|one rate|same rate|uniform|proportional|all income|"
             r"regardless",
-    "zero_personal": r"\bno\b|\bnot\b|\bnone\b|\bzero\b|\bnil\b|exempt|\bfree\b|abolished|"
-                     r"\b0%",
+    # "Nil" has become "0" by now: "personal income tax: nil" ends in a 0.
+    "zero_personal": r"\bno\b|\bnot\b|\bnone\b|\bzero\b|exempt|\bfree\b|abolished|"
+                     r"\b0%|\b0$",
 }
 
 
@@ -241,25 +246,38 @@ def _label_key(path: str) -> str | None:
     return key if key in _LABELS else None
 
 
+_CLAUSE_BREAKS = (re.compile(r"[,;]| and | while | whereas | but "), re.compile(r"[,;]"))
+
+
 def _nearest_label(text: str, at: Number, keys: tuple[str, str]) -> str | None:
-    """The label that names the number at ``at``: looked for in its clause first (text between
-    commas or semicolons), then in the whole quote; a label before the number ("standard rate
-    21 %") wins over one after it ("21 % (standard)")."""
-    start = max(text.rfind(",", 0, at.start), text.rfind(";", 0, at.start)) + 1
-    ends = [i for i in (text.find(",", at.end), text.find(";", at.end)) if i != -1]
-    for lo, hi in ((start, min(ends, default=len(text))), (0, len(text))):
-        before: tuple[int, str] | None = None
-        after: tuple[int, str] | None = None
-        for key in keys:
-            for match in re.finditer(_LABELS[key][1], text[lo:hi]):
-                first, last = match.start() + lo, match.end() + lo
-                if last <= at.start and (before is None or last > before[0]):
-                    before = (last, key)
-                elif first >= at.end and (after is None or first < after[0]):
-                    after = (first, key)
-        if before or after:
-            return (before or after)[1]
-    return None
+    """The label that names the number at ``at``, or None if no label does.
+
+    Looked for in the number's clause (text between commas, semicolons, "and", ...), then in
+    its part between commas and semicolons only: where that text puts its first number before
+    its first label ("21 % (standard)", "14 % for employees", "12 % and 6 % reduced"), the
+    next label after the number; otherwise ("standard rate 21 %", "employees pay 11 %") the
+    last label before it. Without a label there, the last label before the number in the
+    whole quote ("Reduced rates: 10 % and 4 %").
+    """
+    def labels(start: int, stop: int) -> list[tuple[int, int, str]]:
+        return sorted((m.start() + start, m.end() + start, key) for key in keys
+                      for m in re.finditer(_LABELS[key][1], text[start:stop]))
+
+    for breaks in _CLAUSE_BREAKS:
+        cuts = list(breaks.finditer(text))
+        lo = max((m.end() for m in cuts if m.end() <= at.start), default=0)
+        hi = min((m.start() for m in cuts if m.start() >= at.end), default=len(text))
+        found = labels(lo, hi)
+        if not found:
+            continue
+        first_number = min(n.start for n in numbers_in(text[lo:hi])) + lo
+        after = [lab for lab in found if lab[0] >= at.end]
+        before = [lab for lab in found if lab[1] <= at.start]
+        if first_number < found[0][0] and after:
+            return after[0][2]
+        return (before[-1] if before else after[0])[2]
+    before = [lab for lab in labels(0, len(text)) if lab[1] <= at.start]
+    return before[-1][2] if before else None
 
 
 @dataclass(frozen=True)
@@ -348,6 +366,9 @@ def _figure_reason(path: str, value: Any, quote: str, source: Source,
         nearest = {_nearest_label(text, n, keys) for n in hits}
         if label not in nearest and None not in nearest:
             return f"the quote gives {_fmt(value)} as the {_LABELS[_RIVALS[label]][0]} rate"
+        if label not in nearest and len({n.value for n in numbers if n.percent}) > 1:
+            return (f"the quote states several rates and does not say which is the "
+                    f"{_LABELS[label][0]} rate")
 
     match = re.fullmatch(r"brackets\[(\d+)\]\.(rate|min|max)", path)
     if match and bounds is not None and len(bounds.own) > 1:
@@ -373,7 +394,9 @@ def _figure_reason(path: str, value: Any, quote: str, source: Source,
     return None
 
 
-_UPPER_WORDS = re.compile(r"\bup to\b|\bto\b|\buntil\b|\bbelow\b|\bunder\b|less than|<")
+# A dash alone between two numbers is a range: the number after it is the upper end.
+_UPPER_WORDS = re.compile(r"\bup to\b|\bto\b|\buntil\b|\bbelow\b|\bunder\b|less than|<|"
+                          r"^\s*-\s*$")
 _LOWER_WORDS = re.compile(r"\babove\b|\bover\b|\bexceed|more than|\bfrom\b|in excess of|"
                           r"\bbeyond\b|>")
 _NOT_OVER = re.compile(r"not (?:more than|exceeding|over)")  # an upper bound in lower words

@@ -114,6 +114,8 @@ def reason(path: str, value: Any, quote: str, **over: Any) -> str | None:
     ("10 \u2013 20", "10 - 20"), ("\u201cflat\u201d", '"flat"'),
     ("**Standard** rate `21`", "standard rate 21"), ("21 %[3]", "21%"),
     ("| 0 | 9,000 | 0 |", "0 9000 0"),
+    ("3,00,000 and 1,00,00,000", "300000 and 10000000"),  # Indian lakh and crore grouping
+    ("| Up to 3,00,000 | Nil |", "up to 300000 0"),
 ])
 def test_normalise(text, expected):
     assert normalise(text) == expected
@@ -228,6 +230,37 @@ def test_the_nearest_label_must_be_the_figures_own(path, value, quote, rival):
 
 def test_labels_after_the_number_count_in_their_clause():
     assert reason("vat.reduced[0]", 10, "The rates are 21 % (standard), 10 % (reduced)") is None
+
+
+@pytest.mark.parametrize("quote, number, label", [
+    # Labels before their numbers, and after them; "and" separates clauses.
+    ("employees pay 11% and employers pay 12%", 11, "socialSecurity.employeeRate"),
+    ("employees pay 11% and employers pay 12%", 12, "socialSecurity.employerRate"),
+    ("14.5% for employees and 15.5% for employers", 14.5, "socialSecurity.employeeRate"),
+    ("14.5% for employees and 15.5% for employers", 15.5, "socialSecurity.employerRate"),
+    ("moms (vat): 25% standard; 12% and 6% reduced", 25, "vat.standard"),
+    ("moms (vat): 25% standard; 12% and 6% reduced", 12, "vat.reduced"),
+    ("reduced rates: 14% (food), 6% (transport)", 6, "vat.reduced"),
+    ("the consumption tax is 10%, with a reduced rate of 8% for food", 8, "vat.reduced"),
+    ("the consumption tax is 10%, with a reduced rate of 8% for food", 10, None),
+])
+def test_nearest_label(quote, number, label):
+    from taxdata.evidence import _LABELS, _nearest_label
+    at = next(n for n in numbers_in(quote) if n.value == number)
+    keys = (("vat.standard", "vat.reduced") if "vat" in (label or "vat.")
+            else ("socialSecurity.employeeRate", "socialSecurity.employerRate"))
+    assert set(keys) <= set(_LABELS)
+    assert _nearest_label(quote, at, keys) == label
+
+
+def test_an_unlabelled_rate_among_several_is_refused():
+    # FIXTURE: a list of rates that does not say which one is the standard rate.
+    src = Source("## VAT / GST\n\nGST is levied at 5 %, 12 %, 18 % and 28 %.\n")
+    ext = Extraction.model_validate({"vat": {"hasVAT": True, "standard": 28, "reduced": []}})
+    check = check_evidence(ext, [Quote("vat.standard", "GST is levied at 5 %, 12 %, 18 % and 28 %",
+                                       src)])
+    assert check.unsupported[0].reason == (
+        "the quote states several rates and does not say which is the standard rate")
 
 
 def test_a_bracket_rate_from_another_row_is_refused():
