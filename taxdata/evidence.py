@@ -366,7 +366,11 @@ def _figure_reason(path: str, value: Any, quote: str, source: Source,
         nearest = {_nearest_label(text, n, keys) for n in hits}
         if label not in nearest and None not in nearest:
             return f"the quote gives {_fmt(value)} as the {_LABELS[_RIVALS[label]][0]} rate"
-        if label not in nearest and len({n.value for n in numbers if n.percent}) > 1:
+        # An unlabelled rate is fine alone, or beside rates labelled as something else
+        # ("the consumption tax is 10 %, with a reduced rate of 8 %"); not in a bare list.
+        unlabelled = {n.value for n in numbers
+                      if n.percent and _nearest_label(text, n, keys) is None}
+        if label not in nearest and len(unlabelled) > 1:
             return (f"the quote states several rates and does not say which is the "
                     f"{_LABELS[label][0]} rate")
 
