@@ -17,11 +17,14 @@ evidence``: ``{"field": "vat.standard", "quote": "The standard VAT rate is 21 %"
    tax, social security); a quote about another tax (corporate, capital gains, ...) that does
    not name the figure's own tax is refused.
 4. **label**: where a quote names competing figures (``standard`` and ``reduced`` VAT rates,
-   ``employees`` and ``employers``), the label nearest to the figure must be its own.
+   ``employees`` and ``employers``), the label that goes with the figure (in its clause, before
+   or after it as the clause is written) must be its own; a bare list of several unlabelled
+   rates does not say which one is meant.
 5. **bracket**: a bracket figure's quote must single out its bracket: it names the bracket's
-   bound (its upper threshold; for the open-ended top bracket its lower one), names no other
-   bracket's bound, and states only one percentage (a whole schedule in one sentence is not
-   evidence for one row of it).
+   bound (its upper threshold; for the open-ended top bracket its lower one, or the one below
+   it: "above 40,000"), not as the wrong end ("up to 40,000" ends a bracket, "above 40,000"
+   starts the next, "1,001 - 5,000" is a range), names no other bracket's bound, and states
+   only one percentage (a whole schedule in one sentence is not evidence for one row of it).
 6. **system**: ``progressive`` needs wording of a schedule (progressive, graduated, brackets,
    bands, ...); ``flat`` needs flat wording (flat, single, one rate, ...) and the flat rate;
    ``zero_personal`` needs a statement that there is none (no, not, zero, exempt, ...).
@@ -56,7 +59,8 @@ __all__ = ["Source", "Quote", "Unsupported", "EvidenceCheck", "normalise", "numb
 # --------------------------------------------------------------------------------------------
 
 _ROW_BREAK = "\u00b6"  # marks the end of a table row; never produced by a quote on one line
-_DASHES = dict.fromkeys(map(ord, "\u2010\u2011\u2012\u2013\u2014\u2015\u2212\ufe58\ufe63\uff0d"), "-")
+_DASHES = dict.fromkeys(
+    map(ord, "\u2010\u2011\u2012\u2013\u2014\u2015\u2212\ufe58\ufe63\uff0d"), "-")
 _QUOTES = {ord("\u2018"): "'", ord("\u2019"): "'", ord("\u201a"): "'", ord("\u201b"): "'",
            ord("\u201c"): '"', ord("\u201d"): '"', ord("\u201e"): '"', ord("\u00ab"): '"',
            ord("\u00bb"): '"'}

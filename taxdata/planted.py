@@ -106,7 +106,8 @@ def _set_figure(figures: dict[str, Any], path: str, value: Any) -> None:
             target = target[key]
 
 
-def build_reply(slug: str, figures: dict[str, Any], quotes: dict[str, str | None]) -> dict[str, Any]:
+def build_reply(slug: str, figures: dict[str, Any],
+                quotes: dict[str, str | None]) -> dict[str, Any]:
     """The structured reply a model gives for these figures and quotes (FIXTURE data)."""
     country = load_registry().get(slug)
     brackets = figures["brackets"]
@@ -191,7 +192,8 @@ def record_value(record: dict[str, Any] | None, path: str) -> Any:
     for key, index in ((m.group(1), m.group(2)) for m in _STEP.finditer(path)):
         value = value.get(key) if isinstance(value, dict) else None
         if index is not None:
-            value = value[int(index)] if isinstance(value, list) and int(index) < len(value) else None
+            i = int(index)
+            value = value[i] if isinstance(value, list) and i < len(value) else None
     return value
 
 

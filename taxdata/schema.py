@@ -311,7 +311,8 @@ class Provenance(BaseModel):
         if self.source_kind == "research" and not self.unverified:
             raise ValueError("source_kind 'research' must be marked unverified")
         if self.source_kind == "research" and self.evidence is not None:
-            raise ValueError("source_kind 'research' has no verified quotes (evidence must be null)")
+            raise ValueError("source_kind 'research' has no verified quotes "
+                             "(evidence must be null)")
         return self
 
 
