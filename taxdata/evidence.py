@@ -204,7 +204,8 @@ def find_quote(source: Source, quote: str) -> list[str]:
 _TOPIC_WORDS = {
     "vat": r"\bvat\b|\bgst\b|value[- ]added|goods and services|sales tax|consumption tax|"
            r"turnover tax",
-    "income": r"income|salar|wage|earning|bracket|\bband|taxable|personal|individual|\bpit\b",
+    "income": r"income|salar|wage|earning|bracket|\bbands?\b|\bslabs?\b|personal|individual|"
+              r"\bpit\b",
     "social": r"social|insurance|pension|contribution|payroll|employee|employer|health|"
               r"unemployment",
 }
@@ -218,8 +219,8 @@ _OWN_WORDS_OVER_OTHER = {
 }
 # Labels that tell apart figures of one topic: the one nearest to the figure must be its own.
 _LABELS = {
-    "vat.standard": ("standard", r"standard|general|normal|basic|main"),
-    "vat.reduced": ("reduced", r"reduced|lower|super[- ]reduced|zero[- ]rated|preferential"),
+    "vat.standard": ("standard", r"\bstandard|\bgeneral\b|\bnormal\b|\bbasic\b|\bmain\b"),
+    "vat.reduced": ("reduced", r"\breduced|\blower\b|zero[- ]rated|\bpreferential"),
     "socialSecurity.employeeRate": ("employee", r"employees?\b|workers?\b"),
     "socialSecurity.employerRate": ("employer", r"employers?\b"),
 }
@@ -329,7 +330,10 @@ class Unsupported:
     withheld: bool = False  # its quote may be fine: it goes with a figure whose quote is not
 
     def report(self) -> dict[str, Any]:
-        return {"path": self.path, "value": self.value, "quote": self.quote,
+        value = self.value
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)  # 19, as the records write it, not 19.0
+        return {"path": self.path, "value": value, "quote": self.quote,
                 "reason": self.reason, "withheld": self.withheld}
 
 

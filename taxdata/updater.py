@@ -240,7 +240,7 @@ class Extractor:
             unsupported = [u.report() for u in check.unsupported]
             for item in check.unsupported:
                 logger.warning("[UNSUPPORTED] %s %s %s %s: %s", thread_label(), country.slug,
-                               item.path, item.value, item.reason)
+                               item.path, item.report()["value"], item.reason)
             if check.failed:
                 raise ExtractionFailed(check.failed, result[2], result[3], unsupported)
             outcome = validate_extraction(check.extraction.model_dump(), country)

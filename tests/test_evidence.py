@@ -5,6 +5,7 @@ Every source text and figure here is a made-up FIXTURE, not real tax data.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -402,3 +403,22 @@ def test_zero_personal_brackets_need_no_quotes_of_their_own():
                                      "brackets": [{"min": 0, "max": None, "rate": 0}]})
     check = check_evidence(ext, [Quote("system", "There is no personal income tax", src)])
     assert check.unsupported == [] and check.extraction.brackets is not None
+
+
+def test_thresholds_from_another_row_are_refused():
+    # Two rows merged into one: the first bracket's max is taken from the second row.
+    brackets = [{"min": 0, "max": 40000, "rate": 0}, {"min": 40001, "max": None, "rate": 44}]
+    check = check_evidence(extraction(brackets=brackets), quotes(
+        brackets_0_max="| 9,001 | 40,000 | 15 |", brackets_1_rate="| 40,001 | | 44 |"))
+    first = check.unsupported[0]
+    assert (first.path, first.reason) == (
+        "brackets[0].rate", "the quote does not name bracket 0's bound (40000)")
+    assert check.extraction.brackets is None
+
+
+def test_the_prompt_asks_for_quotes_and_states_no_rates():
+    from taxdata.updater import SYSTEM_PROMPT, USER_PROMPT
+    assert "evidence" in SYSTEM_PROMPT and "word for word" in SYSTEM_PROMPT
+    for prompt in (SYSTEM_PROMPT, USER_PROMPT):
+        # Numbers in the prompts are examples of units and list positions, never tax rates.
+        assert not re.search(r"\d+(?:\.\d+)?\s*%", prompt.replace("20 means 20 %", ""))

@@ -414,6 +414,9 @@ def test_happy_path_three_countries(server, data, tmp_path):
     for slug in HAPPY:
         (body,) = chats_for(server, slug)
         assert structured_form("proxy", body) == "schema"
+        # The schema asks for the evidence list: {field, quote} items.
+        evidence = body["format"]["properties"]["evidence"]
+        assert evidence["items"]["required"] == ["field", "quote"]
         user = body["messages"][1]["content"]
         assert "FIXTURE: invented figures for tests" in user
         assert "## Sources" not in user and HAPPY_SOURCES[slug][1] not in user
