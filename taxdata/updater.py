@@ -1,10 +1,11 @@
 """The updater pipeline: taxation files -> LLM -> validated records -> the calculator dataset.
 
 For each country: read ``<input>/<slug>.md``, ask the model for the tax facts the text states
-(structured JSON), validate them, re-ask once with the exact errors, and only then write the
-record into ``tax_data.json`` (as each country completes, so an interrupted run keeps what it
-finished). At the end: ``taxData.js`` for the calculator, ``reports/update-<time>.json`` and a
-summary table. A country that fails keeps its previous record exactly as it was.
+(structured JSON, with a verbatim quote per figure), validate them, re-ask once with the exact
+errors, withhold every figure whose quote the text does not bear out (taxdata.evidence), and
+only then write the record into ``tax_data.json`` (as each country completes, so an interrupted
+run keeps what it finished). At the end: ``taxData.js`` for the calculator,
+``reports/update-<time>.json`` and a summary table. A country that fails keeps its previous record exactly as it was.
 """
 
 from __future__ import annotations
