@@ -5,7 +5,8 @@ For each country: read ``<input>/<slug>.md``, ask the model for the tax facts th
 errors, withhold every figure whose quote the text does not bear out (taxdata.evidence), and
 only then write the record into ``tax_data.json`` (as each country completes, so an interrupted
 run keeps what it finished). At the end: ``taxData.js`` for the calculator,
-``reports/update-<time>.json`` and a summary table. A country that fails keeps its previous record exactly as it was.
+``reports/update-<time>.json`` and a summary table. A country that fails keeps its previous
+record exactly as it was.
 """
 
 from __future__ import annotations
