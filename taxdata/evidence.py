@@ -125,6 +125,8 @@ _NUMBER = re.compile(r"(?<![\d.,])(\d+(?:\.\d+)?)(%?)")
 
 @dataclass(frozen=True)
 class Number:
+    """A number found in a normalised text, and where."""
+
     value: float
     percent: bool
     start: int
@@ -502,6 +504,11 @@ def _is_income(path: str) -> bool:
     return path == "system" or path.startswith("brackets")
 
 
+def _field_path(field_name: str) -> str:
+    # "brackets.1.rate" and "brackets[1].rate" name the same figure.
+    return re.sub(r"\.(\d+)(?=\.|$)", r"[\1]", field_name.strip().replace(" ", ""))
+
+
 def check_evidence(extraction: Extraction, quotes: list[Quote]) -> EvidenceCheck:
     """Verify each figure's quotes; return the extraction with unsupported figures set to null.
 
@@ -511,7 +518,7 @@ def check_evidence(extraction: Extraction, quotes: list[Quote]) -> EvidenceCheck
     """
     by_path: dict[str, list[Quote]] = {}
     for quote in quotes:
-        by_path.setdefault(quote.field.strip(), []).append(quote)
+        by_path.setdefault(_field_path(quote.field), []).append(quote)
     bounds = _Bounds.of(extraction.brackets) if extraction.brackets else None
 
     result = EvidenceCheck(extraction)

@@ -422,3 +422,8 @@ def test_the_prompt_asks_for_quotes_and_states_no_rates():
     for prompt in (SYSTEM_PROMPT, USER_PROMPT):
         # Numbers in the prompts are examples of units and list positions, never tax rates.
         assert not re.search(r"\d+(?:\.\d+)?\s*%", prompt.replace("20 means 20 %", ""))
+
+
+def test_field_paths_may_use_dots_for_list_positions():
+    given = [Quote(f.replace("[", ".").replace("]", ""), q, SOURCE) for f, q in GOOD_QUOTES.items()]
+    assert check_evidence(extraction(), given).unsupported == []
