@@ -252,6 +252,9 @@ def _country_rows(report: dict[str, Any], dataset: dict[str, Any] | None) -> lis
             "reason": outcome.get("reason", ""),
             "changes": [c.get("path", "") for c in outcome.get("changes") or []],
             "warnings": outcome.get("warnings") or [],
+            # figures not written for want of a verified quote (the evidence check)
+            "unsupported": [u.get("path", "") for u in outcome.get("unsupported") or []
+                            if isinstance(u, dict)],
             "source": outcome.get("source_kind") or provenance.get("source_kind") or "",
             "source_file": outcome.get("source_file") or "",
             "url": provenance.get("source_url"), "revision": provenance.get("source_revision"),

@@ -50,6 +50,8 @@ def test_demo_runs_the_whole_pipeline_and_labels_every_file(tmp_path, capsys):
         assert re.search(rf"\b{figure:g}(%|</td>)", html), figure
     report = json.loads(next((out / "reports").glob("update-*.json")).read_text())
     assert report["counts"]["ADDED"] == 4 and report["counts"]["FAILED"] == 0
+    # the responder's quotes pass the evidence checks: no figure withheld
+    assert [slug for slug, c in report["countries"].items() if c.get("unsupported")] == []
     # every file the demo wrote says it is demo output / sample data
     written = _files(out)
     assert {p.name for p in written} >= {"tax_data.json", "taxData.js", "DEMO-OUTPUT.txt"}
@@ -95,13 +97,14 @@ SOURCE = ("SAMPLE text, made-up figures.\n- System: progressive\n"
 
 def test_responder_reads_the_figures_and_cites_them_only_when_the_schema_asks():
     schema = extraction_json_schema()
+    evidence_schema = schema["properties"].pop("evidence", {"type": "array"})
     plain = rule_based_reply(_chat(schema, SOURCE))
     assert "evidence" not in plain and set(plain) <= set(schema["properties"])
     assert plain["brackets"] == [{"min": 0, "max": 5000, "rate": 0, "description": None},
                                  {"min": 5000, "max": None, "rate": 25, "description": None}]
     assert plain["vat"]["standard"] == 14 and plain["vat"]["reduced"] == [7, 3.5]
     assert plain["socialSecurity"] == {"employeeRate": 8.25, "employerRate": None, "notes": None}
-    schema["properties"]["evidence"] = {"type": "array"}
+    schema["properties"]["evidence"] = evidence_schema
     cited = rule_based_reply(_chat(schema, SOURCE))
     fields = [e["field"] for e in cited["evidence"]]
     assert fields == ["system", "brackets[0].min", "brackets[0].max", "brackets[0].rate",

@@ -152,3 +152,13 @@ def test_browser_check_reports_console_errors(tmp_path):
     assert not result.ok
     assert any("boom" in line for line in result.console)
     assert any("missing is not defined" in line for line in result.console)
+
+
+def test_unsupported_figures_are_listed_and_flagged():
+    report = {"counts": {"ADDED": 2}, "countries": {
+        "a": {"status": "ADDED", "unsupported": [{"path": "vat.standard", "value": 5,
+                                                   "quote": "x", "reason": "not found"}]},
+        "b": {"status": "ADDED"}}}
+    page = render_html(report, [])
+    assert "UNSUPPORTED (not written): vat.standard" in page
+    assert re.search(r'Needs a look \(1\):\s*<a href="#c-a">a</a> \(unsupported\)', page)

@@ -95,13 +95,14 @@ def find_facts(text: str) -> Facts:
 
 
 def _find_system(text: str, facts: Facts) -> None:
-    if m := _search(r"System:\s*(progressive|flat|no personal income tax)", text):
-        word = m.group(1).lower()
+    if m := re.search(r"(?i:system):[ \t]*(progressive|flat|no personal income tax)[^\n]*", text,
+                      re.I):
+        word, quote = m.group(1).lower(), m.group(0)  # the whole line: "System: flat (...)"
     elif m := _search(r"\bno personal income tax\b|\bflat\b|\bprogressive\b", text):
-        word = m.group(0).lower()
+        word, quote = m.group(0).lower(), m.group(0)
     else:
         return
-    facts.system = Found({"no personal income tax": "zero_personal"}.get(word, word), m.group(0))
+    facts.system = Found({"no personal income tax": "zero_personal"}.get(word, word), quote)
 
 
 def _find_brackets(text: str, facts: Facts) -> None:
@@ -176,6 +177,9 @@ def taxation_file(name: str, source: str) -> str:
     facts = find_facts(source)
     system = {"zero_personal": "no personal income tax"}.get(
         facts.system.value, facts.system.value) if facts.system else NOT_STATED
+    flat = _search(r"\bflat rate of\s*" + _NUMBER + r"\s*%", source)
+    if system == "flat" and flat:  # the source's own words, so the line states the rate too
+        system = f"flat ({flat.group(0)})"
     lines = [f"# Taxation in {name}", "", "## Overview",
              (facts.notice + " " if facts.notice else "")
              + "Written by the taxdata demo's rule-based stand-in model from the source text.",
