@@ -1,0 +1,136 @@
+"""Adaptive concurrency: how many requests each endpoint gets at once, and which endpoint next.
+
+The limit per endpoint follows AIMD (additive increase, multiplicative decrease), as TCP's
+congestion control does. We chose it over a gradient (latency-based) limiter because an LLM
+server's latency says little about its load (it grows with prompt and reply length), while its
+overload signals are explicit: 503/429 or a queue-full message, and timeouts. So: halve the
+limit on such a signal (once per round: a busy answer to a request sent before the last cut
+was already counted), and add ``increase / limit`` per success while the permits are in use,
+i.e. about one more permit every 1/increase rounds of full use. ``max_workers`` is the ceiling
+and the starting point, so a healthy server is never throttled.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+from .breaker import CLOSED, GONE, CircuitBreaker
+from .log import logger
+from .runner import STOP, Interrupted
+
+# Feedback from one request (see EndpointPool.release).
+OK, BUSY, TIMEOUT, DOWN, NEUTRAL = "ok", "busy", "timeout", "down", "neutral"
+
+
+class AllEndpointsGone(Exception):
+    """Every endpoint's breaker gave up: no server left to send to."""
+
+
+@dataclass
+class Member:
+    """One endpoint in the pool, with its limit, breaker and counters."""
+
+    target: Any  # what the client sends to (an Endpoint)
+    name: str  # host:port, for the logs
+    limit: float
+    breaker: CircuitBreaker
+    in_flight: int = 0
+    peak_in_flight: int = 0
+    requests: int = 0
+    busy: int = 0
+    failures: int = 0
+    last_cut: float = field(default=0.0)
+
+    @property
+    def permits(self) -> int:
+        return max(1, int(self.limit))
+
+
+class EndpointPool:
+    """Permits for several endpoints; thread-safe, one condition for all waits.
+
+    ``acquire()`` blocks until some endpoint whose breaker is closed has a free permit and takes
+    the one with the most free permits; ``release()`` gives it back with the request's outcome.
+    """
+
+    def __init__(self, targets: Sequence[tuple[Any, str]], ceiling: int, *,
+                 probe: Callable[[Any], bool], adaptive: bool = True, increase: float = 0.2,
+                 breaker_threshold: int = 3, breaker_wait: float = 15.0) -> None:
+        self.ceiling = max(1, ceiling)
+        self.adaptive = adaptive
+        self.increase = increase
+        self.changed = threading.Condition()
+        self.members = [
+            Member(target, name, float(self.ceiling),
+                   CircuitBreaker(name, (lambda t=target: probe(t)), self.changed,
+                                  threshold=breaker_threshold, wait=breaker_wait))
+            for target, name in targets]
+
+    def acquire(self) -> Member:
+        with self.changed:
+            while True:
+                if STOP.is_set():
+                    raise Interrupted("stopped by Ctrl-C")
+                best, free = None, 0
+                alive = False
+                for member in self.members:
+                    state = member.breaker.state
+                    alive = alive or state != GONE
+                    if state == CLOSED and member.permits - member.in_flight > free:
+                        best, free = member, member.permits - member.in_flight
+                if best is not None:
+                    best.in_flight += 1
+                    best.requests += 1
+                    best.peak_in_flight = max(best.peak_in_flight, best.in_flight)
+                    return best
+                if not alive:
+                    raise AllEndpointsGone(", ".join(m.name for m in self.members))
+                # Woken by a release or a breaker change; the timeout only re-checks STOP.
+                self.changed.wait(0.25)
+
+    def release(self, member: Member, sent_at: float, signal: str, reason: str = "") -> None:
+        """Return ``member``'s permit; ``signal`` (OK, BUSY, TIMEOUT, DOWN, NEUTRAL) adapts it."""
+        with self.changed:
+            saturated = member.in_flight >= member.permits
+            member.in_flight -= 1
+            before = member.permits
+            if signal == DOWN:
+                member.failures += 1
+                member.breaker.failure(reason)
+            else:
+                member.breaker.success()
+                if signal == OK:
+                    if self.adaptive and saturated and member.limit < self.ceiling:
+                        member.limit = min(float(self.ceiling),
+                                           member.limit + self.increase / member.limit)
+                elif signal in (BUSY, TIMEOUT):
+                    if signal == BUSY:
+                        member.busy += 1
+                    else:
+                        member.failures += 1
+                    if self.adaptive and sent_at >= member.last_cut:
+                        member.limit = max(1.0, member.limit / 2)
+                        member.last_cut = time.monotonic()
+                else:
+                    member.failures += 1
+            after = member.permits
+            self.changed.notify_all()
+        if after != before:
+            log = logger.warning if after < before else logger.info
+            log("[ADAPT] %s concurrency %d -> %d (%s)", member.name, before, after,
+                reason if after < before else "answering")
+
+    def gone_names(self) -> list[str]:
+        with self.changed:
+            return [m.name for m in self.members if m.breaker.state == GONE]
+
+    def summary(self) -> list[str]:
+        """One line per endpoint: requests, busy answers, failures, final concurrency limit."""
+        with self.changed:
+            return [f"{m.name}: {m.requests} requests, {m.busy} busy, {m.failures} failures, "
+                    f"concurrency limit {m.permits} of {self.ceiling}"
+                    + ("" if m.breaker.state == CLOSED else f" ({m.breaker.state})")
+                    for m in self.members]
