@@ -99,7 +99,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         return from_raw(country) if args.from_raw else from_wikipedia(country)
 
     return run_per_country(list(by_slug), work, settings=settings, args=args,
-                           what="LLM processing")
+                           what="LLM processing", client=formatter.client)
 
 
 def _process_existing(args: argparse.Namespace, settings: Settings, data: DataDir,
@@ -143,5 +143,6 @@ def _process_existing(args: argparse.Namespace, settings: Settings, data: DataDi
             kind="extractor", title=name, url=f"{service.base_url}/files/{name}",
             model=result.model, prompt_version=PROMPT_VERSION, generated_at=now_utc()))
 
-    return run_per_country(list(jobs), work, settings=settings, args=args, what="LLM processing")
+    return run_per_country(list(jobs), work, settings=settings, args=args, what="LLM processing",
+                           client=formatter.client)
 

@@ -141,7 +141,8 @@ class Formatter:
                             progress=False, what=f"parts of {country.slug}")
         if summary.failed:
             first = summary.results[summary.failed[0]]
-            raise FormatError(f"part {first.task_id}/{len(parts)} failed: {first.error}")
+            raise FormatError(f"part {first.task_id}/{len(parts)} failed: {first.error}") \
+                from first.error
         if summary.cancelled:  # Ctrl-C: the country was interrupted, not failed
             raise Interrupted(f"stopped after {len(summary.succeeded)} of {len(parts)} parts")
         blocks = [f"Part {i}:\n{summary.results[i].value}" for i in ids]

@@ -20,7 +20,7 @@ import json
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Iterable, Sequence
 from urllib.parse import urlsplit, urlunsplit
 
 import requests
@@ -446,3 +446,23 @@ class LLMClient:
             new = dialect.forms[self._form_index[endpoint.url]]
         logger.warning("[FALLBACK] %s server rejected structured output %r (HTTP %d: %s); "
                        "using %r from now on", thread_label(), form, status, message, new)
+
+
+def server_gone(error: BaseException | None) -> LLMServerGone | None:
+    """The :class:`LLMServerGone` behind ``error`` (through causes and contexts), if any."""
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, LLMServerGone):
+            return error
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return None
+
+
+def gone_note(client: LLMClient, errors: Iterable[BaseException | None],
+              noun: str = "countries") -> str | None:
+    """After a run: the one line saying the server went away and how much work it left undone."""
+    left = sum(server_gone(error) is not None for error in errors)
+    if not left:
+        return None
+    return f"{client.gone_message()}; {left} {noun} not processed; re-run to continue"

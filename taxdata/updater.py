@@ -24,7 +24,7 @@ from .cli import EXIT_FAILED, EXIT_OK, UsageError
 from .config import Settings
 from .files import DataDir
 from .jsmodule import JSParseError, parse_tax_data_js, render_tax_data_js
-from .llm import LLMClient, LLMError, LLMTruncated
+from .llm import LLMClient, LLMError, LLMTruncated, gone_note
 from .log import logger, thread_label
 from .registry import Country, RegistryError, load_registry
 from .runner import EXIT_INTERRUPTED, TaskResult, run_tasks
@@ -527,6 +527,11 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
                                                    f" {result.error}")
     update.finish(load_dataset(update.data), summary.interrupted)
     print_summary(update, time.monotonic() - started)
+    for line in client.endpoint_summary():
+        print(f"  LLM {line}")
+    note = gone_note(client, (r.error for r in summary.results.values()))
+    if note:
+        logger.error("[ERROR] %s", note)
     if summary.interrupted:
         return EXIT_INTERRUPTED
     failed = any(o.status == "FAILED" for o in update.outcomes.values())

@@ -465,7 +465,7 @@ BAD_REPLIES = {  # slug -> (bad reply, a fragment of the error the updater must 
 }
 
 
-def test_bad_replies_are_reasked_once_then_fail_keeping_the_old_record(server, data):
+def test_bad_replies_are_reasked_then_fail_keeping_the_old_record(server, data):
     slugs = list(BAD_REPLIES)
     for slug in slugs + ["italy"]:
         put_taxation(data, slug)
@@ -483,7 +483,7 @@ def test_bad_replies_are_reasked_once_then_fail_keeping_the_old_record(server, d
     server.responder = script
     # --force: the sources are unchanged, so only --force asks the model again.
     proc = run_updater(data, server.url("proxy"), "--countries", ",".join(slugs + ["italy"]),
-                       "--force")
+                       "--force", env={"TAXDATA_MAX_REASKS": "1"})
     assert proc.returncode == 1, explain(proc)
     assert script.unscripted == []
 
@@ -526,6 +526,26 @@ def test_bad_replies_are_reasked_once_then_fail_keeping_the_old_record(server, d
     assert script.calls["italy"] == 2
     assert records(data)["italy"] == expected_record("italy", reply("italy", vat=22))
     assert "- vat.standard: 190 is outside 0..100" in chats_for(server, "italy")[1]["messages"][-1]["content"]
+
+
+def test_default_is_two_reasks_each_with_the_errors_of_the_latest_reply(server, data):
+    for slug in ("austria", "italy"):
+        put_taxation(data, slug)
+    first_bad, second_bad = reply("austria", vat=190), reply("austria", vat=-5)
+    script = Script({"austria": [first_bad, second_bad, first_bad],
+                     "italy": [reply("italy", vat=190), "not json", reply("italy", vat=22)]})
+    server.responder = script
+    proc = run_updater(data, server.url("proxy"), "--countries", "austria,italy")
+    assert proc.returncode == 1, explain(proc)
+    report = report_of(proc)
+    assert script.calls == {"austria": 3, "italy": 3}
+    assert report["countries"]["austria"]["status"] == "FAILED"
+    assert report["countries"]["austria"]["attempts"] == 3
+    assert report["countries"]["italy"]["status"] == "ADDED"
+    assert report["countries"]["italy"]["attempts"] == 3
+    asks = chats_for(server, "austria")
+    assert "- vat.standard: 190 is outside 0..100" in asks[1]["messages"][-1]["content"]
+    assert "- vat.standard: -5 is outside 0..100" in asks[2]["messages"][-1]["content"]
 
 
 # -- 4. parallelism ---------------------------------------------------------------------------
