@@ -89,8 +89,8 @@ class RetryPolicy:
     that were turned away together come back at different times, and ``Retry-After: 0`` never
     means "hammer the server at once". Without ``Retry-After`` a wait is at most ``cap``.
 
-    Busy answers (429/503, queue full) are retried until ``deadline`` seconds have passed since
-    the first attempt; real failures (500s, timeouts, connection errors, unusable bodies) get
+    Busy answers (429/503, queue full) are retried, from the smaller ``busy_base``, until
+    ``deadline`` seconds have passed since the first attempt; real failures (500s, timeouts, connection errors, unusable bodies) get
     ``attempts`` attempts in all.
     """
 
@@ -104,10 +104,14 @@ class RetryPolicy:
     floor: float = 0.5
     deadline: float = 300.0
     clock: Callable[[], float] = field(default=time.monotonic, repr=False)
+    # Busy answers back off from a smaller base: the endpoint's adaptive limit already paces
+    # the retries, and a long wait only delays the last tasks of a run.
+    busy_base: float = 0.5
 
-    def delay(self, attempt: int, retry_after: float | None = None) -> float:
+    def delay(self, attempt: int, retry_after: float | None = None, *, busy: bool = False) -> float:
         """Seconds to wait after failed (or busy) attempt number ``attempt`` (1-based)."""
-        spread = self.rng.uniform(0, min(self.cap, self.base * 2 ** (min(attempt, 32) - 1)))
+        base = min(self.base, self.busy_base) if busy else self.base
+        spread = self.rng.uniform(0, min(self.cap, base * 2 ** (min(attempt, 32) - 1)))
         if retry_after is None:
             return min(self.floor + spread, max(self.cap, self.floor))
         return max(self.floor, min(retry_after, self.max_retry_after)) + spread
@@ -171,7 +175,7 @@ def send(attempt: Callable[[int], Outcome], policy: RetryPolicy, *, what: str = 
             if left <= 0:
                 kind, note = FAIL, f" (still busy after {policy.deadline:g}s, giving up)"
             else:
-                delay = min(policy.delay(busy, outcome.retry_after), left)
+                delay = min(policy.delay(busy, outcome.retry_after, busy=True), left)
                 counter = f"attempt {attempts + 1}"
         elif kind == RETRY:
             failures += 1

@@ -3,10 +3,12 @@
 The limit per endpoint follows AIMD (additive increase, multiplicative decrease), as TCP's
 congestion control does. We chose it over a gradient (latency-based) limiter because an LLM
 server's latency says little about its load (it grows with prompt and reply length), while its
-overload signals are explicit: 503/429 or a queue-full message, and timeouts. So: halve the
-limit on such a signal (once per round: a busy answer to a request sent before the last cut
-was already counted), and add ``increase / limit`` per success while the permits are in use,
-i.e. about one more permit every 1/increase rounds of full use. ``max_workers`` is the ceiling
+overload signals are explicit: 503/429 or a queue-full message, and timeouts. So: on such a
+signal cut the limit to ``decrease`` (0.7, as TCP CUBIC) times the requests that were in flight,
+once per round (a busy answer to a request sent before the last cut was already counted); add
+``increase / limit`` per success while the permits are all in use and more work waits for one
+(no probing near the end of a run, when nothing would gain from it), i.e. one more permit about
+every 1/increase rounds of full use, so probing for more capacity costs few busy answers. ``max_workers`` is the ceiling
 and the starting point, so a healthy server is never throttled.
 """
 
@@ -22,7 +24,9 @@ from .log import logger
 from .runner import STOP, Interrupted
 
 # Feedback from one request (see EndpointPool.release).
-OK, BUSY, TIMEOUT, DOWN, NEUTRAL = "ok", "busy", "timeout", "down", "neutral"
+# OK raises the limit, BUSY and TIMEOUT cut it, DOWN counts towards the breaker, FAILED (an
+# answer that is an error: 500, not JSON) is only counted, NEUTRAL (e.g. a form fallback) neither.
+OK, BUSY, TIMEOUT, DOWN, FAILED, NEUTRAL = "ok", "busy", "timeout", "down", "failed", "neutral"
 
 
 class AllEndpointsGone(Exception):
@@ -43,6 +47,10 @@ class Member:
     busy: int = 0
     failures: int = 0
     last_cut: float = field(default=0.0)
+    # Permits known to work: the in-flight count of a success since the last cut. A request
+    # that was just turned away busy only takes one of these, so a probe for more capacity
+    # (a permit above them) always risks a fresh request, never the same one again.
+    confirmed: int = 0
 
     @property
     def permits(self) -> int:
@@ -58,18 +66,22 @@ class EndpointPool:
 
     def __init__(self, targets: Sequence[tuple[Any, str]], ceiling: int, *,
                  probe: Callable[[Any], bool], adaptive: bool = True, increase: float = 0.2,
+                 decrease: float = 0.7,
                  breaker_threshold: int = 3, breaker_wait: float = 15.0) -> None:
         self.ceiling = max(1, ceiling)
         self.adaptive = adaptive
         self.increase = increase
+        self.decrease = decrease
         self.changed = threading.Condition()
+        self.waiting = 0  # requests waiting for a permit: the demand for a higher limit
         self.members = [
             Member(target, name, float(self.ceiling),
                    CircuitBreaker(name, (lambda t=target: probe(t)), self.changed,
                                   threshold=breaker_threshold, wait=breaker_wait))
             for target, name in targets]
 
-    def acquire(self) -> Member:
+    def acquire(self, cautious: bool = False) -> Member:
+        """A permit on the best endpoint; ``cautious`` (after a busy answer): a confirmed one."""
         with self.changed:
             while True:
                 if STOP.is_set():
@@ -79,8 +91,11 @@ class EndpointPool:
                 for member in self.members:
                     state = member.breaker.state
                     alive = alive or state != GONE
-                    if state == CLOSED and member.permits - member.in_flight > free:
-                        best, free = member, member.permits - member.in_flight
+                    permits = member.permits
+                    if cautious and member.confirmed:
+                        permits = min(permits, member.confirmed)
+                    if state == CLOSED and permits - member.in_flight > free:
+                        best, free = member, permits - member.in_flight
                 if best is not None:
                     best.in_flight += 1
                     best.requests += 1
@@ -89,7 +104,11 @@ class EndpointPool:
                 if not alive:
                     raise AllEndpointsGone(", ".join(m.name for m in self.members))
                 # Woken by a release or a breaker change; the timeout only re-checks STOP.
-                self.changed.wait(0.25)
+                self.waiting += 1
+                try:
+                    self.changed.wait(0.25)
+                finally:
+                    self.waiting -= 1
 
     def release(self, member: Member, sent_at: float, signal: str, reason: str = "") -> None:
         """Return ``member``'s permit; ``signal`` (OK, BUSY, TIMEOUT, DOWN, NEUTRAL) adapts it."""
@@ -103,7 +122,10 @@ class EndpointPool:
             else:
                 member.breaker.success()
                 if signal == OK:
-                    if self.adaptive and saturated and member.limit < self.ceiling:
+                    member.confirmed = max(member.confirmed, member.in_flight + 1)
+                    # Probe for more only when all permits are in use and work is waiting.
+                    if (self.adaptive and saturated and self.waiting
+                            and member.limit < self.ceiling):
                         member.limit = min(float(self.ceiling),
                                            member.limit + self.increase / member.limit)
                 elif signal in (BUSY, TIMEOUT):
@@ -112,9 +134,13 @@ class EndpointPool:
                     else:
                         member.failures += 1
                     if self.adaptive and sent_at >= member.last_cut:
-                        member.limit = max(1.0, member.limit / 2)
+                        # From what was really in flight when the server said no (with a limit
+                        # of 8 but 3 in flight, 8 x 0.7 would cut nothing).
+                        in_use = min(member.limit, member.in_flight + 1)
+                        member.limit = max(1.0, in_use * self.decrease)
                         member.last_cut = time.monotonic()
-                else:
+                        member.confirmed = member.permits
+                elif signal == FAILED:
                     member.failures += 1
             after = member.permits
             self.changed.notify_all()

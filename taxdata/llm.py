@@ -28,7 +28,7 @@ import requests
 from .config import Settings
 from .http import (BUSY, DONE, FAIL, NOW, RETRY, Outcome, RetryPolicy, is_busy, make_session,
                    parse_retry_after, send)
-from .limiter import (BUSY as SIGNAL_BUSY, DOWN, NEUTRAL, OK, TIMEOUT, AllEndpointsGone,
+from .limiter import (BUSY as SIGNAL_BUSY, DOWN, FAILED, NEUTRAL, OK, TIMEOUT, AllEndpointsGone,
                       EndpointPool)
 from .log import logger, redact, thread_label, truncate
 
@@ -180,6 +180,10 @@ class ChatReply:
     completion_tokens: int | None = None
 
 
+# How an attempt's outcome feeds the endpoint's adaptive limit (see taxdata.limiter).
+_SIGNALS = {DONE: OK, BUSY: SIGNAL_BUSY, NOW: NEUTRAL}
+
+
 def _server_message(response: requests.Response) -> str:
     try:
         data = response.json()
@@ -326,10 +330,11 @@ class LLMClient:
         suffix = f" - {label}" if label else ""
         started = time.monotonic()
         temperature = self.temperature if temperature is None else temperature
+        turned_away = [False]  # the last attempt was answered busy
 
         def attempt(number: int) -> Outcome:
             try:
-                member = self.pool.acquire()
+                member = self.pool.acquire(cautious=turned_away[0])
             except AllEndpointsGone:
                 return Outcome(FAIL, error=LLMServerGone(self.gone_message()))
             endpoint = member.target
@@ -360,25 +365,21 @@ class LLMClient:
                 error = LLMConnectionError(f"Connection failed to {endpoint.url}: {reason}")
                 return Outcome(RETRY, reason=str(error), error=error)
             except requests.RequestException as exc:  # e.g. a body cut off mid-transfer
+                signal, reason = FAILED, type(exc).__name__
                 error = LLMConnectionError(f"Request to {endpoint.url} failed: "
                                            f"{type(exc).__name__}")
                 return Outcome(RETRY, reason=str(error), error=error)
             else:
-                signal, reason = self._classify_status(response)
-                return self._judge(response, endpoint, form, number, started, worker,
-                                   time.monotonic() - sent)
+                outcome = self._judge(response, endpoint, form, number, started, worker,
+                                      time.monotonic() - sent)
+                signal = _SIGNALS.get(outcome.kind, FAILED)
+                turned_away[0] = outcome.kind == BUSY
+                reason = f"HTTP {response.status_code}"
+                return outcome
             finally:
                 self.pool.release(member, sent, signal, reason)
 
         return send(attempt, self.retry).value
-
-    def _classify_status(self, response: requests.Response) -> tuple[str, str]:
-        status = response.status_code
-        if status == 200:
-            return OK, ""
-        if is_busy(status, response.text if status >= 400 else ""):
-            return SIGNAL_BUSY, f"HTTP {status}"
-        return NEUTRAL, f"HTTP {status}"
 
     def _judge(self, response: requests.Response, endpoint: Endpoint, form: str | None,
                number: int, started: float, worker: str, elapsed: float) -> Outcome:
