@@ -69,6 +69,8 @@ class LLMHTTPError(LLMError):
 class LLMServerGone(LLMConnectionError):
     """Every LLM server stopped answering (its circuit breaker gave up): no task can run."""
 
+    reported_once = True  # the run says so in one line (gone_note), not once per task
+
 
 class PreflightError(LLMError):
     """The server or model is not usable; the message says how to fix it (exit code 2)."""

@@ -917,3 +917,38 @@ def test_interrupt_keeps_finished_countries(server, data):
     js = (data / "taxData.js").read_text(encoding="utf-8")
     assert parse_tax_data_js(js) == {slug: stored[slug]["record"] for slug in stored}
     assert list(data.rglob("*.tmp")) == []
+
+
+# -- a server that goes away mid-run (issue 7) ------------------------------------------------
+
+def test_server_gone_mid_run_ends_quickly_with_one_line_keeping_what_finished(server, data):
+    slugs = PARALLEL[:6]
+    for slug in slugs:
+        put_taxation(data, slug)
+    script = Script({slug: reply(slug) for slug in slugs})
+    fourth = threading.Event()
+
+    def responder(body: dict) -> Any:
+        answer = script(body)
+        if sum(script.calls.values()) >= 4:  # with 2 workers, 2 countries have finished by now
+            fourth.set()
+        return answer
+
+    server.responder = responder
+    server.latency = 0.05
+    killer = threading.Thread(target=lambda: fourth.wait(30) and server.stop())
+    killer.start()
+    proc = run_updater(data, server.url("proxy"), "--countries", ",".join(slugs), "-w", "2",
+                       env={"TAXDATA_BREAKER_WAIT": "1"})
+    killer.join(30)
+    assert proc.returncode == 1, explain(proc)
+    report = report_of(proc)
+    added, failed = report["counts"]["ADDED"], report["counts"]["FAILED"]
+    assert added >= 2 and failed >= 1 and added + failed == len(slugs), report["counts"]
+    gone = [line for line in proc.stderr.splitlines() if "stopped answering" in line]
+    assert len(gone) == 1, proc.stderr
+    assert gone[0].endswith(f"[ERROR] LLM server at {server.url('proxy')} stopped answering; "
+                            f"{failed} countries not processed; re-run to continue")
+    assert sorted(dataset(data)["countries"]) == sorted(
+        slug for slug, entry in report["countries"].items() if entry["status"] == "ADDED")
+    assert re.search(r"^  LLM 127\.0\.0\.1:\d+: \d+ requests, .*\(gone\)$", proc.stdout, re.M)

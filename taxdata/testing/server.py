@@ -172,7 +172,10 @@ class StandInServer(ABC):
 
     @property
     def port(self) -> int:
-        assert self._httpd is not None, "server not started"
+        """The port it listens on (or listened on, and will again after a restart)."""
+        if self._httpd is None:
+            assert self._port, "server not started"
+            return self._port
         return self._httpd.server_address[1]
 
     @property
