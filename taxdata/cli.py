@@ -43,7 +43,8 @@ def common_parser(prog: str, description: str, *, default_workers: int | None,
         workers.add_argument("--no-parallel", action="store_true",
                              help="one worker thread (same code path)")
     parser.add_argument("--model", help="model name (env TAXDATA_MODEL; default: the server's first)")
-    parser.add_argument("--llm-url", metavar="URL", help="chat endpoint (env TAXDATA_LLM_URL)")
+    parser.add_argument("--llm-url", metavar="URL",
+                        help="chat endpoint; several: comma-separated (env TAXDATA_LLM_URL)")
     parser.add_argument("--llm-api", choices=("auto", "proxy", "ollama", "openai"),
                         help="API dialect (env TAXDATA_LLM_API; default auto: from the URL)")
     parser.add_argument("--data-dir", metavar="DIR", help="data directory (env TAXDATA_DATA_DIR)")
