@@ -52,7 +52,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     if args.max_chars < 1:  # else every country would fail, one by one, after its fetch
         raise UsageError(f"--max-chars must be at least 1, got {args.max_chars}")
     countries, data = select_countries(args, settings)
-    retry = RetryPolicy(attempts=settings.max_retries + 1)
+    retry = RetryPolicy.from_settings(settings)
     if args.list_txt_files or args.process_existing:
         return _process_existing(args, settings, data, retry)
     wikipedia = WikipediaClient(settings.wikipedia_api, settings.user_agent, cache_dir=data,

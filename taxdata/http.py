@@ -15,7 +15,7 @@ import email.utils
 import random
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -23,6 +23,9 @@ from requests.adapters import HTTPAdapter
 from . import __version__
 from .log import logger, thread_label
 from .runner import STOP, Interrupted
+
+if TYPE_CHECKING:  # config imports this module
+    from .config import Settings
 
 DEFAULT_USER_AGENT = f"taxdata/{__version__} (+https://github.com/taxdata/taxdata)"
 
@@ -115,6 +118,11 @@ class RetryPolicy:
         if retry_after is None:
             return min(self.floor + spread, max(self.cap, self.floor))
         return max(self.floor, min(retry_after, self.max_retry_after)) + spread
+
+    @classmethod
+    def from_settings(cls, settings: "Settings") -> "RetryPolicy":
+        """The policy the user configured (``TAXDATA_MAX_RETRIES``, ``TAXDATA_RETRY_DEADLINE``)."""
+        return cls(attempts=settings.max_retries + 1, deadline=settings.retry_deadline)
 
     def wait(self, seconds: float) -> bool:
         """Sleep ``seconds``; False (at once) when Ctrl-C asked everything to stop."""

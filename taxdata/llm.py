@@ -252,7 +252,7 @@ class LLMClient:
     @classmethod
     def from_settings(cls, settings: Settings, pool_size: int | None = None) -> "LLMClient":
         endpoints = [Endpoint(url, DIALECTS[settings.llm_api]) for url in settings.llm_urls]
-        policy = RetryPolicy(attempts=settings.max_retries + 1, deadline=settings.retry_deadline)
+        policy = RetryPolicy.from_settings(settings)
         return cls(endpoints, model=settings.model, api_key=settings.api_key,
                    timeout=settings.timeout, connect_timeout=settings.connect_timeout,
                    retry=policy, pool_size=max(pool_size or settings.max_workers, 10),

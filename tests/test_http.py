@@ -210,6 +210,16 @@ def test_peak_in_flight_per_endpoint_stays_within_the_limit(make_llm_server):
     assert sum(len(s.chats) for s in servers) == 24
 
 
+def test_fixed_concurrency_flag_turns_adaptation_off():
+    from taxdata.cli import common_parser, settings_from_args
+
+    parser = common_parser("x", "x", default_workers=4)
+    fixed = settings_from_args(parser.parse_args(["--fixed-concurrency"]), default_workers=4)
+    default = settings_from_args(parser.parse_args([]), default_workers=4)
+    assert fixed.adaptive is False and default.adaptive is True
+    assert LLMClient.from_settings(fixed).pool.adaptive is False
+
+
 def test_settings_turn_adaptation_off_and_carry_the_ceiling(monkeypatch):
     monkeypatch.setenv("TAXDATA_ADAPTIVE", "0")
     monkeypatch.setenv("TAXDATA_MAX_WORKERS", "6")
