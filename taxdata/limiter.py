@@ -86,7 +86,7 @@ class EndpointPool:
             while True:
                 if STOP.is_set():
                     raise Interrupted("stopped by Ctrl-C")
-                best, free = None, 0
+                best, best_key = None, (False, 0)
                 alive = False
                 for member in self.members:
                     state = member.breaker.state
@@ -94,8 +94,12 @@ class EndpointPool:
                     permits = member.permits
                     if cautious and member.confirmed:
                         permits = min(permits, member.confirmed)
-                    if state == CLOSED and permits - member.in_flight > free:
-                        best, free = member, permits - member.in_flight
+                    free = permits - member.in_flight
+                    # An endpoint that just failed to connect comes last, even before its breaker
+                    # opens: a dead server has the most free permits, it answers so fast.
+                    key = (member.breaker.consecutive == 0, free)
+                    if state == CLOSED and free > 0 and (best is None or key > best_key):
+                        best, best_key = member, key
                 if best is not None:
                     best.in_flight += 1
                     best.requests += 1

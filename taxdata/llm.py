@@ -367,7 +367,7 @@ class LLMClient:
                 error = LLMConnectionError(f"Connection failed to {endpoint.url}: {reason}")
                 return Outcome(RETRY, reason=str(error), error=error)
             except requests.RequestException as exc:  # e.g. a body cut off mid-transfer
-                signal, reason = FAILED, type(exc).__name__
+                signal, reason = DOWN, type(exc).__name__  # connection level, as a kill looks
                 error = LLMConnectionError(f"Request to {endpoint.url} failed: "
                                            f"{type(exc).__name__}")
                 return Outcome(RETRY, reason=str(error), error=error)

@@ -156,7 +156,7 @@ def test_busy_past_the_deadline_gives_up_with_one_error_line(llm_server, taxdata
 
 
 def test_one_slot_503_retry_after_zero_loses_no_task(make_llm_server, taxdata_log):
-    server = make_llm_server(latency=0.02, capacity=1, overflow="503", retry_after=0)
+    server = make_llm_server(latency=0.1, capacity=1, overflow="503", retry_after=0)
     client = client_of(server, max_in_flight=4, retry=fast(attempts=2))
     summary = run_tasks([f"t{i}" for i in range(16)], lambda t: client.chat(MESSAGES),
                         max_workers=4, progress=False)
@@ -232,7 +232,8 @@ def test_settings_turn_adaptation_off_and_carry_the_ceiling(monkeypatch):
 def test_breaker_opens_then_one_probe_resumes_the_waiting_work(make_llm_server, seen,
                                                                 taxdata_log):
     server = make_llm_server(latency=0.01)
-    client = client_of(server, max_in_flight=4, retry=fast(attempts=3), breaker_wait=60)
+    # Four attempts: at most three connection failures can happen before the breaker opens.
+    client = client_of(server, max_in_flight=4, retry=fast(attempts=4), breaker_wait=60)
     server.stop()
     opened = seen("open after")
 
@@ -246,7 +247,7 @@ def test_breaker_opens_then_one_probe_resumes_the_waiting_work(make_llm_server, 
     summary = run_tasks([f"t{i}" for i in range(8)], lambda t: client.chat(MESSAGES),
                         max_workers=4, progress=False)
     helper.join(30)
-    # Three attempts each would have been used up during the outage without the breaker.
+    # Four attempts each would have been used up in milliseconds without the breaker.
     assert summary.failed == [] and len(summary.succeeded) == 8
     text = taxdata_log.text()
     assert text.count("[BREAKER]") == 2
@@ -298,17 +299,18 @@ def test_server_gone_is_found_behind_wrapping_errors():
 
 def test_work_moves_off_a_dead_endpoint(make_llm_server, taxdata_log):
     alive, dead = make_llm_server(latency=0.02), make_llm_server()
-    client = client_of(alive, dead, max_in_flight=2, retry=fast(attempts=3), breaker_wait=60)
+    client = client_of(dead, alive, max_in_flight=2, retry=fast(attempts=4), breaker_wait=60)
     dead.stop()
     summary = run_tasks([f"t{i}" for i in range(12)], lambda t: client.chat(MESSAGES),
-                        max_workers=4, progress=False)
+                        max_workers=6, progress=False)  # more workers than the live permits
     assert summary.failed == []
     assert len(alive.chats) == 12
-    live, gone = client.pool.members
+    gone, live = client.pool.members
     assert gone.failures >= 3 and gone.breaker.state == "open"
     assert live.requests == 12 and alive.peak_in_flight <= 2
     lines = client.endpoint_summary()
-    assert len(lines) == 2 and lines[1].endswith("(open)")
+    assert len(lines) == 2 and lines[0].endswith("(open)")
+    assert gone.failures <= 3 + 6  # the threshold, plus what was in flight when it opened
 
 
 def test_preflight_names_the_endpoint_without_the_model(make_llm_server):
