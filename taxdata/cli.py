@@ -43,8 +43,12 @@ def common_parser(prog: str, description: str, *, default_workers: int | None,
                                   "env TAXDATA_MAX_WORKERS)")
         workers.add_argument("--no-parallel", action="store_true",
                              help="one worker thread (same code path)")
+        parser.add_argument("--fixed-concurrency", action="store_true",
+                            help="keep max-workers requests per LLM server instead of adapting "
+                                 "to busy answers (env TAXDATA_ADAPTIVE=0)")
     parser.add_argument("--model", help="model name (env TAXDATA_MODEL; default: the server's first)")
-    parser.add_argument("--llm-url", metavar="URL", help="chat endpoint (env TAXDATA_LLM_URL)")
+    parser.add_argument("--llm-url", metavar="URL",
+                        help="chat endpoint; several: comma-separated (env TAXDATA_LLM_URL)")
     parser.add_argument("--llm-api", choices=("auto", "proxy", "ollama", "openai"),
                         help="API dialect (env TAXDATA_LLM_API; default auto: from the URL)")
     parser.add_argument("--data-dir", metavar="DIR", help="data directory (env TAXDATA_DATA_DIR)")
@@ -62,6 +66,8 @@ def settings_from_args(args: argparse.Namespace, *, default_workers: int | None)
     flags = {field: getattr(args, dest, None) for dest, field in _SETTING_FLAGS.items()}
     if getattr(args, "no_parallel", False):
         flags["max_workers"] = 1
+    if getattr(args, "fixed_concurrency", False):
+        flags["adaptive"] = "0"
     defaults = {"max_workers": default_workers} if default_workers else {}
     settings = load_settings(flags, defaults=defaults)  # validates every setting, used or not
     if default_workers is None:  # a sequential script: one worker whatever the environment says

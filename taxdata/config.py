@@ -42,6 +42,21 @@ class Settings:
     user_agent: str = DEFAULT_USER_AGENT
     extractor_url: str = "http://localhost:5000"
     countries_file: Path | None = None
+    # Request layer (issue 7). How long a request may wait for a busy (503/429) server:
+    retry_deadline: float = 300.0
+    # Re-asks with the exact errors after an invalid reply (not JSON, schema/sanity errors):
+    max_reasks: int = 2
+    # Output token cap on every LLM request (max_tokens / options.num_predict):
+    max_tokens: int = 4096
+    # Adapt each endpoint's concurrency (AIMD, max_workers the ceiling); False: fixed W.
+    adaptive: bool = True
+    # Seconds a server that stopped answering gets to come back before its work fails:
+    breaker_wait: float = 15.0
+
+    @property
+    def llm_urls(self) -> tuple[str, ...]:
+        """The chat endpoints: ``llm_url`` may list several, comma-separated."""
+        return tuple(url.strip() for url in self.llm_url.split(",") if url.strip())
 
 
 # -- value parsers: raise ValueError with the "what is allowed" part of the message ------------
@@ -52,6 +67,23 @@ def _url(value: str) -> str:
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise ValueError("must be an http:// or https:// URL, e.g. http://localhost:5001/chat")
     return value.rstrip("/") if parts.path not in ("", "/") else value
+
+
+def _urls(value: str) -> str:
+    urls = [part for part in str(value).split(",") if part.strip()]
+    if not urls:
+        raise ValueError("must be an http:// or https:// URL, e.g. http://localhost:5001/chat "
+                         "(several: comma-separated)")
+    return ",".join(_url(url) for url in urls)
+
+
+def _flag(value: str) -> bool:
+    word = str(value).strip().lower()
+    if word in ("1", "true", "yes", "on"):
+        return True
+    if word in ("0", "false", "no", "off"):
+        return False
+    raise ValueError("must be 1 or 0 (true/false, yes/no, on/off)")
 
 
 def _int_range(low: int, high: int) -> Callable[[str], int]:
@@ -110,7 +142,7 @@ def _path(value: str) -> Path:
 
 # field name -> (environment variable, parser)
 _SPEC: dict[str, tuple[str, Callable[[str], Any]]] = {
-    "llm_url": ("TAXDATA_LLM_URL", _url),
+    "llm_url": ("TAXDATA_LLM_URL", _urls),
     "llm_api": ("TAXDATA_LLM_API", _choice("auto", *API_DIALECTS)),
     "model": ("TAXDATA_MODEL", _text),
     "api_key": ("TAXDATA_API_KEY", _secret),
@@ -125,6 +157,11 @@ _SPEC: dict[str, tuple[str, Callable[[str], Any]]] = {
     "user_agent": ("TAXDATA_USER_AGENT", _text),
     "extractor_url": ("TAXDATA_EXTRACTOR_URL", _url),
     "countries_file": ("TAXDATA_COUNTRIES", _path),
+    "retry_deadline": ("TAXDATA_RETRY_DEADLINE", _seconds),
+    "max_reasks": ("TAXDATA_MAX_REASKS", _int_range(0, 10)),
+    "max_tokens": ("TAXDATA_MAX_TOKENS", _int_range(16, 1_000_000)),
+    "adaptive": ("TAXDATA_ADAPTIVE", _flag),
+    "breaker_wait": ("TAXDATA_BREAKER_WAIT", _seconds),
 }
 
 ENV_VARS = {name: env for name, (env, _) in _SPEC.items()}
@@ -181,5 +218,9 @@ def load_settings(
     merged.update(defaults or {})
     merged.update(values)
     if merged["llm_api"] == "auto":
-        merged["llm_api"] = infer_dialect(merged["llm_url"])
+        dialects = {infer_dialect(url) for url in merged["llm_url"].split(",")}
+        if len(dialects) > 1:
+            raise ConfigError("TAXDATA_LLM_URL lists servers of different APIs "
+                              f"({', '.join(sorted(dialects))}): use one API for all")
+        merged["llm_api"] = dialects.pop()
     return Settings(**merged)

@@ -79,7 +79,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     if args.max_chars < 1:  # else every country would fail, one by one, after its fetch
         raise UsageError(f"--max-chars must be at least 1, got {args.max_chars}")
     countries, data = select_countries(args, settings)
-    retry = RetryPolicy(attempts=settings.max_retries + 1)
+    retry = RetryPolicy.from_settings(settings)
     if args.list_txt_files or args.process_existing:
         return _process_existing(args, settings, data, retry)
     wikipedia = WikipediaClient(settings.wikipedia_api, settings.user_agent, cache_dir=data,
@@ -128,7 +128,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         return from_raw(country) if args.from_raw else from_wikipedia(country)
 
     return run_per_country(list(by_slug), work, settings=settings, args=args,
-                           what="LLM processing")
+                           what="LLM processing", client=formatter.client)
 
 
 def _process_existing(args: argparse.Namespace, settings: Settings, data: DataDir,
@@ -172,5 +172,6 @@ def _process_existing(args: argparse.Namespace, settings: Settings, data: DataDi
             kind="extractor", title=name, url=f"{service.base_url}/files/{name}",
             model=result.model, prompt_version=PROMPT_VERSION, generated_at=now_utc()))
 
-    return run_per_country(list(jobs), work, settings=settings, args=args, what="LLM processing")
+    return run_per_country(list(jobs), work, settings=settings, args=args, what="LLM processing",
+                           client=formatter.client)
 

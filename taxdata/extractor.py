@@ -15,9 +15,8 @@ from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 import requests
 
-from .http import RetryPolicy, make_session, parse_retry_after
+from .http import RetryPolicy, make_session, request
 from .log import logger, thread_label
-from .runner import Interrupted
 from .wikipedia import WikipediaClient
 
 DEFAULT_EXTRACTOR_URL = "http://localhost:5000"
@@ -95,8 +94,8 @@ class ExtractorClient:
 
     def _call(self, method: str, path: str, **kwargs: Any) -> requests.Response:
         try:
-            return send_with_retry(self.session, method, self.base_url + path, retry=self.retry,
-                                   timeout=self.timeout, what="Extractor", **kwargs)
+            return request(self.session, method, self.base_url + path, policy=self.retry,
+                           timeout=self.timeout, what="Extractor", **kwargs)
         except requests.RequestException:
             raise ExtractorError(self._unreachable()) from None
 
@@ -124,35 +123,6 @@ def check_file_name(name: str) -> str:
         raise ValueError(f"unsafe file name {name!r}: a bare name without '/', '\\', '..' "
                          "or a leading '.' is required")
     return name
-
-
-def send_with_retry(session: requests.Session, method: str, url: str, *, retry: RetryPolicy,
-                    timeout: tuple[float, float], what: str, **kwargs: Any) -> requests.Response:
-    """Send a request, retrying connection errors, timeouts and retryable statuses (logged).
-
-    Returns the last response, whatever its status; re-raises the last connection error.
-    """
-    attempts = max(1, retry.attempts)
-    attempt = 0
-    while True:
-        attempt += 1
-        retry_after = None
-        try:
-            response = session.request(method, url, timeout=timeout, **kwargs)
-        except (requests.ConnectionError, requests.Timeout) as exc:
-            if attempt == attempts:
-                raise
-            reason = type(exc).__name__
-        else:
-            if response.status_code not in retry.statuses or attempt == attempts:
-                return response
-            reason = f"HTTP {response.status_code}"
-            retry_after = parse_retry_after(response.headers.get("Retry-After"))
-        delay = retry.delay(attempt, retry_after)
-        logger.warning("[RETRY] %s %s %s, attempt %d/%d in %.1fs",
-                       thread_label(), what, reason, attempt + 1, attempts, delay)
-        if not retry.wait(delay):
-            raise Interrupted("stopped by Ctrl-C")
 
 
 def wikipedia_title(url: str) -> str | None:
@@ -194,8 +164,8 @@ def extract_builtin(url: str, *, session: requests.Session,
             "built-in extraction needs trafilatura: pip install 'taxdata[extract]'") from None
     logger.info("[EXTRACT] %s Extracting %s (built-in)", thread_label(), url)
     try:
-        response = send_with_retry(session, "GET", url, retry=retry or RetryPolicy(),
-                                   timeout=timeout, what="Page")
+        response = request(session, "GET", url, policy=retry or RetryPolicy(), timeout=timeout,
+                           what="Page")
     except requests.RequestException as exc:
         raise ExtractorError(f"could not fetch {url}: {type(exc).__name__}") from None
     if response.status_code != 200:

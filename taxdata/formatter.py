@@ -2,7 +2,7 @@
 
 Shared by the three generators. The model writes the body in the shape of
 :data:`taxdata.taxfile.FORMAT_TEMPLATE`; a body missing a standard section is asked for again
-once, with the list of what is missing. The Sources section is always written by the code.
+(``TAXDATA_MAX_REASKS`` times, default 2), with the list of what is missing. The Sources section is always written by the code.
 Long sources are split on section boundaries, the tax facts of each part are pulled out in
 parallel, then one final request writes the file from those facts.
 """
@@ -86,15 +86,16 @@ def start_formatter(settings: Settings, max_chars: int = DEFAULT_MAX_CHARS) -> "
     """A formatter on the configured LLM server, once its preflight check has passed."""
     client = LLMClient.from_settings(settings)
     client.preflight()
-    return Formatter(client, max_chars=max_chars)
+    return Formatter(client, max_chars=max_chars, max_reasks=settings.max_reasks)
 
 
 class Formatter:
     """Writes taxation file bodies with the LLM; one instance is shared by all workers."""
 
     def __init__(self, client: LLMClient, *, max_chars: int = DEFAULT_MAX_CHARS,
-                 part_workers: int = 3) -> None:
+                 part_workers: int = 3, max_reasks: int = 2) -> None:
         self.client = client
+        self.max_reasks = max_reasks  # TAXDATA_MAX_REASKS
         self.max_chars = max_chars
         self.part_workers = part_workers
 
@@ -140,7 +141,8 @@ class Formatter:
                             progress=False, what=f"parts of {country.slug}")
         if summary.failed:
             first = summary.results[summary.failed[0]]
-            raise FormatError(f"part {first.task_id}/{len(parts)} failed: {first.error}")
+            raise FormatError(f"part {first.task_id}/{len(parts)} failed: {first.error}") \
+                from first.error
         if summary.cancelled:  # Ctrl-C: the country was interrupted, not failed
             raise Interrupted(f"stopped after {len(summary.succeeded)} of {len(parts)} parts")
         blocks = [f"Part {i}:\n{summary.results[i].value}" for i in ids]
@@ -148,7 +150,7 @@ class Formatter:
 
     def _ask_for_file(self, country: Country, prompt: str, label: str) -> Formatted:
         messages = [{"role": "user", "content": prompt}]
-        for asked in (1, 2):
+        for asked in range(1, self.max_reasks + 2):
             try:
                 reply = self.client.chat(messages, label=label)
             except LLMError as exc:
@@ -162,7 +164,8 @@ class Formatter:
             messages = messages + [
                 {"role": "assistant", "content": reply.text},
                 {"role": "user", "content": SECTIONS_RETRY.format(missing=", ".join(missing))}]
-        raise FormatError(f"file lacks sections after a re-ask: {', '.join(missing)}")
+        raise FormatError(f"file lacks sections after {self.max_reasks} re-ask"
+                          f"{'' if self.max_reasks == 1 else 's'}: {', '.join(missing)}")
 
 
 def _unfence(text: str) -> str:

@@ -10,6 +10,8 @@ from typing import Callable
 from .cli import EXIT_FAILED, EXIT_OK
 from .config import Settings
 from .files import DataDir, check_slug
+from .llm import LLMClient, gone_note
+from .log import logger
 from .registry import Country, load_registry
 from .runner import EXIT_INTERRUPTED, run_tasks
 from .taxfile import taxation_path
@@ -55,8 +57,12 @@ def read_taxation(data: DataDir, slug: str) -> str | None:
 
 
 def run_per_country(slugs: list[str], work: Callable[[str], FileOutcome], *, settings: Settings,
-                    args: argparse.Namespace, what: str) -> int:
-    """Run ``work`` per country on the runner, print the summary, return the exit code."""
+                    args: argparse.Namespace, what: str, client: LLMClient | None = None) -> int:
+    """Run ``work`` per country on the runner, print the summary, return the exit code.
+
+    With the LLM ``client`` the summary adds one line per endpoint, and one line if the server
+    stopped answering (how many countries that left undone).
+    """
     outcomes: dict[str, FileOutcome] = {}
 
     def task(slug: str) -> FileOutcome:
@@ -77,6 +83,12 @@ def run_per_country(slugs: list[str], work: Callable[[str], FileOutcome], *, set
             outcomes[slug] = FileOutcome(slug, status, "interrupted" if result.cancelled
                                          else _first_line(result.error))
     print_summary(outcomes, summary.seconds)
+    if client is not None:
+        for line in client.endpoint_summary():
+            print(f"  LLM {line}")
+        note = gone_note(client, (r.error for r in summary.results.values()))
+        if note:
+            logger.error("[ERROR] %s", note)
     if summary.interrupted:
         return EXIT_INTERRUPTED
     return EXIT_FAILED if any(o.status == "FAILED" for o in outcomes.values()) else EXIT_OK

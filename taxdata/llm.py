@@ -5,28 +5,32 @@
 - ``openai`` — OpenAI-compatible servers (llama.cpp, vLLM, LiteLLM): ``POST /v1/chat/completions``
 
 State (model, which structured-output form each server accepts) lives in :class:`LLMClient`;
-transport (pool, retry timing) comes from :mod:`taxdata.http`. The seam for later work: a client
-holds a list of :class:`Endpoint` objects and a ``limiter`` (a context manager factory around
-each request), so adaptive concurrency and several servers plug in here, not in the scripts.
+transport (pool, retry timing) comes from :mod:`taxdata.http`. A client holds one or more
+:class:`Endpoint` objects in an :class:`~taxdata.limiter.EndpointPool`: each request goes to the
+healthy endpoint with the most free permits (adaptive concurrency per endpoint, a circuit
+breaker per endpoint); the client only classifies each answer for the shared retry policy.
+
+Every request carries a token cap (``max_tokens``): ``max_tokens`` in the OpenAI body,
+``options.num_predict`` in the Ollama and proxy bodies.
 """
 
 from __future__ import annotations
 
-import contextlib
-import itertools
 import json
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, ContextManager, Sequence
+from typing import Any, Iterable, Sequence
 from urllib.parse import urlsplit, urlunsplit
 
 import requests
 
 from .config import Settings
-from .http import RetryPolicy, make_session, parse_retry_after
+from .http import (BUSY, DONE, FAIL, NOW, RETRY, Outcome, RetryPolicy, is_busy, make_session,
+                   parse_retry_after, send)
+from .limiter import (BUSY as SIGNAL_BUSY, DOWN, FAILED, NEUTRAL, OK, TIMEOUT, AllEndpointsGone,
+                      EndpointPool)
 from .log import logger, redact, thread_label, truncate
-from .runner import STOP, Interrupted
 
 Messages = Sequence[dict[str, str]]
 
@@ -62,6 +66,12 @@ class LLMHTTPError(LLMError):
         self.server_message = message
 
 
+class LLMServerGone(LLMConnectionError):
+    """Every LLM server stopped answering (its circuit breaker gave up): no task can run."""
+
+    reported_once = True  # the run says so in one line (gone_note), not once per task
+
+
 class PreflightError(LLMError):
     """The server or model is not usable; the message says how to fix it (exit code 2)."""
 
@@ -85,10 +95,13 @@ class Dialect:
         return urlunsplit((parts.scheme, parts.netloc, base + self.models_path, "", ""))
 
     def body(self, model: str, messages: Messages, temperature: float,
-             form: str | None, schema: dict | None, schema_name: str) -> dict[str, Any]:
+             form: str | None, schema: dict | None, schema_name: str,
+             max_tokens: int | None = None) -> dict[str, Any]:
         if self.name == "openai":
             body: dict[str, Any] = {"model": model, "messages": list(messages),
                                     "temperature": temperature}
+            if max_tokens:
+                body["max_tokens"] = max_tokens
             if form == "json_schema":
                 body["response_format"] = {"type": "json_schema", "json_schema": {
                     "name": schema_name, "schema": schema, "strict": True}}
@@ -97,8 +110,10 @@ class Dialect:
             elif form == "json_object":
                 body["response_format"] = {"type": "json_object"}
             return body
-        body = {"model": model, "messages": list(messages), "stream": False,
-                "options": {"temperature": temperature}}
+        options: dict[str, Any] = {"temperature": temperature}
+        if max_tokens:
+            options["num_predict"] = max_tokens  # Ollama's output token cap
+        body = {"model": model, "messages": list(messages), "stream": False, "options": options}
         if form == "schema":
             body["format"] = schema
         elif form == "json":
@@ -148,6 +163,12 @@ class Endpoint:
     def models_url(self) -> str:
         return self.dialect.models_url(self.url)
 
+    @property
+    def name(self) -> str:
+        """``host:port``, as the [ADAPT] and [BREAKER] lines name the endpoint."""
+        parts = urlsplit(self.url)
+        return parts.netloc or self.url
+
 
 @dataclass
 class ChatReply:
@@ -159,6 +180,10 @@ class ChatReply:
     structured: str | None = None  # the structured-output form the server accepted
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
+
+
+# How an attempt's outcome feeds the endpoint's adaptive limit (see taxdata.limiter).
+_SIGNALS = {DONE: OK, BUSY: SIGNAL_BUSY, NOW: NEUTRAL}
 
 
 def _server_message(response: requests.Response) -> str:
@@ -195,8 +220,12 @@ class LLMClient:
         retry: RetryPolicy | None = None,
         pool_size: int = 10,
         temperature: float = 0.0,
-        limiter: Callable[[], ContextManager[Any]] | None = None,
         session: requests.Session | None = None,
+        max_in_flight: int | None = None,
+        adaptive: bool = True,
+        max_tokens: int | None = 4096,
+        breaker_threshold: int = 3,
+        breaker_wait: float = 15.0,
     ) -> None:
         self.endpoints = [endpoints] if isinstance(endpoints, Endpoint) else list(endpoints)
         if not self.endpoints:
@@ -206,45 +235,52 @@ class LLMClient:
         self.connect_timeout = connect_timeout
         self.retry = retry or RetryPolicy()
         self.temperature = temperature
-        self.limiter = limiter or contextlib.nullcontext
+        self.max_tokens = max_tokens
         self.session = session or make_session(pool_size)
         self._api_key = api_key
         if api_key:
             self.session.headers["Authorization"] = f"Bearer {api_key}"
         self._lock = threading.Lock()
         self._form_index: dict[str, int] = {}  # per server: which structured form works
-        self._rotation = itertools.cycle(range(len(self.endpoints)))
+        # However work is nested (a worker splitting an article into parts), no endpoint sees
+        # more than max_in_flight requests from us at once (the user's max_workers).
+        self.pool = EndpointPool([(e, e.name) for e in self.endpoints],
+                                 max_in_flight or pool_size, probe=self._probe,
+                                 adaptive=adaptive, breaker_threshold=breaker_threshold,
+                                 breaker_wait=breaker_wait)
 
     @classmethod
     def from_settings(cls, settings: Settings, pool_size: int | None = None) -> "LLMClient":
-        endpoint = Endpoint(settings.llm_url, DIALECTS[settings.llm_api])
-        # However work is nested (a worker splitting an article into parts), the server never
-        # sees more than max_workers requests from us at once.
-        slots = threading.BoundedSemaphore(settings.max_workers)
-        return cls(endpoint, model=settings.model, api_key=settings.api_key,
+        endpoints = [Endpoint(url, DIALECTS[settings.llm_api]) for url in settings.llm_urls]
+        policy = RetryPolicy.from_settings(settings)
+        return cls(endpoints, model=settings.model, api_key=settings.api_key,
                    timeout=settings.timeout, connect_timeout=settings.connect_timeout,
-                   retry=RetryPolicy(attempts=settings.max_retries + 1),
-                   pool_size=max(pool_size or settings.max_workers, 10), limiter=lambda: slots)
+                   retry=policy, pool_size=max(pool_size or settings.max_workers, 10),
+                   max_in_flight=settings.max_workers, adaptive=settings.adaptive,
+                   max_tokens=settings.max_tokens, breaker_wait=settings.breaker_wait)
 
     @property
     def url(self) -> str:
         return self.endpoints[0].url
 
-    def _endpoint(self) -> Endpoint:
-        with self._lock:
-            return self.endpoints[next(self._rotation)]
-
     # -- models and preflight ----------------------------------------------------------------
-    def list_models(self, endpoint: Endpoint | None = None) -> list[str]:
+    def list_models(self, endpoint: Endpoint | None = None,
+                    timeout: float | None = None) -> list[str]:
         endpoint = endpoint or self.endpoints[0]
+        connect = self.connect_timeout if timeout is None else min(timeout, self.connect_timeout)
         response = self.session.get(endpoint.models_url,
-                                    timeout=(self.connect_timeout, min(self.timeout, 30)))
+                                    timeout=(connect, min(self.timeout, timeout or 30)))
         if response.status_code != 200:
             raise LLMHTTPError(response.status_code, _server_message(response))
         try:
             return model_names(response.json())
         except ValueError:
             raise LLMBadResponse(f"model list at {endpoint.models_url} is not JSON") from None
+
+    def _probe(self, endpoint: Endpoint) -> bool:
+        """The circuit breaker's health check: the model list answers (quickly)."""
+        self.list_models(endpoint, timeout=5.0)
+        return True
 
     def preflight(self) -> str:
         """Check that each server answers and has the model; pick one if none was set.
@@ -272,9 +308,10 @@ class LLMClient:
                 self.model = names[0]
                 logger.info("[LLM] No model set; using %s, the first the server lists", self.model)
             elif self.model not in names and f"{self.model}:latest" not in names:
+                others = "" if len(self.endpoints) == 1 else " (every server in TAXDATA_LLM_URL needs it)"
                 raise PreflightError(
                     f"model {self.model!r} not found at {endpoint.url} (available: "
-                    f"{', '.join(names[:8])}) - set TAXDATA_MODEL or --model")
+                    f"{', '.join(names[:8])}) - set TAXDATA_MODEL or --model{others}")
         return self.model
 
     # -- chat --------------------------------------------------------------------------------
@@ -282,87 +319,95 @@ class LLMClient:
              schema_name: str = "response", temperature: float | None = None) -> ChatReply:
         """Send ``messages``; return the reply text. ``schema`` asks for structured JSON output.
 
-        Retries connection errors, timeouts and busy statuses (408/429/5xx) with backoff; raises
-        :class:`LLMError` subclasses for everything else (the server's message included).
-        The reply is NOT validated against ``schema`` here: callers always validate locally.
+        Busy answers (503/429, queue full) are retried until the policy's deadline; connection
+        errors, timeouts, 5xx and unusable bodies up to its attempt count; everything else
+        raises an :class:`LLMError` subclass (the server's message included). The reply is NOT
+        validated against ``schema`` here: callers always validate locally.
         """
         if not self.model:
             with self._lock:
                 if not self.model:
                     self.preflight()
-        endpoint = self._endpoint()
-        dialect = endpoint.dialect
         worker = thread_label()
         suffix = f" - {label}" if label else ""
-        attempts = self.retry.attempts
-        attempt = 0
         started = time.monotonic()
-        while True:
-            attempt += 1
-            if STOP.is_set():
-                raise Interrupted("stopped by Ctrl-C")
+        temperature = self.temperature if temperature is None else temperature
+        turned_away = [False]  # the last attempt was answered busy
+
+        def attempt(number: int) -> Outcome:
+            try:
+                member = self.pool.acquire(cautious=turned_away[0])
+            except AllEndpointsGone:
+                return Outcome(FAIL, error=LLMServerGone(self.gone_message()))
+            endpoint = member.target
+            dialect = endpoint.dialect
             form = self._form(endpoint, dialect) if schema is not None else None
-            body = dialect.body(self.model, messages, self.temperature if temperature is None
-                                else temperature, form, schema, schema_name)
+            body = dialect.body(self.model, messages, temperature, form, schema, schema_name,
+                                self.max_tokens)
             logger.info("[LLM-REQUEST] %s POST %s model=%s%s", worker, endpoint.url, self.model,
                         suffix)
             if logger.isEnabledFor(10):  # DEBUG: don't serialise payloads nobody will read
                 logger.debug("[LLM-PAYLOAD] %s %s", worker, redact(
                     truncate(json.dumps(body, ensure_ascii=False)), (self._api_key,)))
             sent = time.monotonic()
-            retry_after = None
+            signal, reason = NEUTRAL, ""
             try:
-                with self.limiter():
-                    if STOP.is_set():  # Ctrl-C came while we waited for a free slot
-                        raise Interrupted("stopped by Ctrl-C")
-                    response = self.session.post(endpoint.url, json=body,
-                                                 timeout=(self.connect_timeout, self.timeout))
+                response = self.session.post(endpoint.url, json=body,
+                                             timeout=(self.connect_timeout, self.timeout))
             except requests.ConnectTimeout:
-                error: LLMError = LLMConnectionError(
-                    f"Connection timeout after {self.connect_timeout:g}s to {endpoint.url}")
+                signal, reason = DOWN, "connect timeout"
+                return Outcome(RETRY, reason=reason, error=LLMConnectionError(
+                    f"Connection timeout after {self.connect_timeout:g}s to {endpoint.url}"))
             except requests.ReadTimeout:
-                error = LLMTimeout(f"Request timeout after {self.timeout:g}s")
+                signal, reason = TIMEOUT, "timeout"
+                return Outcome(RETRY, reason=f"Request timeout after {self.timeout:g}s",
+                               error=LLMTimeout(f"Request timeout after {self.timeout:g}s"))
             except requests.ConnectionError as exc:
-                error = LLMConnectionError(f"Connection failed to {endpoint.url}: "
-                                           f"{type(exc).__name__}")
+                signal, reason = DOWN, type(exc).__name__
+                error = LLMConnectionError(f"Connection failed to {endpoint.url}: {reason}")
+                return Outcome(RETRY, reason=str(error), error=error)
             except requests.RequestException as exc:  # e.g. a body cut off mid-transfer
+                signal, reason = DOWN, type(exc).__name__  # connection level, as a kill looks
                 error = LLMConnectionError(f"Request to {endpoint.url} failed: "
                                            f"{type(exc).__name__}")
+                return Outcome(RETRY, reason=str(error), error=error)
             else:
-                elapsed = time.monotonic() - sent
-                logger.info("[LLM-RESPONSE] %s HTTP %d in %.2fs", worker, response.status_code,
-                            elapsed)
-                if response.status_code == 200:
-                    try:
-                        return self._reply(response, dialect, endpoint, form, attempt, started)
-                    except LLMBadResponse as exc:
-                        error = exc
-                    except LLMTruncated as exc:
-                        exc.attempts = attempt
-                        raise
-                else:
-                    message = _server_message(response)
-                    if form not in (None, "none") and _rejects_form(response.status_code,
-                                                                    message):
-                        self._fall_back(endpoint, dialect, form, response.status_code, message)
-                        attempt -= 1  # the server said no to the form, not to the request
-                        continue
-                    error = LLMHTTPError(response.status_code, message)
-                    if response.status_code not in self.retry.statuses:
-                        logger.error("[ERROR] %s %s", worker, error)
-                        error.attempts = attempt
-                        raise error
-                    retry_after = parse_retry_after(response.headers.get("Retry-After"))
-            if attempt >= attempts:
-                logger.error("[ERROR] %s %s (attempt %d/%d, giving up)", worker, error, attempt,
-                             attempts)
-                error.attempts = attempt
-                raise error
-            delay = self.retry.delay(attempt, retry_after)
-            logger.warning("[RETRY] %s %s, attempt %d/%d in %.1fs", worker, _short(error),
-                           attempt + 1, attempts, delay)
-            if not self.retry.wait(delay):
-                raise Interrupted("stopped by Ctrl-C")
+                outcome = self._judge(response, endpoint, form, number, started, worker,
+                                      time.monotonic() - sent)
+                signal = _SIGNALS.get(outcome.kind, FAILED)
+                turned_away[0] = outcome.kind == BUSY
+                reason = f"HTTP {response.status_code}"
+                return outcome
+            finally:
+                self.pool.release(member, sent, signal, reason)
+
+        return send(attempt, self.retry).value
+
+    def _judge(self, response: requests.Response, endpoint: Endpoint, form: str | None,
+               number: int, started: float, worker: str, elapsed: float) -> Outcome:
+        """Classify one answer for the retry policy."""
+        status = response.status_code
+        logger.info("[LLM-RESPONSE] %s HTTP %d in %.2fs", worker, status, elapsed)
+        if status == 200:
+            try:
+                reply = self._reply(response, endpoint.dialect, endpoint, form, number, started)
+            except LLMBadResponse as exc:
+                return Outcome(RETRY, error=exc, reason=str(exc))
+            except LLMTruncated as exc:
+                return Outcome(FAIL, error=exc)
+            return Outcome(DONE, value=reply)
+        message = _server_message(response)
+        if form not in (None, "none") and _rejects_form(status, message):
+            self._fall_back(endpoint, endpoint.dialect, form, status, message)
+            return Outcome(NOW)  # the server said no to the form, not to the request
+        error = LLMHTTPError(status, message)
+        retry_after = parse_retry_after(response.headers.get("Retry-After"))
+        if is_busy(status, message):
+            return Outcome(BUSY, error=error, reason=f"HTTP {status}", retry_after=retry_after)
+        if status not in self.retry.statuses:
+            logger.error("[ERROR] %s %s", worker, error)
+            return Outcome(FAIL, error=error)
+        return Outcome(RETRY, error=error, reason=f"HTTP {status}", retry_after=retry_after)
 
     def _reply(self, response: requests.Response, dialect: Dialect, endpoint: Endpoint,
                form: str | None, attempt: int, started: float) -> ChatReply:
@@ -373,14 +418,22 @@ class LLMClient:
             raise LLMBadResponse(f"reply is not {dialect.name} API JSON: "
                                  f"{truncate(response.text, 120)!r}") from None
         if stop_reason == "length":
-            raise LLMTruncated("reply cut off at the token limit (done_reason/finish_reason "
-                               "'length'); raise the server's context or output limit")
+            raise LLMTruncated(f"reply cut off at the token limit (done_reason/finish_reason "
+                               f"'length', TAXDATA_MAX_TOKENS={self.max_tokens})")
         if not isinstance(text, str):
             raise LLMBadResponse("reply has no text content")
         return ChatReply(text=text, model=model or self.model,
                          seconds=time.monotonic() - started, attempts=attempt,
                          endpoint=endpoint.url, structured=form,
                          prompt_tokens=prompt_tokens, completion_tokens=completion_tokens)
+
+    def gone_message(self) -> str:
+        urls = ", ".join(e.url for e in self.endpoints)
+        return f"LLM server{'s' if len(self.endpoints) > 1 else ''} at {urls} stopped answering"
+
+    def endpoint_summary(self) -> list[str]:
+        """One line per endpoint: requests, busy answers, failures, final concurrency limit."""
+        return self.pool.summary()
 
     # -- structured-output forms --------------------------------------------------------------
     def _form(self, endpoint: Endpoint, dialect: Dialect) -> str:
@@ -398,7 +451,21 @@ class LLMClient:
                        "using %r from now on", thread_label(), form, status, message, new)
 
 
-def _short(error: LLMError) -> str:
-    if isinstance(error, LLMHTTPError):
-        return f"HTTP {error.status}"
-    return str(error)
+def server_gone(error: BaseException | None) -> LLMServerGone | None:
+    """The :class:`LLMServerGone` behind ``error`` (through causes and contexts), if any."""
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, LLMServerGone):
+            return error
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return None
+
+
+def gone_note(client: LLMClient, errors: Iterable[BaseException | None],
+              noun: str = "countries") -> str | None:
+    """After a run: the one line saying the server went away and how much work it left undone."""
+    left = sum(server_gone(error) is not None for error in errors)
+    if not left:
+        return None
+    return f"{client.gone_message()}; {left} {noun} not processed; re-run to continue"

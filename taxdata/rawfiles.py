@@ -47,7 +47,7 @@ def raw_relpath(slug: str) -> str:
 def run(args: argparse.Namespace, settings: Settings) -> int:
     countries, data = select_countries(args, settings)
     builtin = args.extractor == "builtin"
-    retry = RetryPolicy(attempts=settings.max_retries + 1)
+    retry = RetryPolicy.from_settings(settings)
     session = make_session(user_agent=settings.user_agent)
     service = ExtractorClient(settings.extractor_url, retry=retry, session=session)
     wikipedia = WikipediaClient(settings.wikipedia_api, settings.user_agent, cache_dir=data,

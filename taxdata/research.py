@@ -56,4 +56,4 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         return FileOutcome(slug, "WRITTEN", path=str(path))
 
     return run_per_country(list(by_slug), work, settings=settings, args=args,
-                           what="LLM research")
+                           what="LLM research", client=formatter.client)

@@ -132,8 +132,10 @@ def run_tasks(
         if result.cancelled:
             logger.info("[CANCELLED] %s - not finished", result.task_id)
         elif result.error is not None:
-            logger.error("[FAILED] %s - %s (%s)", result.task_id, _one_line(result.error),
-                         result.worker)
+            # A cause the caller reports once for all its tasks (a server that went away) is not
+            # repeated per task, except in debug logs.
+            log = logger.debug if _reported_once(result.error) else logger.error
+            log("[FAILED] %s - %s (%s)", result.task_id, _one_line(result.error), result.worker)
         else:
             status = describe(result.value) if describe else "SUCCESS"
             logger.info("[COMPLETED] %s - %s", result.task_id, status)
@@ -189,3 +191,14 @@ def _plural(count: int, noun: str) -> str:
 def _one_line(error: BaseException) -> str:
     text = str(error).strip().splitlines()
     return text[0] if text else type(error).__name__
+
+
+def _reported_once(error: BaseException | None) -> bool:
+    """True if ``error`` or what caused it says ``reported_once`` (e.g. LLMServerGone)."""
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        if getattr(error, "reported_once", False):
+            return True
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return False

@@ -1,9 +1,9 @@
 """The updater pipeline: taxation files -> LLM -> validated records -> the calculator dataset.
 
 For each country: read ``<input>/<slug>.md``, ask the model for the tax facts the text states
-(structured JSON, with a verbatim quote per figure), validate them, re-ask once with the exact
-errors, withhold every figure whose quote the text does not bear out (taxdata.evidence), and
-only then write the record into ``tax_data.json`` (as each country completes, so an interrupted
+(structured JSON, with a verbatim quote per figure), validate them, re-ask with the exact
+errors (``TAXDATA_MAX_REASKS`` times, default 2), withhold every figure whose quote the text
+does not bear out (taxdata.evidence), and only then write the record into ``tax_data.json`` (as each country completes, so an interrupted
 run keeps what it finished). At the end: ``taxData.js`` for the calculator,
 ``reports/update-<time>.json`` and a summary table. A country that fails keeps its previous
 record exactly as it was.
@@ -26,7 +26,7 @@ from .config import Settings
 from .evidence import EvidenceCheck, Quote, Source, check_evidence
 from .files import DataDir
 from .jsmodule import JSParseError, parse_tax_data_js, render_tax_data_js
-from .llm import LLMClient, LLMError, LLMTruncated
+from .llm import LLMClient, LLMError, LLMTruncated, gone_note
 from .log import logger, thread_label
 from .registry import Country, RegistryError, load_registry
 from .runner import EXIT_INTERRUPTED, TaskResult, run_tasks
@@ -186,9 +186,11 @@ def import_js(path: Path, registry, data: DataDir) -> dict[str, Any]:
 class Extractor:
     """Turns one taxation file into a validated record; shared by all worker threads."""
 
-    def __init__(self, client: LLMClient, max_chars: int = DEFAULT_MAX_CHARS) -> None:
+    def __init__(self, client: LLMClient, max_chars: int = DEFAULT_MAX_CHARS,
+                 max_reasks: int = 2) -> None:
         self.client = client
         self.max_chars = max_chars
+        self.max_reasks = max_reasks  # TAXDATA_MAX_REASKS
         self.schema = extraction_json_schema()
         self.system = SYSTEM_PROMPT.format(schema=json.dumps(self.schema, indent=1))
 
@@ -269,7 +271,8 @@ class Extractor:
         label = f"Extracting {country.slug}" + (f" part {part}/{parts}" if parts > 1 else "")
         http_attempts = 0
         errors: list[str] = []
-        for asked in (1, 2):  # one re-ask with the exact errors, then give up
+        asks = 1 + self.max_reasks
+        for asked in range(1, asks + 1):  # re-asks carry the exact errors, then give up
             text: str | None = None
             try:
                 reply = self.client.chat(messages, schema=self.schema, label=label,
@@ -299,7 +302,7 @@ class Extractor:
             else:
                 messages = messages + [{"role": "assistant", "content": text},
                                        {"role": "user", "content": retry}]
-        raise ExtractionFailed("; ".join(errors), 2, http_attempts)
+        raise ExtractionFailed("; ".join(errors), asks, http_attempts)
 
 
 def merge_extractions(parts: list[Extraction]) -> tuple[Extraction, list[str]]:
@@ -569,7 +572,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             return EXIT_OK
     sources = update.plan()
     client = LLMClient.from_settings(settings)
-    extractor = Extractor(client, args.max_chars)
+    extractor = Extractor(client, args.max_chars, settings.max_reasks)
     if args.dry_run:
         return dry_run(update, extractor, sources)
     # A broken dataset is an error before any LLM call.
@@ -598,6 +601,11 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
                                                    f" {result.error}")
     update.finish(load_dataset(update.data), summary.interrupted)
     print_summary(update, time.monotonic() - started)
+    for line in client.endpoint_summary():
+        print(f"  LLM {line}")
+    note = gone_note(client, (r.error for r in summary.results.values()))
+    if note:
+        logger.error("[ERROR] %s", note)
     if summary.interrupted:
         return EXIT_INTERRUPTED
     failed = any(o.status == "FAILED" for o in update.outcomes.values())

@@ -24,9 +24,9 @@ from bs4 import BeautifulSoup
 from bs4.element import NavigableString, PreformattedString, Tag
 
 from .files import DataDir, dump_json
-from .http import DEFAULT_USER_AGENT, RetryPolicy, make_session, parse_retry_after
+from .http import (BUSY, DONE, DEFAULT_USER_AGENT, FAIL, RETRY, Outcome, RetryPolicy, is_busy,
+                   make_session, parse_retry_after, send)
 from .log import logger, thread_label
-from .runner import Interrupted
 
 WIKIPEDIA_API = "https://en.wikipedia.org/w/api.php"
 
@@ -171,11 +171,8 @@ class WikipediaClient:
             "format": "json",
             "maxlag": "5",
         }
-        attempts = max(1, self.retry.attempts)
-        attempt = 0
-        while True:
-            attempt += 1
-            retry_after: float | None = None
+
+        def attempt(number: int) -> Outcome:
             try:
                 with self._slots:  # held only while the request is on the wire, never while waiting
                     response = self.session.get(
@@ -184,34 +181,37 @@ class WikipediaClient:
                     body = response.content
             except (requests.ConnectionError, requests.Timeout,
                     requests.exceptions.ChunkedEncodingError) as exc:
-                reason = type(exc).__name__
-            else:
-                if response.status_code in self.retry.statuses:
-                    reason = f"HTTP {response.status_code}"
-                    retry_after = parse_retry_after(response.headers.get("Retry-After"))
-                elif response.status_code != 200:
-                    raise WikipediaError(
-                        f"Wikipedia HTTP {response.status_code} for {title!r}: {body[:200]!r}")
-                else:
-                    data = _json_or_none(body)
-                    if data is None:
-                        reason = "invalid JSON"
-                    elif (data.get("error") or {}).get("code") == "maxlag":
-                        error = data["error"]
-                        reason = f"maxlag ({error.get('lag', '?')} s lagged)"
-                        retry_after = parse_retry_after(response.headers.get("Retry-After"))
-                        if retry_after is None:
-                            retry_after = MAXLAG_DEFAULT_WAIT
-                    else:
-                        return _parse_or_raise(data, title)
-            if attempt == attempts:
-                raise WikipediaError(
-                    f"Wikipedia request for {title!r} failed after {attempts} attempts: {reason}")
-            delay = self.retry.delay(attempt, retry_after)
-            logger.warning("[RETRY] %s Wikipedia %s, attempt %d/%d in %.1fs",
-                           thread_label(), reason, attempt + 1, attempts, delay)
-            if not self.retry.wait(delay):
-                raise Interrupted("stopped by Ctrl-C")
+                return self._retry(RETRY, title, number, type(exc).__name__)
+            status = response.status_code
+            retry_after = parse_retry_after(response.headers.get("Retry-After"))
+            if is_busy(status):
+                return self._retry(BUSY, title, number, f"HTTP {status}", retry_after)
+            if status in self.retry.statuses:
+                return self._retry(RETRY, title, number, f"HTTP {status}", retry_after)
+            if status != 200:
+                return Outcome(FAIL, error=WikipediaError(
+                    f"Wikipedia HTTP {status} for {title!r}: {body[:200]!r}"))
+            data = _json_or_none(body)
+            if data is None:
+                return self._retry(RETRY, title, number, "invalid JSON")
+            if (data.get("error") or {}).get("code") == "maxlag":
+                # A lagged replica is a busy server; Manual:Maxlag asks for at least 5 s.
+                lag = data["error"].get("lag", "?")
+                return self._retry(BUSY, title, number, f"maxlag ({lag} s lagged)",
+                                   MAXLAG_DEFAULT_WAIT if retry_after is None else retry_after)
+            try:
+                return Outcome(DONE, value=_parse_or_raise(data, title))
+            except WikipediaError as exc:
+                return Outcome(FAIL, error=exc)
+
+        return send(attempt, self.retry, what="Wikipedia").value
+
+    @staticmethod
+    def _retry(kind: str, title: str, attempts: int, reason: str,
+               retry_after: float | None = None) -> Outcome:
+        error = WikipediaError(f"Wikipedia request for {title!r} failed after {attempts} "
+                               f"attempt{'' if attempts == 1 else 's'}: {reason}")
+        return Outcome(kind, error=error, reason=reason, retry_after=retry_after)
 
     # -- cache -----------------------------------------------------------------------------
     def _read_cache(self, relpath: str, requested: str) -> Article | None:

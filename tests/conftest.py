@@ -90,8 +90,9 @@ def llm_server(make_llm_server) -> StandInLLM:
 
 
 def fast_retry(attempts: int = 5, sleep: Callable[[float], object] | None = None) -> RetryPolicy:
-    """Backoff in milliseconds; pass ``sleep`` (e.g. ``list.append``) to record waits instead."""
-    return RetryPolicy(attempts=attempts, base=0.01, cap=0.05, sleep=sleep)
+    """Backoff in milliseconds (floor 10 ms); pass ``sleep`` (e.g. ``list.append``) to record
+    waits instead."""
+    return RetryPolicy(attempts=attempts, base=0.01, cap=0.05, floor=0.01, sleep=sleep)
 
 
 @pytest.fixture

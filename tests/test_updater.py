@@ -568,7 +568,7 @@ BAD_REPLIES = {  # slug -> (bad reply, a fragment of the error the updater must 
 }
 
 
-def test_bad_replies_are_reasked_once_then_fail_keeping_the_old_record(server, data):
+def test_bad_replies_are_reasked_then_fail_keeping_the_old_record(server, data):
     slugs = list(BAD_REPLIES)
     for slug in slugs:
         put_taxation(data, slug, generic=True)
@@ -587,7 +587,7 @@ def test_bad_replies_are_reasked_once_then_fail_keeping_the_old_record(server, d
     server.responder = script
     # --force: the sources are unchanged, so only --force asks the model again.
     proc = run_updater(data, server.url("proxy"), "--countries", ",".join(slugs + ["italy"]),
-                       "--force")
+                       "--force", env={"TAXDATA_MAX_REASKS": "1"})
     assert proc.returncode == 1, explain(proc)
     assert script.unscripted == []
 
@@ -630,6 +630,26 @@ def test_bad_replies_are_reasked_once_then_fail_keeping_the_old_record(server, d
     assert script.calls["italy"] == 2
     assert records(data)["italy"] == expected_record("italy", reply("italy", vat=22))
     assert "- vat.standard: 190 is outside 0..100" in chats_for(server, "italy")[1]["messages"][-1]["content"]
+
+
+def test_default_is_two_reasks_each_with_the_errors_of_the_latest_reply(server, data):
+    for slug in ("austria", "italy"):
+        put_taxation(data, slug)
+    first_bad, second_bad = reply("austria", vat=190), reply("austria", vat=-5)
+    script = Script({"austria": [first_bad, second_bad, first_bad],
+                     "italy": [reply("italy", vat=190), "not json", reply("italy", vat=22)]})
+    server.responder = script
+    proc = run_updater(data, server.url("proxy"), "--countries", "austria,italy")
+    assert proc.returncode == 1, explain(proc)
+    report = report_of(proc)
+    assert script.calls == {"austria": 3, "italy": 3}
+    assert report["countries"]["austria"]["status"] == "FAILED"
+    assert report["countries"]["austria"]["attempts"] == 3
+    assert report["countries"]["italy"]["status"] == "ADDED"
+    assert report["countries"]["italy"]["attempts"] == 3
+    asks = chats_for(server, "austria")
+    assert "- vat.standard: 190 is outside 0..100" in asks[1]["messages"][-1]["content"]
+    assert "- vat.standard: -5 is outside 0..100" in asks[2]["messages"][-1]["content"]
 
 
 # -- 4. parallelism ---------------------------------------------------------------------------
@@ -1147,3 +1167,38 @@ def test_a_split_source_checks_each_quote_against_its_own_part(server, data):
     record = records(data)["austria"]
     assert record["vat"]["standard"] is None and record["vat"]["reduced"] == [9]
     assert record["brackets"] == AUSTRIA_BRACKETS and record["system"] == "progressive"
+
+
+# -- a server that goes away mid-run (issue 7) ------------------------------------------------
+
+def test_server_gone_mid_run_ends_quickly_with_one_line_keeping_what_finished(server, data):
+    slugs = PARALLEL[:6]
+    for slug in slugs:
+        put_taxation(data, slug, generic=True)  # the default reply quotes the generic text
+    script = Script({slug: reply(slug) for slug in slugs})
+    fourth = threading.Event()
+
+    def responder(body: dict) -> Any:
+        answer = script(body)
+        if sum(script.calls.values()) >= 4:  # with 2 workers, 2 countries have finished by now
+            fourth.set()
+        return answer
+
+    server.responder = responder
+    server.latency = 0.05
+    killer = threading.Thread(target=lambda: fourth.wait(30) and server.stop())
+    killer.start()
+    proc = run_updater(data, server.url("proxy"), "--countries", ",".join(slugs), "-w", "2",
+                       env={"TAXDATA_BREAKER_WAIT": "1"})
+    killer.join(30)
+    assert proc.returncode == 1, explain(proc)
+    report = report_of(proc)
+    added, failed = report["counts"]["ADDED"], report["counts"]["FAILED"]
+    assert added >= 2 and failed >= 1 and added + failed == len(slugs), report["counts"]
+    gone = [line for line in proc.stderr.splitlines() if "stopped answering" in line]
+    assert len(gone) == 1, proc.stderr
+    assert gone[0].endswith(f"[ERROR] LLM server at {server.url('proxy')} stopped answering; "
+                            f"{failed} countries not processed; re-run to continue")
+    assert sorted(dataset(data)["countries"]) == sorted(
+        slug for slug, entry in report["countries"].items() if entry["status"] == "ADDED")
+    assert re.search(r"^  LLM 127\.0\.0\.1:\d+: \d+ requests, .*\(gone\)$", proc.stdout, re.M)

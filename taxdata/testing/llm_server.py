@@ -7,6 +7,16 @@ For tests, the benchmark and for trying the scripts without a model::
 Replies are scripted like a fake model: ``enqueue()`` strings (the reply text), dicts (sent as
 JSON text) or :class:`Fault` objects; or set ``responder`` to compute a reply per request. Every
 chat request is kept in ``history``; ``peak_in_flight`` tells how many were served at once.
+
+Misbehaving like a loaded or flaky server (all knobs may change while it runs):
+
+- ``capacity`` slots; requests beyond them wait (``overflow="queue"``), or are answered ``503``
+  with Ollama's queue-full message or ``429``, with ``Retry-After: <retry_after>`` (None: no
+  header);
+- ``garbage_rate`` / ``error_rate``: that share of unscripted replies is an HTTP 200 body that is
+  not API JSON, or an HTTP 500 (``seed`` makes the draw repeatable);
+- ``stop()`` then ``start()``: the server is gone (open connections cut) and comes back on the
+  same port.
 """
 
 from __future__ import annotations
@@ -15,6 +25,7 @@ import argparse
 import collections
 import contextlib
 import json
+import random
 import sys
 import threading
 import time
@@ -83,9 +94,10 @@ class StandInLLM(StandInServer):
     """See the module docstring. All knobs may be changed while the server runs."""
 
     def __init__(self, *, latency: float = 0.0, capacity: int | None = None,
-                 overflow: str = "queue", retry_after: float = 1.0,
+                 overflow: str = "queue", retry_after: float | None = 1.0,
                  models: tuple[str, ...] = ("stand-in:latest",), api_key: str | None = None,
                  reject_forms: tuple[str, ...] = (), reject_status: int = 400,
+                 garbage_rate: float = 0.0, error_rate: float = 0.0, seed: int | None = None,
                  host: str = "127.0.0.1", port: int = 0,
                  responder: Callable[[dict], Any] | None = None) -> None:
         super().__init__(host, port)
@@ -99,6 +111,9 @@ class StandInLLM(StandInServer):
         self.api_key = api_key
         self.reject_forms = set(reject_forms)
         self.reject_status = reject_status
+        self.garbage_rate = garbage_rate
+        self.error_rate = error_rate
+        self._rng = random.Random(seed)
         # Computes a reply when none is enqueued; returning None falls back to the default.
         self.responder: Callable[[dict], Any] | None = responder
         self.history: list[dict] = []  # chat request bodies, in arrival order
@@ -149,10 +164,10 @@ class StandInLLM(StandInServer):
         if self.overflow == "queue":
             self._slots.acquire()
         elif not self._slots.acquire(blocking=False):
+            headers = {} if self.retry_after is None else {"Retry-After": f"{self.retry_after:g}"}
             if self.overflow == "503":
-                return Reply(503, {"error": OLLAMA_BUSY})
-            return Reply(429, {"error": "too many requests"},
-                         headers={"Retry-After": f"{self.retry_after:g}"})
+                return Reply(503, {"error": OLLAMA_BUSY}, headers=headers)
+            return Reply(429, {"error": "too many requests"}, headers=headers)
         try:
             return self._answer(dialect, body)
         finally:
@@ -163,7 +178,12 @@ class StandInLLM(StandInServer):
             self._stop.wait(self.latency)
         with self._lock:
             scripted = self._replies.popleft() if self._replies else None
-        if scripted is None and self.responder:
+            draw = self._rng.random() if scripted is None else 1.0
+        if draw < self.garbage_rate:
+            scripted = Fault.garbage()
+        elif draw < self.garbage_rate + self.error_rate:
+            scripted = Fault.http(500, "stand-in fault (error_rate)")
+        elif scripted is None and self.responder:
             scripted = self.responder(body)
         if scripted is None:
             scripted = self._default(body)
@@ -223,7 +243,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=5001, help="0 picks a free port")
     parser.add_argument("--latency", type=float, default=0.0, help="seconds per reply")
     parser.add_argument("--capacity", type=int, default=None, help="parallel slots (default: no limit)")
-    parser.add_argument("--overflow", choices=("queue", "503", "429"), default="queue")
+    parser.add_argument("--overflow", choices=("queue", "503", "429"), default="queue",
+                        help="requests beyond --capacity: wait, or 503 (Ollama's queue-full "
+                             "message) or 429")
+    parser.add_argument("--retry-after", type=float, default=None, metavar="S",
+                        help="Retry-After header on 503/429 overflow answers (default: none)")
+    parser.add_argument("--garbage-rate", type=float, default=0.0, metavar="P",
+                        help="share of replies that are HTTP 200 but not API JSON (e.g. 0.3)")
+    parser.add_argument("--error-rate", type=float, default=0.0, metavar="P",
+                        help="share of replies that are HTTP 500")
+    parser.add_argument("--seed", type=int, default=None, help="seed for the fault draws")
+    parser.add_argument("--down-after", type=float, default=None, metavar="S",
+                        help="stop answering S seconds after start (connections cut)")
+    parser.add_argument("--down-for", type=float, default=None, metavar="S",
+                        help="with --down-after: come back after S seconds (default: never)")
     parser.add_argument("--model", action="append", dest="models",
                         help="model name to list (repeatable)")
     parser.add_argument("--responder", choices=("fixed", "rules"), default="fixed",
@@ -233,13 +266,24 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     responder = rule_based_reply if args.responder == "rules" else None
     server = StandInLLM(latency=args.latency, capacity=args.capacity, overflow=args.overflow,
+                        retry_after=args.retry_after, garbage_rate=args.garbage_rate,
+                        error_rate=args.error_rate, seed=args.seed,
                         models=tuple(args.models or ("stand-in:latest",)), port=args.port,
                         responder=responder)
     server.start()
     print(f"stand-in LLM listening on {server.base_url}", flush=True)
+    forever = threading.Event()
     try:
         with contextlib.suppress(KeyboardInterrupt):
-            threading.Event().wait()
+            if args.down_after is not None:
+                forever.wait(args.down_after)
+                server.stop()
+                print("stand-in LLM stopped answering", flush=True)
+                if args.down_for is not None:
+                    forever.wait(args.down_for)
+                    server.start()
+                    print(f"stand-in LLM back on {server.base_url}", flush=True)
+            forever.wait()
     finally:
         server.stop()
     return 0

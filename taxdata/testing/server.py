@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import socket
 import sys
 import threading
 from abc import ABC, abstractmethod
@@ -62,6 +63,14 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
         """Silenced: the stand-ins record requests; stderr noise would garble test output."""
+
+    def setup(self) -> None:
+        super().setup()
+        self.server.owner._connections.add(self.connection)
+
+    def finish(self) -> None:
+        self.server.owner._connections.discard(self.connection)
+        super().finish()
 
     def _serve(self) -> None:
         owner = self.server.owner
@@ -124,11 +133,14 @@ class StandInServer(ABC):
         self.requests: list[RecordedRequest] = []
         self.in_flight = 0
         self.peak_in_flight = 0
+        self._connections: set[socket.socket] = set()
 
     # -- lifecycle -------------------------------------------------------------------------
     def start(self) -> "StandInServer":
+        """Listen; after a :meth:`stop`, on the same port again (a server that comes back)."""
         self._stop.clear()
         self._httpd = _HTTPServer((self._host, self._port), _Handler)
+        self._port = self._httpd.server_address[1]
         self._httpd.owner = self
         self._thread = threading.Thread(
             target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
@@ -137,11 +149,20 @@ class StandInServer(ABC):
         return self
 
     def stop(self) -> None:
-        self._stop.set()  # wakes handlers that hang
+        """Stop like a killed server: no new connections, and open ones (keep-alive, in flight)
+        are cut, so clients see connection errors rather than late answers."""
+        self._cut_connections()  # before waking the hanging handlers: they must not answer
+        self._stop.set()
         if self._httpd is not None:
             self._httpd.shutdown()
             self._httpd.server_close()
             self._httpd = None
+        self._cut_connections()
+
+    def _cut_connections(self) -> None:
+        for connection in list(self._connections):
+            with contextlib.suppress(OSError):
+                connection.shutdown(socket.SHUT_RDWR)
 
     def __enter__(self) -> "StandInServer":
         return self.start()
@@ -151,7 +172,10 @@ class StandInServer(ABC):
 
     @property
     def port(self) -> int:
-        assert self._httpd is not None, "server not started"
+        """The port it listens on (or listened on, and will again after a restart)."""
+        if self._httpd is None:
+            assert self._port, "server not started"
+            return self._port
         return self._httpd.server_address[1]
 
     @property
