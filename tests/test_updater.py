@@ -181,7 +181,9 @@ def chats_for(server: StandInLLM, slug: str) -> list[dict]:
 # -- running the script and reading what it wrote ---------------------------------------------
 
 def script_env(data: Path, url: str, extra: dict[str, str | None] | None = None) -> dict:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TAXDATA_")}
+    # TAXDATA_WIKIPEDIA_API passes through: conftest points it at a closed loopback port.
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("TAXDATA_") or k == "TAXDATA_WIKIPEDIA_API"}
     env.update({"TAXDATA_DATA_DIR": str(data), "TAXDATA_LLM_URL": url, "PYTHONUNBUFFERED": "1"})
     for key, value in (extra or {}).items():
         if value is None:
