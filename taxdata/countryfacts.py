@@ -126,7 +126,8 @@ def slug_for(name: str) -> str:
 def display_name(code: str) -> str:
     """The common English name: countryinfo's (``South Korea``, ``Macau``), else pycountry's."""
     try:
-        return CountryInfo(code).name().strip()
+        # "The Bahamas" -> "Bahamas": registry names (and slugs) go without the article.
+        return re.sub(r"^the\s+", "", CountryInfo(code).name().strip(), flags=re.I)
     except CountryNotFoundError:
         country = pycountry.countries.get(alpha_2=code)
         if country is None:

@@ -1,0 +1,331 @@
+"""Cross-checking records against references, and registry discovery, end to end.
+
+``scripts/tax_data_updater.py`` runs as a subprocess against the stand-in LLM and the stand-in
+MediaWiki serving the FIXTURE list page (``tests/fixtures/wikipedia/list_of_countries_by_tax_
+rates.html``). Every rate here, in replies, taxation files, CSVs and the page, is FIXTURE data.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from taxdata.countryfacts import registry_entry
+from taxdata.crosscheck import CORROBORATED, DISPUTED, NO_REFERENCE, check_record
+from taxdata.reference import Reference, parse_rate, ReferenceRow
+from taxdata.registry import BUNDLED_FILE, load_registry
+from taxdata.testing.mediawiki_server import StandInMediaWiki
+from test_updater import (SCRIPT, Script, dataset, explain, put_taxation, report_of, reply,
+                          run_updater, script_env)
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures" / "wikipedia"
+LIST_PAGE = (FIXTURES / "list_of_countries_by_tax_rates.html").read_text(encoding="utf-8")
+LIST_REV = 5678
+LIST_LABEL = f"List of countries by tax rates, rev {LIST_REV}"
+ARTICLE = ('<div class="mw-parser-output"><p>FIXTURE article: invented text for tests.</p>'
+           '<h2>Income tax</h2><p>FIXTURE.</p></div>')
+# Articles the list page links: existing ones (Peru's through a redirect); Ghana's is missing.
+ARTICLES = ["Taxation in Austria", "Taxation in the Bahamas", "Taxation in Canada",
+            "Taxation in Estonia", "Taxation in France", "Taxation in Germany",
+            "Taxation in Ivory Coast", "Taxation in Jersey", "Taxation in Kenya",
+            "Taxation in Kosovo", "Taxation in Latvia", "Taxation in Liechtenstein",
+            "Taxation in Switzerland", "Taxation in the United States"]
+
+
+@pytest.fixture
+def wiki():
+    server = StandInMediaWiki()
+    server.add_tax_rates_list(LIST_PAGE, revid=LIST_REV,
+                              articles={title: ARTICLE for title in ARTICLES})
+    server.add_page("Taxation in Peru", ARTICLE, redirect_from=["Tax system in Peru"])
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def data(tmp_path) -> Path:
+    root = tmp_path / "data"
+    (root / "taxation").mkdir(parents=True)
+    return root
+
+
+def put_wikipedia_file(data: Path, slug: str, title: str, revision: int) -> None:
+    """A taxation file whose Sources section names its article and revision (FIXTURE text)."""
+    (data / "taxation" / f"{slug}.md").write_text(
+        f"# {title}\n\n> FIXTURE: invented figures for tests, not real tax data.\n\n"
+        "## Personal Income Tax\n\nFIXTURE.\n\n## Sources\n\n- Source: wikipedia\n"
+        f"- Title: {title}\n- Revision: {revision}\n", encoding="utf-8")
+
+
+def list_requests(wiki: StandInMediaWiki) -> int:
+    return sum(r.query.get("page") == ["List of countries by tax rates"] for r in wiki.requests)
+
+
+def crosscheck_line(stdout: str) -> dict[str, int]:
+    match = re.search(r"^  Cross-check against .*: CORROBORATED (\d+), DISPUTED (\d+), "
+                      r"NO REFERENCE (\d+)$", stdout, re.M)
+    assert match, stdout
+    return dict(zip((CORROBORATED, DISPUTED, NO_REFERENCE), map(int, match.groups())))
+
+
+# -- agreeing data ----------------------------------------------------------------------------------
+
+def test_agreeing_data_is_corroborated_and_the_list_is_fetched_once(llm_server, wiki, data):
+    put_wikipedia_file(data, "france", "Taxation in France", 2000002)
+    put_wikipedia_file(data, "estonia", "Taxation in Estonia", 3000003)
+    put_taxation(data, "albania")
+    llm_server.responder = Script({
+        # The page (FIXTURE) says France VAT 21, top 44; Estonia VAT 24, top 23; Albania VAT 20.
+        "france": reply("france", brackets=((0, 9000, 0), (9001, None, 44)), vat=21),
+        "estonia": reply("estonia", brackets=((0, None, 23),), vat=24.2),  # within tolerance
+        "albania": reply("albania", brackets=((0, 5000, 0), (5001, None, 23)), vat=20),
+    })
+    proc = run_updater(data, llm_server.url("proxy"), "-w", "3",
+                       env={"TAXDATA_WIKIPEDIA_API": wiki.api_url})
+    assert proc.returncode == 0, explain(proc)
+    assert list_requests(wiki) == 1  # once per run, before the workers, not per country
+    assert crosscheck_line(proc.stdout) == {CORROBORATED: 3, DISPUTED: 0, NO_REFERENCE: 0}
+    assert f"Cross-check against {LIST_LABEL}:" in proc.stdout
+    report = report_of(proc)
+    assert report["crosscheck"]["references"] == [LIST_LABEL]
+    assert report["crosscheck"]["counts"] == {CORROBORATED: 3, DISPUTED: 0, NO_REFERENCE: 0}
+    france = report["countries"]["france"]["crosscheck"]
+    assert france["classification"] == CORROBORATED
+    assert [(c["field"], c["ours"], c["verdict"]) for c in france["comparisons"]] == [
+        ("vat.standard", 21, "agrees"), ("top_rate", 44, "agrees")]
+    assert france["comparisons"][0]["text"] == (
+        f"vat.standard 21 (Taxation in France, rev 2000002) vs 21 ({LIST_LABEL}) "
+        "[standard or]")
+    # The classification travels with the record.
+    stored = dataset(data)["countries"]["france"]["provenance"]["crosscheck"]
+    assert stored["classification"] == CORROBORATED
+    assert "[DISPUTED]" not in proc.stderr
+
+
+def test_explained_top_rate_difference_is_a_warning_only(llm_server, wiki, data):
+    put_wikipedia_file(data, "germany", "Taxation in Germany", 1000001)
+    # FIXTURE page: "45% (47.475% incl. solidarity surcharge)"; the file's own figure is 45.
+    llm_server.responder = Script({"germany": reply(
+        "germany", brackets=((0, 12000, 0), (12001, None, 45)), vat=17)})
+    proc = run_updater(data, llm_server.url("proxy"), env={"TAXDATA_WIKIPEDIA_API": wiki.api_url})
+    assert proc.returncode == 0, explain(proc)
+    outcome = report_of(proc)["countries"]["germany"]
+    assert outcome["status"] == "ADDED"
+    assert outcome["crosscheck"]["classification"] == CORROBORATED
+    verdicts = {c["field"]: c["verdict"] for c in outcome["crosscheck"]["comparisons"]}
+    assert verdicts == {"vat.standard": "agrees", "top_rate": "explained"}
+    (warning,) = [w for w in outcome["warnings"] if w.startswith("cross-check:")]
+    assert "top_rate 45 (Taxation in Germany, rev 1000001) vs 47.475" in warning
+    assert "incl. solidarity surcharge" in warning
+    assert crosscheck_line(proc.stdout)[DISPUTED] == 0
+
+
+# -- planted disagreement ---------------------------------------------------------------------------
+
+def test_disputed_vat_is_held_back_then_written_with_accept_disputed(llm_server, wiki, data):
+    put_wikipedia_file(data, "latvia", "Taxation in Latvia", 1234)
+    env = {"TAXDATA_WIKIPEDIA_API": wiki.api_url}
+    # A first record, written without the list reference (FIXTURE values).
+    llm_server.responder = Script({"latvia": reply(
+        "latvia", brackets=((0, None, 20),), vat=20)})
+    first = run_updater(data, llm_server.url("proxy"), "--no-list-reference", env=env)
+    assert first.returncode == 0, explain(first)
+    assert list_requests(wiki) == 0
+    before = (data / "tax_data.json").read_bytes()
+
+    # The planted wrong VAT: 21 where the page (FIXTURE) says 22.
+    llm_server.responder = Script({"latvia": reply(
+        "latvia", brackets=((0, 20000, 20), (20001, None, 31)), vat=21)})
+    held = run_updater(data, llm_server.url("proxy"), "--force", env=env)
+    assert held.returncode == 1, explain(held)
+    assert (data / "tax_data.json").read_bytes() == before  # the previous record stays
+    dispute = f"vat.standard 21 (Taxation in Latvia, rev 1234) vs 22 ({LIST_LABEL})"
+    assert f"  DISPUTED latvia (held back): {dispute}" in held.stdout
+    assert crosscheck_line(held.stdout) == {CORROBORATED: 0, DISPUTED: 1, NO_REFERENCE: 0}
+    outcome = report_of(held)["countries"]["latvia"]
+    assert outcome["status"] == "FAILED" and outcome["reason"].startswith(f"DISPUTED {dispute}")
+    assert "--accept-disputed" in outcome["reason"]
+    assert re.search(r"^\[DISPUTED\] Thread-1 latvia vat\.standard 21", held.stderr, re.M)
+
+    accepted = run_updater(data, llm_server.url("proxy"), "--force", "--accept-disputed", env=env)
+    assert accepted.returncode == 0, explain(accepted)
+    entry = dataset(data)["countries"]["latvia"]
+    assert entry["record"]["vat"]["standard"] == 21
+    stored = entry["provenance"]["crosscheck"]
+    assert stored["classification"] == DISPUTED
+    assert [c["text"] for c in stored["comparisons"] if c["verdict"] == "disputed"] == [dispute]
+    assert f"  DISPUTED latvia (written): {dispute}" in accepted.stdout
+
+
+def test_disputed_top_rate_is_written_and_listed(llm_server, wiki, data):
+    put_wikipedia_file(data, "estonia", "Taxation in Estonia", 3000003)
+    # Page (FIXTURE): Estonia top 23, no note that would explain 40.
+    llm_server.responder = Script({"estonia": reply("estonia", brackets=((0, None, 40),), vat=24)})
+    proc = run_updater(data, llm_server.url("proxy"), env={"TAXDATA_WIKIPEDIA_API": wiki.api_url})
+    assert proc.returncode == 0, explain(proc)
+    assert dataset(data)["countries"]["estonia"]["record"]["brackets"][0]["rate"] == 40
+    assert "  DISPUTED estonia (written): top_rate 40 (Taxation in Estonia, rev 3000003) vs 23" \
+        in proc.stdout
+
+
+def test_user_reference_csv_disputes_too(llm_server, data, tmp_path):
+    put_wikipedia_file(data, "south_korea", "Taxation in South Korea", 77)
+    csv_file = tmp_path / "summaries.csv"  # FIXTURE rates, publisher-style names
+    csv_file.write_text('Territory,Standard VAT rate,Top personal income tax rate\n'
+                        '"Korea, Republic of",12,"45, plus surcharges"\n'
+                        '"China, People\'s Republic of",13,45\n', encoding="utf-8")
+    llm_server.responder = Script({"south_korea": reply(
+        "south_korea", brackets=((0, 14000000, 6), (14000001, None, 49.5)), vat=10)})
+    proc = run_updater(data, llm_server.url("proxy"), "--reference", str(csv_file),
+                       "--no-list-reference", "--countries", "south_korea")
+    assert proc.returncode == 1, explain(proc)
+    comparisons = report_of(proc)["countries"]["south_korea"]["crosscheck"]["comparisons"]
+    assert [(c["field"], c["reference"], c["verdict"]) for c in comparisons] == [
+        ("vat.standard", "summaries.csv", "disputed"), ("top_rate", "summaries.csv", "explained")]
+    assert "vat.standard 10 (Taxation in South Korea, rev 77) vs 12 (summaries.csv)" in proc.stdout
+    assert not (data / "tax_data.json").exists() or "south_korea" not in dataset(data)["countries"]
+
+
+def test_unusable_reference_csv_is_a_usage_error_before_any_request(llm_server, data, tmp_path):
+    put_taxation(data, "germany")
+    bad = tmp_path / "bad.csv"
+    bad.write_bytes(b"Country,VAT\nGermany,\xff19\n")
+    proc = run_updater(data, llm_server.url("proxy"), "--reference", str(bad))
+    assert proc.returncode == 2, explain(proc)
+    assert proc.stderr.strip().splitlines() == [
+        f"tax_data_updater.py: error: {bad}: not UTF-8 text (byte 20); save it as CSV UTF-8"]
+    assert llm_server.requests == [] and not (data / "tax_data.json").exists()
+
+
+def test_unreachable_wikipedia_is_one_warning_and_no_reference(llm_server, data):
+    # conftest points TAXDATA_WIKIPEDIA_API at a closed loopback port.
+    put_taxation(data, "germany")
+    llm_server.responder = Script({"germany": reply("germany")})
+    proc = run_updater(data, llm_server.url("proxy"))
+    assert proc.returncode == 0, explain(proc)
+    lines = [line for line in proc.stderr.splitlines() if "[REFERENCE]" in line]
+    assert len(lines) == 1 and "unavailable" in lines[0]
+    assert crosscheck_line(proc.stdout) == {CORROBORATED: 0, DISPUTED: 0, NO_REFERENCE: 1}
+    assert "Cross-check against none available:" in proc.stdout
+
+
+# -- the rules, without the pipeline ----------------------------------------------------------------
+
+def rows(**by_slug) -> Reference:
+    return Reference("Ref", [ReferenceRow(slug, slug, None, vat=parse_rate(vat, "vat"),
+                                          top=parse_rate(top, "top"))
+                             for slug, (vat, top) in by_slug.items()])
+
+
+def record(vat, top) -> dict:
+    return {"vat": {"standard": vat}, "brackets": [{"min": 0, "max": None, "rate": top}]}
+
+
+@pytest.mark.parametrize("vat, top, ref_vat, ref_top, expected", [
+    (21, 45, "21%", "45%", CORROBORATED),
+    (21, 45, "20.6%", "45.4%", CORROBORATED),  # within 0.5 points
+    (21, 45, "22%", "45%", DISPUTED),
+    (21, 45, "21%", "55%", DISPUTED),
+    (21, 45, "21%", "52% (incl. local taxes)", CORROBORATED),  # explained: warning
+    (21, 45, "21%", "45, plus surcharges", CORROBORATED),
+    (7, 37, "0–11.5% (state sales tax)", "37%", CORROBORATED),  # inside the span
+    (13, 37, "0–11.5% (state sales tax)", "37%", DISPUTED),
+    (None, None, "21%", "45%", NO_REFERENCE),  # nothing stated: nothing to compare
+    (21, 45, "N/A", "", NO_REFERENCE),
+])
+def test_classification_rules(vat, top, ref_vat, ref_top, expected):
+    check = check_record("x", record(vat, top), "own", [rows(x=(ref_vat, ref_top))])
+    assert check.classification == expected
+
+
+def test_no_row_is_no_reference():
+    assert check_record("y", record(21, 45), "own", [rows(x=("21%", "45%"))]).classification \
+        == NO_REFERENCE
+
+
+# -- discovery --------------------------------------------------------------------------------------
+
+def discover(tmp_path: Path, wiki: StandInMediaWiki, registry: Path, *args: str):
+    data = tmp_path / "data"
+    data.mkdir(exist_ok=True)
+    env = script_env(data, "http://127.0.0.1:9/chat", {
+        "TAXDATA_WIKIPEDIA_API": wiki.api_url, "TAXDATA_COUNTRIES": str(registry)})
+    return subprocess.run([sys.executable, str(SCRIPT), "--discover-countries", *args], env=env,
+                          cwd=tmp_path, capture_output=True, text=True, timeout=60)
+
+
+DISCOVERED = {"bahamas": ("BS", "Taxation in the Bahamas"),
+              "ivory_coast": ("CI", "Taxation in Ivory Coast"),
+              "kenya": ("KE", "Taxation in Kenya"),
+              "peru": ("PE", "Taxation in Peru")}  # the redirect's target, not the link
+
+
+def test_discovery_dry_run_then_write(wiki, tmp_path):
+    registry = tmp_path / "countries.json"
+    shutil.copyfile(BUNDLED_FILE, registry)
+    before = registry.read_bytes()
+
+    dry = discover(tmp_path, wiki, registry)
+    assert dry.returncode == 0, explain(dry)
+    assert registry.read_bytes() == before  # a dry run writes nothing
+    added = re.findall(r"^  ADD   (\w+) ", dry.stdout, re.M)
+    assert added == sorted(DISCOVERED)
+    assert "(via redirect from 'Tax system in Peru')" in dry.stdout
+    assert f"Dry run: 4 countries would be added and 0 titles filled in {registry}" in dry.stdout
+    skipped = dict(re.findall(r"^  skipped \((.+?)\): \d+: (.+)$", dry.stdout, re.M))
+    assert skipped == {
+        "already in the registry": "Austria, Canada, Estonia, France, Germany, Latvia, "
+                                   "Liechtenstein, Switzerland, United States",
+        "no taxation article linked": "Albania, Chad, Mali",  # red links and empty cells
+        "linked article does not exist": "Ghana",
+        "a territory (in italics on the page)": "Jersey",
+        "not an ISO 3166-1 country": "Kosovo"}
+
+    written = discover(tmp_path, wiki, registry, "--write")
+    assert written.returncode == 0, explain(written)
+    assert f"Added 4 countries and filled 0 titles in {registry}" in written.stdout
+    document = json.loads(registry.read_text(encoding="utf-8"))
+    old = json.loads(before)
+    assert list(document["countries"]) == sorted(document["countries"])
+    assert set(document["countries"]) - set(old["countries"]) == set(DISCOVERED)
+    assert {k: v for k, v in document["countries"].items() if k in old["countries"]} \
+        == old["countries"]  # nothing the user had is changed
+    for slug, (code, title) in DISCOVERED.items():
+        assert (slug, document["countries"][slug]) == registry_entry(code, title)
+    assert len(load_registry(registry)) == len(old["countries"]) + 4
+
+    again = discover(tmp_path, wiki, registry, "--write")
+    assert again.returncode == 0 and "Nothing to add." in again.stdout
+
+
+def test_discovery_fills_a_missing_title(wiki, tmp_path):
+    registry = tmp_path / "countries.json"
+    document = json.loads(BUNDLED_FILE.read_text(encoding="utf-8"))
+    document["countries"]["latvia"]["wikipedia_title"] = None
+    registry.write_text(json.dumps(document), encoding="utf-8")
+    proc = discover(tmp_path, wiki, registry, "--write")
+    assert proc.returncode == 0, explain(proc)
+    assert "  TITLE latvia" in proc.stdout
+    assert load_registry(registry).get("latvia").wikipedia_title == "Taxation in Latvia"
+
+
+def test_discovery_without_wikipedia_is_one_line_exit_2(tmp_path):
+    registry = tmp_path / "countries.json"
+    shutil.copyfile(BUNDLED_FILE, registry)
+    data = tmp_path / "data"
+    data.mkdir()
+    env = script_env(data, "http://127.0.0.1:9/chat", {
+        "TAXDATA_COUNTRIES": str(registry), "TAXDATA_MAX_RETRIES": "0"})
+    proc = subprocess.run([sys.executable, str(SCRIPT), "--discover-countries"], env=env,
+                          cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2, explain(proc)
+    (line,) = proc.stderr.strip().splitlines()
+    assert line.startswith("tax_data_updater.py: error: cannot read Wikipedia's "
+                           "'List of countries by tax rates':")
