@@ -482,7 +482,8 @@ def print_summary(run: UpdateRun, seconds: float) -> None:
     print(f"\nUpdate summary ({seconds:.1f}s, model {run.model or 'n/a'})")
     for status, count in counts.items():
         print(f"  {status:<{width}}  {count:>3}")
-    failed = [o for o in run.outcomes.values() if o.status == "FAILED"]
+    failed = [o for o in run.outcomes.values()
+              if o.status == "FAILED" and not o.reason.startswith("DISPUTED ")]  # listed below
     for outcome in sorted(failed, key=lambda o: o.slug):
         print(f"  FAILED {outcome.slug}: {_few_words(outcome.reason)}")
     unverified = sorted(o.slug for o in run.outcomes.values()

@@ -329,3 +329,60 @@ def test_discovery_without_wikipedia_is_one_line_exit_2(tmp_path):
     (line,) = proc.stderr.strip().splitlines()
     assert line.startswith("tax_data_updater.py: error: cannot read Wikipedia's "
                            "'List of countries by tax rates':")
+
+
+# -- ~200 countries ---------------------------------------------------------------------------------
+
+_IDENTITY = re.compile(r"^Country: .+? \(ISO code (\w\w); currency (\w{3})\)", re.M)
+
+
+def test_two_hundred_countries_stay_readable(llm_server, wiki, tmp_path):
+    """A 200-country registry built by the libraries: one run, a short summary, a full report."""
+    import pycountry
+
+    entries = {}
+    for country in pycountry.countries:
+        try:
+            slug, entry = registry_entry(country.alpha_2)
+        except ValueError:  # no currency or coordinates in the libraries (e.g. Antarctica)
+            continue
+        entries[slug] = entry
+    registry_file = tmp_path / "countries.json"
+    chosen = dict(sorted(entries.items())[:200])
+    for slug in ("france", "germany", "latvia"):  # rows on the FIXTURE list page
+        chosen.setdefault(slug, entries[slug])
+    registry_file.write_text(json.dumps({"countries": chosen}), encoding="utf-8")
+    data = tmp_path / "data"
+    (data / "taxation").mkdir(parents=True)
+    for slug in chosen:
+        (data / "taxation" / f"{slug}.md").write_text(
+            "# FIXTURE\n\n## Personal Income Tax\n\nFIXTURE text.\n", encoding="utf-8")
+
+    def respond(body):  # a valid FIXTURE reply for whichever country is asked
+        user = next(m["content"] for m in body["messages"] if m["role"] == "user")
+        code, currency = _IDENTITY.search(user).groups()
+        return {"currency": currency, "countryCode": code, "system": "progressive",
+                "brackets": [{"min": 0, "max": 1000, "rate": 0, "description": None},
+                             {"min": 1001, "max": None, "rate": 30, "description": None}],
+                "vat": {"hasVAT": True, "standard": 20, "reduced": [], "description": None,
+                        "notes": None},
+                "socialSecurity": None, "special_taxes": [], "notes": None}
+
+    llm_server.responder = respond
+    # Uniform FIXTURE replies disagree with the FIXTURE page: --accept-disputed writes them.
+    proc = run_updater(data, llm_server.url("proxy"), "-w", "16", "--accept-disputed",
+                       env={"TAXDATA_WIKIPEDIA_API": wiki.api_url,
+                            "TAXDATA_COUNTRIES": str(registry_file)})
+    assert proc.returncode == 0, explain(proc)
+    n = len(chosen)
+    assert n >= 200
+    report = report_of(proc)
+    assert len(report["countries"]) == n and report["counts"]["ADDED"] == n
+    counts = crosscheck_line(proc.stdout)
+    assert sum(counts.values()) == n and counts[DISPUTED] > 0  # FIXTURE page disagrees somewhere
+    summary = proc.stdout[proc.stdout.index("Update summary"):].splitlines()
+    # Readable at this size: a fixed-size table plus at most 20 dispute lines and one "more".
+    assert len(summary) <= 6 + 2 + 20 + 2, "\n".join(summary)
+    assert max(len(line) for line in summary) <= 220
+    completed = [line for line in proc.stderr.splitlines() if line.startswith("[COMPLETED]")]
+    assert len(completed) == n and list_requests(wiki) == 1
