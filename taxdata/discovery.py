@@ -83,7 +83,7 @@ def find(registry: Registry, rows: list[ReferenceRow],
         if row.code is None:
             findings.append(Finding(row, "SKIP", "not an ISO 3166-1 country"))
         elif row.territory:
-            findings.append(Finding(row, "SKIP", "a territory (in italics on the page)"))
+            findings.append(Finding(row, "SKIP", "a territory: in italics on the page"))
         elif known is not None and known.wikipedia_title is not None:
             findings.append(Finding(row, "SKIP", f"in the registry as {known.slug}"))
         elif link is None:

@@ -531,6 +531,9 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     if getattr(args, "discover_countries", False):
         from .discovery import discover  # only this mode needs it
         return discover(args, settings)
+    if getattr(args, "write", False):
+        raise UsageError("--write goes with --discover-countries (the updater always writes; "
+                         "--dry-run previews)")
     update = UpdateRun(args, settings)
     if getattr(args, "reference", None):  # a bad file is a usage error before any request
         try:

@@ -272,8 +272,11 @@ def test_discovery_dry_run_then_write(wiki, tmp_path):
     shutil.copyfile(BUNDLED_FILE, registry)
     before = registry.read_bytes()
 
+    wiki.latency = 0.05
     dry = discover(tmp_path, wiki, registry)
     assert dry.returncode == 0, explain(dry)
+    # The list page once, then one look-up per candidate link, never more than 3 in flight.
+    assert len(wiki.requests) == 1 + 5 and wiki.peak_in_flight <= 3
     assert registry.read_bytes() == before  # a dry run writes nothing
     added = re.findall(r"^  ADD   (\w+) ", dry.stdout, re.M)
     assert added == sorted(DISCOVERED)
@@ -285,7 +288,7 @@ def test_discovery_dry_run_then_write(wiki, tmp_path):
                                    "Liechtenstein, Switzerland, United States",
         "no taxation article linked": "Albania, Chad, Mali",  # red links and empty cells
         "linked article does not exist": "Ghana",
-        "a territory (in italics on the page)": "Jersey",
+        "a territory: in italics on the page": "Jersey",
         "not an ISO 3166-1 country": "Kosovo"}
 
     written = discover(tmp_path, wiki, registry, "--write")
@@ -386,3 +389,49 @@ def test_two_hundred_countries_stay_readable(llm_server, wiki, tmp_path):
     assert max(len(line) for line in summary) <= 220
     completed = [line for line in proc.stderr.splitlines() if line.startswith("[COMPLETED]")]
     assert len(completed) == n and list_requests(wiki) == 1
+
+
+def test_write_without_discover_is_a_usage_error(llm_server, data):
+    proc = run_updater(data, llm_server.url("proxy"), "--write")
+    assert proc.returncode == 2, explain(proc)
+    assert proc.stderr.strip() == ("tax_data_updater.py: error: --write goes with "
+                                   "--discover-countries (the updater always writes; --dry-run "
+                                   "previews)")
+    assert llm_server.requests == []
+
+
+def test_planted_wrong_figures_on_the_fixture_page():
+    """36 planted wrong figures across the 10 registry countries of the FIXTURE page.
+
+    Correct records carry the page's own figures (Germany its national 45, not the total with
+    the surcharge); each plant moves one figure. A plant is caught when its country is DISPUTED;
+    a top rate the page explains (surcharges, state/provincial taxes) is a warning instead.
+    """
+    from taxdata.reference import parse_list_page
+
+    reference = parse_list_page(LIST_PAGE, load_registry(BUNDLED_FILE), LIST_LABEL)
+    rows = [row for row in reference.rows if row.slug]
+    assert len(rows) == 10
+
+    def correct(row):
+        vat = None if row.vat.is_range else row.vat.headline  # a span states no one rate
+        top = 45 if row.slug == "germany" else row.top.headline
+        return vat, top
+
+    verdicts = {"vat": [], "top": []}
+    for row in rows:
+        vat, top = correct(row)
+        good = check_record(row.slug, record(vat, top), "file", [reference])
+        assert good.classification == CORROBORATED, good.summary()  # nothing correct held back
+        plants = ([("vat", vat + 1, top), ("vat", vat - 2, top)] if vat is not None else []) + [
+            ("top", vat, top + 5), ("top", vat, top - 3)]
+        for kind, planted_vat, planted_top in plants:
+            check = check_record(row.slug, record(planted_vat, planted_top), "file", [reference])
+            field = "vat.standard" if kind == "vat" else "top_rate"
+            (comparison,) = [c for c in check.comparisons if c.field == field]
+            verdicts[kind].append(comparison.verdict)
+    assert len(verdicts["vat"]) + len(verdicts["top"]) == 36
+    assert verdicts["vat"] == ["disputed"] * 16  # every single-rate VAT plant caught
+    assert "agrees" not in verdicts["top"]  # a wrong top rate never passes silently
+    assert verdicts["top"].count("disputed") == 12  # the 6 countries whose page has no note
+    assert verdicts["top"].count("explained") == 8  # Germany, Canada, Switzerland, US: warnings
