@@ -269,6 +269,8 @@ def fetch_list_reference(api_url: str, user_agent: str, registry: Registry) -> R
         return None
     logger.info("[REFERENCE] %s %s: %d rows, %d registry countries", thread_label(),
                 reference.label, len(reference.rows), reference.matched)
+    for warning in reference.warnings:  # rows such as disputed territories: worth a note only
+        logger.info("[REFERENCE] %s %s", thread_label(), warning)
     return reference
 
 

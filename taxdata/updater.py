@@ -25,12 +25,12 @@ from .files import DataDir
 from .jsmodule import JSParseError, parse_tax_data_js, render_tax_data_js
 from .llm import LLMClient, LLMError, LLMTruncated
 from .log import logger, thread_label
+from .reference import Reference, ReferenceError, fetch_list_reference, load_reference_csv
 from .registry import Country, RegistryError, load_registry
 from .runner import EXIT_INTERRUPTED, TaskResult, run_tasks
 from .schema import (Extraction, Provenance, ReplyError, build_record, diff_records,
                      extraction_json_schema, missing_fields, parse_reply, summarize_changes,
                      validate_extraction)
-from .reference import ReferenceError, fetch_list_reference, load_reference_csv
 from .taxfile import SourceInfo, parse_sources, split_sections, strip_sources, taxation_path
 
 PROMPT_VERSION = "updater-1"
@@ -308,7 +308,7 @@ class UpdateRun:
         self.outcomes: dict[str, CountryOutcome] = {}
         self.previous: dict[str, Any] = {}  # the dataset's countries when the run started
         self.model: str | None = None
-        self.references: list = []  # reference.Reference: the second sources to cross-check
+        self.references: list[Reference] = []  # the second sources to cross-check against
 
     # Which countries have a source file; the others are SKIPPED.
     def plan(self) -> dict[str, Path]:
