@@ -146,7 +146,7 @@ class Reference:
 # Header name patterns (lower-cased header text, both header rows merged). Order matters: the
 # individual columns are told apart by lowest/highest before the generic "individual" match.
 _COLUMNS = [
-    ("country", re.compile(r"country|territor|jurisdiction")),
+    ("country", re.compile(r"countr|territor|jurisdiction")),
     ("corporate", re.compile(r"corporat")),
     ("low", re.compile(r"(individual|income|personal).*(lowest|minimum|\bmin\b)|^(lowest|min)")),
     ("top", re.compile(r"(individual|income|personal).*(highest|maximum|\bmax\b)|^(highest|max)")),
@@ -173,7 +173,12 @@ def _cell_text(cell: Tag) -> str:
     return " ".join(cell.get_text(" ").split())
 
 
-def _main_table(soup: BeautifulSoup) -> tuple[list[list[Tag]], int, dict[str, int]]:
+def _rate_tables(soup: BeautifulSoup) -> list[tuple[list[list[Tag]], dict[str, int]]]:
+    """Every wikitable with a country column and a VAT or income-tax column: (body, columns).
+
+    Usually one main table; a revision that splits it (countries / territories) still reads.
+    """
+    found = []
     for table in soup.find_all("table"):
         if "wikitable" not in (table.get("class") or []):
             continue
@@ -193,9 +198,11 @@ def _main_table(soup: BeautifulSoup) -> tuple[list[list[Tag]], int, dict[str, in
         columns = _column_map(headers)
         if "country" in columns and ("vat" in columns or "top" in columns
                                      or "individual" in columns):
-            return grid[header_rows:], header_rows, columns
-    raise ReferenceError(f"{LIST_TITLE!r}: no table with a country column and a VAT or "
-                         "income-tax column")
+            found.append((grid[header_rows:], columns))
+    if not found:
+        raise ReferenceError(f"{LIST_TITLE!r}: no table with a country column and a VAT or "
+                             "income-tax column")
+    return found
 
 
 def _is_territory(cell: Tag, name: str) -> bool:
@@ -216,44 +223,40 @@ def _linked_titles(cell: Tag) -> tuple[str, ...]:
 
 
 def parse_list_page(html: str, registry: Registry, label: str = LIST_TITLE) -> Reference:
-    """The rows of the list page's main table (one per country), matched to the registry."""
+    """The rows of the list page's rate table(s), one per country, matched to the registry."""
     soup = BeautifulSoup(html, "lxml")
     for sup in soup.find_all("sup"):  # footnote markers and [citation needed]
         sup.decompose()
     for junk in soup.select("style, .mw-editsection, .sortkey, [style*='display:none']"):
         junk.decompose()
-    body, _, columns = _main_table(soup)
-    rows: list[ReferenceRow] = []
-    seen: set[str] = set()
-    unmatched: list[str] = []
-    for cells in body:
-        def cell(name: str) -> Tag | None:
-            index = columns.get(name)
-            return cells[index] if index is not None and index < len(cells) else None
-
-        country_cell = cell("country")
-        if country_cell is None:
-            continue
-        name = _cell_text(country_cell)
-        name = re.sub(r"\s*\*+$", "", name).strip()
-        if not name or name in seen:
-            continue
-        seen.add(name)
-        top_cell = cell("top") or cell("individual")
-        vat_cell, further = cell("vat"), cell("further")
-        slug = match_registry(name, registry)
-        code = iso_code(name)
-        if code is None:
-            unmatched.append(name)
-        rows.append(ReferenceRow(
-            name=name, slug=slug, code=code,
-            vat=parse_rate(_cell_text(vat_cell), "vat") if vat_cell is not None else None,
-            top=parse_rate(_cell_text(top_cell), "top") if top_cell is not None else None,
-            territory=_is_territory(country_cell, name),
-            further_reading=_linked_titles(further) if further is not None else ()))
+    rows: dict[str, ReferenceRow] = {}
+    for body, columns in _rate_tables(soup):
+        for cells in body:
+            row = _list_row(cells, columns, registry)
+            if row is not None and row.name not in rows:  # a name's first row wins
+                rows[row.name] = row
+    unmatched = [row.name for row in rows.values() if row.code is None]
     warnings = [f"{label}: {len(unmatched)} row(s) name no ISO 3166 country: "
                 + ", ".join(unmatched)] if unmatched else []
-    return Reference(label, rows, warnings)
+    return Reference(label, list(rows.values()), warnings)
+
+
+def _list_row(cells: list[Tag], columns: dict[str, int], registry: Registry) -> ReferenceRow | None:
+    def cell(name: str) -> Tag | None:
+        index = columns.get(name)
+        return cells[index] if index is not None and index < len(cells) else None
+
+    country_cell = cell("country")
+    name = re.sub(r"\s*\*+$", "", _cell_text(country_cell)) if country_cell is not None else ""
+    if not name:
+        return None
+    vat_cell, top_cell, further = cell("vat"), cell("top") or cell("individual"), cell("further")
+    return ReferenceRow(
+        name=name, slug=match_registry(name, registry), code=iso_code(name),
+        vat=parse_rate(_cell_text(vat_cell), "vat") if vat_cell is not None else None,
+        top=parse_rate(_cell_text(top_cell), "top") if top_cell is not None else None,
+        territory=_is_territory(country_cell, name),
+        further_reading=_linked_titles(further) if further is not None else ())
 
 
 def fetch_list_reference(api_url: str, user_agent: str, registry: Registry) -> Reference | None:

@@ -237,3 +237,14 @@ def test_unusable_csv_is_one_line_error(tmp_path, content, message):
 def test_missing_csv_is_one_line_error(tmp_path):
     with pytest.raises(ReferenceError, match="cannot read reference file"):
         load_reference_csv(tmp_path / "nope.csv", REGISTRY)
+
+
+def test_rows_from_every_rate_table_of_a_split_page():
+    territories = ('<table class="wikitable"><tbody><tr><th>Territory</th><th>VAT</th></tr>'
+                   '<tr><td><i><a href="/wiki/Jersey" title="Jersey">Jersey</a></i></td>'
+                   '<td>5%</td></tr></tbody></table>')  # FIXTURE rates
+    reference = parse_list_page(OLD_LAYOUT.replace("</div>", territories + "</div>"), REGISTRY)
+    rows = rows_by_name(reference)
+    assert set(rows) == {"Germany", "Latvia", "Jersey"}
+    assert rows["Jersey"].territory and rows["Jersey"].vat.headline == 5
+    assert rows["Jersey"].top is None
