@@ -248,3 +248,19 @@ def test_rows_from_every_rate_table_of_a_split_page():
     assert set(rows) == {"Germany", "Latvia", "Jersey"}
     assert rows["Jersey"].territory and rows["Jersey"].vat.headline == 5
     assert rows["Jersey"].top is None
+
+
+def test_every_iso_3166_name_and_display_name_matches_its_own_code():
+    import pycountry
+
+    wrong = []
+    for country in pycountry.countries:
+        names = {country.name, getattr(country, "official_name", None),
+                 getattr(country, "common_name", None)} - {None}
+        try:
+            names.add(countryfacts.display_name(country.alpha_2))
+        except ValueError:
+            pass
+        wrong += [(country.alpha_2, name) for name in names
+                  if countryfacts.iso_code(name) != country.alpha_2]
+    assert wrong == []
