@@ -45,6 +45,7 @@ class Comparison:
     theirs: RateText
     reference: str  # the reference's label, e.g. "List of countries by tax rates, rev 5678"
     verdict: str  # "agrees" | "explained" | "disputed"
+    why: str = ""  # for "explained": what in the reference accounts for the difference
 
     def describe(self, own_source: str) -> str:
         theirs = (f"{_num(self.theirs.low)}-{_num(self.theirs.high)}" if self.theirs.is_range
@@ -73,8 +74,7 @@ class CrossCheck:
 
     @property
     def warnings(self) -> list[str]:
-        return [f"cross-check: {c.describe(self.own_source)}: the difference is explained by the "
-                "reference (surcharges or local taxes in one source), not a dispute"
+        return [f"cross-check: {c.describe(self.own_source)}: {c.why}, not a dispute"
                 for c in self.comparisons if c.verdict == "explained"]
 
     def summary(self) -> str:
@@ -87,7 +87,7 @@ class CrossCheck:
             "classification": self.classification,
             "source": self.own_source,
             "comparisons": [{"field": c.field, "ours": c.ours, "reference": c.reference,
-                             "theirs": c.theirs.as_dict(), "verdict": c.verdict,
+                             "theirs": c.theirs.as_dict(), "verdict": c.verdict, "why": c.why,
                              "text": c.describe(self.own_source)} for c in self.comparisons],
         }
 
@@ -105,17 +105,24 @@ def vat_standard(record: dict[str, Any]) -> float | None:
     return value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
-def _verdict(field_name: str, ours: float, theirs: RateText, tolerance: float) -> str:
+def _verdict(field_name: str, ours: float, theirs: RateText,
+             tolerance: float) -> tuple[str, str]:
+    """("agrees" | "explained" | "disputed", why it is explained)."""
     if theirs.is_range:
         inside = theirs.low - tolerance <= ours <= theirs.high + tolerance
-        return "agrees" if inside else "disputed"
+        return ("agrees", "") if inside else ("disputed", "")
     if abs(ours - theirs.headline) <= tolerance:
-        return "agrees"
+        return "agrees", ""
     if field_name == "top_rate" and _EXPLAINS.search(theirs.note):
         # The reference's own words account for the difference (a total with surcharges or
         # local taxes against a national rate): worth a warning, not a held-back record.
-        return "explained"
-    return "disputed"
+        return "explained", "the reference counts surcharges or local taxes one source leaves out"
+    if (field_name == "vat.standard" and not theirs.labelled
+            and any(abs(ours - v) <= tolerance for v in theirs.values)):
+        # "20% or 30%" without a label: which one is standard is the reference's guess (the
+        # highest) against the source's word, so a match with another listed rate is a warning.
+        return "explained", "the reference lists this rate too, unlabelled, beside a higher one"
+    return "disputed", ""
 
 
 def check_record(slug: str, record: dict[str, Any], own_source: str,
@@ -131,8 +138,8 @@ def check_record(slug: str, record: dict[str, Any], own_source: str,
             ours = figures[field_name]
             if ours is None or theirs is None or theirs.headline is None:
                 continue  # a figure one side does not state is not a disagreement
-            comparisons.append(Comparison(field_name, ours, theirs, reference.label,
-                                          _verdict(field_name, ours, theirs, tolerance)))
+            verdict, why = _verdict(field_name, ours, theirs, tolerance)
+            comparisons.append(Comparison(field_name, ours, theirs, reference.label, verdict, why))
     if not comparisons:
         classification = NO_REFERENCE
     elif any(c.verdict == "disputed" for c in comparisons):

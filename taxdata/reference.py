@@ -57,6 +57,7 @@ class RateText:
     headline: float | None
     is_range: bool = False  # the cell gives a span ("0-10%" state sales taxes), not one rate
     note: str = ""  # the words around the numbers: "plus surcharges", "GST", "incl. ..."
+    labelled: bool = False  # the headline is the rate the text calls standard
 
     @property
     def low(self) -> float | None:
@@ -68,7 +69,7 @@ class RateText:
 
     def as_dict(self) -> dict[str, Any]:
         return {"text": self.text, "values": list(self.values), "headline": self.headline,
-                "range": self.is_range, "note": self.note}
+                "range": self.is_range, "note": self.note, "labelled": self.labelled}
 
 
 def parse_rate(text: str, kind: str = "top") -> RateText | None:
@@ -83,6 +84,7 @@ def parse_rate(text: str, kind: str = "top") -> RateText | None:
         return None
     values: list[float] = []
     is_range = False
+    label = None
     rest = text
     for match in _RANGE.finditer(text):
         values += [float(match.group(1)), float(match.group(2))]
@@ -98,8 +100,8 @@ def parse_rate(text: str, kind: str = "top") -> RateText | None:
     if not values:
         return None
     if kind == "vat":
-        labelled = _STANDARD_LABEL.search(text)
-        headline = float(labelled.group(1)) if labelled else max(values)
+        label = _STANDARD_LABEL.search(text)
+        headline = float(label.group(1)) if label else max(values)
     elif kind == "low":
         headline = min(values)
     else:
@@ -109,7 +111,8 @@ def parse_rate(text: str, kind: str = "top") -> RateText | None:
     if all(word.lower() in ("or", "and", "to", "-") for word in note.split()):
         note = ""  # only the glue between alternatives ("17% or 14%")
     return RateText(text=text, values=tuple(dict.fromkeys(values)), headline=headline,
-                    is_range=is_range and kind == "vat", note=note)
+                    is_range=is_range and kind == "vat", note=note,
+                    labelled=kind == "vat" and label is not None)
 
 
 @dataclass(frozen=True)

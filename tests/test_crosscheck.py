@@ -237,12 +237,24 @@ def record(vat, top) -> dict:
     (21, 45, "21%", "45, plus surcharges", CORROBORATED),
     (7, 37, "0–11.5% (state sales tax)", "37%", CORROBORATED),  # inside the span
     (13, 37, "0–11.5% (state sales tax)", "37%", DISPUTED),
+    (20, 45, "30% or 20%", "45%", CORROBORATED),  # an unlabelled alternative: warning
+    (10, 45, "21% (standard), 10% or 5.5%", "45%", DISPUTED),  # labelled: 10 is not standard
     (None, None, "21%", "45%", NO_REFERENCE),  # nothing stated: nothing to compare
     (21, 45, "N/A", "", NO_REFERENCE),
 ])
 def test_classification_rules(vat, top, ref_vat, ref_top, expected):
     check = check_record("x", record(vat, top), "own", [rows(x=(ref_vat, ref_top))])
     assert check.classification == expected
+
+
+def test_explained_differences_are_warnings_with_their_reason():
+    check = check_record("x", record(20, 45), "own", [rows(x=("30% or 20%", "50% incl. local"))])
+    assert [c.verdict for c in check.comparisons] == ["explained", "explained"]
+    assert check.warnings == [
+        "cross-check: vat.standard 20 (own) vs 30 (Ref): the reference lists this rate too, "
+        "unlabelled, beside a higher one, not a dispute",
+        "cross-check: top_rate 45 (own) vs 50 (Ref) [incl. local]: the reference counts "
+        "surcharges or local taxes one source leaves out, not a dispute"]
 
 
 def test_no_row_is_no_reference():
