@@ -17,6 +17,7 @@ use when it does not exist yet; it then takes precedence over the bundled one).
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -28,7 +29,7 @@ from .config import Settings
 from .countryfacts import add_entries, registry_entry
 from .files import DataDir, dump_json
 from .http import RetryPolicy
-from .log import logger, thread_label
+from .log import logger, set_thread_label, thread_label
 from .reference import LIST_TITLE, ReferenceError, ReferenceRow, parse_list_page
 from .registry import FILE_NAME, Registry, countries_path, load_registry
 from .wikipedia import (MAX_IN_FLIGHT, ArticleNotFound, DisambiguationPage, WikipediaClient,
@@ -92,7 +93,9 @@ def find(registry: Registry, rows: list[ReferenceRow],
             finding = Finding(row, "TITLE" if known else "ADD", slug=known.slug if known else None)
             findings.append(finding)
             lookups.append((finding, link))
-    with ThreadPoolExecutor(max_workers=MAX_IN_FLIGHT, thread_name_prefix="discover") as pool:
+    numbers = itertools.count(1)
+    with ThreadPoolExecutor(max_workers=MAX_IN_FLIGHT, thread_name_prefix="discover",
+                            initializer=lambda: set_thread_label(f"Thread-{next(numbers)}")) as pool:
         resolved = list(pool.map(lambda item: _resolve(client, item[1]), lookups))
     for (finding, link), (title, why) in zip(lookups, resolved):
         if title is None:
