@@ -471,6 +471,8 @@ def render_js(dataset: dict[str, Any], outcomes: dict[str, CountryOutcome],
             tag += f" {outcome.status.lower()} in this run, previous record kept"
         if provenance.get("unverified"):
             tag += " (UNVERIFIED: from model knowledge, not a cited source)"
+        if (provenance.get("crosscheck") or {}).get("classification") == crosscheck.DISPUTED:
+            tag += " (DISPUTED by a reference: see its provenance.crosscheck)"
         comments[slug] = tag
     records = {slug: entry["record"] for slug, entry in dataset["countries"].items()}
     return render_tax_data_js(records, header_lines=header, comments=comments)

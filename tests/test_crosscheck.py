@@ -21,8 +21,8 @@ from taxdata.crosscheck import CORROBORATED, DISPUTED, NO_REFERENCE, check_recor
 from taxdata.reference import Reference, parse_rate, ReferenceRow
 from taxdata.registry import BUNDLED_FILE, load_registry
 from taxdata.testing.mediawiki_server import StandInMediaWiki
-from test_updater import (SCRIPT, Script, dataset, explain, put_taxation, report_of, reply,
-                          run_updater, script_env)
+from test_updater import (SCRIPT, Script, dataset, explain, js_comments, put_taxation,
+                          report_of, reply, run_updater, script_env)
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "wikipedia"
 LIST_PAGE = (FIXTURES / "list_of_countries_by_tax_rates.html").read_text(encoding="utf-8")
@@ -162,6 +162,9 @@ def test_disputed_vat_is_held_back_then_written_with_accept_disputed(llm_server,
     assert stored["classification"] == DISPUTED
     assert [c["text"] for c in stored["comparisons"] if c["verdict"] == "disputed"] == [dispute]
     assert f"  DISPUTED latvia (written): {dispute}" in accepted.stdout
+    (comment,) = js_comments((data / "taxData.js").read_text(encoding="utf-8"))["latvia"]
+    assert comment.startswith("// [MODIFIED] ")
+    assert comment.endswith(" (DISPUTED by a reference: see its provenance.crosscheck)")
 
 
 def test_disputed_top_rate_is_written_and_listed(llm_server, wiki, data):
