@@ -62,6 +62,20 @@ def update_main(argv: Sequence[str] | None = None, prog: str | None = None) -> i
     parser.add_argument("--max-chars", type=int, default=updater.DEFAULT_MAX_CHARS, metavar="N",
                         help="source characters per request; longer files are split "
                              "(default %(default)s)")
+    parser.add_argument("--reference", metavar="FILE.csv",
+                        help="cross-check against your reference table too (a territory column "
+                             "plus VAT / top income-tax rate columns)")
+    parser.add_argument("--no-list-reference", action="store_true",
+                        help="do not fetch Wikipedia's \"List of countries by tax rates\" to "
+                             "cross-check against")
+    parser.add_argument("--accept-disputed", action="store_true",
+                        help="write records whose VAT disagrees with a reference (the dispute "
+                             "stays in their provenance)")
+    parser.add_argument("--discover-countries", action="store_true",
+                        help="list the sovereign countries of Wikipedia's list page that have a "
+                             "taxation article and are not in the registry; no LLM calls")
+    parser.add_argument("--write", action="store_true",
+                        help="with --discover-countries: add them to the registry file")
     return run_main(updater.run, parser, argv, default_workers=DEFAULT_WORKERS[UPDATER])
 
 

@@ -95,7 +95,8 @@ class ExtractorClient:
     def _call(self, method: str, path: str, **kwargs: Any) -> requests.Response:
         try:
             return request(self.session, method, self.base_url + path, policy=self.retry,
-                           timeout=self.timeout, what="Extractor", **kwargs)
+                           timeout=self.timeout, what="Extractor", log_giveup=False,
+                           **kwargs)
         except requests.RequestException:
             raise ExtractorError(self._unreachable()) from None
 
@@ -165,7 +166,7 @@ def extract_builtin(url: str, *, session: requests.Session,
     logger.info("[EXTRACT] %s Extracting %s (built-in)", thread_label(), url)
     try:
         response = request(session, "GET", url, policy=retry or RetryPolicy(), timeout=timeout,
-                           what="Page")
+                           what="Page", log_giveup=False)
     except requests.RequestException as exc:
         raise ExtractorError(f"could not fetch {url}: {type(exc).__name__}") from None
     if response.status_code != 200:

@@ -157,11 +157,14 @@ class Sent:
     attempts: int
 
 
-def send(attempt: Callable[[int], Outcome], policy: RetryPolicy, *, what: str = "") -> Sent:
+def send(attempt: Callable[[int], Outcome], policy: RetryPolicy, *, what: str = "",
+         log_giveup: bool = True) -> Sent:
     """Call ``attempt(n)`` until it is done, gives up, or the policy's limits are reached.
 
     Each retry is logged once: ``[RETRY] Thread-2 HTTP 503, attempt 2 in 0.8s``. A raised
     exception carries ``attempts`` (the attempts made). Ctrl-C (:data:`STOP`) ends any wait.
+    ``log_giveup=False`` leaves the final error to the caller, for clients whose every caller
+    reports it (a country's [FAILED] line, a one-line usage error), so it is not said twice.
     """
     worker = thread_label()
     prefix = f"{what} " if what else ""
@@ -196,7 +199,7 @@ def send(attempt: Callable[[int], Outcome], policy: RetryPolicy, *, what: str = 
             return Sent(outcome.value, attempts)
         if kind == FAIL:
             error = outcome.error
-            if note:
+            if note and log_giveup:
                 logger.error("[ERROR] %s %s%s%s", worker, prefix, error, note)
             with contextlib.suppress(AttributeError):
                 error.attempts = attempts  # type: ignore[union-attr]
@@ -208,7 +211,8 @@ def send(attempt: Callable[[int], Outcome], policy: RetryPolicy, *, what: str = 
 
 
 def request(session: requests.Session, method: str, url: str, *, policy: RetryPolicy,
-            timeout: tuple[float, float], what: str, **kwargs: Any) -> requests.Response:
+            timeout: tuple[float, float], what: str, log_giveup: bool = True,
+            **kwargs: Any) -> requests.Response:
     """One HTTP request with the shared policy, for clients that judge answers by status alone.
 
     Returns the last response, whatever its status; re-raises the last connection error.
@@ -227,4 +231,4 @@ def request(session: requests.Session, method: str, url: str, *, policy: RetryPo
             return Outcome(RETRY, value=response, reason=reason, retry_after=retry_after)
         return Outcome(DONE, value=response)
 
-    return send(attempt, policy, what=what).value
+    return send(attempt, policy, what=what, log_giveup=log_giveup).value

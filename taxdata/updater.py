@@ -20,7 +20,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from . import __version__
+from . import __version__, crosscheck
 from .cli import EXIT_FAILED, EXIT_OK, UsageError
 from .config import Settings
 from .evidence import EvidenceCheck, Quote, Source, check_evidence
@@ -28,6 +28,7 @@ from .files import DataDir
 from .jsmodule import JSParseError, parse_tax_data_js, render_tax_data_js
 from .llm import LLMClient, LLMError, LLMTruncated, gone_note
 from .log import logger, thread_label
+from .reference import Reference, ReferenceError, fetch_list_reference, load_reference_csv
 from .registry import Country, RegistryError, load_registry
 from .runner import EXIT_INTERRUPTED, TaskResult, run_tasks
 from .runreport import write_html_report
@@ -104,6 +105,7 @@ class CountryOutcome:
     # model's quote, reason); research sources are not checked (unverified says so).
     evidence: dict[str, str] = field(default_factory=dict)
     unsupported: list[dict[str, Any]] = field(default_factory=list)
+    crosscheck: dict[str, Any] | None = None  # classification against the references
     record: dict[str, Any] | None = field(default=None, repr=False)
     provenance: dict[str, Any] | None = field(default=None, repr=False)
 
@@ -356,6 +358,7 @@ class UpdateRun:
         self.outcomes: dict[str, CountryOutcome] = {}
         self.previous: dict[str, Any] = {}  # the dataset's countries when the run started
         self.model: str | None = None
+        self.references: list[Reference] = []  # the second sources to cross-check against
 
     # Which countries have a source file; the others are SKIPPED.
     def plan(self) -> dict[str, Path]:
@@ -411,8 +414,25 @@ class UpdateRun:
         outcome.record = build_record(extraction, country)
         outcome.provenance = _provenance(path, raw, info, model,
                                          check.verified if check else None).model_dump()
+        self.cross_check(outcome, info, path)
         outcome.status = "PENDING"  # ADDED/MODIFIED/UNCHANGED is decided against the dataset
         return outcome
+
+    def cross_check(self, outcome: CountryOutcome, info: SourceInfo, path: Path) -> None:
+        """Compare the validated record with the references; a DISPUTED VAT is held back."""
+        own = (info.title or path.name) + (f", rev {info.revision}" if info.revision else "")
+        check = crosscheck.check_record(outcome.slug, outcome.record, own, self.references)
+        outcome.crosscheck = check.report()
+        outcome.warnings += check.warnings
+        if check.classification != crosscheck.NO_REFERENCE:
+            outcome.provenance["crosscheck"] = check.report()  # why anyone may doubt it
+        if check.disputes:
+            logger.warning("[DISPUTED] %s %s %s", thread_label(), outcome.slug, check.summary())
+        if check.vat_disputed and not getattr(self.args, "accept_disputed", False):
+            outcome.status, outcome.record = "FAILED", None
+            outcome.reason = (f"DISPUTED {check.summary()}; held back, previous record kept "
+                              "(--accept-disputed writes it)")
+            raise CountryFailed(outcome)
 
     def persist(self, outcome: CountryOutcome) -> None:
         """Write a finished country into tax_data.json now (called as each result arrives)."""
@@ -456,6 +476,8 @@ class UpdateRun:
             "model": self.model, "llm_url": self.settings.llm_url,
             "prompt_version": PROMPT_VERSION, "taxdata_version": __version__,
             "counts": counts,
+            "crosscheck": {"references": [r.label for r in self.references],
+                           "tolerance": crosscheck.TOLERANCE, "counts": crosscheck_counts(self)},
             "countries": {slug: self.outcomes[slug].report() for slug in sorted(self.outcomes)},
         }
         stamp = self.started.replace(":", "").replace("-", "")
@@ -507,6 +529,8 @@ def render_js(dataset: dict[str, Any], outcomes: dict[str, CountryOutcome],
             tag += f" {outcome.status.lower()} in this run, previous record kept"
         if provenance.get("unverified"):
             tag += " (UNVERIFIED: from model knowledge, not a cited source)"
+        if (provenance.get("crosscheck") or {}).get("classification") == crosscheck.DISPUTED:
+            tag += " (DISPUTED by a reference: see its provenance.crosscheck)"
         comments[slug] = tag
     records = {slug: entry["record"] for slug, entry in dataset["countries"].items()}
     return render_tax_data_js(records, header_lines=header, comments=comments)
@@ -518,7 +542,8 @@ def print_summary(run: UpdateRun, seconds: float) -> None:
     print(f"\nUpdate summary ({seconds:.1f}s, model {run.model or 'n/a'})")
     for status, count in counts.items():
         print(f"  {status:<{width}}  {count:>3}")
-    failed = [o for o in run.outcomes.values() if o.status == "FAILED"]
+    failed = [o for o in run.outcomes.values()
+              if o.status == "FAILED" and not o.reason.startswith("DISPUTED ")]  # listed below
     for outcome in sorted(failed, key=lambda o: o.slug):
         print(f"  FAILED {outcome.slug}: {_few_words(outcome.reason)}")
     _print_unsupported(run.outcomes)
@@ -526,21 +551,51 @@ def print_summary(run: UpdateRun, seconds: float) -> None:
                         if o.unverified and o.status not in ("FAILED", "SKIPPED"))
     if unverified:
         print(f"  UNVERIFIED (model-knowledge sources, check by hand): {', '.join(unverified)}")
+    print_crosscheck(run)
     if getattr(run, "report_path", None):
         print(f"  Report: {run.report_path}")
 
 
-def _print_unsupported(outcomes: dict[str, CountryOutcome]) -> None:
-    """Figures not written for want of a verified quote: counts, then one line per country."""
+def _print_unsupported(outcomes: dict[str, CountryOutcome], most: int = 20) -> None:
+    """Figures not written for want of a verified quote: counts, then a line per country
+    (at most ``most`` lines; the report has all)."""
     held = {slug: o.unsupported for slug, o in sorted(outcomes.items()) if o.unsupported}
     own = sum(not u["withheld"] for items in held.values() for u in items)
     withheld = sum(u["withheld"] for items in held.values() for u in items)
     noun = "country" if len(held) == 1 else "countries"
     print(f"  UNSUPPORTED figures: {own} in {len(held)} {noun} (no verified quote; not written)"
           + (f", {withheld} more withheld with them" if withheld else ""))
-    for slug, items in held.items():
+    for slug, items in list(held.items())[:most]:
         paths = [u["path"] for u in items if not u["withheld"]]
         print(f"  UNSUPPORTED {slug}: {_few_words(', '.join(paths))}")
+    if len(held) > most:
+        print(f"  ... and {len(held) - most} more countries with UNSUPPORTED figures "
+              "(see the report)")
+
+
+def crosscheck_counts(run: UpdateRun) -> dict[str, int]:
+    """CORROBORATED / DISPUTED / NO REFERENCE among the countries checked in this run."""
+    found = [o.crosscheck["classification"] for o in run.outcomes.values() if o.crosscheck]
+    return {name: found.count(name) for name in crosscheck.CLASSES}
+
+
+def print_crosscheck(run: UpdateRun, most: int = 20) -> None:
+    """The cross-check counts and the disputes (at most ``most`` lines; the report has all)."""
+    counts = crosscheck_counts(run)
+    if not any(counts.values()):
+        return
+    sources = ", ".join(r.label for r in run.references) or "none available"
+    print(f"  Cross-check against {sources}: "
+          + ", ".join(f"{name} {count}" for name, count in counts.items()))
+    disputed = sorted((o for o in run.outcomes.values()
+                       if o.crosscheck and o.crosscheck["classification"] == crosscheck.DISPUTED),
+                      key=lambda o: o.slug)
+    for outcome in disputed[:most]:
+        texts = [c["text"] for c in outcome.crosscheck["comparisons"] if c["verdict"] == "disputed"]
+        fate = "held back" if outcome.status == "FAILED" else "written"
+        print(f"  DISPUTED {outcome.slug} ({fate}): {_few_words('; '.join(texts), 160)}")
+    if len(disputed) > most:
+        print(f"  ... and {len(disputed) - most} more DISPUTED (see the report)")
 
 
 def _few_words(reason: str, limit: int = 100) -> str:
@@ -557,7 +612,20 @@ def _few_words(reason: str, limit: int = 100) -> str:
 def run(args: argparse.Namespace, settings: Settings) -> int:
     """The whole updater run (the script's one call)."""
     started = time.monotonic()
+    if getattr(args, "discover_countries", False):
+        from .discovery import discover  # only this mode needs it
+        return discover(args, settings)
+    if getattr(args, "write", False):
+        raise UsageError("--write goes with --discover-countries (the updater always writes; "
+                         "--dry-run previews)")
     update = UpdateRun(args, settings)
+    if getattr(args, "reference", None):  # a bad file is a usage error before any request
+        try:
+            update.references.append(load_reference_csv(args.reference, update.registry))
+        except ReferenceError as exc:
+            raise UsageError(str(exc)) from None
+        for warning in update.references[-1].warnings:
+            logger.warning("[REFERENCE] %s %s", thread_label(), warning)
     if not args.dry_run:  # a dry run writes (and deletes) nothing
         update.data.sweep_stale_temps()
     if args.import_js:
@@ -584,6 +652,12 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
     def on_result(result: TaskResult[CountryOutcome]) -> None:
         update.persist(result.value)
+
+    if sources and not getattr(args, "no_list_reference", False):
+        # Once per run, before the workers start; unreachable: one warning, no list reference.
+        listed = fetch_list_reference(settings.wikipedia_api, settings.user_agent, update.registry)
+        if listed is not None:
+            update.references.insert(0, listed)
 
     summary = run_tasks(sources, work, max_workers=settings.max_workers, on_result=on_result,
                         describe=lambda outcome: outcome.status, progress=not args.no_progress)

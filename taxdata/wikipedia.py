@@ -16,7 +16,7 @@ import re
 import threading
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Callable
 from urllib.parse import quote
 
 import requests
@@ -204,7 +204,8 @@ class WikipediaClient:
             except WikipediaError as exc:
                 return Outcome(FAIL, error=exc)
 
-        return send(attempt, self.retry, what="Wikipedia").value
+        # Every caller reports a failed fetch itself ([FAILED] country line, one-line error).
+        return send(attempt, self.retry, what="Wikipedia", log_giveup=False).value
 
     @staticmethod
     def _retry(kind: str, title: str, attempts: int, reason: str,
@@ -489,11 +490,15 @@ def _table_blocks(table: Tag, out: list[_Block]) -> None:
     out.append(_Block("table", "\n".join(lines)))
 
 
-def _table_grid(table: Tag) -> tuple[list[list[str]], int]:
-    """Cell texts laid out on a grid (row/colspans repeat the cell) and the count of header rows."""
+def _table_grid(table: Tag, value: Callable[[Tag], Any] | None = None) -> tuple[list[list[Any]], int]:
+    """Cell texts laid out on a grid (row/colspans repeat the cell) and the count of header rows.
+
+    ``value`` picks what each grid slot holds instead of the cell's text (e.g. the cell itself,
+    for callers that read its links or italics: :mod:`taxdata.reference`).
+    """
     rows = [tr for tr in table.find_all("tr") if tr.find_parent("table") is table]
-    grid: list[list[str]] = []
-    carried: dict[tuple[int, int], str] = {}  # (row, col) filled by a rowspan from above
+    grid: list[list[Any]] = []
+    carried: dict[tuple[int, int], Any] = {}  # (row, col) filled by a rowspan from above
     header_rows = 0
     leading_headers = True
     for r, tr in enumerate(rows):
@@ -506,7 +511,8 @@ def _table_grid(table: Tag) -> tuple[list[list[str]], int]:
             while (r, col) in carried:
                 row.append(carried.pop((r, col)))
                 col += 1
-            text = _squash(_inline(cell)).replace("|", "\\|")
+            text = (_squash(_inline(cell)).replace("|", "\\|") if value is None
+                    else value(cell))
             rowspan = _span(cell.get("rowspan"))
             for _ in range(_span(cell.get("colspan"))):
                 row.append(text)

@@ -13,6 +13,8 @@ from taxdata.http import RetryPolicy
 from taxdata.llm import DIALECTS, Endpoint, LLMClient
 from taxdata.testing.llm_server import StandInLLM
 
+CLOSED_WIKIPEDIA_API = "http://127.0.0.1:9/w/api.php"  # port 9 (discard): nothing listens
+
 
 @pytest.fixture(autouse=True)
 def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory):
@@ -25,6 +27,10 @@ def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPath
         if name.startswith("TAXDATA_"):
             monkeypatch.delenv(name)
     monkeypatch.setenv("TAXDATA_DATA_DIR", str(tmp_path_factory.mktemp("data")))
+    # No test may reach the real Wikipedia (the updater fetches its list-page reference by
+    # default): a loopback port nothing listens on refuses at once. Tests that want a wiki
+    # start the stand-in and point this at it.
+    monkeypatch.setenv("TAXDATA_WIKIPEDIA_API", CLOSED_WIKIPEDIA_API)
     monkeypatch.chdir(tmp_path_factory.mktemp("cwd"))
     log = logging.getLogger("taxdata")
     saved = (log.level, log.propagate, list(log.handlers))

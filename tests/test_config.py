@@ -20,7 +20,9 @@ def write_env(text: str) -> None:
 
 def test_isolation_starts_from_a_clean_environment(tmp_path):
     assert not Path(".env").exists()
-    assert [k for k in os.environ if k.startswith("TAXDATA_")] == ["TAXDATA_DATA_DIR"]
+    # Only what conftest sets: the data dir, and Wikipedia pointed at a closed loopback port.
+    assert sorted(k for k in os.environ if k.startswith("TAXDATA_")) == [
+        "TAXDATA_DATA_DIR", "TAXDATA_WIKIPEDIA_API"]
 
 
 def test_defaults():

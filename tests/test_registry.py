@@ -20,7 +20,11 @@ EXPECTED_SLUGS = {
     "malta", "montenegro", "netherlands", "north_korea", "norway", "poland", "portugal", "russia",
     "serbia", "singapore", "slovakia", "south_africa", "spain", "sweden", "switzerland", "taiwan",
     "ukraine", "united_arab_emirates", "united_kingdom", "united_states",
+    # The 8 countries of the calculator's original file the first registry lacked (issue 8).
+    "egypt", "macau", "mexico", "mongolia", "nigeria", "saudi_arabia", "south_korea", "thailand",
 }
+CALCULATOR_ADDITIONS = ("egypt", "macau", "mexico", "mongolia", "nigeria", "saudi_arabia",
+                        "south_korea", "thailand")
 
 GERMANY = {"name": "Germany", "code": "DE", "currency": "EUR",
            "wikipedia_title": "Taxation in Germany", "coordinates": [51.2, 10.4]}
@@ -51,9 +55,9 @@ def load_entry(tmp_path: Path, **changes) -> Registry:
 
 # --- the bundled file ---------------------------------------------------------------------------
 
-def test_bundled_file_has_exactly_the_52_countries(registry):
+def test_bundled_file_has_exactly_the_60_countries(registry):
     assert set(registry.slugs) == EXPECTED_SLUGS
-    assert len(registry) == 52
+    assert len(registry) == 60
     assert registry.slugs == sorted(EXPECTED_SLUGS)
     assert [c.slug for c in registry] == sorted(EXPECTED_SLUGS)
 
@@ -61,7 +65,7 @@ def test_bundled_file_has_exactly_the_52_countries(registry):
 def test_default_load_uses_bundled_file(tmp_path):
     reg = load_registry(data_dir=tmp_path)  # no countries.json there -> bundled
     assert reg.source == str(BUNDLED_FILE)
-    assert len(reg) == 52
+    assert len(reg) == 60
 
 
 def test_bundled_file_is_canonically_formatted():
@@ -70,6 +74,18 @@ def test_bundled_file_is_canonically_formatted():
     assert list(data) == ["_comment", "countries"]
     assert list(data["countries"]) == sorted(data["countries"])
     assert text == json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+
+
+@pytest.mark.parametrize("slug", CALCULATOR_ADDITIONS)
+def test_added_calculator_countries_come_from_the_libraries(registry, slug):
+    # ISO code, currency and coordinates as pycountry/babel/countryinfo give them, not typed.
+    from taxdata.countryfacts import registry_entry
+    country = registry.get(slug)
+    built_slug, entry = registry_entry(country.code, country.wikipedia_title)
+    assert built_slug == slug
+    assert entry == {"name": country.name, "code": country.code, "currency": country.currency,
+                     "wikipedia_title": country.wikipedia_title,
+                     "coordinates": list(country.coordinates)}
 
 
 def test_bundled_entries_hold_only_stable_facts():
@@ -240,7 +256,7 @@ def test_user_added_country(monkeypatch, tmp_path):
     custom.write_text(json.dumps(data), encoding="utf-8")
     monkeypatch.setenv(ENV_VAR, str(custom))
     reg = load_registry()
-    assert len(reg) == 53 and "kosovo" in reg.slugs
+    assert len(reg) == 61 and "kosovo" in reg.slugs
     assert [c.slug for c in reg.select("Kosovo, germany")] == ["kosovo", "germany"]
     assert reg.get("kosovo").wikipedia_url is None
 

@@ -75,8 +75,9 @@ GENERIC = {"brackets": ((0, 10000, 0), (10001, None, 30)), "vat": 20, "reduced":
 
 
 def _system_sentence(brackets) -> str:
+    # A flat system is evidenced by flat wording together with the flat rate itself.
     return ("The personal income tax is progressive." if len(brackets) > 1
-            else "The personal income tax is a flat rate on all income.")
+            else f"The personal income tax is a flat rate of {brackets[0][2]} % on all income.")
 
 
 def _row(lo, hi, rate) -> str:
@@ -95,11 +96,15 @@ def put_taxation(data: Path, slug: str, *, generic: bool = False, **figures: Any
     if source.is_file() and not generic and not figures:
         shutil.copyfile(source, target)
     else:
-        name = REGISTRY.get(slug).name
-        f = {**GENERIC, **figures}
-        rows = "\n".join(_row(*b) for b in f["brackets"])
-        target.write_text(
-            f"# Taxation in {name}\n\n"
+        target.write_text(generic_text(REGISTRY.get(slug).name, **figures), encoding="utf-8")
+    return target
+
+
+def generic_text(name: str, **figures: Any) -> str:
+    """The generic FIXTURE taxation file of :func:`put_taxation` for a country called ``name``."""
+    f = {**GENERIC, **figures}
+    rows = "\n".join(_row(*b) for b in f["brackets"])
+    return (f"# Taxation in {name}\n\n"
             "> FIXTURE: invented figures for tests, not real tax data.\n\n"
             "## Personal Income Tax\n\n"
             f"FIXTURE: made-up brackets and rates for {name}. {_system_sentence(f['brackets'])}\n\n"
@@ -110,8 +115,7 @@ def put_taxation(data: Path, slug: str, *, generic: bool = False, **figures: Any
             f"- Reduced rates: {', '.join(f'{r} %' for r in f['reduced'])}\n\n"
             "## Social Security and Payroll Taxes\n\n"
             f"- Employee rate: {f['ss'][0]} %\n- Employer rate: {f['ss'][1]} %\n\n"
-            "## Sources\n\n- Source: manual\n", encoding="utf-8")
-    return target
+            "## Sources\n\n- Source: manual\n")
 
 
 def generic_evidence(brackets, vat, reduced, ss) -> list[dict[str, str]]:
@@ -236,7 +240,9 @@ def chats_for(server: StandInLLM, slug: str) -> list[dict]:
 # -- running the script and reading what it wrote ---------------------------------------------
 
 def script_env(data: Path, url: str, extra: dict[str, str | None] | None = None) -> dict:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TAXDATA_")}
+    # TAXDATA_WIKIPEDIA_API passes through: conftest points it at a closed loopback port.
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("TAXDATA_") or k == "TAXDATA_WIKIPEDIA_API"}
     env.update({"TAXDATA_DATA_DIR": str(data), "TAXDATA_LLM_URL": url, "PYTHONUNBUFFERED": "1"})
     for key, value in (extra or {}).items():
         if value is None:

@@ -20,6 +20,7 @@ from .samples import sample_articles
 from .server import RecordedRequest, Reply, StandInServer, serve_until_interrupted
 
 API_PATH = "/w/api.php"
+LIST_TITLE = "List of countries by tax rates"  # taxdata.reference.LIST_TITLE
 SERVED_BY = "mw-api-standin.loopback"
 _DOCREF = ("See https://en.wikipedia.org/w/api.php for API usage. Subscribe to the "
            "mediawiki-api-announce mailing list at &lt;https://lists.wikimedia.org/postorius/"
@@ -70,6 +71,15 @@ class StandInMediaWiki(StandInServer):
         or just its inside, which is then wrapped the way MediaWiki wraps it.
         """
         self._add(title, html, revid, redirect_from, {"wikibase_item": "Q0"})
+
+    def add_tax_rates_list(self, html: str, revid: int | None = None,
+                           articles: dict[str, str] | None = None) -> None:
+        """Serve ``html`` as "List of countries by tax rates" (the cross-check reference), plus
+        ``articles`` ({title: html}) for its "Further reading" links. Give it a FIXTURE page
+        (``tests/fixtures/wikipedia/list_of_countries_by_tax_rates.html``): made-up rates."""
+        self.add_page(LIST_TITLE, html, revid)
+        for title, body in (articles or {}).items():
+            self.add_page(title, body)
 
     def add_disambiguation(self, title: str, html: str, revid: int | None = None) -> None:
         """A disambiguation page: the ``disambiguation`` page prop is set, as the extension does."""
