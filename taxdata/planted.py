@@ -15,9 +15,13 @@ check in :data:`CHECKS` that explains it; a planted figure that is written is *m
 Correct figures withheld beside a planted one (the rest of a bracket schedule, or a whole
 record that failed) are counted apart: that is by design, not a wrong hold-back.
 
-To add a check (e.g. a cross-check against a reference source), append a ``(label,
-predicate)`` to :data:`CHECKS`; the predicate sees the country's report entry, its stored
-record (None if nothing was written) and the planted figure.
+The updater also cross-checks against a second source: a stand-in MediaWiki serves a FIXTURE
+"List of countries by tax rates" that states each country's correct standard VAT and top
+income-tax rate (an independent reference that agrees with the source texts), so the
+``reference`` check (a DISPUTED VAT held back) counts too; ``--no-reference`` leaves it out.
+
+To add a check, append a ``(label, predicate)`` to :data:`CHECKS`; the predicate sees the
+country's report entry, its stored record (None if nothing was written) and the planted figure.
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ from .evidence import required_paths
 from .registry import load_registry
 from .schema import Extraction
 from .testing.llm_server import Fault, StandInLLM
+from .testing.mediawiki_server import StandInMediaWiki
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_SET = ROOT / "tests" / "fixtures" / "planted"
@@ -158,8 +163,34 @@ class _Responder:
 
 # -- running the updater ----------------------------------------------------------------------
 
+def reference_page(pset: PlantedSet) -> str:
+    """A FIXTURE "List of countries by tax rates" stating each country's correct standard VAT
+    and top income-tax rate (from the set's figures), shaped like the real page's main table."""
+    registry = load_registry()
+    rows = []
+    for slug, country in sorted(pset.countries.items()):
+        figures = country["figures"]
+        vat = (figures.get("vat") or {}).get("standard")
+        brackets = figures.get("brackets") or []
+        top = max((b[2] for b in brackets), default=None)
+        lowest = min((b[2] for b in brackets), default=None)
+        cells = ["" if v is None else f"{v:g}%" for v in (lowest, top, vat)]
+        name = registry.get(slug).name
+        rows.append(f'<tr><td><a href="/wiki/{name}" title="{name}">{name}</a></td>'
+                    f"<td>FIXTURE</td><td>{cells[0]}</td><td>{cells[1]}</td><td>{cells[2]}</td>"
+                    "<td></td></tr>")
+    return ('<div class="mw-parser-output"><p>FIXTURE: made-up reference rates for the planted '
+            'set, not real tax data.</p><table class="wikitable sortable"><tbody><tr>'
+            '<th rowspan="2">Country</th><th rowspan="2">Corporate tax</th>'
+            '<th colspan="2">Individual income tax</th>'
+            '<th rowspan="2">VAT or GST or sales tax</th><th rowspan="2">Further reading</th>'
+            '</tr><tr><th>Lowest marginal rate</th><th>Highest marginal rate</th></tr>'
+            + "".join(rows) + "</tbody></table></div>")
+
+
 def run_updater(pset: PlantedSet, replies: dict[str, dict[str, Any]], server: StandInLLM,
-                workdir: Path, workers: int = 4) -> tuple[dict[str, Any], dict[str, Any]]:
+                workdir: Path, workers: int = 4,
+                wikipedia_api: str | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
     """One updater run over a fresh data directory: (report's countries, stored countries)."""
     data = workdir / "data"
     (data / "taxation").mkdir(parents=True)
@@ -170,8 +201,11 @@ def run_updater(pset: PlantedSet, replies: dict[str, dict[str, Any]], server: St
     env = {k: v for k, v in os.environ.items() if not k.startswith("TAXDATA_")}
     env.update({"TAXDATA_DATA_DIR": str(data), "TAXDATA_LLM_URL": server.url("proxy"),
                 "PYTHONUNBUFFERED": "1"})
+    reference = ["--no-list-reference"]
+    if wikipedia_api:
+        env["TAXDATA_WIKIPEDIA_API"], reference = wikipedia_api, []
     proc = subprocess.run([sys.executable, str(UPDATER), "--no-progress", "-w", str(workers),
-                           "--countries", ",".join(replies)], env=env, cwd=workdir,
+                           "--countries", ",".join(replies), *reference], env=env, cwd=workdir,
                           capture_output=True, text=True, timeout=RUN_TIMEOUT)
     match = re.search(r"^  Report: (.+)$", proc.stdout, re.MULTILINE)
     if proc.returncode not in (0, 1) or not match:
@@ -209,11 +243,14 @@ Check = Callable[[dict[str, Any], "dict[str, Any] | None", Planted], bool]
 CHECKS: list[tuple[str, Check]] = [
     # Validation (ranges, bracket layout, system vs brackets) rejected the reply.
     ("sanity", lambda entry, record, item: entry["status"] == "FAILED"
-     and not entry["reason"].startswith(EVIDENCE_FAILED)),
+     and not entry["reason"].startswith((EVIDENCE_FAILED, "DISPUTED "))),
     # The figure's own quote failed verification (taxdata.evidence).
     ("evidence", lambda entry, record, item: any(
         u["path"] == item.path and not u["withheld"] for u in entry.get("unsupported", []))
      or (entry["status"] == "FAILED" and entry["reason"].startswith(EVIDENCE_FAILED))),
+    # A second source disagrees: a DISPUTED VAT is held back (taxdata.crosscheck).
+    ("reference", lambda entry, record, item: entry["status"] == "FAILED"
+     and entry["reason"].startswith("DISPUTED ")),
 ]
 
 
@@ -280,7 +317,8 @@ def _check_correct(pset: PlantedSet, slug: str, entry: dict[str, Any],
             result.held_back.append(f"{slug} {path}: {why}")
 
 
-def measure(directory: Path = DEFAULT_SET, workers: int = 4) -> Measurement:
+def measure(directory: Path = DEFAULT_SET, workers: int = 4,
+            reference: bool = True) -> Measurement:
     """Run the planted set through the updater; see the module docstring."""
     pset = load_set(directory)
     result = Measurement(countries=len(pset.countries))
@@ -293,13 +331,17 @@ def measure(directory: Path = DEFAULT_SET, workers: int = 4) -> Measurement:
 
     server = StandInLLM()
     server.start()
+    wiki = StandInMediaWiki()
+    if reference:
+        wiki.add_tax_rates_list(reference_page(pset), revid=1)
+        wiki.start()
     try:
         with tempfile.TemporaryDirectory(prefix="taxdata-planted-") as tmp:
             for number, planted in enumerate([{}] + rounds):
                 replies = {slug: planted_reply(pset, planted[slug]) if slug in planted
                            else correct_reply(pset, slug) for slug in pset.countries}
                 report, stored = run_updater(pset, replies, server, Path(tmp) / f"run{number}",
-                                             workers)
+                                             workers, wiki.api_url if reference else None)
                 result.runs += 1
                 for slug in pset.countries:
                     entry = report[slug]
@@ -316,6 +358,8 @@ def measure(directory: Path = DEFAULT_SET, workers: int = 4) -> Measurement:
                                    skip=set(item.changes), planted=True)
     finally:
         server.stop()
+        if reference:
+            wiki.stop()
     return result
 
 
@@ -350,12 +394,14 @@ def main(argv: list[str] | None = None) -> int:
                         help="planted set: planted.json and <slug>.md files (default: %(default)s)")
     parser.add_argument("-w", "--workers", type=int, default=4, metavar="N",
                         help="updater worker threads (default %(default)s)")
+    parser.add_argument("--no-reference", action="store_true",
+                        help="no second source: measure the evidence and sanity checks alone")
     args = parser.parse_args(argv)
     if not (args.set / "planted.json").is_file():
         parser.error(f"{args.set}: no planted.json there")
     if not UPDATER.is_file():
         parser.error(f"{UPDATER} not found: run this from a taxdata checkout")
-    result = measure(args.set, args.workers)
+    result = measure(args.set, args.workers, reference=not args.no_reference)
     print(render(result))
     return 0 if result.met_goals else 1
 

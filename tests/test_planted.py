@@ -34,16 +34,26 @@ def test_the_set_is_at_least_thirty_wrong_figures_in_ten_countries():
 
 def test_planted_wrong_figures_are_caught_and_no_correct_figure_is_held_back(result):
     assert len(result.results) == 34 and result.countries == 10 and result.runs == 5
-    assert result.caught == 33
+    assert result.caught == 34
     assert result.caught / len(result.results) >= planted.GOAL_CAUGHT
-    assert dict(result.by_check) == {"sanity": 7, "evidence": 26}
-    # The one miss is a known limit of quotes: an old rate the source really states (as
-    # history) carries a genuine quote. A second source is what catches that.
+    assert dict(result.by_check) == {"sanity": 7, "evidence": 26, "reference": 1}
+    # The one figure quotes cannot catch: an old rate the source really states (as history)
+    # carries a genuine quote. The second source (the FIXTURE list page) disputes it.
+    (label, why), = [(label, why) for item, label, why in result.results
+                     if (item.slug, item.path, item.value) == ("latvia", "vat.standard", 18)]
+    assert label == "reference" and why.startswith("DISPUTED vat.standard 18 ")
+    assert "vs 21 (List of countries by tax rates, rev 1)" in why
+    assert result.held_back == []
+    assert result.met_goals
+
+
+def test_without_the_second_source_the_history_quote_is_missed():
+    result = planted.measure(workers=4, reference=False)
+    assert result.caught == 33 and dict(result.by_check) == {"sanity": 7, "evidence": 26}
     missed = [(item.slug, item.path, item.value) for item, label, _ in result.results
               if label is None]
     assert missed == [("latvia", "vat.standard", 18)]
     assert result.held_back == []
-    assert result.met_goals
 
 
 def test_every_correct_figure_is_accounted_for(result):
@@ -75,21 +85,10 @@ def test_each_catch_names_its_check_and_reason(result):
     assert by_key[("poland", "vat.reduced[0]", "18")] == (
         "evidence", "18 is not a number in the quote")
     table = planted.render(result)
-    assert "caught 33/34 = 97.1% (goal >= 95%)" in table
+    assert "caught 34/34 = 100.0% (goal >= 95%)" in table
     assert "held back: 0 (goal 0)" in table
     for label, _ in planted.CHECKS:
         assert f"\n  {label:<12} " in table
-
-
-def test_a_check_added_later_gets_its_own_label(result, monkeypatch):
-    # The reference cross-check (another branch) will append itself; a catch is credited to the
-    # first check that explains it, and a new label shows up in the table.
-    monkeypatch.setattr(planted, "CHECKS", planted.CHECKS + [
-        ("reference", lambda entry, record, item: item.slug == "latvia")])
-    item = next(i for i, label, _ in result.results if label is None)
-    entry = {"status": "DISPUTED", "reason": "FIXTURE: disputed", "unsupported": []}
-    assert planted.classify(entry, None, item) == "reference"
-    assert "\n  reference " in planted.render(result)
 
 
 def test_usage_error_for_a_missing_set(tmp_path, capsys):
