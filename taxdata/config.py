@@ -42,6 +42,8 @@ class Settings:
     user_agent: str = DEFAULT_USER_AGENT
     extractor_url: str = "http://localhost:5000"
     countries_file: Path | None = None
+    # Inputs (taxation files, raw pages, articles) larger than this are SKIPPED, never sent.
+    max_input_bytes: int = 1_000_000
 
 
 # -- value parsers: raise ValueError with the "what is allowed" part of the message ------------
@@ -125,6 +127,8 @@ _SPEC: dict[str, tuple[str, Callable[[str], Any]]] = {
     "user_agent": ("TAXDATA_USER_AGENT", _text),
     "extractor_url": ("TAXDATA_EXTRACTOR_URL", _url),
     "countries_file": ("TAXDATA_COUNTRIES", _path),
+    # Input size cap (bytes) of the updater and the generators; see Settings.max_input_bytes.
+    "max_input_bytes": ("TAXDATA_MAX_INPUT_BYTES", _int_range(1, 1 << 40)),
 }
 
 ENV_VARS = {name: env for name, (env, _) in _SPEC.items()}

@@ -146,6 +146,22 @@ def parse_sources(text: str) -> SourceInfo:
     return SourceInfo(**values)
 
 
+def source_problem(raw: bytes, max_bytes: int) -> str | None:
+    """Why ``raw`` must not be sent to the model (too big, not text, empty), or None if usable."""
+    if len(raw) > max_bytes:
+        return (f"{len(raw):,} bytes is over the input cap of {max_bytes:,} bytes "
+                "(TAXDATA_MAX_INPUT_BYTES)")
+    if b"\x00" in raw:
+        return "not text (contains NUL bytes: a binary file?)"
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return f"not UTF-8 text (byte {raw[exc.start]:#04x} at offset {exc.start})"
+    if not strip_sources(text).strip():
+        return "empty (no text besides any Sources section)"
+    return None
+
+
 def taxation_path(directory: Path, slug: str) -> Path | None:
     """The country's taxation file: ``<slug>.md``, or the legacy ``taxation_<slug>.txt``."""
     for name in (f"{slug}.md", f"taxation_{slug}.txt"):
