@@ -58,7 +58,10 @@ def one_line(text: str, limit: int | None = None) -> str:
     Log lines are parsed by their tag, one record per line: a server's multi-line error text (a
     traceback pasted into an HTTP body) must not start lines of its own.
     """
-    flat = " | ".join(line.strip() for line in str(text).splitlines() if line.strip())
+    flat = ""
+    for line in (piece.strip() for piece in str(text).splitlines()):
+        if line:  # "...text\n)" reads as "...text)", not "...text | )"
+            flat += line if not flat or line[0] in ")]},;.:" else " | " + line
     return truncate(flat, limit) if limit is not None else flat
 
 
