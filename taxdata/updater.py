@@ -13,7 +13,7 @@ import argparse
 import hashlib
 import json
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -99,9 +99,9 @@ class CountryOutcome:
     provenance: dict[str, Any] | None = field(default=None, repr=False)
 
     def report(self) -> dict[str, Any]:
-        data = asdict(self)
-        data.pop("record"), data.pop("provenance")
-        return data
+        # Not asdict(): it would deep-copy the record and provenance only to drop them.
+        return {f.name: getattr(self, f.name) for f in fields(self)
+                if f.name not in ("record", "provenance")}
 
 
 class CountryFailed(Exception):
