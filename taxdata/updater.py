@@ -402,6 +402,8 @@ class UpdateRun:
 
     # Which countries have a source file; the others are SKIPPED.
     def plan(self) -> dict[str, Path]:
+        if self.input_dir.exists() and not self.input_dir.is_dir():
+            raise UsageError(f"input directory {self.input_dir} is a file, not a directory")
         if not self.input_dir.is_dir():
             raise UsageError(f"input directory {self.input_dir} does not exist - run the "
                              "generators first or pass --input-dir")
@@ -550,7 +552,10 @@ def recover(data: DataDir, registry) -> int:
     Returns how many journal entries were replayed (0 when the last run finished its writes).
     """
     path = data.path(JOURNAL_FILE)
-    entries = read_journal(path)
+    try:
+        entries = read_journal(path)
+    except OSError as exc:  # e.g. a directory in its place: say so, touch nothing
+        raise UsageError(f"cannot read the journal {path}: {exc.strerror or exc}") from None
     if entries is None:
         return 0
     dataset = load_dataset(data)
@@ -569,9 +574,13 @@ def recover(data: DataDir, registry) -> int:
         data.write_text(JS_FILE, render_js(view, {}, None, note="recovered after an "
                                            "interrupted run"))
     Journal(path).remove()
-    logger.warning("[RECOVERED] the last run ended without finishing its writes: %d finished "
-                   "countries replayed into %s, %s re-rendered", len(entries), DATASET_FILE,
-                   JS_FILE)
+    if entries:
+        logger.warning("[RECOVERED] the last run ended without finishing its writes: %d finished "
+                       "countries replayed into %s, %s re-rendered", len(entries), DATASET_FILE,
+                       JS_FILE)
+    else:
+        logger.info("[RECOVERED] the last run ended without finishing its writes: %s "
+                    "re-rendered from %s", JS_FILE, DATASET_FILE)
     return len(entries)
 
 
@@ -679,11 +688,11 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     extractor = Extractor(client, args.max_chars)
     if args.dry_run:
         return dry_run(update, extractor, sources)
+    update.model = client.preflight()
     update.previous = dict(update.dataset["countries"])
     update.journal.open()
     if update.dirty:  # the import is on disk before the first request
         update.checkpoint()
-    update.model = client.preflight()
 
     def work(slug: str) -> CountryOutcome:
         return update.process(client, extractor, slug, sources[slug])

@@ -292,6 +292,12 @@ BAD_INPUTS = {
                                   "TAXDATA_MAX_INPUT_BYTES='0'"),
     "binary tax_data.json": ([], {}, "tax_data.json: not UTF-8 text"),
     "--countries with an unknown name": (["--countries", "narnia"], {}, "narnia"),
+    "--input-dir is a file": (["--input-dir", "{tmp}/plain.txt"], {}, "is a file, not a directory"),
+    "--output-dir below a file": (["--output-dir", "{tmp}/plain.txt/out"], {},
+                                  "cannot create data directory"),
+    "journal is a directory": ([], {}, "cannot read the journal"),
+    ".locks is a file": ([], {}, "cannot lock"),
+    "tax_data.json is a directory": ([], {}, "is a directory, not a file"),
 }
 
 
@@ -307,6 +313,12 @@ def test_bad_input_is_one_line_exit_2_and_nothing_written(server, data, tmp_path
         (data.parent / ".env").write_bytes(b"TAXDATA_MODEL=caf\xe9\n")
     if case.startswith("binary tax_data.json"):
         (data / "tax_data.json").write_bytes(b"\x00\xff\xfe binary")
+    if case.startswith("journal"):
+        (data / JOURNAL).mkdir()
+    if case.startswith(".locks"):
+        (data / ".locks").write_text("FIXTURE: in the way\n")
+    if case.startswith("tax_data.json is"):
+        (data / "tax_data.json").mkdir()
     args = [a.replace("{tmp}", str(extra)) for a in args]
     env = {k: v.replace("{tmp}", str(extra)) for k, v in env.items()}
     before, extra_before = snapshot(data), snapshot(extra)
