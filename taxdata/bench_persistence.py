@@ -7,8 +7,8 @@ Builds a throw-away data directory with a generated registry of FIXTURE countrie
 names ``Fixture Country 0001``..., the user-assigned ISO code ``XX`` and currency ``XXX``; no
 real country, no real tax data), one taxation file each, and starts the stand-in LLM (replies
 computed per country, every figure a made-up FIXTURE, ``--latency`` seconds per reply). Then it
-runs the real updater script (``scripts/tax_data_updater.py``, a subprocess, logs to
-``os.devnull``) three times:
+runs the real updater (``tax_data_updater.py``'s ``update_main``, a subprocess; its log is
+read only on failure) three times:
 
 1. one country (``--repeat`` times): the start-up cost (interpreter, imports, registry,
    preflight, final writes) is the best wall time minus one reply's latency;
@@ -41,7 +41,9 @@ from .testing.llm_server import StandInLLM
 
 GOAL = 1.5
 FIXTURE_CODE, FIXTURE_CURRENCY = "XX", "XXX"  # ISO user-assigned / "no currency": not real
-SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "tax_data_updater.py"
+# The updater as its script runs it, from a checkout or an installed package alike.
+UPDATER = [sys.executable, "-c", "import sys; from taxdata.commands import update_main; "
+           "sys.exit(update_main(prog='tax_data_updater.py'))"]
 _COUNTRY = re.compile(r"^Country: (.+?) \(ISO code", re.MULTILINE)
 
 
@@ -135,7 +137,7 @@ def prepare(root: Path, count: int) -> dict[str, str]:
 def run_updater(env: dict[str, str], url: str, *args: str) -> float:
     """Wall time of one updater run; raises RuntimeError when it fails."""
     started = time.perf_counter()
-    proc = subprocess.run([sys.executable, str(SCRIPT), "--no-progress", *args],
+    proc = subprocess.run([*UPDATER, "--no-progress", *args],
                           env={**env, "TAXDATA_LLM_URL": url}, cwd=Path(env["TAXDATA_DATA_DIR"]).parent,
                           stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                           stderr=subprocess.PIPE, text=True)

@@ -17,6 +17,7 @@ from .llm import PreflightError
 from .log import logger, setup_logging
 from .registry import RegistryError
 from .runner import EXIT_INTERRUPTED
+from .runreport import recording
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -83,7 +84,8 @@ def run_main(pipeline: Callable[[argparse.Namespace, Settings], int],
             setup_logging(settings.log_level, settings.log_file, verbose=args.verbose)
         except OSError as exc:  # e.g. --log-file names a directory or an unwritable place
             raise UsageError(f"log file {settings.log_file}: {exc.strerror or exc}") from None
-        return pipeline(args, settings)
+        with recording():  # the tagged log lines feed the HTML run report
+            return pipeline(args, settings)
     except (ConfigError, PreflightError, UsageError, UnsafePathError, RegistryError,
             DataDirError) as exc:
         print(f"{parser.prog}: error: {exc}", file=sys.stderr)

@@ -1,4 +1,4 @@
-"""The country registry: which countries taxdata knows, read from ``data/countries.json``.
+"""The country registry: which countries taxdata knows, read from ``taxdata/data/countries.json``.
 
 The file holds stable facts only (display name, ISO codes, the English Wikipedia article about
 the country's taxation, an approximate centroid); tax facts live in the dataset, never here.
@@ -20,8 +20,9 @@ from urllib.parse import quote
 
 ENV_VAR = "TAXDATA_COUNTRIES"
 FILE_NAME = "countries.json"
-# Located relative to the package, so it is found whatever the working directory is.
-BUNDLED_FILE = Path(__file__).resolve().parent.parent / "data" / FILE_NAME
+# Package data inside the package itself, so editable and wheel installs both find it,
+# whatever the working directory is.
+BUNDLED_FILE = Path(__file__).resolve().parent / "data" / FILE_NAME
 WIKIPEDIA_BASE = "https://en.wikipedia.org/wiki/"
 
 _FIELDS = ("name", "code", "currency", "wikipedia_title", "coordinates")
@@ -223,7 +224,7 @@ class Registry:
 def countries_path(path: str | Path | None = None, *,
                    data_dir: str | Path | None = None) -> tuple[Path, str]:
     """Which file to read, and why: explicit ``path`` > $TAXDATA_COUNTRIES >
-    ``<data_dir>/countries.json`` if it exists > the bundled ``data/countries.json``."""
+    ``<data_dir>/countries.json`` if it exists > the bundled ``taxdata/data/countries.json``."""
     if path is not None:
         return Path(path).expanduser(), "given path"
     env = os.environ.get(ENV_VAR, "").strip()

@@ -115,8 +115,7 @@ def run_tasks(
     workers = min(max_workers, max(len(ids), 1))
     summary: RunSummary[T] = RunSummary()
     started = time.monotonic()
-    plural = "thread" if workers == 1 else "threads"
-    logger.info("[PARALLEL] Using %d worker %s for %s", workers, plural, what)
+    logger.info("[PARALLEL] Using %d worker %s for %s", workers, _plural(workers, "thread"), what)
     bar = tqdm(total=len(ids), desc=what, unit="task", file=sys.stderr, leave=False,
                disable=not (progress and sys.stderr.isatty()))
 
@@ -141,7 +140,8 @@ def run_tasks(
 
     with ThreadPoolExecutor(max_workers=workers, initializer=name_worker) as pool:
         futures: dict[Future[TaskResult[T]], str] = {pool.submit(run_one, t): t for t in ids}
-        logger.info("[PARALLEL] Submitted %d tasks to thread pool", len(futures))
+        logger.info("[PARALLEL] Submitted %d %s to thread pool", len(futures),
+                    _plural(len(futures), "task"))
         try:
             for future in as_completed(futures):
                 accept(future.result())
@@ -157,7 +157,8 @@ def run_tasks(
     summary.results = {t: summary.results[t] for t in ids}
     summary.seconds = time.monotonic() - started
     word = "interrupted" if summary.interrupted else "completed"
-    logger.info("[PARALLEL] All %d tasks %s (ok=%d, failed=%d%s) in %.1fs", len(ids), word,
+    logger.info("[PARALLEL] All %d %s %s (ok=%d, failed=%d%s) in %.1fs", len(ids),
+                _plural(len(ids), "task"), word,
                 len(summary.succeeded), len(summary.failed),
                 f", cancelled={len(summary.cancelled)}" if summary.cancelled else "",
                 summary.seconds)
@@ -169,8 +170,8 @@ def _drain_after_interrupt(futures: dict[Future, str], accept: Callable[[TaskRes
     STOP.set()
     queued = sum(future.cancel() for future in futures)
     in_flight = [f for f in futures if not f.cancelled() and not f.done()]
-    logger.warning("[INTERRUPTED] Ctrl-C: cancelled %d queued tasks, waiting for %d in flight "
-                   "(Ctrl-C again to quit now)", queued, len(in_flight))
+    logger.warning("[INTERRUPTED] Ctrl-C: cancelled %d queued %s, waiting for %d in flight "
+                   "(Ctrl-C again to quit now)", queued, _plural(queued, "task"), len(in_flight))
     try:
         for future in as_completed([f for f in futures if not f.cancelled()]):
             accept(future.result())
@@ -178,6 +179,11 @@ def _drain_after_interrupt(futures: dict[Future, str], accept: Callable[[TaskRes
         logger.warning("[INTERRUPTED] quitting now; finished results are saved")
         logging.shutdown()
         os._exit(EXIT_INTERRUPTED)  # in-flight HTTP calls cannot be aborted; don't wait for them
+
+
+def _plural(count: int, noun: str) -> str:
+    """``noun`` as it reads after ``count``: 1 task, 2 tasks, 0 tasks."""
+    return noun if count == 1 else noun + "s"
 
 
 def _one_line(error: BaseException) -> str:

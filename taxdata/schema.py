@@ -37,6 +37,8 @@ __all__ = [
     "VAT",
     "SocialSecurity",
     "SpecialTax",
+    "Evidence",
+    "EVIDENCE_PATHS",
     "Extraction",
     "TaxRecord",
     "Provenance",
@@ -179,6 +181,28 @@ class SpecialTax(BaseModel):
     description: str = Field(description="One-sentence description from the source.")
 
 
+# The fields a quote may be given for (``[i]`` is a list index); taxdata.evidence checks them.
+EVIDENCE_PATHS: tuple[str, ...] = (
+    "system", "vat.standard", "vat.reduced[i]", "brackets[i].rate", "brackets[i].min",
+    "brackets[i].max", "socialSecurity.employeeRate", "socialSecurity.employerRate",
+)
+
+
+class Evidence(BaseModel):
+    """A short verbatim quote from the source that states one figure of the reply."""
+
+    model_config = _STRICT
+
+    field: str = Field(
+        description="Which figure the quote states: " + ", ".join(EVIDENCE_PATHS)
+        + " (i is the 0-based position in the list, e.g. brackets[1].rate)."
+    )
+    quote: str = Field(
+        description="A short quote copied exactly from the source text (one sentence or one "
+        "table row) that states this figure and says what it is."
+    )
+
+
 class Extraction(BaseModel):
     """Tax facts of one country, taken only from the source text; null where it does not say."""
 
@@ -221,6 +245,12 @@ class Extraction(BaseModel):
     notes: str | None = Field(
         None, description="Short remarks that matter for the figures above, or null."
     )
+    evidence: list[Evidence] = Field(
+        default_factory=list,
+        description="One entry per figure given above (system, each VAT rate, each bracket's "
+        "rate, min and max, each social security rate): the field and a verbatim quote from "
+        "the source text stating it. A figure without a quote is not used.",
+    )
 
 
 class TaxRecord(BaseModel):
@@ -257,6 +287,9 @@ class Provenance(BaseModel):
     unverified: bool
     model: str | None = None
     prompt_version: str | None = None
+    # Verified quotes, figure path -> the source's words that state it (taxdata.evidence).
+    # None where quotes are not checked: imported records, research (model knowledge) files.
+    evidence: dict[str, str] | None = None
     extracted_at: str = Field(description="ISO 8601 timestamp in UTC, e.g. 2024-05-01T12:00:00Z")
 
     @field_validator("extracted_at")
@@ -277,6 +310,9 @@ class Provenance(BaseModel):
         # Model-knowledge files must never be presented as sourced facts.
         if self.source_kind == "research" and not self.unverified:
             raise ValueError("source_kind 'research' must be marked unverified")
+        if self.source_kind == "research" and self.evidence is not None:
+            raise ValueError("source_kind 'research' has no verified quotes "
+                             "(evidence must be null)")
         return self
 
 

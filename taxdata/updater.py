@@ -1,10 +1,12 @@
 """The updater pipeline: taxation files -> LLM -> validated records -> the calculator dataset.
 
 For each country: read ``<input>/<slug>.md``, ask the model for the tax facts the text states
-(structured JSON), validate them, re-ask once with the exact errors, and only then write the
-record into ``tax_data.json`` (as each country completes, so an interrupted run keeps what it
-finished). At the end: ``taxData.js`` for the calculator, ``reports/update-<time>.json`` and a
-summary table. A country that fails keeps its previous record exactly as it was.
+(structured JSON, with a verbatim quote per figure), validate them, re-ask once with the exact
+errors, withhold every figure whose quote the text does not bear out (taxdata.evidence), and
+only then write the record into ``tax_data.json`` (as each country completes, so an interrupted
+run keeps what it finished). At the end: ``taxData.js`` for the calculator,
+``reports/update-<time>.json`` and a summary table. A country that fails keeps its previous
+record exactly as it was.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from typing import Any
 from . import __version__
 from .cli import EXIT_FAILED, EXIT_OK, UsageError
 from .config import Settings
+from .evidence import EvidenceCheck, Quote, Source, check_evidence
 from .files import DataDir, dump_json
 from .journal import Journal, read_journal
 from .jsmodule import JSParseError, parse_tax_data_js, render_tax_data_js
@@ -28,13 +31,14 @@ from .llm import LLMClient, LLMError, LLMTruncated
 from .log import logger, thread_label
 from .registry import Country, RegistryError, load_registry
 from .runner import EXIT_INTERRUPTED, TaskResult, run_tasks
+from .runreport import write_html_report
 from .schema import (Extraction, Provenance, ReplyError, build_record, diff_records,
                      extraction_json_schema, missing_fields, parse_reply, summarize_changes,
                      validate_extraction)
 from .taxfile import (SourceInfo, parse_sources, source_problem, split_sections, strip_sources,
                       taxation_path)
 
-PROMPT_VERSION = "updater-1"
+PROMPT_VERSION = "updater-2"
 DATASET_FILE = "tax_data.json"
 JS_FILE = "taxData.js"
 JOURNAL_FILE = ".tax_data.journal.jsonl"  # finished countries not yet in tax_data.json
@@ -53,6 +57,12 @@ compute a value the text does not give.
 individual, in the country's currency, sorted from the lowest; the last bracket has max null.
 - If the text gives figures for several years, use the most recent year it states and say \
 which year in notes.
+- Evidence: for every figure you give (the system, each VAT rate, each bracket's rate, min and \
+max, each social security rate), add one entry to "evidence" with the figure's field (such as \
+vat.standard, vat.reduced[0], brackets[1].rate, brackets[1].max, socialSecurity.employeeRate) \
+and a short quote copied word for word from the source text (one sentence or one table row) \
+that states the figure and says what it is. Code checks every quote against the text; a \
+figure whose quote is not in the text is discarded, so give null for a figure you cannot quote.
 - Reply with ONE JSON object that follows the JSON schema below, and nothing else: no prose, \
 no code fences.
 
@@ -95,6 +105,10 @@ class CountryOutcome:
     source_file: str | None = None
     source_kind: str | None = None
     unverified: bool = False
+    # Verified quotes (path -> quote) and figures withheld for want of one (path, value, the
+    # model's quote, reason); research sources are not checked (unverified says so).
+    evidence: dict[str, str] = field(default_factory=dict)
+    unsupported: list[dict[str, Any]] = field(default_factory=list)
     record: dict[str, Any] | None = field(default=None, repr=False)
     provenance: dict[str, Any] | None = field(default=None, repr=False)
 
@@ -115,9 +129,11 @@ class CountryFailed(Exception):
 class ExtractionFailed(Exception):
     """The model's replies never passed validation; the message lists why."""
 
-    def __init__(self, message: str, attempts: int, http_attempts: int) -> None:
+    def __init__(self, message: str, attempts: int, http_attempts: int,
+                 unsupported: list[dict[str, Any]] | None = None) -> None:
         super().__init__(message)
         self.attempts, self.http_attempts = attempts, http_attempts
+        self.unsupported = unsupported or []
 
 
 # -- the dataset ------------------------------------------------------------------------------
@@ -275,12 +291,16 @@ class Extractor:
                                   part_note=note, text=text.strip())
         return [{"role": "system", "content": self.system}, {"role": "user", "content": user}]
 
-    def _extract_all(self, country: Country, text: str) -> tuple[Extraction, list[str], int, int, str]:
+    def _extract_all(self, country: Country,
+                     text: str) -> tuple[Extraction, list[str], int, int, str, list[Quote]]:
         parts = self.parts(text)
         results = [self._extract_part(country, part, i + 1, len(parts))
                    for i, part in enumerate(parts)]
+        # Each part's quotes must be found in the text of that part, the one its reply saw.
+        quotes = [Quote(e.field, e.quote, Source(part))
+                  for part, r in zip(parts, results) for e in r[0].evidence]
         if len(results) == 1:
-            return results[0]
+            return (*results[0], quotes)
         merged, conflicts = merge_extractions([r[0] for r in results])
         asked = sum(r[2] for r in results)
         http = sum(r[3] for r in results)
@@ -292,18 +312,43 @@ class Extractor:
             raise ExtractionFailed("merged parts invalid: " + "; ".join(outcome.errors),
                                    asked, http)
         warnings = [w for r in results for w in r[1]] + outcome.warnings
-        return outcome.extraction, list(dict.fromkeys(warnings)), asked, http, results[-1][4]
+        return (outcome.extraction, list(dict.fromkeys(warnings)), asked, http, results[-1][4],
+                quotes)
 
-    def extract(self, country: Country, text: str) -> tuple[Extraction, list[str], int, int, str]:
-        """(extraction, warnings, replies asked, HTTP attempts, model) or ExtractionFailed."""
-        result = self._extract_all(country, text)
+    def extract(self, country: Country, text: str, *, check_quotes: bool = True
+                ) -> tuple[Extraction, list[str], int, int, str, EvidenceCheck | None]:
+        """(extraction, warnings, replies asked, HTTP attempts, model, evidence check) or
+        ExtractionFailed.
+
+        With ``check_quotes`` every figure needs a verified quote (taxdata.evidence): the
+        returned extraction has the unsupported ones set to null, and a reply whose key figures
+        (VAT standard rate, the brackets) all lack one fails. Without it (research sources, the
+        model's own knowledge: there is no text to hold quotes against) the check is None.
+        """
+        *result, quotes = self._extract_all(country, text)
+        check = None
+        if check_quotes:
+            check = check_evidence(result[0], quotes)
+            unsupported = [u.report() for u in check.unsupported]
+            for item in check.unsupported:
+                logger.warning("[UNSUPPORTED] %s %s %s %s: %s", thread_label(), country.slug,
+                               item.path, item.report()["value"], item.reason)
+            if check.failed:
+                raise ExtractionFailed(check.failed, result[2], result[3], unsupported)
+            outcome = validate_extraction(check.extraction.model_dump(), country)
+            if not outcome.ok:  # withholding figures must never make a record invalid
+                raise ExtractionFailed("figures withheld for want of evidence leave an invalid "
+                                       "record: " + "; ".join(outcome.errors),
+                                       result[2], result[3], unsupported)
+            result[0] = check.extraction
+            result[1] = result[1] + check.notes
         facts = result[0]
         if all(getattr(facts, key) is None for key in ("system", "brackets", "vat", "socialSecurity")):
             # A record of nothing but nulls would wipe the previous one: that needs a human.
             raise ExtractionFailed("the reply states no tax facts (system, brackets, VAT and "
                                    "social security all null); previous record kept",
                                    result[2], result[3])
-        return result
+        return (*result, check)
 
     def _extract_part(self, country: Country, text: str, part: int,
                       parts: int) -> tuple[Extraction, list[str], int, int, str]:
@@ -367,7 +412,7 @@ def merge_extractions(parts: list[Extraction]) -> tuple[Extraction, list[str]]:
             elif key in merged and merged[key] != value:
                 if key == "notes":
                     merged[key] = f"{merged[key]} {value}"
-                elif key == "special_taxes":
+                elif key in ("special_taxes", "evidence"):
                     merged[key] += [t for t in value if t not in merged[key]]
                 else:
                     conflicts.append(f"{key}: parts give different values")
@@ -457,9 +502,11 @@ class UpdateRun:
             return outcome
         started = time.monotonic()
         try:
-            extraction, warnings, asked, http, model = extractor.extract(country, text)
+            extraction, warnings, asked, http, model, check = extractor.extract(
+                country, text, check_quotes=not info.unverified)
         except ExtractionFailed as exc:
             outcome.status, outcome.reason = "FAILED", str(exc)
+            outcome.unsupported = exc.unsupported
             outcome.attempts, outcome.http_attempts = exc.attempts, exc.http_attempts
             outcome.latency_s = round(time.monotonic() - started, 3)
             outcome.model = client.model
@@ -467,8 +514,12 @@ class UpdateRun:
         outcome.latency_s = round(time.monotonic() - started, 3)
         outcome.attempts, outcome.http_attempts, outcome.model = asked, http, model
         outcome.warnings, outcome.missing = warnings, missing_fields(extraction)
+        if check is not None:
+            outcome.evidence = check.verified
+            outcome.unsupported = [u.report() for u in check.unsupported]
         outcome.record = build_record(extraction, country)
-        outcome.provenance = _provenance(path, raw, info, model).model_dump()
+        outcome.provenance = _provenance(path, raw, info, model,
+                                         check.verified if check else None).model_dump()
         outcome.status = "PENDING"  # ADDED/MODIFIED/UNCHANGED is decided against the dataset
         return outcome
 
@@ -544,6 +595,8 @@ class UpdateRun:
         # Claimed with an exclusive create: runs started in the same second keep both reports.
         self.report_path = self.data.write_new_text(f"reports/update-{stamp}", ".json",
                                                     json.dumps(report, indent=2) + "\n")
+        write_html_report(self.data, self.report_path.relative_to(self.data.root).as_posix(),
+                          report, self.calculator_view())
 
 
 def recover(data: DataDir, registry) -> int:
@@ -584,12 +637,13 @@ def recover(data: DataDir, registry) -> int:
     return len(entries)
 
 
-def _provenance(path: Path, raw: bytes, info: SourceInfo, model: str) -> Provenance:
+def _provenance(path: Path, raw: bytes, info: SourceInfo, model: str,
+                evidence: dict[str, str] | None = None) -> Provenance:
     return Provenance(
         source_file=path.name, source_sha256=hashlib.sha256(raw).hexdigest(),
         source_url=info.url, source_revision=info.revision, source_kind=info.kind,
         unverified=info.unverified, model=model, prompt_version=PROMPT_VERSION,
-        extracted_at=_now())
+        evidence=evidence, extracted_at=_now())
 
 
 STATUSES = ("ADDED", "MODIFIED", "UNCHANGED", "FAILED", "SKIPPED", "REMOVED")
@@ -637,6 +691,7 @@ def print_summary(run: UpdateRun, seconds: float) -> None:
     failed = [o for o in run.outcomes.values() if o.status == "FAILED"]
     for outcome in sorted(failed, key=lambda o: o.slug):
         print(f"  FAILED {outcome.slug}: {_few_words(outcome.reason)}")
+    _print_unsupported(run.outcomes)
     unverified = sorted(o.slug for o in run.outcomes.values()
                         if o.unverified and o.status not in ("FAILED", "SKIPPED"))
     if unverified:
@@ -645,9 +700,28 @@ def print_summary(run: UpdateRun, seconds: float) -> None:
         print(f"  Report: {run.report_path}")
 
 
+def _print_unsupported(outcomes: dict[str, CountryOutcome]) -> None:
+    """Figures not written for want of a verified quote: counts, then one line per country."""
+    held = {slug: o.unsupported for slug, o in sorted(outcomes.items()) if o.unsupported}
+    own = sum(not u["withheld"] for items in held.values() for u in items)
+    withheld = sum(u["withheld"] for items in held.values() for u in items)
+    noun = "country" if len(held) == 1 else "countries"
+    print(f"  UNSUPPORTED figures: {own} in {len(held)} {noun} (no verified quote; not written)"
+          + (f", {withheld} more withheld with them" if withheld else ""))
+    for slug, items in held.items():
+        paths = [u["path"] for u in items if not u["withheld"]]
+        print(f"  UNSUPPORTED {slug}: {_few_words(', '.join(paths))}")
+
+
 def _few_words(reason: str, limit: int = 100) -> str:
+    """``reason`` on one line, cut at a word boundary (never mid-word) when longer than ``limit``."""
     reason = " ".join(reason.split())
-    return reason if len(reason) <= limit else reason[: limit - 3] + "..."
+    if len(reason) <= limit:
+        return reason
+    cut = reason[: limit - 3]
+    if reason[limit - 3] != " " and " " in cut:  # the cut fell inside a word: drop that word
+        cut = cut[: cut.rindex(" ")]
+    return cut.rstrip(" ,;:") + "..."
 
 
 def check_args(args: argparse.Namespace) -> None:

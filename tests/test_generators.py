@@ -25,6 +25,7 @@ import pytest
 from taxdata.formatter import PROMPT_VERSION
 from taxdata.generators import FileOutcome, run_per_country
 from taxdata.rawfiles import read_raw
+from taxdata.registry import BUNDLED_FILE
 from taxdata.taxfile import SECTIONS, SourceInfo, compose, missing_sections, parse_sources
 from taxdata.testing.extractor_server import StandInExtractor
 from taxdata.testing.llm_server import StandInLLM
@@ -33,7 +34,7 @@ from taxdata.wikipedia import clean_html
 
 REPO = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).parent / "fixtures" / "wikipedia"
-REGISTRY = json.loads((REPO / "data" / "countries.json").read_text(encoding="utf-8"))["countries"]
+REGISTRY = json.loads(BUNDLED_FILE.read_text(encoding="utf-8"))["countries"]
 SCRIPTS = {
     "enhanced": REPO / "scripts" / "generate_enhanced_taxation_files.py",
     "raw": REPO / "scripts" / "generate_taxation_files.py",
@@ -164,7 +165,9 @@ class Suite:
         return self.llm.chats
 
     def api_requests(self) -> list:
-        return self.wiki.requests_to("/w/api.php")
+        """Article requests (``action=parse``); the one reachability probe is not counted."""
+        return [r for r in self.wiki.requests_to("/w/api.php")
+                if r.query.get("action") == ["parse"]]
 
     def files(self) -> list[Path]:
         return sorted(p for p in self.data.rglob("*") if p.is_file()) if self.data.exists() else []

@@ -474,7 +474,7 @@ def test_json_schema_is_grammar_friendly():
     text = json.dumps(schema)
     assert "$ref" not in text and "$defs" not in text
     objects = [n for n in _walk(schema) if n.get("type") == "object"]
-    assert len(objects) == 5  # Extraction, Bracket, VAT, SocialSecurity, SpecialTax
+    assert len(objects) == 6  # Extraction, Bracket, VAT, SocialSecurity, SpecialTax, Evidence
     for obj in objects:
         assert obj["additionalProperties"] is False
         assert obj["required"] == list(obj["properties"])
@@ -492,6 +492,30 @@ def test_json_schema_nullable_and_described():
     assert "currency" in bracket["properties"]["min"]["description"]
     for name, prop in props.items():
         assert prop.get("description"), name
+
+
+def test_json_schema_asks_for_evidence_items_of_field_and_quote():
+    # The contract with the demo's rule-based responder: an "evidence" array of {field, quote}.
+    evidence = extraction_json_schema()["properties"]["evidence"]
+    assert evidence["type"] == "array"
+    item = evidence["items"]
+    assert item["required"] == ["field", "quote"] and item["additionalProperties"] is False
+    assert item["properties"]["field"]["type"] == item["properties"]["quote"]["type"] == "string"
+    for path in ("system", "vat.standard", "vat.reduced[i]", "brackets[i].rate",
+                 "brackets[i].min", "brackets[i].max", "socialSecurity.employeeRate",
+                 "socialSecurity.employerRate"):
+        assert path in item["properties"]["field"]["description"], path
+    assert "verbatim" in evidence["description"]
+
+
+def test_evidence_entries_are_typed_strictly():
+    data = good()
+    data["evidence"] = [{"field": "vat.standard", "quote": "FIXTURE quote"}]
+    assert validate_extraction(data, COUNTRY).ok
+    data["evidence"] = [{"field": "vat.standard", "quote": 17}]
+    assert one_error_naming(data, "evidence[0].quote")
+    data["evidence"] = [{"field": "vat.standard"}]
+    assert "evidence[0].quote: required field is missing" in errors_for(data)
 
 
 def test_json_schema_returns_fresh_copy():
@@ -555,6 +579,17 @@ def test_provenance():
     ):
         with pytest.raises(ValueError):
             Provenance.model_validate(bad)
+
+
+def test_provenance_keeps_verified_quotes():
+    quotes = {"vat.standard": "FIXTURE: the standard rate is 17 %"}
+    assert Provenance.model_validate(_prov(evidence=quotes)).evidence == quotes
+    assert Provenance.model_validate(_prov()).evidence is None  # records written before quotes
+    with pytest.raises(ValueError):
+        Provenance.model_validate(_prov(evidence={"vat.standard": 17}))
+    # Model knowledge is never presented as quoted from a source.
+    with pytest.raises(ValueError, match="research"):
+        Provenance.model_validate(_prov(source_kind="research", unverified=True, evidence=quotes))
 
 
 # ---------------------------------------------------------------- diffs

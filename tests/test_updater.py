@@ -40,7 +40,7 @@ FIXTURES = Path(__file__).resolve().parent / "fixtures" / "updater"
 NODE = shutil.which("node")
 REGISTRY = load_registry(BUNDLED_FILE)
 MODEL = "stand-in:latest"
-PROMPT_VERSION = "updater-1"
+PROMPT_VERSION = "updater-2"
 RECORD_KEYS = ["name", "currency", "system", "countryCode", "coordinates", "brackets", "vat",
                "socialSecurity", "special_taxes", "notes"]
 STATUSES = ("ADDED", "MODIFIED", "UNCHANGED", "FAILED", "SKIPPED", "REMOVED")
@@ -72,33 +72,87 @@ def data(tmp_path) -> Path:
 
 # -- fixture files and replies ----------------------------------------------------------------
 
-def put_taxation(data: Path, slug: str) -> Path:
-    """Copy the fixture taxation file of ``slug``, or write a generic FIXTURE file for it."""
+GENERIC = {"brackets": ((0, 10000, 0), (10001, None, 30)), "vat": 20, "reduced": (5,),
+           "ss": (10, 20)}  # FIXTURE figures of the generic taxation file and default reply
+
+
+def _system_sentence(brackets) -> str:
+    return ("The personal income tax is progressive." if len(brackets) > 1
+            else "The personal income tax is a flat rate on all income.")
+
+
+def _row(lo, hi, rate) -> str:
+    return f"| {lo:,} | {'' if hi is None else f'{hi:,}'} | {rate} |"
+
+
+def put_taxation(data: Path, slug: str, *, generic: bool = False, **figures: Any) -> Path:
+    """Copy the fixture taxation file of ``slug``, or write a generic FIXTURE file for it.
+
+    The generic file (always with ``generic``, or with ``figures``) states the figures of
+    :data:`GENERIC`, or ``figures`` overriding them, in the standard file's layout, so that
+    :func:`reply` quotes it by default.
+    """
     target = data / "taxation" / f"{slug}.md"
     source = FIXTURES / "taxation" / f"{slug}.md"
-    if source.is_file():
+    if source.is_file() and not generic and not figures:
         shutil.copyfile(source, target)
     else:
         name = REGISTRY.get(slug).name
+        f = {**GENERIC, **figures}
+        rows = "\n".join(_row(*b) for b in f["brackets"])
         target.write_text(
             f"# Taxation in {name}\n\n"
             "> FIXTURE: invented figures for tests, not real tax data.\n\n"
             "## Personal Income Tax\n\n"
-            f"FIXTURE: made-up brackets and rates for {name}.\n\n"
+            f"FIXTURE: made-up brackets and rates for {name}. {_system_sentence(f['brackets'])}\n\n"
+            "| Taxable income from | Taxable income to | Rate (%) |\n|---|---|---|\n"
+            f"{rows}\n\n"
+            "## VAT / GST\n\n"
+            f"- Standard rate: {f['vat']} %\n"
+            f"- Reduced rates: {', '.join(f'{r} %' for r in f['reduced'])}\n\n"
+            "## Social Security and Payroll Taxes\n\n"
+            f"- Employee rate: {f['ss'][0]} %\n- Employer rate: {f['ss'][1]} %\n\n"
             "## Sources\n\n- Source: manual\n", encoding="utf-8")
     return target
 
 
-def reply(slug: str, *, brackets=((0, 10000, 0), (10001, None, 30)), system: str | None = None,
-          vat: float | None = 20, reduced=(5,), has_vat: bool | None = True,
-          ss: tuple | None = (10, 20), special=(), notes: str | None = None,
-          currency: str | None = None) -> dict[str, Any]:
-    """A complete extraction reply (every key present) for ``slug``; values are FIXTURE."""
+def generic_evidence(brackets, vat, reduced, ss) -> list[dict[str, str]]:
+    """Quotes of the generic FIXTURE file (see :func:`put_taxation`) for these figures."""
+    quotes = []
+    if brackets is not None:
+        quotes.append(("system", _system_sentence(brackets)))
+        for i, (lo, hi, rate) in enumerate(brackets):
+            quotes.append((f"brackets[{i}].rate", _row(lo, hi, rate)))
+            if hi is not None:
+                quotes.append((f"brackets[{i}].max", _row(lo, hi, rate)))
+    if vat is not None:
+        quotes.append(("vat.standard", f"Standard rate: {vat} %"))
+    quotes += [(f"vat.reduced[{i}]", f"Reduced rates: {', '.join(f'{r} %' for r in reduced)}")
+               for i in range(len(reduced))]
+    if ss is not None:
+        quotes += [(f"socialSecurity.{key}", f"{label} rate: {value} %")
+                   for key, label, value in (("employeeRate", "Employee", ss[0]),
+                                             ("employerRate", "Employer", ss[1]))
+                   if value is not None]
+    return [{"field": f, "quote": q} for f, q in quotes]
+
+
+def reply(slug: str, *, brackets=GENERIC["brackets"], system: str | None = None,
+          vat: float | None = GENERIC["vat"], reduced=GENERIC["reduced"],
+          has_vat: bool | None = True, ss: tuple | None = GENERIC["ss"], special=(),
+          notes: str | None = None, currency: str | None = None,
+          evidence: list[dict[str, str]] | None = None) -> dict[str, Any]:
+    """A complete extraction reply (every key present) for ``slug``; values are FIXTURE.
+
+    ``evidence`` defaults to the quotes of the generic taxation file for these figures.
+    """
     country = REGISTRY.get(slug)
     rows = None if brackets is None else [
         {"min": lo, "max": hi, "rate": rate, "description": None} for lo, hi, rate in brackets]
     if system is None and rows is not None:
         system = "flat" if len(rows) == 1 else "progressive"
+    if evidence is None:
+        evidence = generic_evidence(brackets, vat, reduced, ss)
     return {
         "currency": currency or country.currency,
         "countryCode": country.code,
@@ -110,6 +164,7 @@ def reply(slug: str, *, brackets=((0, 10000, 0), (10001, None, 30)), system: str
                                                    "notes": None},
         "special_taxes": list(special),
         "notes": notes,
+        "evidence": evidence,
     }
 
 
@@ -298,15 +353,48 @@ def validation_errors(text: str, slug: str) -> list[str]:
 
 # -- the scenario of tests 1 and 2 ------------------------------------------------------------
 
+GERMANY_SS = "Employees pay 11 % and employers pay 12 % of gross salary"
+ESTONIA_VAT = "The standard VAT rate is 24 %, reduced rates 5 % and 11 %."
+HAPPY_EVIDENCE = {  # slug -> path -> the quote (verbatim from the FIXTURE taxation files)
+    "germany": {
+        "system": "The income tax is progressive.",
+        "brackets[0].rate": "Income up to 12,345 EUR a year is taxed at 0 %",
+        "brackets[0].max": "Income up to 12,345 EUR a year is taxed at 0 %",
+        "brackets[1].rate": "Income above 12,345 EUR is taxed at 33 %",
+        "vat.standard": "The standard VAT rate is 17 %",
+        "vat.reduced[0]": "a reduced rate of 6 % applies to food",
+        "socialSecurity.employeeRate": GERMANY_SS,
+        "socialSecurity.employerRate": GERMANY_SS},
+    "france": {
+        "system": "Three brackets:",
+        "brackets[0].rate": "0 % up to 9,000 EUR",
+        "brackets[0].max": "0 % up to 9,000 EUR",
+        "brackets[1].rate": "15 % up to 40,000 EUR",
+        "brackets[1].max": "15 % up to 40,000 EUR",
+        "brackets[2].rate": "44 % above 40,000 EUR",
+        "vat.standard": "The standard VAT rate is 21 %."},
+    "estonia": {
+        "system": "A flat rate of 23 % applies to all income.",
+        "brackets[0].rate": "A flat rate of 23 % applies to all income.",
+        "vat.standard": ESTONIA_VAT, "vat.reduced[0]": ESTONIA_VAT, "vat.reduced[1]": ESTONIA_VAT,
+        "socialSecurity.employerRate": "Employers pay 31 %."},
+}
+
+
+def evidence_of(slug: str) -> list[dict[str, str]]:
+    return [{"field": f, "quote": q} for f, q in HAPPY_EVIDENCE[slug].items()]
+
+
 HAPPY = {
     "germany": reply("germany", brackets=((0, 12345, 0), (12346, None, 33)), vat=17, reduced=(6,),
-                     ss=(11, 12), notes="FIXTURE notes"),
+                     ss=(11, 12), notes="FIXTURE notes", evidence=evidence_of("germany")),
     "france": reply("france", brackets=((0, 9000, 0), (9001, 40000, 15), (40001, None, 44)),
                     vat=21, reduced=(), ss=None,
                     special=[{"type": "corporate", "target": "companies", "rate": 22,
-                              "description": "FIXTURE corporate tax"}]),
+                              "description": "FIXTURE corporate tax"}],
+                    evidence=evidence_of("france")),
     "estonia": reply("estonia", brackets=((0, None, 23),), vat=24, reduced=(5, 11),
-                     ss=(None, 31)),
+                     ss=(None, 31), evidence=evidence_of("estonia")),
 }
 HAPPY_MISSING = {"germany": [], "france": ["socialSecurity"],
                  "estonia": ["socialSecurity.employeeRate"]}
@@ -341,6 +429,9 @@ def test_happy_path_three_countries(server, data, tmp_path):
     for slug in HAPPY:
         (body,) = chats_for(server, slug)
         assert structured_form("proxy", body) == "schema"
+        # The schema asks for the evidence list: {field, quote} items.
+        evidence = body["format"]["properties"]["evidence"]
+        assert evidence["items"]["required"] == ["field", "quote"]
         user = body["messages"][1]["content"]
         assert "FIXTURE: invented figures for tests" in user
         assert "## Sources" not in user and HAPPY_SOURCES[slug][1] not in user
@@ -360,7 +451,8 @@ def test_happy_path_three_countries(server, data, tmp_path):
         assert provenance == {
             "source_file": f"{slug}.md", "source_sha256": hashlib.sha256(raw).hexdigest(),
             "source_url": url, "source_revision": revision, "source_kind": kind,
-            "unverified": False, "model": MODEL, "prompt_version": PROMPT_VERSION}
+            "unverified": False, "model": MODEL, "prompt_version": PROMPT_VERSION,
+            "evidence": HAPPY_EVIDENCE[slug]}
 
     # taxData.js: parses back to the same records, each marked ADDED; node agrees.
     js_path = data / "taxData.js"
@@ -383,9 +475,12 @@ def test_happy_path_three_countries(server, data, tmp_path):
         assert entry["source_file"] == f"{slug}.md"
         assert entry["source_kind"] == HAPPY_SOURCES[slug][0]
         assert entry["unverified"] is False and entry["model"] == MODEL
+        assert entry["evidence"] == HAPPY_EVIDENCE[slug] and entry["unsupported"] == []
 
     # The summary table on stdout.
     assert summary_counts(proc.stdout) == counts(added=3)
+    assert "  UNSUPPORTED figures: 0 in 0 countries (no verified quote; not written)" in proc.stdout
+    assert "[UNSUPPORTED]" not in proc.stderr
     assert not re.search(r"^  FAILED \w+:", proc.stdout, re.MULTILINE)
     assert "UNVERIFIED" not in proc.stdout
 
@@ -400,14 +495,22 @@ def test_second_run_reports_only_the_changed_country(server, data):
     before = dataset(data)
 
     changed = dict(HAPPY)
+    revised = {**HAPPY_EVIDENCE["germany"],
+               "brackets[1].rate": "Income from 12,346 EUR up to 50,000 EUR is taxed at 33 %",
+               "brackets[1].max": "Income from 12,346 EUR up to 50,000 EUR is taxed at 33 %",
+               "brackets[2].rate": "income above 50,000 EUR is taxed at 45 %",
+               "vat.standard": "The standard VAT rate is now 18 %"}
     changed["germany"] = reply("germany", brackets=((0, 12345, 0), (12346, 50000, 33),
                                                     (50001, None, 45)),
-                               vat=18, reduced=(6,), ss=(11, 12), notes="FIXTURE notes")
+                               vat=18, reduced=(6,), ss=(11, 12), notes="FIXTURE notes",
+                               evidence=[{"field": f, "quote": q} for f, q in revised.items()])
     server.responder = Script(changed)
     # Only germany's source changed: the others are up to date and cost no LLM request.
     source = data / "taxation" / "germany.md"
-    source.write_text(source.read_text(encoding="utf-8") + "\nFIXTURE: revised text.\n",
-                      encoding="utf-8")
+    source.write_text(source.read_text(encoding="utf-8").replace(
+        "## Sources", "FIXTURE: revised text. The standard VAT rate is now 18 %. Income from "
+        "12,346 EUR up to 50,000 EUR is taxed at 33 %; income above 50,000 EUR is taxed at "
+        "45 %.\n\n## Sources"), encoding="utf-8")
     server.reset_stats()
     proc = run_updater(data, server.url("proxy"), "--countries", "germany,france,estonia")
     assert proc.returncode == 0, explain(proc)
@@ -450,7 +553,7 @@ def test_force_asks_again_for_unchanged_sources(server, data):
     assert report_of(again)["counts"] == counts(unchanged=3)
 
     changed = dict(HAPPY)
-    changed["france"] = reply("france", vat=99 - 70)  # FIXTURE value, differs from the first
+    changed["france"] = {**HAPPY["france"], "notes": "FIXTURE: other notes"}  # differs
     server.responder = Script(changed)
     forced = run_updater(data, server.url("proxy"), "--countries", "germany,france,estonia",
                          "--force")
@@ -482,8 +585,8 @@ BAD_REPLIES = {  # slug -> (bad reply, a fragment of the error the updater must 
 
 def test_bad_replies_are_reasked_once_then_fail_keeping_the_old_record(server, data):
     slugs = list(BAD_REPLIES)
-    for slug in slugs + ["italy"]:
-        put_taxation(data, slug)
+    for slug in slugs:
+        put_taxation(data, slug, generic=True)
     prep = Script({slug: reply(slug) for slug in slugs})
     server.responder = prep
     first = run_updater(data, server.url("proxy"), "--countries", ",".join(slugs))
@@ -492,6 +595,7 @@ def test_bad_replies_are_reasked_once_then_fail_keeping_the_old_record(server, d
     assert sorted(before) == sorted(slugs)
     server.history.clear()
 
+    put_taxation(data, "italy", vat=22)  # the generic FIXTURE file, stating 22
     italy_bad = reply("italy", vat=190)
     script = Script({**{slug: [bad, bad] for slug, (bad, _) in BAD_REPLIES.items()},
                      "italy": [italy_bad, reply("italy", vat=22)]})
@@ -550,7 +654,7 @@ PARALLEL = ["austria", "belgium", "croatia", "cyprus", "estonia", "finland", "fr
 
 def test_eight_workers_put_eight_requests_in_flight(server, data):
     for slug in PARALLEL:
-        put_taxation(data, slug)
+        put_taxation(data, slug, generic=True)
     server.responder = script = Script({slug: reply(slug) for slug in PARALLEL})
     server.latency = 0.3
     proc = run_updater(data, server.url("proxy"), "--countries", ",".join(PARALLEL), "-w", "8")
@@ -569,7 +673,7 @@ def test_eight_workers_put_eight_requests_in_flight(server, data):
 def test_no_parallel_sends_one_request_at_a_time(server, data):
     slugs = PARALLEL[:3]
     for slug in slugs:
-        put_taxation(data, slug)
+        put_taxation(data, slug, generic=True)
     server.responder = Script({slug: reply(slug) for slug in slugs})
     server.latency = 0.3
     proc = run_updater(data, server.url("proxy"), "--countries", ",".join(slugs),
@@ -770,7 +874,10 @@ def test_server_down_is_a_one_line_preflight_error(data):
 # -- 9. research-sourced (unverified) files ---------------------------------------------------
 
 def test_research_sourced_file_is_marked_unverified(server, data):
-    albania = reply("albania", brackets=((0, None, 14),), vat=18, reduced=(), ss=None)
+    # A research file is the model's own knowledge: there is nothing to hold quotes against, so
+    # none are needed, and the record is marked unverified instead.
+    albania = reply("albania", brackets=((0, None, 14),), vat=18, reduced=(), ss=None,
+                    evidence=[])
     for slug in ("albania", "germany"):
         put_taxation(data, slug)
     server.responder = Script({"albania": albania, "germany": HAPPY["germany"]})
@@ -782,11 +889,13 @@ def test_research_sourced_file_is_marked_unverified(server, data):
     provenance = stored["albania"]["provenance"]
     assert provenance["source_kind"] == "research" and provenance["unverified"] is True
     assert provenance["source_url"] is None
+    assert provenance["evidence"] is None  # quotes were not checked
     assert stored["germany"]["provenance"]["unverified"] is False
 
     report = report_of(proc)["countries"]
     assert report["albania"]["unverified"] is True
     assert report["albania"]["source_kind"] == "research"
+    assert report["albania"]["evidence"] == {} and report["albania"]["unsupported"] == []
     assert report["germany"]["unverified"] is False
     assert re.search(r"^  UNVERIFIED \(model-knowledge sources, check by hand\): albania$",
                      proc.stdout, re.MULTILINE), explain(proc)
@@ -800,8 +909,23 @@ def test_research_sourced_file_is_marked_unverified(server, data):
 
 def _austria_part(**fields: Any) -> dict[str, Any]:
     empty = {"currency": "EUR", "countryCode": "AT", "system": None, "brackets": None,
-             "vat": None, "socialSecurity": None, "special_taxes": [], "notes": None}
+             "vat": None, "socialSecurity": None, "special_taxes": [], "notes": None,
+             "evidence": []}
     return {**empty, **fields}
+
+
+AUSTRIA_EVIDENCE = {  # verbatim from the FIXTURE file; part 1 is income tax, part 2 VAT
+    1: {"brackets[0].rate": "Income up to 11,111 EUR a year is taxed at 0 %",
+        "brackets[0].max": "Income up to 11,111 EUR a year is taxed at 0 %",
+        "brackets[1].rate": "Income above 11,111 EUR is taxed at 37 %"},
+    2: {"system": "the personal income tax is progressive",
+        "vat.standard": "The standard VAT rate is 18 %",
+        "vat.reduced[0]": "a reduced rate of 9 % applies to books"},
+}
+
+
+def _austria_evidence(part: int, **replace: str) -> list[dict[str, str]]:
+    return [{"field": f, "quote": q} for f, q in {**AUSTRIA_EVIDENCE[part], **replace}.items()]
 
 
 AUSTRIA_BRACKETS = [{"min": 0, "max": 11111, "rate": 0, "description": None},
@@ -814,10 +938,12 @@ def test_long_file_is_split_and_merged(server, data):
     # system and gives the rates. Neither part is complete alone; together they are.
     part1 = _austria_part(brackets=AUSTRIA_BRACKETS,
                           vat={"hasVAT": True, "standard": None, "reduced": [],
-                               "description": None, "notes": None})
+                               "description": None, "notes": None},
+                          evidence=_austria_evidence(1))
     part2 = _austria_part(system="progressive",
                           vat={"hasVAT": None, "standard": 18, "reduced": [9],
-                               "description": None, "notes": None})
+                               "description": None, "notes": None},
+                          evidence=_austria_evidence(2))
     server.responder = script = Script({"austria": Parts({1: part1, 2: part2})})
     proc = run_updater(data, server.url("proxy"), "--countries", "austria", "--max-chars", "500")
     assert proc.returncode == 0, explain(proc)
@@ -839,6 +965,8 @@ def test_long_file_is_split_and_merged(server, data):
     entry = report_of(proc)["countries"]["austria"]
     assert entry["status"] == "ADDED" and entry["attempts"] == 2
     assert entry["missing"] == ["socialSecurity"]
+    assert entry["evidence"] == {**AUSTRIA_EVIDENCE[1], **AUSTRIA_EVIDENCE[2]}
+    assert entry["unsupported"] == []
 
 
 def test_parts_that_disagree_fail(server, data):
@@ -864,7 +992,7 @@ def test_parts_that_disagree_fail(server, data):
 def test_interrupt_keeps_finished_countries(server, data):
     slugs = PARALLEL[:6]
     for slug in slugs:
-        put_taxation(data, slug)
+        put_taxation(data, slug, generic=True)
     # The second country answers later than the first, so the first is written alone and the
     # signal never lands in the middle of a write.
     server.responder = Script({slug: reply(slug) for slug in slugs}, delays={slugs[1]: 0.5})
@@ -912,3 +1040,125 @@ def test_interrupt_keeps_finished_countries(server, data):
     assert parse_tax_data_js(js) == {slug: stored[slug]["record"] for slug in stored}
     assert list(data.rglob("*.tmp")) == []
     assert not (data / JOURNAL).exists()  # the files are complete: nothing left to replay
+
+
+# -- 12. evidence: every figure needs a verified quote ----------------------------------------
+
+def _with(slug: str, *, quotes: dict[str, str], **figures: Any) -> dict[str, Any]:
+    """HAPPY[slug] with some figures and quotes replaced (a FIXTURE reply with planted errors)."""
+    rep = json.loads(json.dumps(HAPPY[slug]))
+    for path, value in figures.items():
+        target = rep
+        keys = [int(k) if k.isdigit() else k for k in re.findall(r"\w+", path.replace("__", "."))]
+        for key in keys[:-1]:
+            target = target[key]
+        target[keys[-1]] = value
+    rep["evidence"] = [{"field": f, "quote": q}
+                       for f, q in {**HAPPY_EVIDENCE[slug], **quotes}.items()]
+    return rep
+
+
+PLANTED = {  # slug -> (reply with one planted wrong figure, its path, the model's quote, reason)
+    # A VAT rate the source does not state, with a quote that is not in the source.
+    "germany": (_with("germany", vat__standard=19,
+                      quotes={"vat.standard": "The standard VAT rate is 19 %"}),
+                "vat.standard", 19, "The standard VAT rate is 19 %",
+                "the quote is not in the source text"),
+    # A bracket rate from another row, quoted from that row.
+    "france": (_with("france", brackets__1__rate=44,
+                     quotes={"brackets[1].rate": "44 % above 40,000 EUR"}),
+               "brackets[1].rate", 44, "44 % above 40,000 EUR",
+               "the quote gives 40000 as a lower bound: it is about the next bracket"),
+    # A VAT rate the source does not state, with the real sentence as its quote.
+    "estonia": (_with("estonia", vat__standard=22, quotes={}),
+                "vat.standard", 22, ESTONIA_VAT, "22 is not a number in the quote"),
+}
+
+
+def test_planted_wrong_figures_are_withheld_and_reported(server, data):
+    for slug in PLANTED:
+        put_taxation(data, slug)
+    server.responder = Script({slug: planted[0] for slug, planted in PLANTED.items()})
+    proc = run_updater(data, server.url("proxy"), "--countries", ",".join(PLANTED))
+    # The wrong figures are left out; the rest of each record is sound, so it is written.
+    assert proc.returncode == 0, explain(proc)
+    report = report_of(proc)
+    assert report["counts"] == counts(added=3)
+    stored = dataset(data)["countries"]
+
+    for slug, (_, path, value, quote, why) in PLANTED.items():
+        entry = report["countries"][slug]
+        first = entry["unsupported"][0]
+        assert first == {"path": path, "value": value, "quote": quote, "reason": why,
+                         "withheld": False}, entry["unsupported"]
+        assert path not in entry["evidence"] and path not in stored[slug]["provenance"]["evidence"]
+        assert "[UNSUPPORTED] " in proc.stderr and f" {slug} {path} " in proc.stderr
+        assert re.search(rf"^  UNSUPPORTED {slug}: {re.escape(path)}$", proc.stdout,
+                         re.MULTILINE), explain(proc)
+
+    # germany and estonia: only the VAT standard rate is withheld; everything else is written.
+    for slug in ("germany", "estonia"):
+        expected = expected_record(slug, HAPPY[slug])
+        expected["vat"] = {**expected["vat"], "standard": None}
+        assert stored[slug]["record"] == expected
+        assert "vat.standard" in report["countries"][slug]["missing"]
+        assert len(report["countries"][slug]["unsupported"]) == 1
+        assert stored[slug]["provenance"]["evidence"] == {
+            p: q for p, q in HAPPY_EVIDENCE[slug].items() if p != "vat.standard"}
+    # france: part of a schedule is wrong data, so the whole schedule and its system are held
+    # back (listed as withheld), while the VAT rate, which has its quote, is written.
+    france = stored["france"]["record"]
+    assert france["brackets"] is None and france["system"] is None
+    assert france["vat"] == HAPPY["france"]["vat"]
+    withheld = report["countries"]["france"]["unsupported"][1:]
+    assert sorted(u["path"] for u in withheld) == sorted(
+        p for p in HAPPY_EVIDENCE["france"] if p not in ("vat.standard", "brackets[1].rate"))
+    assert all(u["withheld"] for u in withheld)
+    assert report["countries"]["france"]["evidence"] == {
+        "vat.standard": HAPPY_EVIDENCE["france"]["vat.standard"]}
+    assert ("  UNSUPPORTED figures: 3 in 3 countries (no verified quote; not written), "
+            "5 more withheld with them") in proc.stdout
+
+
+def test_a_record_without_any_supported_key_figure_fails_and_keeps_the_old_one(server, data):
+    assert run_happy(server, data).returncode == 0
+    before = json.dumps(dataset(data)["countries"]["germany"])
+    # Every quote made up (not in the source): nothing of this reply may be written.
+    made_up = {path: f"FIXTURE: made-up quote for {path}" for path in HAPPY_EVIDENCE["germany"]}
+    server.responder = Script({"germany": _with("germany", quotes=made_up)})
+    proc = run_updater(data, server.url("proxy"), "--countries", "germany", "--force")
+    assert proc.returncode == 1, explain(proc)
+    entry = report_of(proc)["countries"]["germany"]
+    assert entry["status"] == "FAILED"
+    assert entry["reason"].startswith("no key figure is supported by a verified quote")
+    assert entry["reason"].endswith("previous record kept")
+    assert {u["path"] for u in entry["unsupported"]} == set(HAPPY_EVIDENCE["germany"])
+    assert json.dumps(dataset(data)["countries"]["germany"]) == before
+    assert re.search(r"^  FAILED germany: no key figure is supported", proc.stdout, re.MULTILINE)
+
+
+def test_a_split_source_checks_each_quote_against_its_own_part(server, data):
+    put_taxation(data, "austria")
+    # Part 1 (income tax) claims the VAT rate with a quote that only part 2's text holds: the
+    # model answering part 1 never saw it, so it is not evidence.
+    vat_quote = AUSTRIA_EVIDENCE[2]["vat.standard"]
+    part1 = _austria_part(brackets=AUSTRIA_BRACKETS,
+                          vat={"hasVAT": True, "standard": 18, "reduced": [],
+                               "description": None, "notes": None},
+                          evidence=_austria_evidence(1) + [{"field": "vat.standard",
+                                                            "quote": vat_quote}])
+    part2 = _austria_part(system="progressive",
+                          vat={"hasVAT": True, "standard": None, "reduced": [9],
+                               "description": None, "notes": None},
+                          evidence=[{"field": f, "quote": q} for f, q in AUSTRIA_EVIDENCE[2].items()
+                                    if f != "vat.standard"])
+    server.responder = Script({"austria": Parts({1: part1, 2: part2})})
+    proc = run_updater(data, server.url("proxy"), "--countries", "austria", "--max-chars", "500")
+    assert proc.returncode == 0, explain(proc)
+    entry = report_of(proc)["countries"]["austria"]
+    assert entry["unsupported"] == [{"path": "vat.standard", "value": 18, "quote": vat_quote,
+                                     "reason": "the quote is not in the source text",
+                                     "withheld": False}]
+    record = records(data)["austria"]
+    assert record["vat"]["standard"] is None and record["vat"]["reduced"] == [9]
+    assert record["brackets"] == AUSTRIA_BRACKETS and record["system"] == "progressive"

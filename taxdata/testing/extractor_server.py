@@ -16,11 +16,14 @@ come from :class:`StandInServer`.
 
 from __future__ import annotations
 
+import argparse
 import json
+import sys
 import threading
 from urllib.parse import unquote
 
-from .server import RecordedRequest, Reply, StandInServer
+from .samples import sample_articles, sample_text
+from .server import RecordedRequest, Reply, StandInServer, serve_until_interrupted
 
 
 class StandInExtractor(StandInServer):
@@ -91,3 +94,38 @@ class StandInExtractor(StandInServer):
         if content is None:
             return Reply(200, {"success": False, "error": f"Failed to extract content from {url}"})
         return Reply(200, {"success": True, "content": content})
+
+
+def add_samples(server: StandInExtractor) -> list[str]:
+    """Serve the bundled SAMPLE articles: as pages (by article URL) and as ``taxation_<slug>.txt``."""
+    names = []
+    for article in sample_articles():
+        text = sample_text(article.html)
+        server.add_page(article.url, text)
+        server.add_file(f"taxation_{article.slug}.txt", text)
+        names.append(f"taxation_{article.slug}.txt")
+    return names
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the stand-in extractor alone, serving the bundled SAMPLE pages (made-up figures)."""
+    parser = argparse.ArgumentParser(
+        prog="python -m taxdata.testing.extractor_server",
+        description="Run the stand-in Web Content Extractor on 127.0.0.1, serving the bundled "
+                    "SAMPLE pages (fictional countries, made-up figures). Point "
+                    "TAXDATA_EXTRACTOR_URL at the printed URL.")
+    parser.add_argument("--port", type=int, default=5000, help="0 picks a free port "
+                        "(default %(default)s)")
+    parser.add_argument("--latency", type=float, default=0.0,
+                        help="seconds each answer waits (default %(default)s)")
+    parser.add_argument("--no-samples", action="store_true", help="serve no pages or files")
+    args = parser.parse_args(argv)
+    server = StandInExtractor(latency=args.latency, port=args.port)
+    names = [] if args.no_samples else add_samples(server)
+    return serve_until_interrupted(
+        server, f"stand-in extractor listening on {{base_url}} (SAMPLE files: "
+                f"{', '.join(names) or 'none'})")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -21,6 +21,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from .responder import rule_based_reply
 from .server import RecordedRequest, Reply, StandInServer
 
 CHAT_PATHS = {"/chat": "proxy", "/api/chat": "ollama", "/v1/chat/completions": "openai"}
@@ -85,7 +86,8 @@ class StandInLLM(StandInServer):
                  overflow: str = "queue", retry_after: float = 1.0,
                  models: tuple[str, ...] = ("stand-in:latest",), api_key: str | None = None,
                  reject_forms: tuple[str, ...] = (), reject_status: int = 400,
-                 host: str = "127.0.0.1", port: int = 0) -> None:
+                 host: str = "127.0.0.1", port: int = 0,
+                 responder: Callable[[dict], Any] | None = None) -> None:
         super().__init__(host, port)
         if overflow not in ("queue", "503", "429"):
             raise ValueError("overflow must be queue, 503 or 429")
@@ -97,7 +99,8 @@ class StandInLLM(StandInServer):
         self.api_key = api_key
         self.reject_forms = set(reject_forms)
         self.reject_status = reject_status
-        self.responder: Callable[[dict], Any] | None = None
+        # Computes a reply when none is enqueued; returning None falls back to the default.
+        self.responder: Callable[[dict], Any] | None = responder
         self.history: list[dict] = []  # chat request bodies, in arrival order
         self._replies: collections.deque[Any] = collections.deque()
         self._slots = threading.BoundedSemaphore(capacity) if capacity else None
@@ -160,8 +163,10 @@ class StandInLLM(StandInServer):
             self._stop.wait(self.latency)
         with self._lock:
             scripted = self._replies.popleft() if self._replies else None
+        if scripted is None and self.responder:
+            scripted = self.responder(body)
         if scripted is None:
-            scripted = self.responder(body) if self.responder else self._default(body)
+            scripted = self._default(body)
         if isinstance(scripted, Fault):
             return self._fault(dialect, body, scripted)
         text = scripted if isinstance(scripted, str) else json.dumps(scripted)
@@ -221,9 +226,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--overflow", choices=("queue", "503", "429"), default="queue")
     parser.add_argument("--model", action="append", dest="models",
                         help="model name to list (repeatable)")
+    parser.add_argument("--responder", choices=("fixed", "rules"), default="fixed",
+                        help="fixed: answer OK / {} to everything; rules: read the prompt and "
+                             "answer with the figures its source text states (see "
+                             "taxdata/testing/responder.py) (default %(default)s)")
     args = parser.parse_args(argv)
+    responder = rule_based_reply if args.responder == "rules" else None
     server = StandInLLM(latency=args.latency, capacity=args.capacity, overflow=args.overflow,
-                        models=tuple(args.models or ("stand-in:latest",)), port=args.port)
+                        models=tuple(args.models or ("stand-in:latest",)), port=args.port,
+                        responder=responder)
     server.start()
     print(f"stand-in LLM listening on {server.base_url}", flush=True)
     try:

@@ -8,13 +8,16 @@ and injected 429/5xx faults. Recording and peak in-flight come from :class:`Stan
 
 from __future__ import annotations
 
+import argparse
 import html as htmllib
 import re
+import sys
 import threading
 from dataclasses import dataclass, field
 from urllib.parse import parse_qs
 
-from .server import RecordedRequest, Reply, StandInServer
+from .samples import sample_articles
+from .server import RecordedRequest, Reply, StandInServer, serve_until_interrupted
 
 API_PATH = "/w/api.php"
 SERVED_BY = "mw-api-standin.loopback"
@@ -86,7 +89,10 @@ class StandInMediaWiki(StandInServer):
 
     # -- fault injection -------------------------------------------------------------------
     def fail_next(self, n: int, status: int = 429, retry_after: float | str | None = None) -> None:
-        """The next ``n`` API requests get HTTP ``status`` (with ``Retry-After`` if given)."""
+        """The next ``n`` API requests get HTTP ``status`` (with ``Retry-After`` if given).
+
+        The ``meta=siteinfo`` reachability probe is answered normally, never given a fault.
+        """
         headers = {} if retry_after is None else {"Retry-After": str(retry_after)}
         body = f"<html><body><h1>Error {status}</h1><p>Stand-in fault.</p></body></html>"
         with self._state:
@@ -118,6 +124,10 @@ class StandInMediaWiki(StandInServer):
     def _answer(self, request: RecordedRequest) -> Reply:
         if request.path != API_PATH:
             return Reply(404, "Not Found\n")
+        if request.query.get("meta") == ["siteinfo"]:  # a client's reachability probe
+            return Reply(200, {"batchcomplete": True, "query": {"general": {
+                "sitename": "Stand-in wiki", "generator": "StandInMediaWiki"}}},
+                {"Content-Type": _JSON})
         with self._state:
             if self._faults:
                 return self._faults.pop(0)
@@ -172,3 +182,32 @@ def _redirect_html(target: str) -> str:
             '<div class="redirectMsg"><p>Redirect to:</p><ul class="redirectText"><li>'
             f'<a href="{htmllib.escape(href)}" title="{htmllib.escape(target)}">'
             f'{htmllib.escape(target)}</a></li></ul></div></div>')
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the stand-in wiki alone, serving the bundled SAMPLE articles (made-up figures)."""
+    parser = argparse.ArgumentParser(
+        prog="python -m taxdata.testing.mediawiki_server",
+        description="Run the stand-in MediaWiki Action API on 127.0.0.1, serving the bundled "
+                    "SAMPLE articles (fictional countries, made-up figures). Point "
+                    "TAXDATA_WIKIPEDIA_API at the printed URL.")
+    parser.add_argument("--port", type=int, default=8080, help="0 picks a free port "
+                        "(default %(default)s)")
+    parser.add_argument("--latency", type=float, default=0.0,
+                        help="seconds each answer waits (default %(default)s)")
+    parser.add_argument("--no-samples", action="store_true",
+                        help="serve no pages (every title is missing)")
+    args = parser.parse_args(argv)
+    server = StandInMediaWiki(latency=args.latency, port=args.port)
+    titles = []
+    if not args.no_samples:
+        for article in sample_articles():
+            server.add_page(article.title, article.html)
+            titles.append(article.title)
+    served = ", ".join(titles) or "no pages"
+    return serve_until_interrupted(
+        server, f"stand-in MediaWiki listening on {{base_url}}{API_PATH} (SAMPLE pages: {served})")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -6,6 +6,7 @@ Each stand-in (LLM, MediaWiki, extractor) subclasses :class:`StandInServer`, imp
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 import threading
@@ -181,3 +182,15 @@ class StandInServer(ABC):
     @abstractmethod
     def handle(self, request: RecordedRequest) -> Reply:
         """Answer one request (called on the server's handler thread)."""
+
+
+def serve_until_interrupted(server: StandInServer, banner: str) -> int:
+    """Run a stand-in in the foreground (its ``main()``): print ``banner``, stop on Ctrl-C."""
+    server.start()
+    print(banner.format(base_url=server.base_url), flush=True)
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            threading.Event().wait()
+    finally:
+        server.stop()
+    return 0
