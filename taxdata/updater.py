@@ -216,6 +216,10 @@ def read_import(path: Path, registry) -> ImportResult:
             result.invalid[slug] = errors
         else:
             result.records[slug] = record
+    count = len(records)
+    logger.info("[IMPORT] %d %s read from %s: %d valid, %d invalid, %d not in the registry",
+                count, "country" if count == 1 else "countries", path, len(result.records),
+                len(result.invalid), len(result.unknown))
     return result
 
 
@@ -262,10 +266,6 @@ def merge_import(update: "UpdateRun", imported: ImportResult, prune: bool) -> No
     if update.dirty:
         update.dataset["countries"] = dict(sorted(countries.items()))
         update.dataset["updated_at"] = _now()
-    logger.info("[IMPORT] %d countries read from %s: %d valid, %d invalid, %d not in the "
-                "registry", len(imported.records) + len(imported.invalid) + len(imported.unknown),
-                imported.path, len(imported.records), len(imported.invalid),
-                len(imported.unknown))
 
 
 # -- one country ------------------------------------------------------------------------------
