@@ -297,8 +297,9 @@ class Extractor:
         results = [self._extract_part(country, part, i + 1, len(parts))
                    for i, part in enumerate(parts)]
         # Each part's quotes must be found in the text of that part, the one its reply saw.
-        quotes = [Quote(e.field, e.quote, Source(part))
-                  for part, r in zip(parts, results) for e in r[0].evidence]
+        # One Source per part (it normalises the whole text), shared by that part's quotes.
+        quotes = [Quote(e.field, e.quote, source)
+                  for source, r in zip(map(Source, parts), results) for e in r[0].evidence]
         if len(results) == 1:
             return (*results[0], quotes)
         merged, conflicts = merge_extractions([r[0] for r in results])
@@ -444,6 +445,9 @@ class UpdateRun:
         self.dirty = False  # the dataset has changes tax_data.json does not hold yet
         self.journal = Journal(self.data.path(JOURNAL_FILE))
         self._checkpointed = time.monotonic()
+        # Time spent persisting, for the [PERSIST] line (and the persistence benchmark).
+        self.costs: dict[str, float] = {"saved": 0, "journal_s": 0.0, "checkpoints": 0,
+                                        "checkpoint_s": 0.0}
 
     # Which countries have a source file; the others are SKIPPED.
     def plan(self) -> dict[str, Path]:
@@ -532,6 +536,7 @@ class UpdateRun:
         if outcome.record is None:  # up to date: nothing new to write
             self.outcomes[outcome.slug] = outcome
             return
+        started = time.perf_counter()
         countries = self.dataset["countries"]
         old = (countries.get(outcome.slug) or {}).get("record")
         changes = diff_records(old, outcome.record)
@@ -549,11 +554,14 @@ class UpdateRun:
         self.dataset["updated_at"] = _now()
         self.dirty = True
         self.outcomes[outcome.slug] = outcome
+        self.costs["saved"] += 1
+        self.costs["journal_s"] += time.perf_counter() - started
         if time.monotonic() - self._checkpointed >= CHECKPOINT_SECONDS:
             self.checkpoint()
 
     def checkpoint(self) -> None:
         """Rewrite tax_data.json and taxData.js together from memory; the journal restarts."""
+        started = time.perf_counter()
         if self.dirty:
             self.dataset["countries"] = dict(sorted(self.dataset["countries"].items()))
             self.data.write_text(DATASET_FILE, dump_json(self.dataset))
@@ -561,6 +569,8 @@ class UpdateRun:
                                                     self.model))
             self.journal.clear()
             self.dirty = False
+            self.costs["checkpoints"] += 1
+            self.costs["checkpoint_s"] += time.perf_counter() - started
         self._checkpointed = time.monotonic()
 
     def calculator_view(self) -> dict[str, Any]:
@@ -577,12 +587,19 @@ class UpdateRun:
                 self.outcomes[slug] = CountryOutcome(
                     slug, "REMOVED", "not in the country registry: left out of taxData.js "
                     "(its record stays in tax_data.json)")
+        started = time.perf_counter()
         if self.dirty:
             self.dataset["countries"] = dict(sorted(self.dataset["countries"].items()))
             self.data.write_text(DATASET_FILE, dump_json(self.dataset))
         self.data.write_text(JS_FILE, render_js(self.calculator_view(), self.outcomes, self.model))
         self.dirty = False
         self.journal.remove()
+        costs = self.costs
+        logger.info("[PERSIST] %d %s saved: journal %.2fs, %d %s %.2fs, final write %.2fs",
+                    costs["saved"], "country" if costs["saved"] == 1 else "countries",
+                    costs["journal_s"], costs["checkpoints"],
+                    "checkpoint" if costs["checkpoints"] == 1 else "checkpoints",
+                    costs["checkpoint_s"], time.perf_counter() - started)
         counts = status_counts(self.outcomes)
         report = {
             "started_at": self.started, "finished_at": _now(), "interrupted": interrupted,

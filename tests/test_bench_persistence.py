@@ -33,6 +33,8 @@ def test_benchmark_runs_and_reports_its_figures():
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout)
     assert result["countries"] == 12 and result["workers"] == 4 and len(result["runs_s"]) == 1
+    # The updater's [PERSIST] line was found and read (a missing one would be NaN).
+    assert 0 <= result["persisting_s"] < result["measured_s"]
     # Figures are rounded to ms in the output: compare within that.
     assert result["ideal_s"] == pytest.approx(3 * 0.01 + result["startup_s"], abs=0.002)
     assert result["ratio"] == pytest.approx(result["measured_s"] / result["ideal_s"], abs=0.005)

@@ -357,6 +357,8 @@ def test_sigkill_loses_nothing_finished_and_the_next_run_starts_from_it(server, 
     again = run_updater(data, server.url("proxy"), "--countries", ",".join(slugs))
     assert again.returncode == 0, explain(again)
     assert "[RECOVERED]" in again.stderr
+    saved = len(slugs) - len(finished)
+    assert f"[PERSIST] {saved} countr{'y' if saved == 1 else 'ies'} saved: journal " in again.stderr
     report = report_of(again)
     # Everything the killed run finished was kept and is up to date: not asked again.
     for slug in finished:
