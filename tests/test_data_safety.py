@@ -426,3 +426,19 @@ def test_no_lock_files_are_left_behind(server, data):
         assert proc.returncode == 0, explain(proc)
     assert len(list((data / "reports").glob("*.json"))) == 2
     assert not (data / ".locks").exists()
+
+
+def test_dry_run_of_an_import_with_prune_shows_the_changes_and_writes_nothing(server, data,
+                                                                              tmp_path):
+    import_sample(server, data)
+    one = tmp_path / "one.js"
+    one.write_text(ONE_JS, encoding="utf-8")
+    before = snapshot(data)
+    proc = run_updater(data, server.url("proxy"), "--import-js", str(one), "--import-only",
+                       "--prune", "--dry-run")
+    assert proc.returncode == 0, explain(proc)
+    lines = proc.stdout.splitlines()
+    assert any(line.split()[:2] == ["MODIFIED", "germany"] for line in lines), proc.stdout
+    assert any(line.split()[:2] == ["REMOVED", "estonia"] for line in lines), proc.stdout
+    assert any(line.split()[:2] == ["REMOVED", "hong_kong"] for line in lines), proc.stdout
+    assert snapshot(data) == before
