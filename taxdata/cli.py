@@ -12,7 +12,7 @@ import sys
 from typing import Callable, Sequence
 
 from .config import ConfigError, Settings, load_settings
-from .files import UnsafePathError
+from .files import DataDirError, UnsafePathError, release_run_locks
 from .llm import PreflightError
 from .log import logger, setup_logging
 from .registry import RegistryError
@@ -69,7 +69,11 @@ def settings_from_args(args: argparse.Namespace, *, default_workers: int | None)
     if getattr(args, "fixed_concurrency", False):
         flags["adaptive"] = "0"
     defaults = {"max_workers": default_workers} if default_workers else {}
-    settings = load_settings(flags, defaults=defaults)  # validates every setting, used or not
+    try:
+        settings = load_settings(flags, defaults=defaults)  # validates every setting, used or not
+    except UnicodeDecodeError as exc:  # python-dotenv reads .env as UTF-8
+        raise UsageError(f".env: not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset "
+                         f"{exc.start}); save it as UTF-8") from None
     if default_workers is None:  # a sequential script: one worker whatever the environment says
         settings = dataclasses.replace(settings, max_workers=1)
     return settings
@@ -82,12 +86,18 @@ def run_main(pipeline: Callable[[argparse.Namespace, Settings], int],
     args = parser.parse_args(argv)
     try:
         settings = settings_from_args(args, default_workers=default_workers)
-        setup_logging(settings.log_level, settings.log_file, verbose=args.verbose)
+        try:
+            setup_logging(settings.log_level, settings.log_file, verbose=args.verbose)
+        except OSError as exc:  # e.g. --log-file names a directory or an unwritable place
+            raise UsageError(f"log file {settings.log_file}: {exc.strerror or exc}") from None
         with recording():  # the tagged log lines feed the HTML run report
             return pipeline(args, settings)
-    except (ConfigError, PreflightError, UsageError, UnsafePathError, RegistryError) as exc:
+    except (ConfigError, PreflightError, UsageError, UnsafePathError, RegistryError,
+            DataDirError) as exc:
         print(f"{parser.prog}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         logger.warning("[INTERRUPTED] stopped before any work was submitted")
         return EXIT_INTERRUPTED
+    finally:
+        release_run_locks()

@@ -56,9 +56,13 @@ def update_main(argv: Sequence[str] | None = None, prog: str | None = None) -> i
     parser.add_argument("--output-dir", metavar="DIR",
                         help="where tax_data.json, taxData.js and reports/ go (default: data dir)")
     parser.add_argument("--import-js", metavar="FILE",
-                        help="start from an existing calculator taxData.js (parsed, never run)")
+                        help="merge the records of a calculator taxData.js into the dataset "
+                             "(parsed, never run; each record validated; others kept)")
     parser.add_argument("--import-only", action="store_true",
                         help="with --import-js: import and write the dataset, no LLM calls")
+    parser.add_argument("--prune", action="store_true",
+                        help="with --import-js: remove the countries the file lacks (listed, "
+                             "reported REMOVED)")
     parser.add_argument("--max-chars", type=int, default=updater.DEFAULT_MAX_CHARS, metavar="N",
                         help="source characters per request; longer files are split "
                              "(default %(default)s)")

@@ -52,6 +52,8 @@ class Settings:
     adaptive: bool = True
     # Seconds a server that stopped answering gets to come back before its work fails:
     breaker_wait: float = 15.0
+    # Inputs (taxation files, raw pages, articles) larger than this are SKIPPED, never sent.
+    max_input_bytes: int = 1_000_000
 
     @property
     def llm_urls(self) -> tuple[str, ...]:
@@ -162,6 +164,8 @@ _SPEC: dict[str, tuple[str, Callable[[str], Any]]] = {
     "max_tokens": ("TAXDATA_MAX_TOKENS", _int_range(16, 1_000_000)),
     "adaptive": ("TAXDATA_ADAPTIVE", _flag),
     "breaker_wait": ("TAXDATA_BREAKER_WAIT", _seconds),
+    # Input size cap (bytes) of the updater and the generators; see Settings.max_input_bytes.
+    "max_input_bytes": ("TAXDATA_MAX_INPUT_BYTES", _int_range(1, 1 << 40)),
 }
 
 ENV_VARS = {name: env for name, (env, _) in _SPEC.items()}

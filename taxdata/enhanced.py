@@ -21,8 +21,8 @@ from .config import Settings
 from .extractor import ExtractorClient, ExtractorError, check_file_name
 from .files import DataDir
 from .formatter import PROMPT_VERSION, start_formatter
-from .generators import (FileOutcome, Skip, now_utc, read_taxation, run_per_country,
-                         select_countries, taxation_relpath)
+from .generators import (FileOutcome, Skip, checked_source, now_utc, read_taxation,
+                         run_per_country, select_countries, taxation_relpath)
 from .http import RetryPolicy
 from .llm import PreflightError
 from .log import logger, thread_label
@@ -30,6 +30,8 @@ from .rawfiles import raw_relpath, read_raw
 from .registry import Country
 from .taxfile import SourceInfo, compose, parse_sources
 from .wikipedia import ArticleNotFound, WikipediaClient
+
+SCRIPT_NAME = "generate_enhanced_taxation_files.py"
 
 
 def _keep_existing(data: DataDir, slug: str, force: bool, revision: str | None = None) -> None:
@@ -78,7 +80,7 @@ def _write(data: DataDir, slug: str, body: str, info: SourceInfo) -> FileOutcome
 def run(args: argparse.Namespace, settings: Settings) -> int:
     if args.max_chars < 1:  # else every country would fail, one by one, after its fetch
         raise UsageError(f"--max-chars must be at least 1, got {args.max_chars}")
-    countries, data = select_countries(args, settings)
+    countries, data = select_countries(args, settings, SCRIPT_NAME)
     retry = RetryPolicy.from_settings(settings)
     if args.list_txt_files or args.process_existing:
         return _process_existing(args, settings, data, retry)
@@ -104,7 +106,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         except ArticleNotFound as exc:
             raise Skip(str(exc)) from None
         _keep_existing(data, country.slug, args.force, str(article.revision_id))
-        result = formatter.from_source(country, article.text,
+        text = checked_source(article.text, settings, f'article "{article.title}"')
+        result = formatter.from_source(country, text,
                                        f'Wikipedia article "{article.title}"')
         return _write(data, country.slug, result.body, SourceInfo(
             kind="wikipedia", title=article.title, url=article.url,
@@ -112,11 +115,19 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             model=result.model, prompt_version=PROMPT_VERSION, generated_at=now_utc()))
 
     def from_raw(country: Country) -> FileOutcome:
-        text = data.read_text(raw_relpath(country.slug))
-        if text is None:
-            raise Skip(f"no {raw_relpath(country.slug)} (run generate_taxation_files.py)")
+        relpath = raw_relpath(country.slug)
+        path = data.path(relpath)
+        if not path.is_file():
+            raise Skip(f"no {relpath} (run generate_taxation_files.py)")
+        size = path.stat().st_size
+        if size > settings.max_input_bytes:  # not even read: it may be huge
+            raise Skip(f"{relpath}: {size:,} bytes is over the input cap of "
+                       f"{settings.max_input_bytes:,} bytes (TAXDATA_MAX_INPUT_BYTES); not sent")
+        text = checked_source(path.read_bytes(), settings, relpath)
         _keep_existing(data, country.slug, args.force)
         fields, content = read_raw(text)
+        if not content.strip():
+            raise Skip(f"{relpath}: empty (a header and no page text); not sent")
         url = fields.get("Source URL")
         result = formatter.from_source(country, content, f"page {url or 'of unknown origin'}")
         return _write(data, country.slug, result.body, SourceInfo(
@@ -145,7 +156,7 @@ def _process_existing(args: argparse.Namespace, settings: Settings, data: DataDi
             print(name)
         print(f"{len(names)} taxation files on {settings.extractor_url}")
         return 0
-    registry_countries, _ = select_countries(args, settings)
+    registry_countries, _ = select_countries(args, settings, SCRIPT_NAME)
     wanted = {c.slug: c for c in registry_countries}
     jobs: dict[str, tuple[str, Country]] = {}
     for name in names:
@@ -167,6 +178,7 @@ def _process_existing(args: argparse.Namespace, settings: Settings, data: DataDi
             text = service.get_file(check_file_name(name))
         except ValueError as exc:  # a hostile name from the service: never used as a path
             raise Skip(str(exc)) from None
+        text = checked_source(text, settings, f"extractor file {name}")
         result = formatter.from_source(country, text, f"extractor file {name}")
         return _write(data, slug, result.body, SourceInfo(
             kind="extractor", title=name, url=f"{service.base_url}/files/{name}",

@@ -16,7 +16,8 @@ from .llm import LLMClient, LLMError
 from .log import logger, thread_label
 from .registry import Country
 from .runner import Interrupted, run_tasks
-from .taxfile import FORMAT_TEMPLATE, missing_sections, split_sections, strip_sources
+from .taxfile import (FORMAT_TEMPLATE, missing_sections, normalize_headings, split_sections,
+                      strip_sources)
 
 PROMPT_VERSION = "format-1"
 DEFAULT_MAX_CHARS = 24_000
@@ -155,7 +156,8 @@ class Formatter:
                 reply = self.client.chat(messages, label=label)
             except LLMError as exc:
                 raise FormatError(str(exc)) from exc
-            body = strip_sources(_unfence(reply.text)).strip() + "\n"
+            # Headings that clearly name a standard section are written back in standard form.
+            body = normalize_headings(strip_sources(_unfence(reply.text))).strip() + "\n"
             missing = missing_sections(body)
             if not missing:
                 return Formatted(body, reply.model, asked)

@@ -14,7 +14,7 @@ from .llm import LLMClient, gone_note
 from .log import logger
 from .registry import Country, load_registry
 from .runner import EXIT_INTERRUPTED, run_tasks
-from .taxfile import taxation_path
+from .taxfile import source_problem, taxation_path
 
 TAXATION_DIR = "taxation"
 RAW_DIR = "raw"
@@ -38,12 +38,31 @@ def now_utc() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def select_countries(args: argparse.Namespace, settings: Settings) -> tuple[list[Country], DataDir]:
+def select_countries(args: argparse.Namespace, settings: Settings,
+                     script: str = "a generator") -> tuple[list[Country], DataDir]:
+    """The chosen countries and the data directory, checked before any work.
+
+    Unless it is a dry run (which writes, deletes and locks nothing): the directory must take
+    a real write, and no other script may be running on it (``script`` names this one to a
+    second run that stops).
+    """
     registry = load_registry(settings.countries_file, data_dir=settings.data_dir)
     data = DataDir(settings.data_dir)
-    if not args.dry_run:  # a dry run writes (and deletes) nothing
+    countries = registry.select(args.countries)
+    if not args.dry_run:
+        data.check_writable()
+        data.acquire_run_lock(script)
         data.sweep_stale_temps()
-    return registry.select(args.countries), data
+    return countries, data
+
+
+def checked_source(source: str | bytes, settings: Settings, what: str) -> str:
+    """The source text, or :class:`Skip` when it must not be sent (too big, not text, empty)."""
+    raw = source.encode("utf-8") if isinstance(source, str) else source
+    problem = source_problem(raw, settings.max_input_bytes)
+    if problem:
+        raise Skip(f"{what}: {problem}; not sent")
+    return raw.decode("utf-8")
 
 
 def taxation_relpath(slug: str) -> str:
@@ -53,7 +72,8 @@ def taxation_relpath(slug: str) -> str:
 def read_taxation(data: DataDir, slug: str) -> str | None:
     """The country's taxation file as the updater would read it (``<slug>.md`` or legacy name)."""
     path = taxation_path(data.path(TAXATION_DIR), check_slug(slug))
-    return None if path is None else path.read_text(encoding="utf-8")
+    # Read for its Sources section only: a stray non-UTF-8 byte must not fail the country.
+    return None if path is None else path.read_text(encoding="utf-8", errors="replace")
 
 
 def run_per_country(slugs: list[str], work: Callable[[str], FileOutcome], *, settings: Settings,

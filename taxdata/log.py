@@ -52,6 +52,27 @@ def truncate(text: str, limit: int = 2000) -> str:
     return f"{text[:limit]}... [{len(text) - limit} more chars]"
 
 
+def one_line(text: str, limit: int | None = None) -> str:
+    """``text`` on one line: its lines joined with `` | ``, blank ones dropped; optionally cut.
+
+    Log lines are parsed by their tag, one record per line: a server's multi-line error text (a
+    traceback pasted into an HTTP body) must not start lines of its own.
+    """
+    flat = ""
+    for line in (piece.strip() for piece in str(text).splitlines()):
+        if line:  # "...text\n)" reads as "...text)", not "...text | )"
+            flat += line if not flat or line[0] in ")]},;.:" else " | " + line
+    return truncate(flat, limit) if limit is not None else flat
+
+
+class _OneLineFormatter(logging.Formatter):
+    """Every record is one line, whatever its message (or exception) holds."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = super().format(record)
+        return one_line(text) if "\n" in text or "\r" in text else text
+
+
 class _TqdmHandler(logging.Handler):
     """Writes through ``tqdm.write`` so a line clears and redraws the bar instead of tearing it."""
 
@@ -79,7 +100,7 @@ def setup_logging(level: str | int = "INFO", log_file: str | Path | None = None,
     for handler in list(logger.handlers):
         logger.removeHandler(handler)
         handler.close()
-    fmt = logging.Formatter("%(message)s")
+    fmt = _OneLineFormatter("%(message)s")
     console = _TqdmHandler(stream)
     console.setFormatter(fmt)
     logger.addHandler(console)
@@ -87,7 +108,7 @@ def setup_logging(level: str | int = "INFO", log_file: str | Path | None = None,
         path = Path(log_file)
         path.parent.mkdir(parents=True, exist_ok=True)
         file_handler = logging.FileHandler(path, encoding="utf-8")
-        file_handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+        file_handler.setFormatter(_OneLineFormatter("%(asctime)s %(message)s"))
         logger.addHandler(file_handler)
     logger.setLevel(level)
     logger.propagate = False

@@ -45,7 +45,7 @@ def raw_relpath(slug: str) -> str:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    countries, data = select_countries(args, settings)
+    countries, data = select_countries(args, settings, "generate_taxation_files.py")
     builtin = args.extractor == "builtin"
     retry = RetryPolicy.from_settings(settings)
     session = make_session(user_agent=settings.user_agent)

@@ -24,7 +24,7 @@ DEFAULT_COUNTRIES = ("france", "italy", "spain", "netherlands", "sweden", "norwa
 def run(args: argparse.Namespace, settings: Settings) -> int:
     if args.countries is None and not args.missing:
         args.countries = ",".join(DEFAULT_COUNTRIES)
-    countries, data = select_countries(args, settings)
+    countries, data = select_countries(args, settings, "research_and_format.py")
 
     if args.missing:
         countries = [c for c in countries if read_taxation(data, c.slug) is None]

@@ -60,6 +60,73 @@ Two to four sentences on the tax system.
 """
 
 
+# Headings models write for the standard sections, normalised as by _heading_key (lowercase,
+# "and" for "&", no "/"-spacing, no numbering or emphasis). Only clear equivalents belong here.
+_SECTION_ALIASES = {
+    "overview": "Overview",
+    "tax overview": "Overview",
+    "personal income tax": "Personal Income Tax",
+    "personal income taxes": "Personal Income Tax",
+    "individual income tax": "Personal Income Tax",
+    "vat/gst": "VAT / GST",
+    "gst/vat": "VAT / GST",
+    "vat": "VAT / GST",
+    "gst": "VAT / GST",
+    "vat or gst": "VAT / GST",
+    "value added tax": "VAT / GST",
+    "value added tax/gst": "VAT / GST",
+    "value added tax/goods and services tax": "VAT / GST",
+    "goods and services tax": "VAT / GST",
+    "social security and payroll taxes": "Social Security and Payroll Taxes",
+    "social security and payroll tax": "Social Security and Payroll Taxes",
+    "social security/payroll taxes": "Social Security and Payroll Taxes",
+    "social security contributions and payroll taxes": "Social Security and Payroll Taxes",
+    "additional information": "Additional Information",
+    "additional info": "Additional Information",
+}
+_ANY_HEADING = re.compile(r"^(#{1,6})[ \t]*(.*?)[ \t]*#*[ \t]*$")
+# "1.", "1)", "(1)", "2.3", "1 -", "IV.", "a)" before the words of a heading.
+_NUMBERING = re.compile(r"^(?:\(?\d+(?:\.\d+)*[.):]?|\(?[ivx]+[.):]|\(?[a-e][.):])\s*[-\u2013:]?\s+",
+                        re.IGNORECASE)
+
+
+def _heading_key(title: str) -> str:
+    key = re.sub(r"[*_`]+", "", title).strip()
+    key = _NUMBERING.sub("", key)
+    key = key.lower().replace("&", " and ").replace("-", " ").rstrip(":. ")
+    key = re.sub(r"\s*/\s*", "/", key)
+    return re.sub(r"\s+", " ", key).strip()
+
+
+def standard_section(title: str) -> str | None:
+    """The standard section a heading's text clearly means, or None."""
+    key = _heading_key(title)
+    if key in _SECTION_ALIASES:
+        return _SECTION_ALIASES[key]
+    bare = re.sub(r"\s*\([^)]*\)\s*", " ", key).strip()  # "value added tax (vat)"
+    return _SECTION_ALIASES.get(re.sub(r"\s+", " ", bare))
+
+
+def normalize_headings(text: str) -> str:
+    """Write the headings that clearly name a standard section as ``## <standard name>``.
+
+    Models drift: ``### 1. Personal Income Tax``, ``## VAT/GST``, ``## Value Added Tax (VAT)``.
+    Only the first heading for each section is rewritten (a later one is a sub-heading), and
+    anything unclear is left for :func:`missing_sections` to report.
+    """
+    seen: set[str] = set()
+    lines = text.split("\n")
+    for i, line in enumerate(lines):
+        match = _ANY_HEADING.match(line)
+        if not match:
+            continue
+        name = standard_section(match.group(2))
+        if name is not None and name not in seen:
+            seen.add(name)
+            lines[i] = f"## {name}"
+    return "\n".join(lines)
+
+
 def missing_sections(text: str) -> list[str]:
     """The standard sections (``## <name>``) that ``text`` lacks."""
     present = {m.group(1).strip().lower()
@@ -144,6 +211,22 @@ def parse_sources(text: str) -> SourceInfo:
     kind = values.get("kind", "manual").split(" ", 1)[0].lower()
     values["kind"] = kind if kind in SOURCE_KINDS else "manual"
     return SourceInfo(**values)
+
+
+def source_problem(raw: bytes, max_bytes: int) -> str | None:
+    """Why ``raw`` must not be sent to the model (too big, not text, empty), or None if usable."""
+    if len(raw) > max_bytes:
+        return (f"{len(raw):,} bytes is over the input cap of {max_bytes:,} bytes "
+                "(TAXDATA_MAX_INPUT_BYTES)")
+    if b"\x00" in raw:
+        return "not text (contains NUL bytes: a binary file?)"
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return f"not UTF-8 text (byte {raw[exc.start]:#04x} at offset {exc.start})"
+    if not strip_sources(text).strip():
+        return "empty (no text besides any Sources section)"
+    return None
 
 
 def taxation_path(directory: Path, slug: str) -> Path | None:

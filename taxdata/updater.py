@@ -15,7 +15,7 @@ import argparse
 import hashlib
 import json
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -24,7 +24,8 @@ from . import __version__, crosscheck
 from .cli import EXIT_FAILED, EXIT_OK, UsageError
 from .config import Settings
 from .evidence import EvidenceCheck, Quote, Source, check_evidence
-from .files import DataDir
+from .files import DataDir, dump_json
+from .journal import Journal, read_journal
 from .jsmodule import JSParseError, parse_tax_data_js, render_tax_data_js
 from .llm import LLMClient, LLMError, LLMTruncated, gone_note
 from .log import logger, thread_label
@@ -35,11 +36,15 @@ from .runreport import write_html_report
 from .schema import (Extraction, Provenance, ReplyError, build_record, diff_records,
                      extraction_json_schema, missing_fields, parse_reply, summarize_changes,
                      validate_extraction)
-from .taxfile import SourceInfo, parse_sources, split_sections, strip_sources, taxation_path
+from .taxfile import (SourceInfo, parse_sources, source_problem, split_sections, strip_sources,
+                      taxation_path)
 
 PROMPT_VERSION = "updater-2"
 DATASET_FILE = "tax_data.json"
 JS_FILE = "taxData.js"
+JOURNAL_FILE = ".tax_data.journal.jsonl"  # finished countries not yet in tax_data.json
+CHECKPOINT_SECONDS = 5.0  # rewrite tax_data.json + taxData.js at most this often during a run
+SCRIPT_NAME = "tax_data_updater.py"
 DATASET_FORMAT = "taxdata/1"
 DEFAULT_MAX_CHARS = 24_000  # source characters per request (~6k tokens), leaves room to answer
 
@@ -110,9 +115,9 @@ class CountryOutcome:
     provenance: dict[str, Any] | None = field(default=None, repr=False)
 
     def report(self) -> dict[str, Any]:
-        data = asdict(self)
-        data.pop("record"), data.pop("provenance")
-        return data
+        # Not asdict(): it would deep-copy the record and provenance only to drop them.
+        return {f.name: getattr(self, f.name) for f in fields(self)
+                if f.name not in ("record", "provenance")}
 
 
 class CountryFailed(Exception):
@@ -155,32 +160,114 @@ def _now() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def import_js(path: Path, registry, data: DataDir) -> dict[str, Any]:
-    """Start the dataset from an existing calculator file (parsed, never executed)."""
+@dataclass
+class ImportResult:
+    """What an ``--import-js`` file holds: valid records, and the ones it may not bring in."""
+
+    path: Path
+    digest: str
+    records: dict[str, dict[str, Any]] = field(default_factory=dict)  # valid, by slug
+    invalid: dict[str, list[str]] = field(default_factory=dict)  # slug -> errors
+    unknown: list[str] = field(default_factory=list)  # not in the country registry
+
+
+def import_record_errors(record: Any, country: Country) -> list[str]:
+    """Why an imported record may not enter the dataset: the LLM reply's validation, plus its
+    identity fields (name, coordinates), which a reply never carries."""
+    if not isinstance(record, dict):
+        return [f"<root>: expected an object, got {type(record).__name__}"]
+    facts = {k: v for k, v in record.items() if k not in ("name", "coordinates")}
+    errors = list(validate_extraction(facts, country).errors)
+    if not isinstance(record.get("name"), str) or not record["name"].strip():
+        errors.append("name: required, a non-empty string")
+    coordinates = record.get("coordinates")
+    if (not isinstance(coordinates, list) or len(coordinates) != 2
+            or not all(isinstance(c, (int, float)) and not isinstance(c, bool)
+                       for c in coordinates)
+            or not (-90 <= coordinates[0] <= 90 and -180 <= coordinates[1] <= 180)):
+        errors.append(f"coordinates: must be [latitude, longitude] in degrees, got "
+                      f"{coordinates!r}")
+    for key in ("currency", "countryCode"):  # a reply may leave these null; a record may not
+        if record.get(key) is None:
+            errors.append(f"{key}: required in a stored record")
+    return errors
+
+
+def read_import(path: Path, registry) -> ImportResult:
+    """Parse (never execute) a calculator file and validate every record in it."""
     try:
-        text = path.read_text(encoding="utf-8")
+        raw = path.read_bytes()
     except OSError as exc:
         raise UsageError(f"cannot read {path}: {exc.strerror or exc}") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"{path}: not a UTF-8 text file (byte {raw[exc.start]:#04x} at offset "
+                         f"{exc.start}); expected a calculator taxData.js") from None
     try:
         records = parse_tax_data_js(text, source=str(path))
     except JSParseError as exc:
         raise UsageError(str(exc)) from None
-    digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
-    dataset = empty_dataset()
+    result = ImportResult(path, hashlib.sha256(raw).hexdigest())
     for slug, record in sorted(records.items()):
         if slug not in registry.slugs:
-            logger.warning("[IMPORT] %s is not in the country registry and was not imported "
-                           "(add it to countries.json to keep it)", slug)
+            result.unknown.append(slug)
             continue
-        if not isinstance(record, dict):
-            raise UsageError(f"{path}: taxData.{slug} is not an object")
-        provenance = Provenance(source_file=str(path), source_sha256=digest,
-                                source_kind="imported", unverified=False, extracted_at=_now())
-        dataset["countries"][slug] = {"record": record, "provenance": provenance.model_dump()}
-    count = len(dataset["countries"])
-    logger.info("[IMPORT] %d %s imported from %s", count, "country" if count == 1 else "countries",
-                path)
-    return dataset
+        errors = import_record_errors(record, registry.get(slug))
+        if errors:
+            result.invalid[slug] = errors
+        else:
+            result.records[slug] = record
+    count = len(records)
+    logger.info("[IMPORT] %d %s read from %s: %d valid, %d invalid, %d not in the registry",
+                count, "country" if count == 1 else "countries", path, len(result.records),
+                len(result.invalid), len(result.unknown))
+    return result
+
+
+def merge_import(update: "UpdateRun", imported: ImportResult, prune: bool) -> None:
+    """Add and update the imported records; remove others only when asked (``--prune``)."""
+    countries = update.dataset["countries"]
+    for slug, record in imported.records.items():
+        old = (countries.get(slug) or {}).get("record")
+        outcome = CountryOutcome(slug, source_file=str(imported.path), source_kind="imported",
+                                 reason=f"imported from {imported.path.name}")
+        changes = diff_records(old, record)
+        if old is None:
+            outcome.status = "ADDED"
+        elif changes:
+            outcome.status = "MODIFIED"
+            outcome.changes = [{"path": c.path, "old": c.old, "new": c.new} for c in changes]
+            outcome.reason = summarize_changes(changes)
+        else:
+            outcome.status = "UNCHANGED"
+        if outcome.status != "UNCHANGED":
+            provenance = Provenance(source_file=str(imported.path), source_sha256=imported.digest,
+                                    source_kind="imported", unverified=False, extracted_at=_now())
+            countries[slug] = {"record": record, "provenance": provenance.model_dump()}
+            update.dirty = True
+        update.outcomes[slug] = outcome
+    for slug, errors in imported.invalid.items():
+        logger.error("[INVALID] %s imported record rejected: %s", slug, "; ".join(errors))
+        update.outcomes[slug] = CountryOutcome(
+            slug, "FAILED", "invalid record in the imported file (not imported): "
+            + "; ".join(errors), source_kind="imported")
+    for slug in imported.unknown:
+        logger.error("[IMPORT] %s is not in the country registry: not imported (add it to the "
+                     "registry, e.g. a TAXDATA_COUNTRIES file, and import again)", slug)
+        update.outcomes[slug] = CountryOutcome(
+            slug, "FAILED", "not in the country registry: not imported", source_kind="imported")
+    if prune:
+        in_file = set(imported.records) | set(imported.invalid)
+        for slug in [s for s in countries if s not in in_file]:
+            logger.warning("[PRUNE] %s removed (not in %s)", slug, imported.path.name)
+            del countries[slug]
+            update.outcomes[slug] = CountryOutcome(slug, "REMOVED",
+                                                   f"--prune: not in {imported.path.name}")
+            update.dirty = True
+    if update.dirty:
+        update.dataset["countries"] = dict(sorted(countries.items()))
+        update.dataset["updated_at"] = _now()
 
 
 # -- one country ------------------------------------------------------------------------------
@@ -214,8 +301,9 @@ class Extractor:
         results = [self._extract_part(country, part, i + 1, len(parts))
                    for i, part in enumerate(parts)]
         # Each part's quotes must be found in the text of that part, the one its reply saw.
-        quotes = [Quote(e.field, e.quote, Source(part))
-                  for part, r in zip(parts, results) for e in r[0].evidence]
+        # One Source per part (it normalises the whole text), shared by that part's quotes.
+        quotes = [Quote(e.field, e.quote, source)
+                  for source, r in zip(map(Source, parts), results) for e in r[0].evidence]
         if len(results) == 1:
             return (*results[0], quotes)
         merged, conflicts = merge_extractions([r[0] for r in results])
@@ -359,9 +447,18 @@ class UpdateRun:
         self.previous: dict[str, Any] = {}  # the dataset's countries when the run started
         self.model: str | None = None
         self.references: list[Reference] = []  # the second sources to cross-check against
+        self.dataset: dict[str, Any] = empty_dataset()  # the dataset as it is now, in memory
+        self.dirty = False  # the dataset has changes tax_data.json does not hold yet
+        self.journal = Journal(self.data.path(JOURNAL_FILE))
+        self._checkpointed = time.monotonic()
+        # Time spent persisting, for the [PERSIST] line (and the persistence benchmark).
+        self.costs: dict[str, float] = {"saved": 0, "journal_s": 0.0, "checkpoints": 0,
+                                        "checkpoint_s": 0.0}
 
     # Which countries have a source file; the others are SKIPPED.
     def plan(self) -> dict[str, Path]:
+        if self.input_dir.exists() and not self.input_dir.is_dir():
+            raise UsageError(f"input directory {self.input_dir} is a file, not a directory")
         if not self.input_dir.is_dir():
             raise UsageError(f"input directory {self.input_dir} does not exist - run the "
                              "generators first or pass --input-dir")
@@ -371,9 +468,28 @@ class UpdateRun:
             if path is None:
                 self.outcomes[country.slug] = CountryOutcome(
                     country.slug, "SKIPPED", f"no taxation file in {self.input_dir}")
+                continue
+            problem = self.input_problem(path)
+            if problem:
+                logger.warning("[SKIPPED] %s %s: %s", country.slug, path.name, problem)
+                self.outcomes[country.slug] = CountryOutcome(
+                    country.slug, "SKIPPED", f"{path.name}: {problem}; not sent",
+                    source_file=path.name)
             else:
                 sources[country.slug] = path
         return sources
+
+    def input_problem(self, path: Path) -> str | None:
+        """Why a taxation file must not be sent (over the size cap, not text, empty)."""
+        cap = self.settings.max_input_bytes
+        try:
+            size = path.stat().st_size
+            if size > cap:  # not even read: it may be huge
+                return (f"{size:,} bytes is over the input cap of {cap:,} bytes "
+                        "(TAXDATA_MAX_INPUT_BYTES)")
+            return source_problem(path.read_bytes(), cap)
+        except OSError as exc:
+            return f"cannot read: {exc.strerror or exc}"
 
     def up_to_date(self, slug: str, raw: bytes, model: str | None) -> bool:
         """The record was extracted from these very bytes, with this prompt and model."""
@@ -435,41 +551,78 @@ class UpdateRun:
             raise CountryFailed(outcome)
 
     def persist(self, outcome: CountryOutcome) -> None:
-        """Write a finished country into tax_data.json now (called as each result arrives)."""
+        """Record a finished country at once (called as each result arrives, on one thread).
+
+        The dataset in memory is updated and the record appended to the fsync'd journal: cost
+        per country independent of the dataset's size. The whole files follow at checkpoints.
+        """
         if outcome.record is None:  # up to date: nothing new to write
             self.outcomes[outcome.slug] = outcome
             return
-
-        def update(dataset: dict[str, Any] | None) -> dict[str, Any]:
-            dataset = dataset or empty_dataset()
-            old = (dataset["countries"].get(outcome.slug) or {}).get("record")
-            changes = diff_records(old, outcome.record)
-            if old is None:
-                outcome.status = "ADDED"
-            elif changes:
-                outcome.status = "MODIFIED"
-                outcome.changes = [{"path": c.path, "old": c.old, "new": c.new} for c in changes]
-                outcome.reason = summarize_changes(changes)
-            else:
-                outcome.status = "UNCHANGED"
-            dataset["countries"][outcome.slug] = {"record": outcome.record,
-                                                  "provenance": outcome.provenance}
-            dataset["countries"] = dict(sorted(dataset["countries"].items()))
-            dataset["updated_at"] = _now()
-            return dataset
-
-        self.data.update_json(DATASET_FILE, update, None)
+        started = time.perf_counter()
+        countries = self.dataset["countries"]
+        old = (countries.get(outcome.slug) or {}).get("record")
+        changes = diff_records(old, outcome.record)
+        if old is None:
+            outcome.status = "ADDED"
+        elif changes:
+            outcome.status = "MODIFIED"
+            outcome.changes = [{"path": c.path, "old": c.old, "new": c.new} for c in changes]
+            outcome.reason = summarize_changes(changes)
+        else:
+            outcome.status = "UNCHANGED"
+        entry = {"record": outcome.record, "provenance": outcome.provenance}
+        self.journal.append({"slug": outcome.slug, **entry})
+        countries[outcome.slug] = entry
+        self.dataset["updated_at"] = _now()
+        self.dirty = True
         self.outcomes[outcome.slug] = outcome
+        self.costs["saved"] += 1
+        self.costs["journal_s"] += time.perf_counter() - started
+        if time.monotonic() - self._checkpointed >= CHECKPOINT_SECONDS:
+            self.checkpoint()
 
-    def finish(self, dataset: dict[str, Any], interrupted: bool) -> None:
-        """Write taxData.js and the report from the dataset as it is now."""
-        for slug in list(dataset["countries"]):
+    def checkpoint(self) -> None:
+        """Rewrite tax_data.json and taxData.js together from memory; the journal restarts."""
+        started = time.perf_counter()
+        if self.dirty:
+            self.dataset["countries"] = dict(sorted(self.dataset["countries"].items()))
+            self.data.write_text(DATASET_FILE, dump_json(self.dataset))
+            self.data.write_text(JS_FILE, render_js(self.calculator_view(), self.outcomes,
+                                                    self.model))
+            self.journal.clear()
+            self.dirty = False
+            self.costs["checkpoints"] += 1
+            self.costs["checkpoint_s"] += time.perf_counter() - started
+        self._checkpointed = time.monotonic()
+
+    def calculator_view(self) -> dict[str, Any]:
+        """The dataset as taxData.js shows it: registry countries only."""
+        view = dict(self.dataset)
+        view["countries"] = {slug: entry for slug, entry in self.dataset["countries"].items()
+                             if slug in self.registry.slugs}
+        return view
+
+    def finish(self, interrupted: bool) -> None:
+        """Write tax_data.json and taxData.js (in step), then the report; drop the journal."""
+        for slug in self.dataset["countries"]:
             if slug not in self.registry.slugs:
                 self.outcomes[slug] = CountryOutcome(
                     slug, "REMOVED", "not in the country registry: left out of taxData.js "
                     "(its record stays in tax_data.json)")
-                del dataset["countries"][slug]
-        self.data.write_text(JS_FILE, render_js(dataset, self.outcomes, self.model))
+        started = time.perf_counter()
+        if self.dirty:
+            self.dataset["countries"] = dict(sorted(self.dataset["countries"].items()))
+            self.data.write_text(DATASET_FILE, dump_json(self.dataset))
+        self.data.write_text(JS_FILE, render_js(self.calculator_view(), self.outcomes, self.model))
+        self.dirty = False
+        self.journal.remove()
+        costs = self.costs
+        logger.info("[PERSIST] %d %s saved: journal %.2fs, %d %s %.2fs, final write %.2fs",
+                    costs["saved"], "country" if costs["saved"] == 1 else "countries",
+                    costs["journal_s"], costs["checkpoints"],
+                    "checkpoint" if costs["checkpoints"] == 1 else "checkpoints",
+                    costs["checkpoint_s"], time.perf_counter() - started)
         counts = status_counts(self.outcomes)
         report = {
             "started_at": self.started, "finished_at": _now(), "interrupted": interrupted,
@@ -481,12 +634,49 @@ class UpdateRun:
             "countries": {slug: self.outcomes[slug].report() for slug in sorted(self.outcomes)},
         }
         stamp = self.started.replace(":", "").replace("-", "")
-        name, number = f"reports/update-{stamp}.json", 1
-        while self.data.path(name).exists():  # runs started in the same second keep both reports
-            number += 1
-            name = f"reports/update-{stamp}-{number}.json"
-        self.report_path = self.data.write_text(name, json.dumps(report, indent=2) + "\n")
-        write_html_report(self.data, name, report, dataset)
+        # Claimed with an exclusive create: runs started in the same second keep both reports.
+        self.report_path = self.data.write_new_text(f"reports/update-{stamp}", ".json",
+                                                    json.dumps(report, indent=2) + "\n")
+        write_html_report(self.data, self.report_path.relative_to(self.data.root).as_posix(),
+                          report, self.calculator_view())
+
+
+def recover(data: DataDir, registry) -> int:
+    """Finish what a killed run left: replay its journal into tax_data.json, re-render taxData.js.
+
+    Returns how many journal entries were replayed (0 when the last run finished its writes).
+    """
+    path = data.path(JOURNAL_FILE)
+    try:
+        entries = read_journal(path)
+    except OSError as exc:  # e.g. a directory in its place: say so, touch nothing
+        raise UsageError(f"cannot read the journal {path}: {exc.strerror or exc}") from None
+    if entries is None:
+        return 0
+    dataset = load_dataset(data)
+    for entry in entries:
+        slug = entry.get("slug")
+        if isinstance(slug, str) and isinstance(entry.get("record"), dict):
+            dataset["countries"][slug] = {"record": entry["record"],
+                                          "provenance": entry.get("provenance")}
+    if entries:
+        dataset["countries"] = dict(sorted(dataset["countries"].items()))
+        dataset["updated_at"] = _now()
+        data.write_text(DATASET_FILE, dump_json(dataset))
+    view = dict(dataset, countries={s: e for s, e in dataset["countries"].items()
+                                    if s in registry.slugs})
+    if dataset["countries"] or data.path(JS_FILE).exists():
+        data.write_text(JS_FILE, render_js(view, {}, None, note="recovered after an "
+                                           "interrupted run"))
+    Journal(path).remove()
+    if entries:
+        logger.warning("[RECOVERED] the last run ended without finishing its writes: %d finished "
+                       "countries replayed into %s, %s re-rendered", len(entries), DATASET_FILE,
+                       JS_FILE)
+    else:
+        logger.info("[RECOVERED] the last run ended without finishing its writes: %s "
+                    "re-rendered from %s", JS_FILE, DATASET_FILE)
+    return len(entries)
 
 
 def _provenance(path: Path, raw: bytes, info: SourceInfo, model: str,
@@ -506,13 +696,13 @@ def status_counts(outcomes: dict[str, CountryOutcome]) -> dict[str, int]:
 
 
 def render_js(dataset: dict[str, Any], outcomes: dict[str, CountryOutcome],
-              model: str | None) -> str:
+              model: str | None, note: str | None = None) -> str:
     counts = status_counts(outcomes)
     header = [
         "taxData.js - generated by taxdata tax_data_updater; edit the taxation files, not this.",
         f"Updated {dataset.get('updated_at') or _now()} with model {model or 'n/a'}.",
-        "This run: " + (", ".join(f"{n} {s.lower()}" for s, n in counts.items() if n)
-                        or "no country processed (import only)"),
+        "This run: " + (note or ", ".join(f"{n} {s.lower()}" for s, n in counts.items() if n)
+                        or "no country processed"),
     ]
     comments = {}
     for slug, entry in dataset["countries"].items():
@@ -609,6 +799,17 @@ def _few_words(reason: str, limit: int = 100) -> str:
     return cut.rstrip(" ,;:") + "..."
 
 
+def check_args(args: argparse.Namespace) -> None:
+    """Flag combinations that cannot work: a usage error before anything is read or written."""
+    if args.import_only and not args.import_js:
+        raise UsageError("--import-only needs --import-js FILE (there is nothing to import)")
+    if getattr(args, "prune", False) and not args.import_js:
+        raise UsageError("--prune needs --import-js FILE (it removes the countries that file "
+                         "lacks)")
+    if args.max_chars < 1:
+        raise UsageError(f"--max-chars must be at least 1, got {args.max_chars}")
+
+
 def run(args: argparse.Namespace, settings: Settings) -> int:
     """The whole updater run (the script's one call)."""
     started = time.monotonic()
@@ -618,6 +819,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     if getattr(args, "write", False):
         raise UsageError("--write goes with --discover-countries (the updater always writes; "
                          "--dry-run previews)")
+    check_args(args)
     update = UpdateRun(args, settings)
     if getattr(args, "reference", None):  # a bad file is a usage error before any request
         try:
@@ -626,26 +828,33 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             raise UsageError(str(exc)) from None
         for warning in update.references[-1].warnings:
             logger.warning("[REFERENCE] %s %s", thread_label(), warning)
-    if not args.dry_run:  # a dry run writes (and deletes) nothing
+    if not args.dry_run:  # a dry run writes (and deletes, and locks) nothing
+        update.data.check_writable()
+        update.data.acquire_run_lock(SCRIPT_NAME)
         update.data.sweep_stale_temps()
+        recover(update.data, update.registry)
+    # A broken dataset is an error before any LLM call.
+    update.dataset = load_dataset(update.data)
     if args.import_js:
-        dataset = import_js(Path(args.import_js), update.registry, update.data)
-        if not args.dry_run:
-            update.data.write_text(DATASET_FILE, json.dumps(dataset, indent=2,
-                                                            ensure_ascii=False) + "\n")
-        if args.import_only:
-            if not args.dry_run:
-                update.finish(update.data.read_json(DATASET_FILE), interrupted=False)
-                print_summary(update, time.monotonic() - started)
-            return EXIT_OK
+        imported = read_import(Path(args.import_js), update.registry)
+        merge_import(update, imported, getattr(args, "prune", False))
+        if args.import_only or args.dry_run:
+            if args.dry_run:
+                return dry_run_import(update)
+            update.journal.open()
+            update.finish(interrupted=False)
+            print_summary(update, time.monotonic() - started)
+            return EXIT_FAILED if imported.invalid or imported.unknown else EXIT_OK
     sources = update.plan()
     client = LLMClient.from_settings(settings)
     extractor = Extractor(client, args.max_chars, settings.max_reasks)
     if args.dry_run:
         return dry_run(update, extractor, sources)
-    # A broken dataset is an error before any LLM call.
-    update.previous = load_dataset(update.data)["countries"]
     update.model = client.preflight()
+    update.previous = dict(update.dataset["countries"])
+    update.journal.open()
+    if update.dirty:  # the import is on disk before the first request
+        update.checkpoint()
 
     def work(slug: str) -> CountryOutcome:
         return update.process(client, extractor, slug, sources[slug])
@@ -662,7 +871,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     summary = run_tasks(sources, work, max_workers=settings.max_workers, on_result=on_result,
                         describe=lambda outcome: outcome.status, progress=not args.no_progress)
     for slug, result in summary.results.items():
-        if slug in update.outcomes:
+        if slug in update.outcomes and result.ok:
             continue
         if result.ok:  # Ctrl-C landed while its result was being saved
             update.outcomes[slug] = result.value
@@ -673,7 +882,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         else:  # an unexpected error (a bug, a disk error): nothing was written for it
             update.outcomes[slug] = CountryOutcome(slug, "FAILED", f"{type(result.error).__name__}:"
                                                    f" {result.error}")
-    update.finish(load_dataset(update.data), summary.interrupted)
+    update.finish(summary.interrupted)
     print_summary(update, time.monotonic() - started)
     for line in client.endpoint_summary():
         print(f"  LLM {line}")
@@ -684,6 +893,14 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         return EXIT_INTERRUPTED
     failed = any(o.status == "FAILED" for o in update.outcomes.values())
     return EXIT_FAILED if failed else EXIT_OK
+
+
+def dry_run_import(update: UpdateRun) -> int:
+    """What an import would do to the dataset; nothing is written."""
+    print("Dry run: the import would change the dataset like this (nothing written):")
+    for slug, outcome in sorted(update.outcomes.items()):
+        print(f"  {outcome.status:<9} {slug:<24} {_few_words(outcome.reason)}")
+    return EXIT_OK
 
 
 def dry_run(update: UpdateRun, extractor: Extractor, sources: dict[str, Path]) -> int:
@@ -698,7 +915,11 @@ def dry_run(update: UpdateRun, extractor: Extractor, sources: dict[str, Path]) -
                  for p in parts]
         print(f"  {slug:<24} {path.name:<28} {len(parts)} request(s), prompt "
               f"{sum(sizes):,} chars (~{sum(sizes) // 4:,} tokens)")
-    skipped = [o.slug for o in update.outcomes.values() if o.status == "SKIPPED"]
-    if skipped:
-        print(f"  SKIPPED (no taxation file): {', '.join(skipped)}")
+    skipped = [o for o in update.outcomes.values() if o.status == "SKIPPED"]
+    no_file = [o.slug for o in skipped if o.reason.startswith("no taxation file")]
+    if no_file:
+        print(f"  SKIPPED (no taxation file): {', '.join(no_file)}")
+    for outcome in skipped:
+        if outcome.slug not in no_file:
+            print(f"  SKIPPED {outcome.slug}: {outcome.reason}")
     return EXIT_OK

@@ -869,3 +869,49 @@ def test_enhanced_never_replaces_a_hand_written_file_unless_forced(suite, name):
     assert len(suite.chats()) == 1
     written = suite.taxation("germany").read_text(encoding="utf-8")
     assert parse_sources(written).kind == "wikipedia"
+
+
+# -- data safety (issue 8): inputs checked, one run per data directory, write preflight ------
+
+def test_from_raw_skips_empty_binary_and_oversized_raw_files_without_sending(suite):
+    raw_dir = suite.data / "raw"
+    raw_dir.mkdir(parents=True)
+    header = "Source URL: https://example.invalid/fixture\nFetched: 2026-01-01T00:00:00Z\n---\n\n"
+    (raw_dir / "germany.txt").write_text(header + "FIXTURE page. " * 100, encoding="utf-8")
+    (raw_dir / "france.txt").write_text(header, encoding="utf-8")
+    (raw_dir / "estonia.txt").write_bytes(b"\x7fELF\x02\x01\x00\x00binary")
+    (raw_dir / "austria.txt").write_text(header + "FIXTURE text.\n", encoding="utf-8")
+    result = suite.run("enhanced", "--from-raw", "--countries", "germany,france,estonia,austria",
+                       env={"TAXDATA_MAX_INPUT_BYTES": "1000"})
+    assert result.returncode == 0, result.stderr
+    assert "over the input cap of 1,000 bytes" in summary_line(result.stdout, "germany")
+    assert "empty" in summary_line(result.stdout, "france")
+    assert "NUL bytes" in summary_line(result.stdout, "estonia")
+    for slug in ("germany", "france", "estonia"):
+        assert summary_line(result.stdout, slug).split()[0] == "SKIPPED"
+    assert summary_line(result.stdout, "austria").split()[0] == "WRITTEN"
+    assert [country_in(chat) for chat in suite.chats()] == ["Austria"]
+
+
+def test_generator_stops_when_another_run_holds_the_data_dir(suite):
+    from taxdata.files import DataDir
+    holder = DataDir(suite.data)
+    holder.acquire_run_lock("tax_data_updater.py")
+    try:
+        result = suite.run("enhanced", "--countries", "germany")
+    finally:
+        holder.release_run_lock()
+    assert result.returncode == 2
+    (line,) = result.stderr.strip().splitlines()
+    assert f"in use by tax_data_updater.py (PID {os.getpid()}, started " in line
+    assert suite.chats() == [] and suite.wiki.requests == []
+
+
+def test_generator_with_a_file_as_data_dir_exits_2_before_any_request(suite, tmp_path):
+    plain = tmp_path / "plain.txt"
+    plain.write_text("FIXTURE: not a directory\n")
+    result = suite.run("research", "--countries", "germany", env={"TAXDATA_DATA_DIR": str(plain)})
+    assert result.returncode == 2
+    (line,) = result.stderr.strip().splitlines()
+    assert "is a file, not a directory" in line
+    assert suite.chats() == [] and plain.read_text() == "FIXTURE: not a directory\n"

@@ -91,3 +91,22 @@ def test_api_key_never_logged_even_when_verbose(make_llm_server, client_for, tmp
     assert key not in logfile
     assert {r.headers["Authorization"] for r in server.requests_to("/chat")} == {
         f"Bearer {key}", f"Bearer {key}-old"}
+
+
+def test_multi_line_messages_become_one_log_line(tmp_path):
+    """A server's pasted traceback (as in the [FALLBACK] line) must not start lines of its own."""
+    stream, log_file = io.StringIO(), tmp_path / "run.log"
+    setup_logging("INFO", log_file, stream=stream)
+    server_text = 'Traceback (most recent call last):\n  File "srv.py", line 1\r\nValueError: no\n'
+    logger.warning("[FALLBACK] %s server rejected structured output %r (HTTP %d: %s); using %r",
+                   "Thread-1", "schema", 500, server_text, "json")
+    logger.info("[COMPLETED] germany - ADDED")
+    for handler in logger.handlers:
+        handler.flush()
+    console = stream.getvalue().splitlines()
+    assert console == [
+        "[FALLBACK] Thread-1 server rejected structured output 'schema' (HTTP 500: Traceback "
+        '(most recent call last): | File "srv.py", line 1 | ValueError: no); using \'json\'',
+        "[COMPLETED] germany - ADDED"]
+    written = log_file.read_text(encoding="utf-8").splitlines()
+    assert [line.split(" ", 2)[2] for line in written] == console

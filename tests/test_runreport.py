@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -92,12 +94,22 @@ def big_run(tmp_path_factory):
     """One updater run over 200 SAMPLE countries with 8 workers and scripted faults."""
     tmp = tmp_path_factory.mktemp("big")
     registry, taxation = _write_countries(tmp, 200)
-    llm = StandInLLM(latency=0.005, responder=rule_based_reply, models=("sample-rules",))
-    # Consumed in arrival order: 3 busy answers (retried), 2 broken replies (re-asked),
-    # one refusal (the country fails for good).
-    llm.enqueue(Fault.http(503, retry_after="0.05"), "not json at all",
-                Fault.http(503, retry_after="0.05"), "also not json",
-                Fault.http(503, retry_after="0.05"), Fault.http(400, "prompt refused"))
+    # Each fault goes to a named country's first request, whatever order requests arrive in:
+    # 3 busy answers (retried), 2 broken replies (re-asked), one refusal (fails for good).
+    faults = {"Sample 010": Fault.http(503, retry_after="0.05"), "Sample 020": "not json at all",
+              "Sample 030": Fault.http(503, retry_after="0.05"), "Sample 040": "also not json",
+              "Sample 050": Fault.http(503, retry_after="0.05"),
+              "Sample 060": Fault.http(400, "prompt refused")}
+    lock = threading.Lock()
+
+    def respond(body: dict) -> Any:
+        prompt = next(m["content"] for m in body["messages"] if m["role"] == "user")
+        name = re.search(r"Country: (Sample \d{3})", prompt).group(1)
+        with lock:
+            fault = faults.pop(name, None)
+        return fault if fault is not None else rule_based_reply(body)
+
+    llm = StandInLLM(latency=0.005, responder=respond, models=("sample-rules",))
     with llm, pytest.MonkeyPatch.context() as mp:
         mp.setenv("TAXDATA_COUNTRIES", str(registry))
         code = commands.update_main(["--data-dir", str(tmp), "--input-dir", str(taxation),

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import re
 
-from taxdata.files import DataDir
 from taxdata.jsmodule import render_tax_data_js
 from taxdata.registry import load_registry
 from taxdata.runner import run_tasks
 from taxdata.schema import build_record, validate_extraction
 from taxdata.testing.responder import extraction_reply
 from taxdata.testing.samples import REGISTRY_FILE
-from taxdata.updater import _few_words, import_js
+from taxdata.updater import _few_words, read_import
 
 SAMPLE_SOURCE = """\
 - System: flat
@@ -38,9 +37,10 @@ def test_import_of_one_country_says_country(tmp_path, taxdata_log):
     assert outcome.ok, outcome.errors
     js = tmp_path / "taxData.js"
     js.write_text(render_tax_data_js({"fictonia": build_record(outcome.extraction, country)}))
-    dataset = import_js(js, registry, DataDir(tmp_path / "data"))
-    assert list(dataset["countries"]) == ["fictonia"]
-    assert f"[IMPORT] 1 country imported from {js}" in taxdata_log.lines
+    imported = read_import(js, registry)
+    assert list(imported.records) == ["fictonia"]
+    assert (f"[IMPORT] 1 country read from {js}: 1 valid, 0 invalid, 0 not in the registry"
+            in taxdata_log.lines)
 
 
 def test_summary_reasons_are_cut_between_words():
