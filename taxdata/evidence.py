@@ -183,11 +183,23 @@ class Source:
         close()
 
 
-def _bounded(quote: str) -> re.Pattern[str]:
-    # A quote starting or ending inside a word or number is a different quote ("7 %" in "17 %").
-    before = r"(?<![0-9a-z.,])" if quote[:1].isalnum() else ""
-    after = r"(?![0-9a-z])" if quote[-1:].isalnum() or quote.endswith("%") else ""
-    return re.compile(before + re.escape(quote) + after)
+def _occurs_bounded(quote: str, text: str) -> bool:
+    """``quote`` occurs in ``text``, not starting or ending inside a word or number: a quote
+    that does is a different quote ("7 %" in "17 %")."""
+    check_before = quote[:1].isalnum()
+    check_after = quote[-1:].isalnum() or quote.endswith("%")
+    start = text.find(quote)
+    while start != -1:  # plain find: a regex compiled per quote costs more than the search
+        end = start + len(quote)
+        if ((not check_before or start == 0 or text[start - 1] not in _WORD_BEFORE)
+                and (not check_after or end == len(text) or text[end] not in _WORD_AFTER)):
+            return True
+        start = text.find(quote, start + 1)
+    return False
+
+
+_WORD_AFTER = frozenset("0123456789abcdefghijklmnopqrstuvwxyz")
+_WORD_BEFORE = _WORD_AFTER | {".", ","}
 
 
 def find_quote(source: Source, quote: str) -> list[str]:
@@ -195,8 +207,7 @@ def find_quote(source: Source, quote: str) -> list[str]:
     wanted = _normalise_quote(quote)
     if not wanted:
         return []
-    pattern = _bounded(wanted)
-    return [s.headings for s in source.sections if pattern.search(s.text)]
+    return [s.headings for s in source.sections if _occurs_bounded(wanted, s.text)]
 
 
 # --------------------------------------------------------------------------------------------

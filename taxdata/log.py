@@ -82,7 +82,12 @@ class _TqdmHandler(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            tqdm.write(self.format(record), file=self.stream or sys.stderr)
+            text, stream = self.format(record), self.stream or sys.stderr
+            if getattr(tqdm, "_instances", None):  # a bar is showing: clear it, write, redraw it
+                tqdm.write(text, file=stream)
+            else:  # no bar (--no-progress, not a terminal): tqdm.write's locking is pure cost
+                stream.write(text + "\n")
+                stream.flush()
         except Exception:  # logging must never take a worker down
             self.handleError(record)
 
