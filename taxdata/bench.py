@@ -56,12 +56,11 @@ from typing import Any, Callable, Sequence
 import requests
 from requests.adapters import HTTPAdapter
 
+from .errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
 from .config import API_DIALECTS, ConfigError, Settings, load_settings
 from .llm import LLMClient, LLMError, PreflightError, gone_note
 from .log import setup_logging
-from .runner import EXIT_INTERRUPTED, run_tasks
-
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+from .runner import run_tasks
 
 PROMPT = ({"role": "user", "content": "Reply with the single word OK."},)
 
@@ -197,7 +196,7 @@ def run_ours(client: LLMClient, n: int, workers: int,
 
     started = time.perf_counter()
     summary = run_tasks(task_ids(n), wrap(work) if wrap else work, max_workers=workers,
-                        progress=False, what="benchmark")
+                        progress=False, what="benchmark", clear_stop=True)
     wall = time.perf_counter() - started
     if summary.interrupted:
         raise KeyboardInterrupt
@@ -460,7 +459,8 @@ def _scenario_run(client: LLMClient, n: int, workers: int) -> tuple[float, Any]:
     """(wall seconds, RunSummary) of ``n`` chats on ``workers``; failures are counted, not raised."""
     started = time.perf_counter()
     summary = run_tasks(task_ids(n), lambda task_id: client.chat(PROMPT, label=task_id),
-                        max_workers=workers, progress=False, what="scenario")
+                        max_workers=workers, progress=False, what="scenario",
+                        clear_stop=True)
     wall = time.perf_counter() - started
     if summary.interrupted:
         raise KeyboardInterrupt

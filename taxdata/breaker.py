@@ -15,7 +15,7 @@ from typing import Callable
 
 from .http import RetryPolicy
 from .log import logger
-from .runner import STOP
+from .cancel import STOP
 
 CLOSED, OPEN, GONE = "closed", "open", "gone"
 

@@ -12,22 +12,16 @@ import sys
 from typing import Callable, Sequence
 
 from .config import ConfigError, Settings, load_settings
+from .errors import EXIT_INTERRUPTED, EXIT_USAGE, UsageError
 from .files import DataDirError, UnsafePathError, release_run_locks
 from .llm import PreflightError
 from .log import logger, setup_logging
 from .registry import RegistryError
-from .runner import EXIT_INTERRUPTED
 from .runreport import recording
-
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 # Flags whose values feed Settings (dest -> Settings field).
 _SETTING_FLAGS = {"max_workers": "max_workers", "model": "model", "llm_url": "llm_url",
                   "llm_api": "llm_api", "data_dir": "data_dir", "log_file": "log_file"}
-
-
-class UsageError(ValueError):
-    """Bad input from the user (unknown country, malformed file): one line, exit code 2."""
 
 
 def common_parser(prog: str, description: str, *, default_workers: int | None,

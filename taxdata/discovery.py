@@ -24,9 +24,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .cli import EXIT_FAILED, EXIT_OK, UsageError
 from .config import Settings
 from .countryfacts import add_entries, registry_entry
+from .errors import EXIT_FAILED, EXIT_OK, UsageError
 from .files import DataDir, dump_json
 from .http import RetryPolicy
 from .log import logger, set_thread_label, thread_label

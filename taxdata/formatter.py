@@ -15,12 +15,12 @@ from .config import Settings
 from .llm import LLMClient, LLMError
 from .log import logger, thread_label
 from .registry import Country
-from .runner import Interrupted, run_tasks
-from .taxfile import (FORMAT_TEMPLATE, missing_sections, normalize_headings, split_sections,
-                      strip_sources)
+from .cancel import Interrupted
+from .runner import run_tasks
+from .taxfile import (DEFAULT_MAX_CHARS, FORMAT_TEMPLATE, missing_sections, normalize_headings,
+                      request_parts, strip_sources)
 
 PROMPT_VERSION = "format-1"
-DEFAULT_MAX_CHARS = 24_000
 
 SOURCE_RULES = """\
 Rules:
@@ -101,8 +101,7 @@ class Formatter:
         self.part_workers = part_workers
 
     def parts(self, text: str) -> list[str]:
-        text = strip_sources(text)
-        return split_sections(text, self.max_chars) or [text]
+        return request_parts(text, self.max_chars)
 
     def from_source(self, country: Country, text: str, source: str) -> Formatted:
         """Restructure ``text`` (described by ``source``, e.g. the article title)."""

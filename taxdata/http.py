@@ -22,7 +22,7 @@ from requests.adapters import HTTPAdapter
 
 from . import __version__
 from .log import logger, thread_label
-from .runner import STOP, Interrupted
+from .cancel import STOP, Interrupted
 
 if TYPE_CHECKING:  # config imports this module
     from .config import Settings

@@ -21,7 +21,7 @@ from typing import Any, Callable, Sequence
 
 from .breaker import CLOSED, GONE, CircuitBreaker
 from .log import logger
-from .runner import STOP, Interrupted
+from .cancel import STOP, Interrupted
 
 # Feedback from one request (see EndpointPool.release).
 # OK raises the limit, BUSY and TIMEOUT cut it, DOWN counts towards the breaker, FAILED (an

@@ -17,6 +17,7 @@ Every request carries a token cap (``max_tokens``): ``max_tokens`` in the OpenAI
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 from dataclasses import dataclass
@@ -346,7 +347,7 @@ class LLMClient:
                                 self.max_tokens)
             logger.info("[LLM-REQUEST] %s POST %s model=%s%s", worker, endpoint.url, self.model,
                         suffix)
-            if logger.isEnabledFor(10):  # DEBUG: don't serialise payloads nobody will read
+            if logger.isEnabledFor(logging.DEBUG):  # don't serialise payloads nobody will read
                 logger.debug("[LLM-PAYLOAD] %s %s", worker, redact(
                     truncate(json.dumps(body, ensure_ascii=False)), (self._api_key,)))
             sent = time.monotonic()

@@ -12,7 +12,8 @@ import argparse
 
 from .config import Settings
 from .formatter import PROMPT_VERSION, start_formatter
-from .generators import (FileOutcome, Skip, now_utc, read_taxation, run_per_country,
+from .timestamps import now_utc
+from .generators import (FileOutcome, Skip, read_taxation, run_per_country,
                          select_countries, taxation_relpath)
 from .taxfile import SourceInfo, compose, parse_sources
 

@@ -22,18 +22,11 @@ from typing import Callable, Generic, Iterable, TypeVar
 
 from tqdm import tqdm
 
+from .cancel import STOP, Interrupted
+from .errors import EXIT_INTERRUPTED, first_line
 from .log import logger, set_thread_label, thread_label
 
 T = TypeVar("T")
-
-# Set on Ctrl-C: clients stop retrying and backing off, queued work is not started.
-STOP = threading.Event()
-
-EXIT_INTERRUPTED = 130
-
-
-class Interrupted(Exception):
-    """Raised inside a task that noticed :data:`STOP` before it could finish."""
 
 
 @dataclass
@@ -78,19 +71,22 @@ def run_tasks(
     describe: Callable[[T], str] | None = None,
     progress: bool = True,
     what: str = "LLM processing",
+    clear_stop: bool = False,
 ) -> RunSummary[T]:
     """Run ``work(task_id)`` for every id on ``max_workers`` threads; see the module docstring.
 
     ``describe(value)`` names a success in the ``[COMPLETED]`` line (default ``SUCCESS``).
+    ``clear_stop=True`` starts a program's run afresh (a Ctrl-C of an earlier run in this process
+    no longer counts); runs nested inside a task leave it False so a Ctrl-C reaches them.
     """
     ids = list(dict.fromkeys(task_ids))  # duplicates would overwrite each other's results
     if max_workers < 1:
         raise ValueError("max_workers must be at least 1")
-    parent = thread_label()
-    top_level = parent == "Main"
-    if top_level:
+    if clear_stop:
         STOP.clear()
-    prefix = "Thread-" if top_level else f"{parent}."
+    parent = thread_label()
+    # Workers of a nested run are named after the task's thread: Thread-2.1, Thread-2.2.
+    prefix = "Thread-" if parent == "Main" else f"{parent}."
     numbers = itertools.count(1)
     numbers_lock = threading.Lock()
 
@@ -135,7 +131,7 @@ def run_tasks(
             # A cause the caller reports once for all its tasks (a server that went away) is not
             # repeated per task, except in debug logs.
             log = logger.debug if _reported_once(result.error) else logger.error
-            log("[FAILED] %s - %s (%s)", result.task_id, _one_line(result.error), result.worker)
+            log("[FAILED] %s - %s (%s)", result.task_id, first_line(result.error), result.worker)
         else:
             status = describe(result.value) if describe else "SUCCESS"
             logger.info("[COMPLETED] %s - %s", result.task_id, status)
@@ -186,11 +182,6 @@ def _drain_after_interrupt(futures: dict[Future, str], accept: Callable[[TaskRes
 def _plural(count: int, noun: str) -> str:
     """``noun`` as it reads after ``count``: 1 task, 2 tasks, 0 tasks."""
     return noun if count == 1 else noun + "s"
-
-
-def _one_line(error: BaseException) -> str:
-    text = str(error).strip().splitlines()
-    return text[0] if text else type(error).__name__
 
 
 def _reported_once(error: BaseException | None) -> bool:

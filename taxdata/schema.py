@@ -31,6 +31,9 @@ from typing import Any, Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from .strictjson import DuplicateKeyError, no_duplicate_keys
+from .taxfile import FileSourceKind
+
 __all__ = [
     "CountryLike",
     "Bracket",
@@ -282,7 +285,7 @@ class Provenance(BaseModel):
     source_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
     source_url: str | None = None
     source_revision: str | None = None
-    source_kind: Literal["wikipedia", "extractor", "research", "manual", "imported"]
+    source_kind: Literal[FileSourceKind, Literal["imported"]]
     # True for "research" files: they hold the model's own knowledge, not a cited source.
     unverified: bool
     model: str | None = None
@@ -383,16 +386,6 @@ def _reject_constant(name: str) -> Any:
     raise ReplyError(f"{_REPLY}: {name} is not valid JSON")
 
 
-def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    # json keeps the last duplicate silently; a reply with two values for one key is ambiguous.
-    out: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in out:
-            raise ReplyError(f"{_REPLY}: duplicate key {key!r}")
-        out[key] = value
-    return out
-
-
 def _unfence(text: str) -> str:
     """Return the body of a reply that is one ```json fenced block and nothing else."""
     newline = text.find("\n")
@@ -428,9 +421,11 @@ def parse_reply(text: str) -> dict[str, Any]:
     if text[0] not in "{[":
         where = "prose before JSON" if "{" in text else "no JSON object found"
         raise ReplyError(f"{_REPLY}: {where}")
-    decoder = json.JSONDecoder(parse_constant=_reject_constant, object_pairs_hook=_no_duplicate_keys)
+    decoder = json.JSONDecoder(parse_constant=_reject_constant, object_pairs_hook=no_duplicate_keys)
     try:
         value, end = decoder.raw_decode(text)
+    except DuplicateKeyError as exc:
+        raise ReplyError(f"{_REPLY}: duplicate key {exc.key!r}") from None
     except json.JSONDecodeError as exc:
         cut = exc.pos >= len(text) or exc.msg.startswith("Unterminated string")
         hint = "; the reply ends early (truncated?)" if cut else ""

@@ -16,13 +16,12 @@ import hashlib
 import json
 import time
 from dataclasses import dataclass, field, fields
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from . import __version__, crosscheck
-from .cli import EXIT_FAILED, EXIT_OK, UsageError
 from .config import Settings
+from .errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, UsageError
 from .evidence import EvidenceCheck, Quote, Source, check_evidence
 from .files import DataDir, dump_json
 from .journal import Journal, read_journal
@@ -31,12 +30,13 @@ from .llm import LLMClient, LLMError, LLMTruncated, gone_note
 from .log import logger, thread_label
 from .reference import Reference, ReferenceError, fetch_list_reference, load_reference_csv
 from .registry import Country, RegistryError, load_registry
-from .runner import EXIT_INTERRUPTED, TaskResult, run_tasks
+from .runner import TaskResult, run_tasks
 from .runreport import write_html_report
 from .schema import (Extraction, Provenance, ReplyError, build_record, diff_records,
                      extraction_json_schema, missing_fields, parse_reply, summarize_changes,
                      validate_extraction)
-from .taxfile import (SourceInfo, parse_sources, source_problem, split_sections, strip_sources,
+from .timestamps import now_utc
+from .taxfile import (DEFAULT_MAX_CHARS, SourceInfo, parse_sources, request_parts, source_problem,
                       taxation_path)
 
 PROMPT_VERSION = "updater-2"
@@ -46,7 +46,6 @@ JOURNAL_FILE = ".tax_data.journal.jsonl"  # finished countries not yet in tax_da
 CHECKPOINT_SECONDS = 5.0  # rewrite tax_data.json + taxData.js at most this often during a run
 SCRIPT_NAME = "tax_data_updater.py"
 DATASET_FORMAT = "taxdata/1"
-DEFAULT_MAX_CHARS = 24_000  # source characters per request (~6k tokens), leaves room to answer
 
 SYSTEM_PROMPT = """\
 You extract personal tax facts for a tax calculator from a source text.
@@ -156,10 +155,6 @@ def load_dataset(data: DataDir) -> dict[str, Any]:
     return dataset
 
 
-def _now() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 @dataclass
 class ImportResult:
     """What an ``--import-js`` file holds: valid records, and the ones it may not bring in."""
@@ -243,7 +238,7 @@ def merge_import(update: "UpdateRun", imported: ImportResult, prune: bool) -> No
             outcome.status = "UNCHANGED"
         if outcome.status != "UNCHANGED":
             provenance = Provenance(source_file=str(imported.path), source_sha256=imported.digest,
-                                    source_kind="imported", unverified=False, extracted_at=_now())
+                                    source_kind="imported", unverified=False, extracted_at=now_utc())
             countries[slug] = {"record": record, "provenance": provenance.model_dump()}
             update.dirty = True
         update.outcomes[slug] = outcome
@@ -267,7 +262,7 @@ def merge_import(update: "UpdateRun", imported: ImportResult, prune: bool) -> No
             update.dirty = True
     if update.dirty:
         update.dataset["countries"] = dict(sorted(countries.items()))
-        update.dataset["updated_at"] = _now()
+        update.dataset["updated_at"] = now_utc()
 
 
 # -- one country ------------------------------------------------------------------------------
@@ -284,8 +279,7 @@ class Extractor:
         self.system = SYSTEM_PROMPT.format(schema=json.dumps(self.schema, indent=1))
 
     def parts(self, text: str) -> list[str]:
-        body = strip_sources(text)  # provenance is ours, not a fact for the model
-        return split_sections(body, self.max_chars) or [body]
+        return request_parts(text, self.max_chars)
 
     def messages(self, country: Country, text: str, part: int = 1,
                  parts: int = 1) -> list[dict[str, str]]:
@@ -442,7 +436,7 @@ class UpdateRun:
         self.settings = settings
         self.data = DataDir(args.output_dir or settings.data_dir)
         self.input_dir = Path(args.input_dir or Path(settings.data_dir) / "taxation")
-        self.started = _now()
+        self.started = now_utc()
         self.outcomes: dict[str, CountryOutcome] = {}
         self.previous: dict[str, Any] = {}  # the dataset's countries when the run started
         self.model: str | None = None
@@ -574,7 +568,7 @@ class UpdateRun:
         entry = {"record": outcome.record, "provenance": outcome.provenance}
         self.journal.append({"slug": outcome.slug, **entry})
         countries[outcome.slug] = entry
-        self.dataset["updated_at"] = _now()
+        self.dataset["updated_at"] = now_utc()
         self.dirty = True
         self.outcomes[outcome.slug] = outcome
         self.costs["saved"] += 1
@@ -625,7 +619,7 @@ class UpdateRun:
                     costs["checkpoint_s"], time.perf_counter() - started)
         counts = status_counts(self.outcomes)
         report = {
-            "started_at": self.started, "finished_at": _now(), "interrupted": interrupted,
+            "started_at": self.started, "finished_at": now_utc(), "interrupted": interrupted,
             "model": self.model, "llm_url": self.settings.llm_url,
             "prompt_version": PROMPT_VERSION, "taxdata_version": __version__,
             "counts": counts,
@@ -661,7 +655,7 @@ def recover(data: DataDir, registry) -> int:
                                           "provenance": entry.get("provenance")}
     if entries:
         dataset["countries"] = dict(sorted(dataset["countries"].items()))
-        dataset["updated_at"] = _now()
+        dataset["updated_at"] = now_utc()
         data.write_text(DATASET_FILE, dump_json(dataset))
     view = dict(dataset, countries={s: e for s, e in dataset["countries"].items()
                                     if s in registry.slugs})
@@ -685,7 +679,7 @@ def _provenance(path: Path, raw: bytes, info: SourceInfo, model: str,
         source_file=path.name, source_sha256=hashlib.sha256(raw).hexdigest(),
         source_url=info.url, source_revision=info.revision, source_kind=info.kind,
         unverified=info.unverified, model=model, prompt_version=PROMPT_VERSION,
-        evidence=evidence, extracted_at=_now())
+        evidence=evidence, extracted_at=now_utc())
 
 
 STATUSES = ("ADDED", "MODIFIED", "UNCHANGED", "FAILED", "SKIPPED", "REMOVED")
@@ -700,7 +694,7 @@ def render_js(dataset: dict[str, Any], outcomes: dict[str, CountryOutcome],
     counts = status_counts(outcomes)
     header = [
         "taxData.js - generated by taxdata tax_data_updater; edit the taxation files, not this.",
-        f"Updated {dataset.get('updated_at') or _now()} with model {model or 'n/a'}.",
+        f"Updated {dataset.get('updated_at') or now_utc()} with model {model or 'n/a'}.",
         "This run: " + (note or ", ".join(f"{n} {s.lower()}" for s, n in counts.items() if n)
                         or "no country processed"),
     ]
@@ -869,7 +863,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             update.references.insert(0, listed)
 
     summary = run_tasks(sources, work, max_workers=settings.max_workers, on_result=on_result,
-                        describe=lambda outcome: outcome.status, progress=not args.no_progress)
+                        describe=lambda outcome: outcome.status, progress=not args.no_progress,
+                        clear_stop=True)
     for slug, result in summary.results.items():
         if slug in update.outcomes and result.ok:
             continue

@@ -15,7 +15,6 @@ import json
 import re
 import threading
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from typing import Any, Callable
 from urllib.parse import quote
 
@@ -23,12 +22,13 @@ import requests
 from bs4 import BeautifulSoup
 from bs4.element import NavigableString, PreformattedString, Tag
 
+from .config import Settings
 from .files import DataDir, dump_json
 from .http import (BUSY, DONE, DEFAULT_USER_AGENT, FAIL, RETRY, Outcome, RetryPolicy, is_busy,
                    make_session, parse_retry_after, send)
 from .log import logger, thread_label
+from .timestamps import now_utc
 
-WIKIPEDIA_API = "https://en.wikipedia.org/w/api.php"
 
 # Wikimedia's User-Agent policy asks for a name/version plus a way to reach the operator.
 WIKIPEDIA_USER_AGENT = f"{DEFAULT_USER_AGENT} python-requests/{requests.__version__}"
@@ -89,7 +89,7 @@ class WikipediaClient:
 
     def __init__(
         self,
-        api_url: str = WIKIPEDIA_API,
+        api_url: str = Settings.wikipedia_api,
         user_agent: str = WIKIPEDIA_USER_AGENT,
         *,
         cache_dir: DataDir | None = None,
@@ -146,7 +146,7 @@ class WikipediaClient:
             url=self.article_url(final),
             html=html,
             text=clean_html(html),
-            fetched_at=datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            fetched_at=now_utc(),
             from_cache=False,
         )
         logger.info("[FETCH] %s Wikipedia %r rev %d: %d chars of text",

@@ -11,7 +11,8 @@ import sys
 from pathlib import Path
 
 from taxdata.llm import DIALECTS, Endpoint, LLMClient
-from taxdata.runner import EXIT_INTERRUPTED, RunSummary, run_tasks
+from taxdata.errors import EXIT_INTERRUPTED
+from taxdata.runner import RunSummary, run_tasks
 from taxdata.testing.llm_server import StandInLLM
 
 

@@ -14,7 +14,7 @@ import pytest
 from taxdata.http import RetryPolicy, parse_retry_after
 from taxdata.llm import (LLMBadResponse, LLMClient, LLMConnectionError, LLMHTTPError,
                          LLMTimeout, LLMTruncated, PreflightError, DIALECTS, Endpoint)
-from taxdata.runner import STOP, Interrupted
+from taxdata.cancel import STOP, Interrupted
 from taxdata.testing.llm_server import Fault, structured_form
 
 SCHEMA = {"type": "object", "properties": {"rate": {"type": "number"}}, "required": ["rate"]}
