@@ -29,7 +29,8 @@ from .countryfacts import iso_code, match_registry
 from .http import RetryPolicy
 from .log import logger, thread_label
 from .registry import Registry
-from .wikipedia import WikipediaClient, WikipediaError, _table_grid
+from .htmlclean import table_grid
+from .wikipedia import WikipediaClient, WikipediaError
 
 LIST_TITLE = "List of countries by tax rates"
 # A reference is optional: two quick tries, then the run goes on without it (one warning).
@@ -185,7 +186,7 @@ def _rate_tables(soup: BeautifulSoup) -> list[tuple[list[list[Tag]], dict[str, i
     for table in soup.find_all("table"):
         if "wikitable" not in (table.get("class") or []):
             continue
-        grid, header_rows = _table_grid(table, value=lambda cell: cell)
+        grid, header_rows = table_grid(table, value=lambda cell: cell)
         if not grid or not header_rows:
             continue
         width = max(len(row) for row in grid)

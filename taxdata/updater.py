@@ -16,6 +16,7 @@ import hashlib
 import json
 import time
 from dataclasses import dataclass, field, fields
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
@@ -88,12 +89,35 @@ Reply again with the corrected JSON object only. Use null where the source text 
 state a value; do not invent values to satisfy a rule."""
 
 
+class Status(str, Enum):
+    """A country's fate in one run. The values are what reports, logs and taxData.js say (a str
+    subclass, so JSON and comparisons with plain strings keep working)."""
+
+    ADDED = "ADDED"
+    MODIFIED = "MODIFIED"
+    UNCHANGED = "UNCHANGED"
+    FAILED = "FAILED"
+    SKIPPED = "SKIPPED"
+    REMOVED = "REMOVED"
+    # Extracted, validated and cross-checked; persist() decides ADDED/MODIFIED/UNCHANGED
+    # against the dataset. Never in a report.
+    PENDING = "PENDING"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+# The statuses a finished run reports, in the order the summary lists them.
+STATUSES = (Status.ADDED, Status.MODIFIED, Status.UNCHANGED, Status.FAILED, Status.SKIPPED,
+            Status.REMOVED)
+
+
 @dataclass
 class CountryOutcome:
     """What happened to one country in this run (one entry of the report)."""
 
     slug: str
-    status: str = "SKIPPED"  # ADDED | MODIFIED | UNCHANGED | FAILED | SKIPPED | REMOVED
+    status: Status = Status.SKIPPED
     reason: str = ""
     changes: list[dict[str, Any]] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)
@@ -125,6 +149,24 @@ class CountryFailed(Exception):
     def __init__(self, outcome: CountryOutcome) -> None:
         super().__init__(outcome.reason)
         self.outcome = outcome
+
+
+@dataclass
+class Extracted:
+    """A validated extraction and what getting it took."""
+
+    extraction: Extraction
+    warnings: list[str]
+    asked: int  # model replies asked for (a validation re-ask counts)
+    http_attempts: int
+    model: str
+
+
+@dataclass
+class CheckedExtraction(Extracted):
+    """:meth:`Extractor.extract`'s result: the extraction with the evidence check applied."""
+
+    check: EvidenceCheck | None = None  # None for research sources (nothing to quote from)
 
 
 class ExtractionFailed(Exception):
@@ -229,14 +271,14 @@ def merge_import(update: "UpdateRun", imported: ImportResult, prune: bool) -> No
                                  reason=f"imported from {imported.path.name}")
         changes = diff_records(old, record)
         if old is None:
-            outcome.status = "ADDED"
+            outcome.status = Status.ADDED
         elif changes:
-            outcome.status = "MODIFIED"
+            outcome.status = Status.MODIFIED
             outcome.changes = [{"path": c.path, "old": c.old, "new": c.new} for c in changes]
             outcome.reason = summarize_changes(changes)
         else:
-            outcome.status = "UNCHANGED"
-        if outcome.status != "UNCHANGED":
+            outcome.status = Status.UNCHANGED
+        if outcome.status != Status.UNCHANGED:
             provenance = Provenance(source_file=str(imported.path), source_sha256=imported.digest,
                                     source_kind="imported", unverified=False, extracted_at=now_utc())
             countries[slug] = {"record": record, "provenance": provenance.model_dump()}
@@ -245,19 +287,20 @@ def merge_import(update: "UpdateRun", imported: ImportResult, prune: bool) -> No
     for slug, errors in imported.invalid.items():
         logger.error("[INVALID] %s imported record rejected: %s", slug, "; ".join(errors))
         update.outcomes[slug] = CountryOutcome(
-            slug, "FAILED", "invalid record in the imported file (not imported): "
+            slug, Status.FAILED, "invalid record in the imported file (not imported): "
             + "; ".join(errors), source_kind="imported")
     for slug in imported.unknown:
         logger.error("[IMPORT] %s is not in the country registry: not imported (add it to the "
                      "registry, e.g. a TAXDATA_COUNTRIES file, and import again)", slug)
         update.outcomes[slug] = CountryOutcome(
-            slug, "FAILED", "not in the country registry: not imported", source_kind="imported")
+            slug, Status.FAILED, "not in the country registry: not imported",
+            source_kind="imported")
     if prune:
         in_file = set(imported.records) | set(imported.invalid)
         for slug in [s for s in countries if s not in in_file]:
             logger.warning("[PRUNE] %s removed (not in %s)", slug, imported.path.name)
             del countries[slug]
-            update.outcomes[slug] = CountryOutcome(slug, "REMOVED",
+            update.outcomes[slug] = CountryOutcome(slug, Status.REMOVED,
                                                    f"--prune: not in {imported.path.name}")
             update.dirty = True
     if update.dirty:
@@ -289,20 +332,19 @@ class Extractor:
                                   part_note=note, text=text.strip())
         return [{"role": "system", "content": self.system}, {"role": "user", "content": user}]
 
-    def _extract_all(self, country: Country,
-                     text: str) -> tuple[Extraction, list[str], int, int, str, list[Quote]]:
+    def _extract_all(self, country: Country, text: str) -> tuple[Extracted, list[Quote]]:
         parts = self.parts(text)
         results = [self._extract_part(country, part, i + 1, len(parts))
                    for i, part in enumerate(parts)]
         # Each part's quotes must be found in the text of that part, the one its reply saw.
         # One Source per part (it normalises the whole text), shared by that part's quotes.
         quotes = [Quote(e.field, e.quote, source)
-                  for source, r in zip(map(Source, parts), results) for e in r[0].evidence]
+                  for source, r in zip(map(Source, parts), results) for e in r.extraction.evidence]
         if len(results) == 1:
-            return (*results[0], quotes)
-        merged, conflicts = merge_extractions([r[0] for r in results])
-        asked = sum(r[2] for r in results)
-        http = sum(r[3] for r in results)
+            return results[0], quotes
+        merged, conflicts = merge_extractions([r.extraction for r in results])
+        asked = sum(r.asked for r in results)
+        http = sum(r.http_attempts for r in results)
         if conflicts:
             raise ExtractionFailed("parts of the source disagree: " + "; ".join(conflicts),
                                    asked, http)
@@ -310,47 +352,48 @@ class Extractor:
         if not outcome.ok:
             raise ExtractionFailed("merged parts invalid: " + "; ".join(outcome.errors),
                                    asked, http)
-        warnings = [w for r in results for w in r[1]] + outcome.warnings
-        return (outcome.extraction, list(dict.fromkeys(warnings)), asked, http, results[-1][4],
-                quotes)
+        warnings = [w for r in results for w in r.warnings] + outcome.warnings
+        return Extracted(outcome.extraction, list(dict.fromkeys(warnings)), asked, http,
+                         results[-1].model), quotes
 
-    def extract(self, country: Country, text: str, *, check_quotes: bool = True
-                ) -> tuple[Extraction, list[str], int, int, str, EvidenceCheck | None]:
-        """(extraction, warnings, replies asked, HTTP attempts, model, evidence check) or
-        ExtractionFailed.
+    def extract(self, country: Country, text: str, *,
+                check_quotes: bool = True) -> CheckedExtraction:
+        """The validated extraction, its warnings, costs and evidence check; or ExtractionFailed.
 
         With ``check_quotes`` every figure needs a verified quote (taxdata.evidence): the
         returned extraction has the unsupported ones set to null, and a reply whose key figures
         (VAT standard rate, the brackets) all lack one fails. Without it (research sources, the
         model's own knowledge: there is no text to hold quotes against) the check is None.
         """
-        *result, quotes = self._extract_all(country, text)
-        check = None
+        found, quotes = self._extract_all(country, text)
+        result = CheckedExtraction(**vars(found))
         if check_quotes:
-            check = check_evidence(result[0], quotes)
+            check = check_evidence(result.extraction, quotes)
             unsupported = [u.report() for u in check.unsupported]
             for item in check.unsupported:
                 logger.warning("[UNSUPPORTED] %s %s %s %s: %s", thread_label(), country.slug,
                                item.path, item.report()["value"], item.reason)
             if check.failed:
-                raise ExtractionFailed(check.failed, result[2], result[3], unsupported)
+                raise ExtractionFailed(check.failed, result.asked, result.http_attempts,
+                                       unsupported)
             outcome = validate_extraction(check.extraction.model_dump(), country)
             if not outcome.ok:  # withholding figures must never make a record invalid
                 raise ExtractionFailed("figures withheld for want of evidence leave an invalid "
                                        "record: " + "; ".join(outcome.errors),
-                                       result[2], result[3], unsupported)
-            result[0] = check.extraction
-            result[1] = result[1] + check.notes
-        facts = result[0]
+                                       result.asked, result.http_attempts, unsupported)
+            result.extraction = check.extraction
+            result.warnings = result.warnings + check.notes
+            result.check = check
+        facts = result.extraction
         if all(getattr(facts, key) is None for key in ("system", "brackets", "vat", "socialSecurity")):
             # A record of nothing but nulls would wipe the previous one: that needs a human.
             raise ExtractionFailed("the reply states no tax facts (system, brackets, VAT and "
                                    "social security all null); previous record kept",
-                                   result[2], result[3])
-        return (*result, check)
+                                   result.asked, result.http_attempts)
+        return result
 
     def _extract_part(self, country: Country, text: str, part: int,
-                      parts: int) -> tuple[Extraction, list[str], int, int, str]:
+                      parts: int) -> Extracted:
         messages = self.messages(country, text, part, parts)
         label = f"Extracting {country.slug}" + (f" part {part}/{parts}" if parts > 1 else "")
         http_attempts = 0
@@ -376,7 +419,8 @@ class Extractor:
                 except ReplyError as exc:
                     outcome, errors = None, [str(exc)]
                 if outcome is not None and outcome.extraction is not None and not errors:
-                    return outcome.extraction, outcome.warnings, asked, http_attempts, reply.model
+                    return Extracted(outcome.extraction, outcome.warnings, asked, http_attempts,
+                                     reply.model)
             logger.warning("[INVALID] %s %s reply %d rejected: %s", thread_label(), country.slug,
                            asked, "; ".join(errors[:3]) + (" ..." if len(errors) > 3 else ""))
             retry = RETRY_PROMPT.format(errors="\n".join(f"- {e}" for e in errors))
@@ -461,13 +505,13 @@ class UpdateRun:
             path = taxation_path(self.input_dir, country.slug)
             if path is None:
                 self.outcomes[country.slug] = CountryOutcome(
-                    country.slug, "SKIPPED", f"no taxation file in {self.input_dir}")
+                    country.slug, Status.SKIPPED, f"no taxation file in {self.input_dir}")
                 continue
             problem = self.input_problem(path)
             if problem:
                 logger.warning("[SKIPPED] %s %s: %s", country.slug, path.name, problem)
                 self.outcomes[country.slug] = CountryOutcome(
-                    country.slug, "SKIPPED", f"{path.name}: {problem}; not sent",
+                    country.slug, Status.SKIPPED, f"{path.name}: {problem}; not sent",
                     source_file=path.name)
             else:
                 sources[country.slug] = path
@@ -501,31 +545,32 @@ class UpdateRun:
         outcome = CountryOutcome(slug, source_file=path.name, source_kind=info.kind,
                                  unverified=info.unverified, model=client.model)
         if self.up_to_date(slug, raw, client.model):
-            outcome.status = "UNCHANGED"
+            outcome.status = Status.UNCHANGED
             outcome.reason = "source unchanged since the last extraction (--force to redo)"
             return outcome
         started = time.monotonic()
         try:
-            extraction, warnings, asked, http, model, check = extractor.extract(
-                country, text, check_quotes=not info.unverified)
+            result = extractor.extract(country, text, check_quotes=not info.unverified)
         except ExtractionFailed as exc:
-            outcome.status, outcome.reason = "FAILED", str(exc)
+            outcome.status, outcome.reason = Status.FAILED, str(exc)
             outcome.unsupported = exc.unsupported
             outcome.attempts, outcome.http_attempts = exc.attempts, exc.http_attempts
             outcome.latency_s = round(time.monotonic() - started, 3)
             outcome.model = client.model
             raise CountryFailed(outcome) from exc
         outcome.latency_s = round(time.monotonic() - started, 3)
-        outcome.attempts, outcome.http_attempts, outcome.model = asked, http, model
-        outcome.warnings, outcome.missing = warnings, missing_fields(extraction)
+        outcome.attempts, outcome.http_attempts = result.asked, result.http_attempts
+        outcome.model = result.model
+        outcome.warnings, outcome.missing = result.warnings, missing_fields(result.extraction)
+        check = result.check
         if check is not None:
             outcome.evidence = check.verified
             outcome.unsupported = [u.report() for u in check.unsupported]
-        outcome.record = build_record(extraction, country)
-        outcome.provenance = _provenance(path, raw, info, model,
+        outcome.record = build_record(result.extraction, country)
+        outcome.provenance = _provenance(path, raw, info, result.model,
                                          check.verified if check else None).model_dump()
         self.cross_check(outcome, info, path)
-        outcome.status = "PENDING"  # ADDED/MODIFIED/UNCHANGED is decided against the dataset
+        outcome.status = Status.PENDING  # ADDED/MODIFIED/UNCHANGED is decided against the dataset
         return outcome
 
     def cross_check(self, outcome: CountryOutcome, info: SourceInfo, path: Path) -> None:
@@ -539,7 +584,7 @@ class UpdateRun:
         if check.disputes:
             logger.warning("[DISPUTED] %s %s %s", thread_label(), outcome.slug, check.summary())
         if check.vat_disputed and not getattr(self.args, "accept_disputed", False):
-            outcome.status, outcome.record = "FAILED", None
+            outcome.status, outcome.record = Status.FAILED, None
             outcome.reason = (f"DISPUTED {check.summary()}; held back, previous record kept "
                               "(--accept-disputed writes it)")
             raise CountryFailed(outcome)
@@ -558,13 +603,13 @@ class UpdateRun:
         old = (countries.get(outcome.slug) or {}).get("record")
         changes = diff_records(old, outcome.record)
         if old is None:
-            outcome.status = "ADDED"
+            outcome.status = Status.ADDED
         elif changes:
-            outcome.status = "MODIFIED"
+            outcome.status = Status.MODIFIED
             outcome.changes = [{"path": c.path, "old": c.old, "new": c.new} for c in changes]
             outcome.reason = summarize_changes(changes)
         else:
-            outcome.status = "UNCHANGED"
+            outcome.status = Status.UNCHANGED
         entry = {"record": outcome.record, "provenance": outcome.provenance}
         self.journal.append({"slug": outcome.slug, **entry})
         countries[outcome.slug] = entry
@@ -602,7 +647,7 @@ class UpdateRun:
         for slug in self.dataset["countries"]:
             if slug not in self.registry.slugs:
                 self.outcomes[slug] = CountryOutcome(
-                    slug, "REMOVED", "not in the country registry: left out of taxData.js "
+                    slug, Status.REMOVED, "not in the country registry: left out of taxData.js "
                     "(its record stays in tax_data.json)")
         started = time.perf_counter()
         if self.dirty:
@@ -682,9 +727,6 @@ def _provenance(path: Path, raw: bytes, info: SourceInfo, model: str,
         evidence=evidence, extracted_at=now_utc())
 
 
-STATUSES = ("ADDED", "MODIFIED", "UNCHANGED", "FAILED", "SKIPPED", "REMOVED")
-
-
 def status_counts(outcomes: dict[str, CountryOutcome]) -> dict[str, int]:
     return {s: sum(o.status == s for o in outcomes.values()) for s in STATUSES}
 
@@ -705,11 +747,11 @@ def render_js(dataset: dict[str, Any], outcomes: dict[str, CountryOutcome],
         tag = "[UNCHANGED]"
         if outcome is None:
             tag += " not processed in this run"
-        elif outcome.status in ("ADDED", "UNCHANGED"):
+        elif outcome.status in (Status.ADDED, Status.UNCHANGED):
             tag = f"[{outcome.status}]"
-        elif outcome.status == "MODIFIED":
+        elif outcome.status == Status.MODIFIED:
             tag = f"[MODIFIED] {outcome.reason}"
-        elif outcome.status in ("FAILED", "SKIPPED"):
+        elif outcome.status in (Status.FAILED, Status.SKIPPED):
             tag += f" {outcome.status.lower()} in this run, previous record kept"
         if provenance.get("unverified"):
             tag += " (UNVERIFIED: from model knowledge, not a cited source)"
@@ -727,12 +769,12 @@ def print_summary(run: UpdateRun, seconds: float) -> None:
     for status, count in counts.items():
         print(f"  {status:<{width}}  {count:>3}")
     failed = [o for o in run.outcomes.values()
-              if o.status == "FAILED" and not o.reason.startswith("DISPUTED ")]  # listed below
+              if o.status == Status.FAILED and not o.reason.startswith("DISPUTED ")]  # listed below
     for outcome in sorted(failed, key=lambda o: o.slug):
         print(f"  FAILED {outcome.slug}: {_few_words(outcome.reason)}")
     _print_unsupported(run.outcomes)
     unverified = sorted(o.slug for o in run.outcomes.values()
-                        if o.unverified and o.status not in ("FAILED", "SKIPPED"))
+                        if o.unverified and o.status not in (Status.FAILED, Status.SKIPPED))
     if unverified:
         print(f"  UNVERIFIED (model-knowledge sources, check by hand): {', '.join(unverified)}")
     print_crosscheck(run)
@@ -776,7 +818,7 @@ def print_crosscheck(run: UpdateRun, most: int = 20) -> None:
                       key=lambda o: o.slug)
     for outcome in disputed[:most]:
         texts = [c["text"] for c in outcome.crosscheck["comparisons"] if c["verdict"] == "disputed"]
-        fate = "held back" if outcome.status == "FAILED" else "written"
+        fate = "held back" if outcome.status == Status.FAILED else "written"
         print(f"  DISPUTED {outcome.slug} ({fate}): {_few_words('; '.join(texts), 160)}")
     if len(disputed) > most:
         print(f"  ... and {len(disputed) - most} more DISPUTED (see the report)")
@@ -873,9 +915,11 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         elif isinstance(result.error, CountryFailed):
             update.outcomes[slug] = result.error.outcome
         elif result.cancelled:
-            update.outcomes[slug] = CountryOutcome(slug, "SKIPPED", "interrupted before it ran")
+            update.outcomes[slug] = CountryOutcome(slug, Status.SKIPPED,
+                                                   "interrupted before it ran")
         else:  # an unexpected error (a bug, a disk error): nothing was written for it
-            update.outcomes[slug] = CountryOutcome(slug, "FAILED", f"{type(result.error).__name__}:"
+            update.outcomes[slug] = CountryOutcome(slug, Status.FAILED,
+                                                   f"{type(result.error).__name__}:"
                                                    f" {result.error}")
     update.finish(summary.interrupted)
     print_summary(update, time.monotonic() - started)
@@ -886,7 +930,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         logger.error("[ERROR] %s", note)
     if summary.interrupted:
         return EXIT_INTERRUPTED
-    failed = any(o.status == "FAILED" for o in update.outcomes.values())
+    failed = any(o.status == Status.FAILED for o in update.outcomes.values())
     return EXIT_FAILED if failed else EXIT_OK
 
 
@@ -910,7 +954,7 @@ def dry_run(update: UpdateRun, extractor: Extractor, sources: dict[str, Path]) -
                  for p in parts]
         print(f"  {slug:<24} {path.name:<28} {len(parts)} request(s), prompt "
               f"{sum(sizes):,} chars (~{sum(sizes) // 4:,} tokens)")
-    skipped = [o for o in update.outcomes.values() if o.status == "SKIPPED"]
+    skipped = [o for o in update.outcomes.values() if o.status == Status.SKIPPED]
     no_file = [o.slug for o in skipped if o.reason.startswith("no taxation file")]
     if no_file:
         print(f"  SKIPPED (no taxation file): {', '.join(no_file)}")

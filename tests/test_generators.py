@@ -30,7 +30,7 @@ from taxdata.taxfile import SECTIONS, SourceInfo, compose, missing_sections, par
 from taxdata.testing.extractor_server import StandInExtractor
 from taxdata.testing.llm_server import StandInLLM
 from taxdata.testing.mediawiki_server import StandInMediaWiki
-from taxdata.wikipedia import clean_html
+from taxdata.htmlclean import clean_html
 
 REPO = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).parent / "fixtures" / "wikipedia"

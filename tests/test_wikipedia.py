@@ -12,6 +12,7 @@ import pytest
 
 from taxdata.files import DataDir
 from taxdata.http import RetryPolicy
+from taxdata.htmlclean import clean_html
 from taxdata.log import logger
 from taxdata.testing.mediawiki_server import StandInMediaWiki
 from taxdata.taxfile import split_sections
@@ -21,7 +22,6 @@ from taxdata.wikipedia import (
     WikipediaClient,
     WikipediaError,
     cache_relpath,
-    clean_html,
 )
 
 FIXTURES = Path(__file__).parent / "fixtures" / "wikipedia"
