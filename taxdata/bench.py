@@ -56,8 +56,8 @@ from typing import Any, Callable, Sequence
 import requests
 from requests.adapters import HTTPAdapter
 
-from .errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
 from .config import API_DIALECTS, ConfigError, Settings, load_settings
+from .errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
 from .llm import LLMClient, LLMError, PreflightError, gone_note
 from .log import setup_logging
 from .runner import run_tasks
@@ -456,7 +456,8 @@ class Scenario:
 
 
 def _scenario_run(client: LLMClient, n: int, workers: int) -> tuple[float, Any]:
-    """(wall seconds, RunSummary) of ``n`` chats on ``workers``; failures are counted, not raised."""
+    """(wall seconds, RunSummary) of ``n`` chats on ``workers``; failures are counted, not
+    raised."""
     started = time.perf_counter()
     summary = run_tasks(task_ids(n), lambda task_id: client.chat(PROMPT, label=task_id),
                         max_workers=workers, progress=False, what="scenario",
@@ -626,7 +627,8 @@ def _workers(text: str) -> tuple[int, ...]:
     try:
         values = tuple(int(v) for v in text.split(",") if v.strip())
     except ValueError:
-        raise argparse.ArgumentTypeError("must be comma-separated whole numbers, e.g. 1,2,4,8")
+        raise argparse.ArgumentTypeError(
+            "must be comma-separated whole numbers, e.g. 1,2,4,8") from None
     if not values or any(v < 1 for v in values):
         raise argparse.ArgumentTypeError("must be comma-separated whole numbers >= 1")
     return tuple(sorted(set(values)))

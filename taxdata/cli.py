@@ -29,7 +29,8 @@ def common_parser(prog: str, description: str, *, default_workers: int | None,
     """The flags every script accepts. ``default_workers=None`` marks a sequential script."""
     parser = argparse.ArgumentParser(prog=prog, description=description)
     parser.add_argument("--countries", metavar="LIST",
-                        help=f"comma-separated country slugs or names (default: {countries_default})")
+                        help="comma-separated country slugs or names "
+                             f"(default: {countries_default})")
     if default_workers is not None:
         workers = parser.add_mutually_exclusive_group()
         workers.add_argument("-w", "--max-workers", type=str, metavar="N",
@@ -40,7 +41,8 @@ def common_parser(prog: str, description: str, *, default_workers: int | None,
         parser.add_argument("--fixed-concurrency", action="store_true",
                             help="keep max-workers requests per LLM server instead of adapting "
                                  "to busy answers (env TAXDATA_ADAPTIVE=0)")
-    parser.add_argument("--model", help="model name (env TAXDATA_MODEL; default: the server's first)")
+    parser.add_argument("--model",
+                        help="model name (env TAXDATA_MODEL; default: the server's first)")
     parser.add_argument("--llm-url", metavar="URL",
                         help="chat endpoint; several: comma-separated (env TAXDATA_LLM_URL)")
     parser.add_argument("--llm-api", choices=("auto", "proxy", "ollama", "openai"),

@@ -138,8 +138,9 @@ class RunLock:
         except OSError as exc:
             raise DataDirError(f"cannot lock {self.path}: {exc.strerror or exc}") from None
         if not got:
-            raise RunLocked(f"{self.path.parent.parent} is in use by {_describe_holder(self.path)}; "
-                            "wait for it to finish (one run at a time per data directory)")
+            raise RunLocked(f"{self.path.parent.parent} is in use by "
+                            f"{_describe_holder(self.path)}; wait for it to finish "
+                            "(one run at a time per data directory)")
         previous = _read_holder(self._lock.fd)
         if previous.get("pid") and not _pid_alive(int(previous["pid"])):
             # flock died with its process; only the file (and this note) outlived it.
@@ -193,7 +194,8 @@ def check_slug(slug: str) -> str:
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically (temp + fsync + rename); no temp file survives an error."""
+    """Write ``data`` to ``path`` atomically (temp + fsync + rename); no temp file survives an
+    error."""
     path.parent.mkdir(parents=True, exist_ok=True)
     # mkstemp makes the file 0600: keep the target's mode, or what open() would give a new file.
     try:

@@ -2,7 +2,8 @@
 
 Shared by the three generators. The model writes the body in the shape of
 :data:`taxdata.taxfile.FORMAT_TEMPLATE`; a body missing a standard section is asked for again
-(``TAXDATA_MAX_REASKS`` times, default 2), with the list of what is missing. The Sources section is always written by the code.
+(``TAXDATA_MAX_REASKS`` times, default 2), with the list of what is missing. The Sources section
+is always written by the code.
 Long sources are split on section boundaries, the tax facts of each part are pulled out in
 parallel, then one final request writes the file from those facts.
 """
@@ -11,14 +12,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from .cancel import Interrupted
 from .config import Settings
 from .llm import LLMClient, LLMError
 from .log import logger, thread_label
 from .registry import Country
-from .cancel import Interrupted
 from .runner import run_tasks
-from .taxfile import (DEFAULT_MAX_CHARS, FORMAT_TEMPLATE, missing_sections, normalize_headings,
-                      request_parts, strip_sources)
+from .taxfile import (
+    DEFAULT_MAX_CHARS,
+    FORMAT_TEMPLATE,
+    missing_sections,
+    normalize_headings,
+    request_parts,
+    strip_sources,
+)
 
 PROMPT_VERSION = "format-1"
 

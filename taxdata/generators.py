@@ -9,8 +9,7 @@ from typing import Callable
 from .config import Settings
 from .errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, first_line
 from .files import DataDir, check_slug
-from .llm import LLMClient, gone_note
-from .log import logger
+from .llm import LLMClient, report_endpoints
 from .registry import Country, load_registry
 from .runner import run_tasks
 from .taxfile import source_problem, taxation_path
@@ -99,11 +98,7 @@ def run_per_country(slugs: list[str], work: Callable[[str], FileOutcome], *, set
                                          else first_line(result.error))
     print_summary(outcomes, summary.seconds)
     if client is not None:
-        for line in client.endpoint_summary():
-            print(f"  LLM {line}")
-        note = gone_note(client, (r.error for r in summary.results.values()))
-        if note:
-            logger.error("[ERROR] %s", note)
+        report_endpoints(client, (r.error for r in summary.results.values()))
     if summary.interrupted:
         return EXIT_INTERRUPTED
     return EXIT_FAILED if any(o.status == "FAILED" for o in outcomes.values()) else EXIT_OK
@@ -112,7 +107,8 @@ def run_per_country(slugs: list[str], work: Callable[[str], FileOutcome], *, set
 def print_summary(outcomes: dict[str, FileOutcome], seconds: float) -> None:
     counts = {s: sum(o.status == s for o in outcomes.values())
               for s in ("WRITTEN", "SKIPPED", "FAILED")}
-    print(f"\nSummary ({seconds:.1f}s): " + ", ".join(f"{n} {s.lower()}" for s, n in counts.items()))
+    print(f"\nSummary ({seconds:.1f}s): "
+          + ", ".join(f"{n} {s.lower()}" for s, n in counts.items()))
     for outcome in outcomes.values():
         detail = outcome.path if outcome.status == "WRITTEN" else outcome.reason
         print(f"  {outcome.status:<8} {outcome.slug:<24} {detail}")

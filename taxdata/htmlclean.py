@@ -94,34 +94,39 @@ def _collect(node: Tag, out: list[_Block]) -> None:
             pending.append(_inline(child))
             continue
         flush()
-        if child.name in _HEADINGS:
-            headline = child.select_one(".mw-headline") or child  # pre-2024 heading markup
-            text = _squash(_inline(headline))
-            if text:
-                out.append(_Block("heading", text, _HEADINGS[child.name]))
-        elif child.name == "p":
-            text = _squash(_inline(child))
-            if text:
-                out.append(_Block("para", text))
-        elif child.name in ("ul", "ol"):
-            lines = _list_lines(child, 0)
-            if lines:
-                out.append(_Block("list", "\n".join(lines)))
-        elif child.name == "table":
-            _table_blocks(child, out)
-        elif child.name == "blockquote":
-            inner: list[_Block] = []
-            _collect(child, inner)
-            for block in inner:  # quoted, so never a section heading of the article
-                out.append(_Block("para", "\n".join(
-                    f"> {line}" for line in _render(block).splitlines())))
-        elif child.name == "pre":
-            text = "\n".join(line.rstrip() for line in child.get_text().strip("\n").splitlines())
-            if text.strip():
-                out.append(_Block("para", text))
-        elif child.name != "hr":
-            _collect(child, out)  # div, section, dl/dd/dt, center...: containers
+        _collect_block(child, out)
     flush()
+
+
+def _collect_block(child: Tag, out: list[_Block]) -> None:
+    """A block element (or a container of some) as its blocks."""
+    if child.name in _HEADINGS:
+        headline = child.select_one(".mw-headline") or child  # pre-2024 heading markup
+        text = _squash(_inline(headline))
+        if text:
+            out.append(_Block("heading", text, _HEADINGS[child.name]))
+    elif child.name == "p":
+        text = _squash(_inline(child))
+        if text:
+            out.append(_Block("para", text))
+    elif child.name in ("ul", "ol"):
+        lines = _list_lines(child, 0)
+        if lines:
+            out.append(_Block("list", "\n".join(lines)))
+    elif child.name == "table":
+        _table_blocks(child, out)
+    elif child.name == "blockquote":
+        inner: list[_Block] = []
+        _collect(child, inner)
+        for block in inner:  # quoted, so never a section heading of the article
+            out.append(_Block("para", "\n".join(
+                f"> {line}" for line in _render(block).splitlines())))
+    elif child.name == "pre":
+        text = "\n".join(line.rstrip() for line in child.get_text().strip("\n").splitlines())
+        if text.strip():
+            out.append(_Block("para", text))
+    elif child.name != "hr":
+        _collect(child, out)  # div, section, dl/dd/dt, center...: containers
 
 
 def _inline(node: Tag, skip: list[str] | tuple[str, ...] = ()) -> str:
@@ -199,7 +204,8 @@ def _table_blocks(table: Tag, out: list[_Block]) -> None:
     out.append(_Block("table", "\n".join(lines)))
 
 
-def table_grid(table: Tag, value: Callable[[Tag], Any] | None = None) -> tuple[list[list[Any]], int]:
+def table_grid(table: Tag,
+               value: Callable[[Tag], Any] | None = None) -> tuple[list[list[Any]], int]:
     """Cell texts laid out on a grid (row/colspans repeat the cell) and the count of header rows.
 
     ``value`` picks what each grid slot holds instead of the cell's text (e.g. the cell itself,

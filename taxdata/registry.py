@@ -156,15 +156,16 @@ class Registry:
 
     @classmethod
     def from_data(cls, data: object, *, source: str = "<data>") -> Registry:
-        """Build from the parsed JSON document: ``{"countries": {slug: {...}}, "_comment": ...}``."""
+        """Build from the parsed JSON document:
+        ``{"countries": {slug: {...}}, "_comment": ...}``."""
         if not isinstance(data, dict) or not isinstance(data.get("countries"), dict):
             raise RegistryError(f"{source}: expected an object with a \"countries\" object")
         # Keys starting with "_" are free-form notes (like "_comment"); anything else is a typo.
         extra = sorted(k for k in data if k != "countries" and not k.startswith("_"))
         if extra:
             raise RegistryError(f"{source}: unknown top-level key(s) {', '.join(map(repr, extra))}")
-        return cls({slug: _parse_entry(slug, raw, source) for slug, raw in data["countries"].items()},
-                   source=source)
+        return cls({slug: _parse_entry(slug, raw, source)
+                    for slug, raw in data["countries"].items()}, source=source)
 
     def __len__(self) -> int:
         return len(self._by_slug)

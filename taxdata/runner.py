@@ -94,20 +94,6 @@ def run_tasks(
         with numbers_lock:
             set_thread_label(f"{prefix}{next(numbers)}")
 
-    def run_one(task_id: str) -> TaskResult[T]:
-        started = time.monotonic()
-        result: TaskResult[T] = TaskResult(task_id, worker=thread_label())
-        try:
-            if STOP.is_set():
-                raise Interrupted("stopped before start")
-            result.value = work(task_id)
-        except Interrupted as exc:
-            result.cancelled, result.error = True, exc
-        except Exception as exc:  # one task's failure never stops the others
-            result.error = exc
-        result.seconds = time.monotonic() - started
-        return result
-
     workers = min(max_workers, max(len(ids), 1))
     summary: RunSummary[T] = RunSummary()
     started = time.monotonic()
@@ -125,19 +111,11 @@ def run_tasks(
                 on_result(result)
             except Exception as exc:  # e.g. disk full: the result is not saved, say so
                 result.error = exc
-        if result.cancelled:
-            logger.info("[CANCELLED] %s - not finished", result.task_id)
-        elif result.error is not None:
-            # A cause the caller reports once for all its tasks (a server that went away) is not
-            # repeated per task, except in debug logs.
-            log = logger.debug if _reported_once(result.error) else logger.error
-            log("[FAILED] %s - %s (%s)", result.task_id, first_line(result.error), result.worker)
-        else:
-            status = describe(result.value) if describe else "SUCCESS"
-            logger.info("[COMPLETED] %s - %s", result.task_id, status)
+        _log_result(result, describe)
 
     with ThreadPoolExecutor(max_workers=workers, initializer=name_worker) as pool:
-        futures: dict[Future[TaskResult[T]], str] = {pool.submit(run_one, t): t for t in ids}
+        futures: dict[Future[TaskResult[T]], str] = {pool.submit(_run_one, work, t): t
+                                                        for t in ids}
         logger.info("[PARALLEL] Submitted %d %s to thread pool", len(futures),
                     _plural(len(futures), "task"))
         try:
@@ -147,7 +125,7 @@ def run_tasks(
             summary.interrupted = True
             _drain_after_interrupt(futures, accept)
     bar.close()
-    for future, task_id in futures.items():
+    for task_id in futures.values():
         if task_id not in summary.results:  # cancelled before it started
             summary.results[task_id] = TaskResult(task_id, cancelled=True,
                                                   error=Interrupted("cancelled"))
@@ -163,7 +141,37 @@ def run_tasks(
     return summary
 
 
-def _drain_after_interrupt(futures: dict[Future, str], accept: Callable[[TaskResult], None]) -> None:
+def _run_one(work: Callable[[str], T], task_id: str) -> TaskResult[T]:
+    """One task on a worker thread: its value, or the exception it raised, never raised."""
+    started = time.monotonic()
+    result: TaskResult[T] = TaskResult(task_id, worker=thread_label())
+    try:
+        if STOP.is_set():
+            raise Interrupted("stopped before start")
+        result.value = work(task_id)
+    except Interrupted as exc:
+        result.cancelled, result.error = True, exc
+    except Exception as exc:  # one task's failure never stops the others
+        result.error = exc
+    result.seconds = time.monotonic() - started
+    return result
+
+
+def _log_result(result: TaskResult[T], describe: Callable[[T], str] | None) -> None:
+    if result.cancelled:
+        logger.info("[CANCELLED] %s - not finished", result.task_id)
+    elif result.error is not None:
+        # A cause the caller reports once for all its tasks (a server that went away) is not
+        # repeated per task, except in debug logs.
+        log = logger.debug if _reported_once(result.error) else logger.error
+        log("[FAILED] %s - %s (%s)", result.task_id, first_line(result.error), result.worker)
+    else:
+        status = describe(result.value) if describe else "SUCCESS"
+        logger.info("[COMPLETED] %s - %s", result.task_id, status)
+
+
+def _drain_after_interrupt(futures: dict[Future, str],
+                           accept: Callable[[TaskResult], None]) -> None:
     """First Ctrl-C: cancel the queue, let in-flight work finish and keep it; second: quit now."""
     STOP.set()
     queued = sum(future.cancel() for future in futures)

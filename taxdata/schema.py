@@ -513,18 +513,29 @@ def _check_brackets(ext: Extraction, errors: list[str], partial: bool) -> None:
         errors.append("brackets: empty list; use null when the source does not state brackets")
         return
     if ext.system is None and not partial:
-        errors.append("system: null, but brackets are given; state progressive, flat or zero_personal")
+        errors.append("system: null, but brackets are given; state progressive, flat or "
+                      "zero_personal")
+    sorted_ = _check_bracket_layout(brackets, errors)
+    # Gap/overlap messages on an unsorted list would only be noise on top of the sort error.
+    if sorted_:
+        _check_contiguity(brackets, errors)
+    _check_system_brackets(ext.system, brackets, errors)
 
+
+def _check_bracket_layout(brackets: list[Bracket], errors: list[str]) -> bool:
+    """Rates, the first min, open ends, max above min, sort order; True if sorted by min."""
     last = len(brackets) - 1
     if brackets[0].min != 0:
-        errors.append(f"brackets[0].min: {_num(brackets[0].min)} must be 0 (the first bracket starts at 0)")
+        errors.append(f"brackets[0].min: {_num(brackets[0].min)} must be 0 "
+                      "(the first bracket starts at 0)")
     unsorted = False
     for i, b in enumerate(brackets):
         _check_rate(f"brackets[{i}].rate", b.rate, errors)
         if b.max is None and i != last:
             errors.append(f"brackets[{i}].max: null, but only the last bracket may be open-ended")
         if b.max is not None and i == last:
-            errors.append(f"brackets[{i}].max: {_num(b.max)}, but the last bracket must be open-ended (null)")
+            errors.append(f"brackets[{i}].max: {_num(b.max)}, but the last bracket must be "
+                          "open-ended (null)")
         if b.max is not None and not b.max > b.min:
             errors.append(f"brackets[{i}].max: {_num(b.max)} is not above its min {_num(b.min)}")
         if i and b.min < brackets[i - 1].min:
@@ -533,39 +544,46 @@ def _check_brackets(ext: Extraction, errors: list[str], partial: bool) -> None:
                 f"brackets[{i}].min: {_num(b.min)} is below brackets[{i - 1}].min "
                 f"{_num(brackets[i - 1].min)}; brackets must be sorted by min"
             )
-    # Gap/overlap messages on an unsorted list would only be noise on top of the sort error.
-    if not unsorted:
-        for i in range(1, len(brackets)):
-            prev_max, lo = brackets[i - 1].max, brackets[i].min
-            if prev_max is None:
-                continue  # already reported as a non-last open-ended bracket
-            hi = prev_max + BRACKET_STEP_MAX
-            if lo < prev_max - _EPS:
-                errors.append(
-                    f"brackets[{i}].min: {_num(lo)} overlaps brackets[{i - 1}] (max {_num(prev_max)}); "
-                    f"it must be between {_num(prev_max)} and {_num(hi)}"
-                )
-            elif lo > hi + _EPS:
-                errors.append(
-                    f"brackets[{i}].min: {_num(lo)} leaves a gap after brackets[{i - 1}].max "
-                    f"{_num(prev_max)}; it must be between {_num(prev_max)} and {_num(hi)}"
-                )
+    return not unsorted
 
-    if ext.system == "flat" and len(brackets) != 1:
+
+def _check_contiguity(brackets: list[Bracket], errors: list[str]) -> None:
+    for i in range(1, len(brackets)):
+        prev_max, lo = brackets[i - 1].max, brackets[i].min
+        if prev_max is None:
+            continue  # already reported as a non-last open-ended bracket
+        hi = prev_max + BRACKET_STEP_MAX
+        if lo < prev_max - _EPS:
+            errors.append(
+                f"brackets[{i}].min: {_num(lo)} overlaps brackets[{i - 1}] "
+                f"(max {_num(prev_max)}); it must be between {_num(prev_max)} and {_num(hi)}"
+            )
+        elif lo > hi + _EPS:
+            errors.append(
+                f"brackets[{i}].min: {_num(lo)} leaves a gap after brackets[{i - 1}].max "
+                f"{_num(prev_max)}; it must be between {_num(prev_max)} and {_num(hi)}"
+            )
+
+
+def _check_system_brackets(system: str | None, brackets: list[Bracket],
+                           errors: list[str]) -> None:
+    if system == "flat" and len(brackets) != 1:
         errors.append(f"system: 'flat' needs exactly one bracket, got {len(brackets)}")
-    elif ext.system == "zero_personal":
+    elif system == "zero_personal":
         for i, b in enumerate(brackets):
             if b.rate != 0:
                 errors.append(
-                    f"brackets[{i}].rate: {_num(b.rate)}, but system 'zero_personal' needs every rate to be 0"
+                    f"brackets[{i}].rate: {_num(b.rate)}, but system 'zero_personal' needs every "
+                    "rate to be 0"
                 )
-    elif ext.system == "progressive":
+    elif system == "progressive":
         # Rates need not rise monotonically (some real schedules dip); only require a schedule.
         if len(brackets) < 2:
             errors.append(f"system: 'progressive' needs at least two brackets, got {len(brackets)}")
         elif len({b.rate for b in brackets}) < 2:
             errors.append(
-                f"system: 'progressive' needs more than one distinct rate, all brackets are {_num(brackets[0].rate)}"
+                "system: 'progressive' needs more than one distinct rate, all brackets are "
+                f"{_num(brackets[0].rate)}"
             )
 
 
@@ -577,10 +595,12 @@ def _check_vat(vat: VAT | None, errors: list[str], partial: bool) -> None:
         _check_rate(f"vat.reduced[{i}]", rate, errors)
     if vat.hasVAT is False:
         if vat.standard is not None:
-            errors.append(f"vat.standard: {_num(vat.standard)}, but vat.hasVAT is false (must be null)")
+            errors.append(f"vat.standard: {_num(vat.standard)}, but vat.hasVAT is false "
+                          "(must be null)")
         if vat.reduced:
             errors.append(
-                f"vat.reduced: [{', '.join(_num(r) for r in vat.reduced)}], but vat.hasVAT is false (must be empty)"
+                f"vat.reduced: [{', '.join(_num(r) for r in vat.reduced)}], but vat.hasVAT is "
+                "false (must be empty)"
             )
         return
     if vat.hasVAT is None and (vat.standard is not None or vat.reduced) and not partial:
@@ -616,18 +636,22 @@ def _semantic_errors(ext: Extraction, country: CountryLike, partial: bool = Fals
 def _warnings(ext: Extraction) -> list[str]:
     warnings: list[str] = []
     if ext.vat is not None and ext.vat.standard is not None and ext.vat.standard > VAT_WARN_ABOVE:
-        warnings.append(f"vat.standard: {_num(ext.vat.standard)} is above {_num(VAT_WARN_ABOVE)}; check the source")
+        warnings.append(f"vat.standard: {_num(ext.vat.standard)} is above "
+                        f"{_num(VAT_WARN_ABOVE)}; check the source")
     for i, b in enumerate(ext.brackets or []):
         if b.rate > BRACKET_RATE_WARN_ABOVE:
-            warnings.append(f"brackets[{i}].rate: {_num(b.rate)} is above {_num(BRACKET_RATE_WARN_ABOVE)}; check the source")
+            warnings.append(f"brackets[{i}].rate: {_num(b.rate)} is above "
+                            f"{_num(BRACKET_RATE_WARN_ABOVE)}; check the source")
     ss = ext.socialSecurity
     if ss is not None and ss.employeeRate is not None and ss.employeeRate > EMPLOYEE_SS_WARN_ABOVE:
         warnings.append(
-            f"socialSecurity.employeeRate: {_num(ss.employeeRate)} is above {_num(EMPLOYEE_SS_WARN_ABOVE)}; check the source"
+            f"socialSecurity.employeeRate: {_num(ss.employeeRate)} is above "
+            f"{_num(EMPLOYEE_SS_WARN_ABOVE)}; check the source"
         )
     for i, tax in enumerate(ext.special_taxes):
         if tax.rate is None:
-            warnings.append(f"special_taxes[{i}].rate: null ({tax.type} on {tax.target} has no percentage)")
+            warnings.append(f"special_taxes[{i}].rate: null ({tax.type} on {tax.target} has no "
+                            "percentage)")
     return warnings
 
 
@@ -644,7 +668,8 @@ def validate_extraction(data: dict[str, Any], country: CountryLike, *,
     the check of the merged parts.
     """
     if not isinstance(data, dict):
-        return ValidationOutcome(None, [f"<root>: expected a JSON object, got {type(data).__name__}"])
+        return ValidationOutcome(None, ["<root>: expected a JSON object, got "
+                                        f"{type(data).__name__}"])
     try:
         ext = Extraction.model_validate(data)
     except ValidationError as exc:
@@ -658,7 +683,8 @@ def missing_fields(extraction: Extraction) -> list[str]:
     Free text (notes, descriptions) is never listed; ``brackets`` is not missing for a
     zero_personal system; ``vat.standard`` is not missing when ``vat.hasVAT`` is false.
     """
-    missing: list[str] = [k for k in ("currency", "countryCode", "system") if getattr(extraction, k) is None]
+    missing: list[str] = [k for k in ("currency", "countryCode", "system")
+                          if getattr(extraction, k) is None]
     if extraction.brackets is None and extraction.system != "zero_personal":
         missing.append("brackets")
     vat = extraction.vat
@@ -673,7 +699,8 @@ def missing_fields(extraction: Extraction) -> list[str]:
     if ss is None:
         missing.append("socialSecurity")
     else:
-        missing += [f"socialSecurity.{k}" for k in ("employeeRate", "employerRate") if getattr(ss, k) is None]
+        missing += [f"socialSecurity.{k}" for k in ("employeeRate", "employerRate")
+                    if getattr(ss, k) is None]
     return missing
 
 

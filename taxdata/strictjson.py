@@ -15,7 +15,8 @@ class DuplicateKeyError(Exception):
 
 
 def no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    """``object_pairs_hook`` for :mod:`json`: the object as a dict, or :class:`DuplicateKeyError`."""
+    """``object_pairs_hook`` for :mod:`json`: the object as a dict, or
+    :class:`DuplicateKeyError`."""
     result: dict[str, Any] = {}
     for key, value in pairs:
         if key in result:

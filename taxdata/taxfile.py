@@ -92,8 +92,8 @@ _SECTION_ALIASES = {
 }
 _ANY_HEADING = re.compile(r"^(#{1,6})[ \t]*(.*?)[ \t]*#*[ \t]*$")
 # "1.", "1)", "(1)", "2.3", "1 -", "IV.", "a)" before the words of a heading.
-_NUMBERING = re.compile(r"^(?:\(?\d+(?:\.\d+)*[.):]?|\(?[ivx]+[.):]|\(?[a-e][.):])\s*[-\u2013:]?\s+",
-                        re.IGNORECASE)
+_NUMBERING = re.compile(r"^(?:\(?\d+(?:\.\d+)*[.):]?|\(?[ivx]+[.):]|\(?[a-e][.):])"
+                        r"\s*[-\u2013:]?\s+", re.IGNORECASE)
 
 
 def _heading_key(title: str) -> str:

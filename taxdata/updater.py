@@ -3,10 +3,10 @@
 For each country: read ``<input>/<slug>.md``, ask the model for the tax facts the text states
 (structured JSON, with a verbatim quote per figure), validate them, re-ask with the exact
 errors (``TAXDATA_MAX_REASKS`` times, default 2), withhold every figure whose quote the text
-does not bear out (taxdata.evidence), and only then write the record into ``tax_data.json`` (as each country completes, so an interrupted
-run keeps what it finished). At the end: ``taxData.js`` for the calculator,
-``reports/update-<time>.json`` and a summary table. A country that fails keeps its previous
-record exactly as it was.
+does not bear out (taxdata.evidence), and only then write the record into ``tax_data.json``
+(as each country completes, so an interrupted run keeps what it finished). At the end:
+``taxData.js`` for the calculator, ``reports/update-<time>.json`` and a summary table. A country
+that fails keeps its previous record exactly as it was.
 """
 
 from __future__ import annotations
@@ -27,18 +27,34 @@ from .evidence import EvidenceCheck, Quote, Source, check_evidence
 from .files import DataDir, dump_json
 from .journal import Journal, read_journal
 from .jsmodule import JSParseError, parse_tax_data_js, render_tax_data_js
-from .llm import LLMClient, LLMError, LLMTruncated, gone_note
+from .llm import LLMClient, LLMError, LLMTruncated, report_endpoints
 from .log import logger, thread_label
 from .reference import Reference, ReferenceError, fetch_list_reference, load_reference_csv
 from .registry import Country, RegistryError, load_registry
 from .runner import TaskResult, run_tasks
 from .runreport import write_html_report
-from .schema import (Extraction, Provenance, ReplyError, build_record, diff_records,
-                     extraction_json_schema, missing_fields, parse_reply, summarize_changes,
-                     validate_extraction)
+from .schema import (
+    Extraction,
+    FieldChange,
+    Provenance,
+    ReplyError,
+    build_record,
+    diff_records,
+    extraction_json_schema,
+    missing_fields,
+    parse_reply,
+    summarize_changes,
+    validate_extraction,
+)
+from .taxfile import (
+    DEFAULT_MAX_CHARS,
+    SourceInfo,
+    parse_sources,
+    request_parts,
+    source_problem,
+    taxation_path,
+)
 from .timestamps import now_utc
-from .taxfile import (DEFAULT_MAX_CHARS, SourceInfo, parse_sources, request_parts, source_problem,
-                      taxation_path)
 
 PROMPT_VERSION = "updater-2"
 DATASET_FILE = "tax_data.json"
@@ -136,6 +152,17 @@ class CountryOutcome:
     crosscheck: dict[str, Any] | None = None  # classification against the references
     record: dict[str, Any] | None = field(default=None, repr=False)
     provenance: dict[str, Any] | None = field(default=None, repr=False)
+
+    def compare(self, old: dict[str, Any] | None, changes: list[FieldChange]) -> None:
+        """ADDED, MODIFIED (with the changes listed) or UNCHANGED against the old record."""
+        if old is None:
+            self.status = Status.ADDED
+        elif changes:
+            self.status = Status.MODIFIED
+            self.changes = [{"path": c.path, "old": c.old, "new": c.new} for c in changes]
+            self.reason = summarize_changes(changes)
+        else:
+            self.status = Status.UNCHANGED
 
     def report(self) -> dict[str, Any]:
         # Not asdict(): it would deep-copy the record and provenance only to drop them.
@@ -270,17 +297,11 @@ def merge_import(update: "UpdateRun", imported: ImportResult, prune: bool) -> No
         outcome = CountryOutcome(slug, source_file=str(imported.path), source_kind="imported",
                                  reason=f"imported from {imported.path.name}")
         changes = diff_records(old, record)
-        if old is None:
-            outcome.status = Status.ADDED
-        elif changes:
-            outcome.status = Status.MODIFIED
-            outcome.changes = [{"path": c.path, "old": c.old, "new": c.new} for c in changes]
-            outcome.reason = summarize_changes(changes)
-        else:
-            outcome.status = Status.UNCHANGED
+        outcome.compare(old, changes)
         if outcome.status != Status.UNCHANGED:
             provenance = Provenance(source_file=str(imported.path), source_sha256=imported.digest,
-                                    source_kind="imported", unverified=False, extracted_at=now_utc())
+                                    source_kind="imported", unverified=False,
+                                    extracted_at=now_utc())
             countries[slug] = {"record": record, "provenance": provenance.model_dump()}
             update.dirty = True
         update.outcomes[slug] = outcome
@@ -385,7 +406,8 @@ class Extractor:
             result.warnings = result.warnings + check.notes
             result.check = check
         facts = result.extraction
-        if all(getattr(facts, key) is None for key in ("system", "brackets", "vat", "socialSecurity")):
+        if all(getattr(facts, key) is None
+               for key in ("system", "brackets", "vat", "socialSecurity")):
             # A record of nothing but nulls would wipe the previous one: that needs a human.
             raise ExtractionFailed("the reply states no tax facts (system, brackets, VAT and "
                                    "social security all null); previous record kept",
@@ -408,7 +430,7 @@ class Extractor:
                 http_attempts += exc.attempts
                 errors = [str(exc)]
             except LLMError as exc:
-                raise ExtractionFailed(str(exc), asked, http_attempts + exc.attempts)
+                raise ExtractionFailed(str(exc), asked, http_attempts + exc.attempts) from exc
             else:
                 http_attempts += reply.attempts
                 text = reply.text
@@ -537,7 +559,8 @@ class UpdateRun:
                 and provenance.get("prompt_version") == PROMPT_VERSION
                 and provenance.get("model") == model)
 
-    def process(self, client: LLMClient, extractor: Extractor, slug: str, path: Path) -> CountryOutcome:
+    def process(self, client: LLMClient, extractor: Extractor, slug: str,
+                path: Path) -> CountryOutcome:
         country = self.registry.get(slug)
         raw = path.read_bytes()
         text = raw.decode("utf-8", errors="replace")
@@ -602,14 +625,7 @@ class UpdateRun:
         countries = self.dataset["countries"]
         old = (countries.get(outcome.slug) or {}).get("record")
         changes = diff_records(old, outcome.record)
-        if old is None:
-            outcome.status = Status.ADDED
-        elif changes:
-            outcome.status = Status.MODIFIED
-            outcome.changes = [{"path": c.path, "old": c.old, "new": c.new} for c in changes]
-            outcome.reason = summarize_changes(changes)
-        else:
-            outcome.status = Status.UNCHANGED
+        outcome.compare(old, changes)
         entry = {"record": outcome.record, "provenance": outcome.provenance}
         self.journal.append({"slug": outcome.slug, **entry})
         countries[outcome.slug] = entry
@@ -825,7 +841,8 @@ def print_crosscheck(run: UpdateRun, most: int = 20) -> None:
 
 
 def _few_words(reason: str, limit: int = 100) -> str:
-    """``reason`` on one line, cut at a word boundary (never mid-word) when longer than ``limit``."""
+    """``reason`` on one line, cut at a word boundary (never mid-word) when longer than
+    ``limit``."""
     reason = " ".join(reason.split())
     if len(reason) <= limit:
         return reason
@@ -837,6 +854,9 @@ def _few_words(reason: str, limit: int = 100) -> str:
 
 def check_args(args: argparse.Namespace) -> None:
     """Flag combinations that cannot work: a usage error before anything is read or written."""
+    if getattr(args, "write", False):
+        raise UsageError("--write goes with --discover-countries (the updater always writes; "
+                         "--dry-run previews)")
     if args.import_only and not args.import_js:
         raise UsageError("--import-only needs --import-js FILE (there is nothing to import)")
     if getattr(args, "prune", False) and not args.import_js:
@@ -852,35 +872,11 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     if getattr(args, "discover_countries", False):
         from .discovery import discover  # only this mode needs it
         return discover(args, settings)
-    if getattr(args, "write", False):
-        raise UsageError("--write goes with --discover-countries (the updater always writes; "
-                         "--dry-run previews)")
-    check_args(args)
-    update = UpdateRun(args, settings)
-    if getattr(args, "reference", None):  # a bad file is a usage error before any request
-        try:
-            update.references.append(load_reference_csv(args.reference, update.registry))
-        except ReferenceError as exc:
-            raise UsageError(str(exc)) from None
-        for warning in update.references[-1].warnings:
-            logger.warning("[REFERENCE] %s %s", thread_label(), warning)
-    if not args.dry_run:  # a dry run writes (and deletes, and locks) nothing
-        update.data.check_writable()
-        update.data.acquire_run_lock(SCRIPT_NAME)
-        update.data.sweep_stale_temps()
-        recover(update.data, update.registry)
-    # A broken dataset is an error before any LLM call.
-    update.dataset = load_dataset(update.data)
+    update = prepare(args, settings)
     if args.import_js:
-        imported = read_import(Path(args.import_js), update.registry)
-        merge_import(update, imported, getattr(args, "prune", False))
-        if args.import_only or args.dry_run:
-            if args.dry_run:
-                return dry_run_import(update)
-            update.journal.open()
-            update.finish(interrupted=False)
-            print_summary(update, time.monotonic() - started)
-            return EXIT_FAILED if imported.invalid or imported.unknown else EXIT_OK
+        code = run_import(update, args, started)
+        if code is not None:
+            return code
     sources = update.plan()
     client = LLMClient.from_settings(settings)
     extractor = Extractor(client, args.max_chars, settings.max_reasks)
@@ -908,30 +904,64 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
                         describe=lambda outcome: outcome.status, progress=not args.no_progress,
                         clear_stop=True)
     for slug, result in summary.results.items():
-        if slug in update.outcomes and result.ok:
-            continue
-        if result.ok:  # Ctrl-C landed while its result was being saved
-            update.outcomes[slug] = result.value
-        elif isinstance(result.error, CountryFailed):
-            update.outcomes[slug] = result.error.outcome
-        elif result.cancelled:
-            update.outcomes[slug] = CountryOutcome(slug, Status.SKIPPED,
-                                                   "interrupted before it ran")
-        else:  # an unexpected error (a bug, a disk error): nothing was written for it
-            update.outcomes[slug] = CountryOutcome(slug, Status.FAILED,
-                                                   f"{type(result.error).__name__}:"
-                                                   f" {result.error}")
+        if slug not in update.outcomes or not result.ok:
+            update.outcomes[slug] = _outcome_of(slug, result)
     update.finish(summary.interrupted)
     print_summary(update, time.monotonic() - started)
-    for line in client.endpoint_summary():
-        print(f"  LLM {line}")
-    note = gone_note(client, (r.error for r in summary.results.values()))
-    if note:
-        logger.error("[ERROR] %s", note)
+    report_endpoints(client, (r.error for r in summary.results.values()))
     if summary.interrupted:
         return EXIT_INTERRUPTED
     failed = any(o.status == Status.FAILED for o in update.outcomes.values())
     return EXIT_FAILED if failed else EXIT_OK
+
+
+def prepare(args: argparse.Namespace, settings: Settings) -> UpdateRun:
+    """Check the arguments, the reference file and the data directory (locked, recovered,
+    dataset loaded) before any request: every problem here is a usage error."""
+    check_args(args)
+    update = UpdateRun(args, settings)
+    if getattr(args, "reference", None):  # a bad file is a usage error before any request
+        try:
+            update.references.append(load_reference_csv(args.reference, update.registry))
+        except ReferenceError as exc:
+            raise UsageError(str(exc)) from None
+        for warning in update.references[-1].warnings:
+            logger.warning("[REFERENCE] %s %s", thread_label(), warning)
+    if not args.dry_run:  # a dry run writes (and deletes, and locks) nothing
+        update.data.check_writable()
+        update.data.acquire_run_lock(SCRIPT_NAME)
+        update.data.sweep_stale_temps()
+        recover(update.data, update.registry)
+    # A broken dataset is an error before any LLM call.
+    update.dataset = load_dataset(update.data)
+    return update
+
+
+def run_import(update: UpdateRun, args: argparse.Namespace, started: float) -> int | None:
+    """Merge ``--import-js`` into the dataset; the exit code if the run ends with the import
+    (--dry-run, --import-only), else None: the LLM run follows."""
+    imported = read_import(Path(args.import_js), update.registry)
+    merge_import(update, imported, getattr(args, "prune", False))
+    if args.dry_run:
+        return dry_run_import(update)
+    if args.import_only:
+        update.journal.open()
+        update.finish(interrupted=False)
+        print_summary(update, time.monotonic() - started)
+        return EXIT_FAILED if imported.invalid or imported.unknown else EXIT_OK
+    return None
+
+
+def _outcome_of(slug: str, result: TaskResult[CountryOutcome]) -> CountryOutcome:
+    """The outcome of a task whose result persist() did not record."""
+    if result.ok:  # Ctrl-C landed while its result was being saved
+        return result.value
+    if isinstance(result.error, CountryFailed):
+        return result.error.outcome
+    if result.cancelled:
+        return CountryOutcome(slug, Status.SKIPPED, "interrupted before it ran")
+    # An unexpected error (a bug, a disk error): nothing was written for it.
+    return CountryOutcome(slug, Status.FAILED, f"{type(result.error).__name__}: {result.error}")
 
 
 def dry_run_import(update: UpdateRun) -> int:

@@ -21,11 +21,21 @@ import requests
 from .config import Settings
 from .files import DataDir, dump_json
 from .htmlclean import clean_html
-from .http import (BUSY, DONE, DEFAULT_USER_AGENT, FAIL, RETRY, Outcome, RetryPolicy, is_busy,
-                   make_session, parse_retry_after, send)
+from .http import (
+    BUSY,
+    DEFAULT_USER_AGENT,
+    DONE,
+    FAIL,
+    RETRY,
+    Outcome,
+    RetryPolicy,
+    is_busy,
+    make_session,
+    parse_retry_after,
+    send,
+)
 from .log import logger, thread_label
 from .timestamps import now_utc
-
 
 # Wikimedia's User-Agent policy asks for a name/version plus a way to reach the operator.
 WIKIPEDIA_USER_AGENT = f"{DEFAULT_USER_AGENT} python-requests/{requests.__version__}"
@@ -61,7 +71,8 @@ class DisambiguationPage(WikipediaError):
 
 @dataclass
 class Article:
-    """One fetched (or cached) article. ``html`` is empty for cache hits: the cache keeps text only."""
+    """One fetched (or cached) article. ``html`` is empty for cache hits: the cache keeps text
+    only."""
 
     requested_title: str
     title: str
