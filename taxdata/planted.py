@@ -42,8 +42,8 @@ from typing import Any, Callable
 
 from .errors import EXIT_FAILED, EXIT_OK
 from .evidence import required_paths
+from .models import Extraction
 from .registry import load_registry
-from .schema import Extraction
 from .testing.llm_server import Fault, StandInLLM
 from .testing.mediawiki_server import StandInMediaWiki
 

@@ -29,23 +29,14 @@ from .journal import Journal, read_journal
 from .jsmodule import JSParseError, parse_tax_data_js, render_tax_data_js
 from .llm import LLMClient, LLMError, LLMTruncated, report_endpoints
 from .log import logger, thread_label
+from .models import Extraction, Provenance
+from .records import FieldChange, build_record, diff_records, summarize_changes
 from .reference import Reference, ReferenceError, fetch_list_reference, load_reference_csv
 from .registry import Country, RegistryError, load_registry
+from .replies import ReplyError, parse_reply
+from .replyschema import extraction_json_schema
 from .runner import TaskResult, run_tasks
 from .runreport import write_html_report
-from .schema import (
-    Extraction,
-    FieldChange,
-    Provenance,
-    ReplyError,
-    build_record,
-    diff_records,
-    extraction_json_schema,
-    missing_fields,
-    parse_reply,
-    summarize_changes,
-    validate_extraction,
-)
 from .taxfile import (
     DEFAULT_MAX_CHARS,
     SourceInfo,
@@ -55,6 +46,7 @@ from .taxfile import (
     taxation_path,
 )
 from .timestamps import now_utc
+from .validation import missing_fields, validate_extraction
 
 PROMPT_VERSION = "updater-2"
 DATASET_FILE = "tax_data.json"
