@@ -39,6 +39,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from .errors import EXIT_FAILED, EXIT_OK
 from .testing.llm_server import StandInLLM
 
 GOAL = 1.5
@@ -212,10 +213,10 @@ def main(argv: list[str] | None = None) -> int:
         result = measure(args.countries, args.workers, args.latency, args.repeat)
     except RuntimeError as exc:
         print(f"bench_persistence: error: {exc}", file=sys.stderr)
-        return 1
+        return EXIT_FAILED
     if args.json:
         print(json.dumps(result))
-        return 0
+        return EXIT_OK
     print(f"Persistence benchmark: {result['countries']} FIXTURE countries, -w "
           f"{result['workers']}, latency {result['latency_s']} s, --force")
     print(f"  start-up (1-country run minus one reply)   {result['startup_s']:8.2f} s")
@@ -227,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
           f"    final tax_data.json + taxData.js; [PERSIST] line)")
     print(f"  ratio measured/ideal                       {result['ratio']:8.2f}x "
           f"(goal <= {GOAL}x: {'met' if result['met'] else 'MISSED'})")
-    return 0
+    return EXIT_OK
 
 
 if __name__ == "__main__":

@@ -13,9 +13,9 @@ import threading
 import time
 from typing import Callable
 
+from .cancel import STOP
 from .http import RetryPolicy
 from .log import logger
-from .runner import STOP
 
 CLOSED, OPEN, GONE = "closed", "open", "gone"
 

@@ -12,22 +12,16 @@ import sys
 from typing import Callable, Sequence
 
 from .config import ConfigError, Settings, load_settings
+from .errors import EXIT_INTERRUPTED, EXIT_USAGE, UsageError
 from .files import DataDirError, UnsafePathError, release_run_locks
 from .llm import PreflightError
 from .log import logger, setup_logging
 from .registry import RegistryError
-from .runner import EXIT_INTERRUPTED
 from .runreport import recording
-
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 # Flags whose values feed Settings (dest -> Settings field).
 _SETTING_FLAGS = {"max_workers": "max_workers", "model": "model", "llm_url": "llm_url",
                   "llm_api": "llm_api", "data_dir": "data_dir", "log_file": "log_file"}
-
-
-class UsageError(ValueError):
-    """Bad input from the user (unknown country, malformed file): one line, exit code 2."""
 
 
 def common_parser(prog: str, description: str, *, default_workers: int | None,
@@ -35,7 +29,8 @@ def common_parser(prog: str, description: str, *, default_workers: int | None,
     """The flags every script accepts. ``default_workers=None`` marks a sequential script."""
     parser = argparse.ArgumentParser(prog=prog, description=description)
     parser.add_argument("--countries", metavar="LIST",
-                        help=f"comma-separated country slugs or names (default: {countries_default})")
+                        help="comma-separated country slugs or names "
+                             f"(default: {countries_default})")
     if default_workers is not None:
         workers = parser.add_mutually_exclusive_group()
         workers.add_argument("-w", "--max-workers", type=str, metavar="N",
@@ -46,7 +41,8 @@ def common_parser(prog: str, description: str, *, default_workers: int | None,
         parser.add_argument("--fixed-concurrency", action="store_true",
                             help="keep max-workers requests per LLM server instead of adapting "
                                  "to busy answers (env TAXDATA_ADAPTIVE=0)")
-    parser.add_argument("--model", help="model name (env TAXDATA_MODEL; default: the server's first)")
+    parser.add_argument("--model",
+                        help="model name (env TAXDATA_MODEL; default: the server's first)")
     parser.add_argument("--llm-url", metavar="URL",
                         help="chat endpoint; several: comma-separated (env TAXDATA_LLM_URL)")
     parser.add_argument("--llm-api", choices=("auto", "proxy", "ollama", "openai"),

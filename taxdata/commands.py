@@ -12,8 +12,9 @@ import sys
 from pathlib import Path
 from typing import Callable, Sequence
 
-from . import enhanced, formatter, rawfiles, research, updater
+from . import enhanced, rawfiles, research, updater
 from .cli import common_parser, run_main
+from .taxfile import DEFAULT_MAX_CHARS
 
 UPDATER, ENHANCED, RAW, RESEARCH = ("tax_data_updater.py", "generate_enhanced_taxation_files.py",
                                     "generate_taxation_files.py", "research_and_format.py")
@@ -63,7 +64,7 @@ def update_main(argv: Sequence[str] | None = None, prog: str | None = None) -> i
     parser.add_argument("--prune", action="store_true",
                         help="with --import-js: remove the countries the file lacks (listed, "
                              "reported REMOVED)")
-    parser.add_argument("--max-chars", type=int, default=updater.DEFAULT_MAX_CHARS, metavar="N",
+    parser.add_argument("--max-chars", type=int, default=DEFAULT_MAX_CHARS, metavar="N",
                         help="source characters per request; longer files are split "
                              "(default %(default)s)")
     parser.add_argument("--reference", metavar="FILE.csv",
@@ -94,7 +95,7 @@ def enhanced_main(argv: Sequence[str] | None = None, prog: str | None = None) ->
                         help="reformat the extractor service's saved taxation* files instead")
     parser.add_argument("--list-txt-files", action="store_true",
                         help="list the extractor service's taxation* files and exit")
-    parser.add_argument("--max-chars", type=int, default=formatter.DEFAULT_MAX_CHARS, metavar="N",
+    parser.add_argument("--max-chars", type=int, default=DEFAULT_MAX_CHARS, metavar="N",
                         help="source characters per request; longer sources are split on "
                              "section boundaries (default %(default)s)")
     return run_main(enhanced.run, parser, argv, default_workers=DEFAULT_WORKERS[ENHANCED])

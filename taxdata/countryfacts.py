@@ -155,7 +155,8 @@ def coordinates(code: str) -> tuple[float, float]:
 def registry_entry(code_or_name: str, wikipedia_title: str | None = None,
                    name: str | None = None) -> tuple[str, dict[str, Any]]:
     """``(slug, entry)`` in the registry file's format, every fact from the libraries."""
-    code = code_or_name.upper() if re.fullmatch(r"[A-Za-z]{2}", code_or_name) else iso_code(code_or_name)
+    is_code = re.fullmatch(r"[A-Za-z]{2}", code_or_name)
+    code = code_or_name.upper() if is_code else iso_code(code_or_name)
     if code is None or pycountry.countries.get(alpha_2=code) is None:
         raise ValueError(f"no ISO 3166-1 country matches {code_or_name!r}")
     name = name or display_name(code)
@@ -168,7 +169,8 @@ def registry_entry(code_or_name: str, wikipedia_title: str | None = None,
     }
 
 
-def add_entries(document: dict[str, Any], entries: Iterable[tuple[str, dict[str, Any]]]) -> list[str]:
+def add_entries(document: dict[str, Any],
+                entries: Iterable[tuple[str, dict[str, Any]]]) -> list[str]:
     """Add entries to a parsed registry document (keys kept sorted); returns the slugs added.
 
     An existing slug or ISO code is never replaced: what the user wrote stays.

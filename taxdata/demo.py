@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Iterator, Sequence
 
 from . import commands
+from .errors import EXIT_USAGE
 from .testing.extractor_server import StandInExtractor, add_samples
 from .testing.llm_server import StandInLLM
 from .testing.mediawiki_server import StandInMediaWiki
@@ -40,7 +41,6 @@ figures out of the text it is sent, and bundled SAMPLE articles about fictional 
 (user-assigned ISO codes, the XTS testing currency) with made-up figures. Do not use any of it
 as tax data.
 """
-EXIT_USAGE = 2
 
 
 @contextlib.contextmanager

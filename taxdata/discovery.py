@@ -24,16 +24,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .cli import EXIT_FAILED, EXIT_OK, UsageError
 from .config import Settings
 from .countryfacts import add_entries, registry_entry
+from .errors import EXIT_FAILED, EXIT_OK, UsageError
 from .files import DataDir, dump_json
 from .http import RetryPolicy
 from .log import logger, set_thread_label, thread_label
 from .reference import LIST_TITLE, ReferenceError, ReferenceRow, parse_list_page
 from .registry import FILE_NAME, Registry, countries_path, load_registry
-from .wikipedia import (MAX_IN_FLIGHT, ArticleNotFound, DisambiguationPage, WikipediaClient,
-                        WikipediaError)
+from .wikipedia import (
+    MAX_IN_FLIGHT,
+    ArticleNotFound,
+    DisambiguationPage,
+    WikipediaClient,
+    WikipediaError,
+)
 
 
 @dataclass
@@ -94,8 +99,11 @@ def find(registry: Registry, rows: list[ReferenceRow],
             findings.append(finding)
             lookups.append((finding, link))
     numbers = itertools.count(1)
+    def name_thread() -> None:
+        set_thread_label(f"Thread-{next(numbers)}")
+
     with ThreadPoolExecutor(max_workers=MAX_IN_FLIGHT, thread_name_prefix="discover",
-                            initializer=lambda: set_thread_label(f"Thread-{next(numbers)}")) as pool:
+                            initializer=name_thread) as pool:
         resolved = list(pool.map(lambda item: _resolve(client, item[1]), lookups))
     for (finding, link), (title, why) in zip(lookups, resolved):
         if title is None:

@@ -16,19 +16,27 @@ import re
 
 import requests
 
-from .cli import UsageError
 from .config import Settings
+from .errors import UsageError
 from .extractor import ExtractorClient, ExtractorError, check_file_name
 from .files import DataDir
 from .formatter import PROMPT_VERSION, start_formatter
-from .generators import (FileOutcome, Skip, checked_source, now_utc, read_taxation,
-                         run_per_country, select_countries, taxation_relpath)
+from .generators import (
+    FileOutcome,
+    Skip,
+    checked_source,
+    read_taxation,
+    run_per_country,
+    select_countries,
+    taxation_relpath,
+)
 from .http import RetryPolicy
 from .llm import PreflightError
 from .log import logger, thread_label
 from .rawfiles import raw_relpath, read_raw
 from .registry import Country
 from .taxfile import SourceInfo, compose, parse_sources
+from .timestamps import now_utc
 from .wikipedia import ArticleNotFound, WikipediaClient
 
 SCRIPT_NAME = "generate_enhanced_taxation_files.py"

@@ -49,7 +49,7 @@ import unicodedata
 from dataclasses import dataclass, field
 from typing import Any
 
-from .schema import Extraction
+from .models import Extraction
 
 __all__ = ["Source", "Quote", "Unsupported", "EvidenceCheck", "normalise", "numbers_in",
            "find_quote", "check_evidence", "required_paths"]

@@ -15,11 +15,11 @@ from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 import requests
 
+from .config import Settings
 from .http import RetryPolicy, make_session, request
 from .log import logger, thread_label
 from .wikipedia import WikipediaClient
 
-DEFAULT_EXTRACTOR_URL = "http://localhost:5000"
 EXTRACTOR_URL_ENV = "TAXDATA_EXTRACTOR_URL"
 
 
@@ -30,7 +30,7 @@ class ExtractorError(Exception):
 class ExtractorClient:
     """Client of the Web Content Extractor service. Thread-safe (one pooled session)."""
 
-    def __init__(self, base_url: str = DEFAULT_EXTRACTOR_URL, *,
+    def __init__(self, base_url: str = Settings.extractor_url, *,
                  session: requests.Session | None = None, retry: RetryPolicy | None = None,
                  timeout: tuple[float, float] = (10, 120)) -> None:
         self.base_url = base_url.rstrip("/")

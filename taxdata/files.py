@@ -16,20 +16,36 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import functools
 import json
 import os
 import re
 import stat
 import tempfile
 import threading
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
+from .timestamps import now_utc
+
 _SLUG = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 _TEMP_SUFFIX = ".tmp"
-_UMASK = os.umask(0o022)  # read once (os.umask can only be read by setting it) ...
-os.umask(_UMASK)  # ... and put back at once
+
+
+@functools.cache
+def _umask() -> int:
+    """The process umask, read without changing it where the kernel says it (Linux >= 4.7);
+    elsewhere os.umask is the only way to read it (set and put back at once, on first use)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 class UnsafePathError(ValueError):
@@ -122,8 +138,9 @@ class RunLock:
         except OSError as exc:
             raise DataDirError(f"cannot lock {self.path}: {exc.strerror or exc}") from None
         if not got:
-            raise RunLocked(f"{self.path.parent.parent} is in use by {_describe_holder(self.path)}; "
-                            "wait for it to finish (one run at a time per data directory)")
+            raise RunLocked(f"{self.path.parent.parent} is in use by "
+                            f"{_describe_holder(self.path)}; wait for it to finish "
+                            "(one run at a time per data directory)")
         previous = _read_holder(self._lock.fd)
         if previous.get("pid") and not _pid_alive(int(previous["pid"])):
             # flock died with its process; only the file (and this note) outlived it.
@@ -132,7 +149,7 @@ class RunLock:
                            "without releasing it", previous.get("what", "a run"),
                            previous["pid"], previous.get("started", "?"))
         holder = {"pid": os.getpid(), "what": what,
-                  "started": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}
+                  "started": now_utc()}
         data = (json.dumps(holder) + "\n").encode()
         os.ftruncate(self._lock.fd, 0)
         os.pwrite(self._lock.fd, data, 0)
@@ -177,13 +194,14 @@ def check_slug(slug: str) -> str:
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically (temp + fsync + rename); no temp file survives an error."""
+    """Write ``data`` to ``path`` atomically (temp + fsync + rename); no temp file survives an
+    error."""
     path.parent.mkdir(parents=True, exist_ok=True)
     # mkstemp makes the file 0600: keep the target's mode, or what open() would give a new file.
     try:
         mode = stat.S_IMODE(os.stat(path).st_mode)
     except FileNotFoundError:
-        mode = 0o666 & ~_UMASK
+        mode = 0o666 & ~_umask()
     # The pid in the name lets sweep_stale_temps() tell a crashed writer's leftovers from live ones.
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}.",
                                suffix=_TEMP_SUFFIX)
@@ -310,7 +328,7 @@ class DataDir:
             target = self.path(relpath)
             target.parent.mkdir(parents=True, exist_ok=True)
             try:
-                os.close(os.open(target, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666 & ~_UMASK))
+                os.close(os.open(target, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
             except FileExistsError:
                 number += 1
                 continue

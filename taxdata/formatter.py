@@ -2,7 +2,8 @@
 
 Shared by the three generators. The model writes the body in the shape of
 :data:`taxdata.taxfile.FORMAT_TEMPLATE`; a body missing a standard section is asked for again
-(``TAXDATA_MAX_REASKS`` times, default 2), with the list of what is missing. The Sources section is always written by the code.
+(``TAXDATA_MAX_REASKS`` times, default 2), with the list of what is missing. The Sources section
+is always written by the code.
 Long sources are split on section boundaries, the tax facts of each part are pulled out in
 parallel, then one final request writes the file from those facts.
 """
@@ -11,16 +12,22 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from .cancel import Interrupted
 from .config import Settings
 from .llm import LLMClient, LLMError
 from .log import logger, thread_label
 from .registry import Country
-from .runner import Interrupted, run_tasks
-from .taxfile import (FORMAT_TEMPLATE, missing_sections, normalize_headings, split_sections,
-                      strip_sources)
+from .runner import run_tasks
+from .taxfile import (
+    DEFAULT_MAX_CHARS,
+    FORMAT_TEMPLATE,
+    missing_sections,
+    normalize_headings,
+    request_parts,
+    strip_sources,
+)
 
 PROMPT_VERSION = "format-1"
-DEFAULT_MAX_CHARS = 24_000
 
 SOURCE_RULES = """\
 Rules:
@@ -101,8 +108,7 @@ class Formatter:
         self.part_workers = part_workers
 
     def parts(self, text: str) -> list[str]:
-        text = strip_sources(text)
-        return split_sections(text, self.max_chars) or [text]
+        return request_parts(text, self.max_chars)
 
     def from_source(self, country: Country, text: str, source: str) -> Formatted:
         """Restructure ``text`` (described by ``source``, e.g. the article title)."""

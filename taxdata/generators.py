@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import argparse
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from typing import Callable
 
-from .cli import EXIT_FAILED, EXIT_OK
 from .config import Settings
+from .errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, first_line
 from .files import DataDir, check_slug
-from .llm import LLMClient, gone_note
-from .log import logger
+from .llm import LLMClient, report_endpoints
 from .registry import Country, load_registry
-from .runner import EXIT_INTERRUPTED, run_tasks
+from .runner import run_tasks
 from .taxfile import source_problem, taxation_path
 
 TAXATION_DIR = "taxation"
@@ -32,10 +30,6 @@ class FileOutcome:
 
 class Skip(Exception):
     """Raised by a task that has nothing to do for its country (the reason is the message)."""
-
-
-def now_utc() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def select_countries(args: argparse.Namespace, settings: Settings,
@@ -94,36 +88,27 @@ def run_per_country(slugs: list[str], work: Callable[[str], FileOutcome], *, set
     summary = run_tasks(slugs, task, max_workers=settings.max_workers, what=what,
                         describe=lambda o: o.status if o.status == "WRITTEN"
                         else f"{o.status} ({o.reason})",
-                        progress=not args.no_progress)
+                        progress=not args.no_progress, clear_stop=True)
     for slug, result in summary.results.items():
         if result.ok:
             outcomes[slug] = result.value
         else:
             status = "SKIPPED" if result.cancelled else "FAILED"
             outcomes[slug] = FileOutcome(slug, status, "interrupted" if result.cancelled
-                                         else _first_line(result.error))
+                                         else first_line(result.error))
     print_summary(outcomes, summary.seconds)
     if client is not None:
-        for line in client.endpoint_summary():
-            print(f"  LLM {line}")
-        note = gone_note(client, (r.error for r in summary.results.values()))
-        if note:
-            logger.error("[ERROR] %s", note)
+        report_endpoints(client, (r.error for r in summary.results.values()))
     if summary.interrupted:
         return EXIT_INTERRUPTED
     return EXIT_FAILED if any(o.status == "FAILED" for o in outcomes.values()) else EXIT_OK
 
 
-def _first_line(error: BaseException | None) -> str:
-    """The error's first line; its type name when the message is empty (``RuntimeError()``)."""
-    lines = str(error).strip().splitlines()
-    return lines[0] if lines else type(error).__name__
-
-
 def print_summary(outcomes: dict[str, FileOutcome], seconds: float) -> None:
     counts = {s: sum(o.status == s for o in outcomes.values())
               for s in ("WRITTEN", "SKIPPED", "FAILED")}
-    print(f"\nSummary ({seconds:.1f}s): " + ", ".join(f"{n} {s.lower()}" for s, n in counts.items()))
+    print(f"\nSummary ({seconds:.1f}s): "
+          + ", ".join(f"{n} {s.lower()}" for s, n in counts.items()))
     for outcome in outcomes.values():
         detail = outcome.path if outcome.status == "WRITTEN" else outcome.reason
         print(f"  {outcome.status:<8} {outcome.slug:<24} {detail}")

@@ -21,8 +21,8 @@ import requests
 from requests.adapters import HTTPAdapter
 
 from . import __version__
+from .cancel import STOP, Interrupted
 from .log import logger, thread_label
-from .runner import STOP, Interrupted
 
 if TYPE_CHECKING:  # config imports this module
     from .config import Settings
@@ -93,8 +93,8 @@ class RetryPolicy:
     means "hammer the server at once". Without ``Retry-After`` a wait is at most ``cap``.
 
     Busy answers (429/503, queue full) are retried, from the smaller ``busy_base``, until
-    ``deadline`` seconds have passed since the first attempt; real failures (500s, timeouts, connection errors, unusable bodies) get
-    ``attempts`` attempts in all.
+    ``deadline`` seconds have passed since the first attempt; real failures (500s, timeouts,
+    connection errors, unusable bodies) get ``attempts`` attempts in all.
     """
 
     attempts: int = 5

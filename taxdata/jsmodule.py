@@ -57,7 +57,8 @@ class _Tok(NamedTuple):
 _WS = re.compile(r"[ \t\n\r\v\f\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff]*")
 _LINE_COMMENT = re.compile(r"[^\n\r\u2028\u2029]*")
 _IDENT = re.compile(r"(?:[^\W\d]|\$)[\w$\u200c\u200d]*")
-_NUMBER = re.compile(r"0[xX][0-9a-fA-F]+|0[oO][0-7]+|0[bB][01]+|(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?", re.A)
+_NUMBER = re.compile(r"0[xX][0-9a-fA-F]+|0[oO][0-7]+|0[bB][01]+"
+                     r"|(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?", re.A)
 _PUNCT = re.compile(r"\.\.\.|=>|===?|.", re.S)
 _HEX = re.compile(r"[0-9a-fA-F]*")
 _STR_CHUNK = {q: re.compile(rf"[^{q}\\\n\r]*") for q in "\"'"}
@@ -94,10 +95,14 @@ def _lex(text: str, pos: int, source: str) -> _Tok:
         m = _NUMBER.match(text, pos)
         s, end = m.group(), m.end()
         if end < len(text) and (text[end].isalnum() or text[end] in "_$"):
-            raise _fail(text, source, end, f"invalid character {text[end]!r} in number", "a digit or separator")
+            raise _fail(text, source, end, f"invalid character {text[end]!r} in number",
+                        "a digit or separator")
         if len(s) > 1 and s[0] == "0" and s[1].isdigit():
             raise _fail(text, source, pos, f"legacy octal literal {s!r}", "a decimal number")
-        value = int(s, 0) if s[:2].lower() in ("0x", "0o", "0b") else float(s) if any(ch in s for ch in ".eE") else int(s)
+        if s[:2].lower() in ("0x", "0o", "0b"):
+            value = int(s, 0)
+        else:
+            value = float(s) if any(ch in s for ch in ".eE") else int(s)
         if value == math.inf:
             raise _fail(text, source, pos, f"number {s!r} out of range", "a finite number")
         return _Tok("number", value, pos, end)
@@ -124,7 +129,8 @@ def _lex_string(text: str, start: int, source: str) -> _Tok:
             pos = _escape(text, pos + 1, source, parts)
         elif quote == "`" and c == "$":
             if text.startswith("${", pos):
-                raise _fail(text, source, pos, "template literal substitution '${'", "a plain string")
+                raise _fail(text, source, pos, "template literal substitution '${'",
+                            "a plain string")
             parts.append(c)
             pos += 1
         elif quote == "`" and c == "\r":  # templates normalise CR and CRLF to LF
@@ -139,7 +145,8 @@ def _lex_string(text: str, start: int, source: str) -> _Tok:
 
 
 def _escape(text: str, pos: int, source: str, parts: list[str]) -> int:
-    """Decode the escape whose character is at ``pos`` (after the backslash); return the new position."""
+    """Decode the escape whose character is at ``pos`` (after the backslash); return the new
+    position."""
     c = text[pos : pos + 1]
     if c in _SIMPLE_ESC:
         parts.append(_SIMPLE_ESC[c])
@@ -148,13 +155,15 @@ def _escape(text: str, pos: int, source: str, parts: list[str]) -> int:
         parts.append("\0")
         return pos + 1
     if c.isdigit():
-        raise _fail(text, source, pos - 1, "octal escape sequence", "a valid escape; octal is not allowed in modules")
+        raise _fail(text, source, pos - 1, "octal escape sequence",
+                    "a valid escape; octal is not allowed in modules")
     if c in ("x", "u"):
         if c == "u" and text.startswith("{", pos + 1):
             digits = _HEX.match(text, pos + 2).group()
             end = pos + 2 + len(digits)
             if not digits or not text.startswith("}", end) or int(digits, 16) > 0x10FFFF:
-                raise _fail(text, source, pos - 1, "invalid \\u{...} escape", "1-6 hex digits up to 10FFFF and '}'")
+                raise _fail(text, source, pos - 1, "invalid \\u{...} escape",
+                            "1-6 hex digits up to 10FFFF and '}'")
             parts.append(chr(int(digits, 16)))
             return end + 1
         width = 2 if c == "x" else 4
@@ -273,7 +282,8 @@ class _Parser:
 
 
 def _find_literal(text: str, source: str) -> _Tok:
-    """Return the '{' token of ``[export] const|let|var taxData = {`` (or ``module.exports = {``)."""
+    """Return the '{' token of ``[export] const|let|var taxData = {``
+    (or ``module.exports = {``)."""
     pos, fallback, window = 0, None, []
     while True:
         tok = _lex(text, pos, source)
@@ -281,10 +291,12 @@ def _find_literal(text: str, source: str) -> _Tok:
             break
         if tok.kind == "punct" and tok.value == "=":
             # Any `taxData =` works (const/let/var, window.taxData, exports.taxData).
-            if window[-1:] == ["taxData"] or (fallback is None and window[-3:] == ["module", ".", "exports"]):
+            module_exports = window[-3:] == ["module", ".", "exports"]
+            if window[-1:] == ["taxData"] or (fallback is None and module_exports):
                 brace = _lex(text, tok.end, source)
                 if brace.kind != "punct" or brace.value != "{":
-                    raise _fail(text, source, brace.start, _describe(brace) + " after '='", "'{' starting the object literal")
+                    raise _fail(text, source, brace.start, _describe(brace) + " after '='",
+                                "'{' starting the object literal")
                 if window[-1:] == ["taxData"]:
                     return brace
                 fallback = brace
@@ -326,7 +338,8 @@ def _js_key(key: Any) -> str:
 def _js_string(s: str) -> str:
     # json.dumps handles quotes, backslashes and control characters; JS also needs
     # U+2028/U+2029 escaped (older engines) and lone surrogates (unencodable in UTF-8).
-    return _UNSAFE_IN_STRING.sub(lambda m: f"\\u{ord(m.group()):04x}", json.dumps(s, ensure_ascii=False))
+    return _UNSAFE_IN_STRING.sub(lambda m: f"\\u{ord(m.group()):04x}",
+                                 json.dumps(s, ensure_ascii=False))
 
 
 def _js_scalar(v: Any) -> str:
@@ -359,7 +372,10 @@ def _inline(v: Any) -> str | None:
     if isinstance(v, Mapping):
         parts = []
         for k, x in v.items():
-            s = _js_scalar(x) if not _is_container(x) else (None if isinstance(x, Mapping) and x else _inline(x))
+            if not _is_container(x):
+                s = _js_scalar(x)
+            else:
+                s = None if isinstance(x, Mapping) and x else _inline(x)
             if s is None:
                 return None
             parts.append(f"{_js_key(k)}: {s}")
@@ -389,7 +405,8 @@ def _render(v: Any, level: int, prefix_len: int, force_multiline: bool = False) 
         return "{\n" + "\n".join(body) + "\n" + "  " * level + "}"
     if not v:
         return "[]"
-    return "[\n" + "\n".join(f"{pad}{_render(x, level + 1, 0)}," for x in v) + "\n" + "  " * level + "]"
+    items = "\n".join(f"{pad}{_render(x, level + 1, 0)}," for x in v)
+    return "[\n" + items + "\n" + "  " * level + "]"
 
 
 def _comment(text: Any, pad: str) -> list[str]:

@@ -8,8 +8,8 @@ signal cut the limit to ``decrease`` (0.7, as TCP CUBIC) times the requests that
 once per round (a busy answer to a request sent before the last cut was already counted); add
 ``increase / limit`` per success while the permits are all in use and more work waits for one
 (no probing near the end of a run, when nothing would gain from it), i.e. one more permit about
-every 1/increase rounds of full use, so probing for more capacity costs few busy answers. ``max_workers`` is the ceiling
-and the starting point, so a healthy server is never throttled.
+every 1/increase rounds of full use, so probing for more capacity costs few busy answers.
+``max_workers`` is the ceiling and the starting point, so a healthy server is never throttled.
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
 from .breaker import CLOSED, GONE, CircuitBreaker
+from .cancel import STOP, Interrupted
 from .log import logger
-from .runner import STOP, Interrupted
 
 # Feedback from one request (see EndpointPool.release).
 # OK raises the limit, BUSY and TIMEOUT cut it, DOWN counts towards the breaker, FAILED (an

@@ -17,6 +17,7 @@ Every request carries a token cap (``max_tokens``): ``max_tokens`` in the OpenAI
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 from dataclasses import dataclass
@@ -26,10 +27,21 @@ from urllib.parse import urlsplit, urlunsplit
 import requests
 
 from .config import Settings
-from .http import (BUSY, DONE, FAIL, NOW, RETRY, Outcome, RetryPolicy, is_busy, make_session,
-                   parse_retry_after, send)
-from .limiter import (BUSY as SIGNAL_BUSY, DOWN, FAILED, NEUTRAL, OK, TIMEOUT, AllEndpointsGone,
-                      EndpointPool)
+from .http import (
+    BUSY,
+    DONE,
+    FAIL,
+    NOW,
+    RETRY,
+    Outcome,
+    RetryPolicy,
+    is_busy,
+    make_session,
+    parse_retry_after,
+    send,
+)
+from .limiter import BUSY as SIGNAL_BUSY
+from .limiter import DOWN, FAILED, NEUTRAL, OK, TIMEOUT, AllEndpointsGone, EndpointPool
 from .log import logger, redact, thread_label, truncate
 
 Messages = Sequence[dict[str, str]]
@@ -308,7 +320,8 @@ class LLMClient:
                 self.model = names[0]
                 logger.info("[LLM] No model set; using %s, the first the server lists", self.model)
             elif self.model not in names and f"{self.model}:latest" not in names:
-                others = "" if len(self.endpoints) == 1 else " (every server in TAXDATA_LLM_URL needs it)"
+                others = ("" if len(self.endpoints) == 1
+                          else " (every server in TAXDATA_LLM_URL needs it)")
                 raise PreflightError(
                     f"model {self.model!r} not found at {endpoint.url} (available: "
                     f"{', '.join(names[:8])}) - set TAXDATA_MODEL or --model{others}")
@@ -346,7 +359,7 @@ class LLMClient:
                                 self.max_tokens)
             logger.info("[LLM-REQUEST] %s POST %s model=%s%s", worker, endpoint.url, self.model,
                         suffix)
-            if logger.isEnabledFor(10):  # DEBUG: don't serialise payloads nobody will read
+            if logger.isEnabledFor(logging.DEBUG):  # don't serialise payloads nobody will read
                 logger.debug("[LLM-PAYLOAD] %s %s", worker, redact(
                     truncate(json.dumps(body, ensure_ascii=False)), (self._api_key,)))
             sent = time.monotonic()
@@ -460,6 +473,16 @@ def server_gone(error: BaseException | None) -> LLMServerGone | None:
         seen.add(id(error))
         error = error.__cause__ or error.__context__
     return None
+
+
+def report_endpoints(client: LLMClient, errors: Iterable[BaseException | None]) -> None:
+    """After a run: each endpoint's figures (stdout), and the one line saying the server went
+    away, if it did (log)."""
+    for line in client.endpoint_summary():
+        print(f"  LLM {line}")
+    note = gone_note(client, errors)
+    if note:
+        logger.error("[ERROR] %s", note)
 
 
 def gone_note(client: LLMClient, errors: Iterable[BaseException | None],

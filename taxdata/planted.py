@@ -40,9 +40,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from .errors import EXIT_FAILED, EXIT_OK
 from .evidence import required_paths
+from .models import Extraction
 from .registry import load_registry
-from .schema import Extraction
 from .testing.llm_server import Fault, StandInLLM
 from .testing.mediawiki_server import StandInMediaWiki
 
@@ -403,7 +404,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"{UPDATER} not found: run this from a taxdata checkout")
     result = measure(args.set, args.workers, reference=not args.no_reference)
     print(render(result))
-    return 0 if result.met_goals else 1
+    return EXIT_OK if result.met_goals else EXIT_FAILED
 
 
 if __name__ == "__main__":

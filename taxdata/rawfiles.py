@@ -13,9 +13,10 @@ import argparse
 from .config import Settings
 from .extractor import ExtractorClient, ExtractorError, extract_builtin
 from .files import check_slug
-from .generators import RAW_DIR, FileOutcome, Skip, now_utc, run_per_country, select_countries
+from .generators import RAW_DIR, FileOutcome, Skip, run_per_country, select_countries
 from .http import RetryPolicy, make_session
 from .llm import PreflightError
+from .timestamps import now_utc
 from .wikipedia import WikipediaClient
 
 HEADER_END = "---"

@@ -26,10 +26,11 @@ from bs4 import BeautifulSoup
 from bs4.element import Tag
 
 from .countryfacts import iso_code, match_registry
+from .htmlclean import table_grid
 from .http import RetryPolicy
 from .log import logger, thread_label
 from .registry import Registry
-from .wikipedia import WikipediaClient, WikipediaError, _table_grid
+from .wikipedia import WikipediaClient, WikipediaError
 
 LIST_TITLE = "List of countries by tax rates"
 # A reference is optional: two quick tries, then the run goes on without it (one warning).
@@ -185,7 +186,7 @@ def _rate_tables(soup: BeautifulSoup) -> list[tuple[list[list[Tag]], dict[str, i
     for table in soup.find_all("table"):
         if "wikitable" not in (table.get("class") or []):
             continue
-        grid, header_rows = _table_grid(table, value=lambda cell: cell)
+        grid, header_rows = table_grid(table, value=lambda cell: cell)
         if not grid or not header_rows:
             continue
         width = max(len(row) for row in grid)
@@ -293,6 +294,45 @@ _CSV_COLUMNS = [
 def load_reference_csv(path: str | Path, registry: Registry) -> Reference:
     """A user's reference table; :class:`ReferenceError` (one line) when it cannot be used."""
     path = Path(path)
+    header, body = _read_csv(path)
+    columns = _find_columns(path, header)
+    rows: list[ReferenceRow] = []
+    unmatched: list[str] = []
+    outside: list[str] = []
+    taken: set[str] = set()
+    for line in body:
+        if not any(cell.strip() for cell in line):
+            continue
+        name = " ".join(_cell(line, columns, "territory").split())
+        if not name:
+            continue
+        slug = match_registry(name, registry)
+        code = iso_code(name)
+        if slug is None:
+            (outside if code else unmatched).append(name)
+        elif slug in taken:
+            unmatched.append(f"{name} (again for {slug})")
+            continue
+        else:
+            taken.add(slug)
+        vat, top = (parse_rate(_cell(line, columns, column), column) if column in columns
+                    else None for column in ("vat", "top"))
+        rows.append(ReferenceRow(name=name, slug=slug, code=code, vat=vat, top=top))
+    if not taken:
+        raise ReferenceError(f"{path}: no row names a registry country "
+                             f"({len(rows)} rows read)")
+    warnings = []
+    if unmatched:
+        warnings.append(f"{path.name}: {len(unmatched)} name(s) not matched: "
+                        f"{', '.join(unmatched)}")
+    if outside:
+        warnings.append(f"{path.name}: {len(outside)} countr(ies) not in the registry, ignored: "
+                        f"{', '.join(outside)}")
+    return Reference(path.name, rows, warnings)
+
+
+def _read_csv(path: Path) -> tuple[list[str], list[list[str]]]:
+    """The header row and the other rows of a UTF-8 CSV file (delimiter sniffed)."""
     try:
         raw = path.read_bytes()
     except OSError as exc:
@@ -314,6 +354,11 @@ def load_reference_csv(path: str | Path, registry: Registry) -> Reference:
         body = list(reader)
     except csv.Error as exc:
         raise ReferenceError(f"{path}: not a readable CSV file ({exc})") from None
+    return header, body
+
+
+def _find_columns(path: Path, header: list[str]) -> dict[str, int]:
+    """Which column holds the territory, the VAT and the top income-tax rate (by header)."""
     columns: dict[str, int] = {}
     for index, name in enumerate(header):
         key = " ".join(name.lower().split())
@@ -326,43 +371,12 @@ def load_reference_csv(path: str | Path, registry: Registry) -> Reference:
         raise ReferenceError(f"{path}: no territory/country column (columns: {shown})")
     if "vat" not in columns and "top" not in columns:
         raise ReferenceError(f"{path}: no VAT or top income-tax rate column (columns: {shown})")
-    rows: list[ReferenceRow] = []
-    unmatched: list[str] = []
-    outside: list[str] = []
-    taken: set[str] = set()
-    for line in body:
-        if not any(cell.strip() for cell in line):
-            continue
+    return columns
 
-        def get(column: str) -> str:
-            index = columns.get(column)
-            return line[index] if index is not None and index < len(line) else ""
 
-        name = " ".join(get("territory").split())
-        if not name:
-            continue
-        slug = match_registry(name, registry)
-        code = iso_code(name)
-        if slug is None:
-            (outside if code else unmatched).append(name)
-        elif slug in taken:
-            unmatched.append(f"{name} (again for {slug})")
-            continue
-        else:
-            taken.add(slug)
-        rows.append(ReferenceRow(name=name, slug=slug, code=code,
-                                 vat=parse_rate(get("vat"), "vat") if "vat" in columns else None,
-                                 top=parse_rate(get("top"), "top") if "top" in columns else None))
-    if not taken:
-        raise ReferenceError(f"{path}: no row names a registry country "
-                             f"({len(rows)} rows read)")
-    warnings = []
-    if unmatched:
-        warnings.append(f"{path.name}: {len(unmatched)} name(s) not matched: {', '.join(unmatched)}")
-    if outside:
-        warnings.append(f"{path.name}: {len(outside)} countr(ies) not in the registry, ignored: "
-                        f"{', '.join(outside)}")
-    return Reference(path.name, rows, warnings)
+def _cell(line: list[str], columns: dict[str, int], column: str) -> str:
+    index = columns.get(column)
+    return line[index] if index is not None and index < len(line) else ""
 
 
 def _one_line(exc: BaseException) -> str:

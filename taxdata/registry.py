@@ -15,10 +15,12 @@ import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 from urllib.parse import quote
 
-ENV_VAR = "TAXDATA_COUNTRIES"
+from .config import ENV_VARS
+from .strictjson import DuplicateKeyError, no_duplicate_keys
+
+ENV_VAR = ENV_VARS["countries_file"]  # TAXDATA_COUNTRIES; also a Settings field
 FILE_NAME = "countries.json"
 # Package data inside the package itself, so editable and wheel installs both find it,
 # whatever the working directory is.
@@ -154,15 +156,16 @@ class Registry:
 
     @classmethod
     def from_data(cls, data: object, *, source: str = "<data>") -> Registry:
-        """Build from the parsed JSON document: ``{"countries": {slug: {...}}, "_comment": ...}``."""
+        """Build from the parsed JSON document:
+        ``{"countries": {slug: {...}}, "_comment": ...}``."""
         if not isinstance(data, dict) or not isinstance(data.get("countries"), dict):
             raise RegistryError(f"{source}: expected an object with a \"countries\" object")
         # Keys starting with "_" are free-form notes (like "_comment"); anything else is a typo.
         extra = sorted(k for k in data if k != "countries" and not k.startswith("_"))
         if extra:
             raise RegistryError(f"{source}: unknown top-level key(s) {', '.join(map(repr, extra))}")
-        return cls({slug: _parse_entry(slug, raw, source) for slug, raw in data["countries"].items()},
-                   source=source)
+        return cls({slug: _parse_entry(slug, raw, source)
+                    for slug, raw in data["countries"].items()}, source=source)
 
     def __len__(self) -> int:
         return len(self._by_slug)
@@ -249,24 +252,10 @@ def load_registry(path: str | Path | None = None, *,
     except (OSError, UnicodeDecodeError) as exc:
         raise RegistryError(f"{source}: cannot read countries file: {exc}") from None
     try:
-        data = json.loads(text, object_pairs_hook=_no_duplicate_keys)
+        data = json.loads(text, object_pairs_hook=no_duplicate_keys)
     except json.JSONDecodeError as exc:
         raise RegistryError(f"{source}: invalid JSON at line {exc.lineno}, "
                             f"column {exc.colno}: {exc.msg}") from None
-    except _DuplicateKey as exc:
-        raise RegistryError(f"{source}: duplicate key {exc.args[0]!r}") from None
+    except DuplicateKeyError as exc:
+        raise RegistryError(f"{source}: duplicate key {exc.key!r}") from None
     return Registry.from_data(data, source=source)
-
-
-class _DuplicateKey(Exception):
-    """A key given twice in the registry file (JSON would silently keep the last)."""
-
-
-def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    # json.loads silently keeps the last duplicate; a doubled country entry is a mistake.
-    result: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in result:
-            raise _DuplicateKey(key)
-        result[key] = value
-    return result

@@ -12,9 +12,16 @@ import argparse
 
 from .config import Settings
 from .formatter import PROMPT_VERSION, start_formatter
-from .generators import (FileOutcome, Skip, now_utc, read_taxation, run_per_country,
-                         select_countries, taxation_relpath)
+from .generators import (
+    FileOutcome,
+    Skip,
+    read_taxation,
+    run_per_country,
+    select_countries,
+    taxation_relpath,
+)
 from .taxfile import SourceInfo, compose, parse_sources
+from .timestamps import now_utc
 
 # Countries the original tool had no usable source for; --countries or --missing choose others.
 DEFAULT_COUNTRIES = ("france", "italy", "spain", "netherlands", "sweden", "norway", "denmark",

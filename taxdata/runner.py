@@ -22,18 +22,11 @@ from typing import Callable, Generic, Iterable, TypeVar
 
 from tqdm import tqdm
 
+from .cancel import STOP, Interrupted
+from .errors import EXIT_INTERRUPTED, first_line
 from .log import logger, set_thread_label, thread_label
 
 T = TypeVar("T")
-
-# Set on Ctrl-C: clients stop retrying and backing off, queued work is not started.
-STOP = threading.Event()
-
-EXIT_INTERRUPTED = 130
-
-
-class Interrupted(Exception):
-    """Raised inside a task that noticed :data:`STOP` before it could finish."""
 
 
 @dataclass
@@ -78,39 +71,28 @@ def run_tasks(
     describe: Callable[[T], str] | None = None,
     progress: bool = True,
     what: str = "LLM processing",
+    clear_stop: bool = False,
 ) -> RunSummary[T]:
     """Run ``work(task_id)`` for every id on ``max_workers`` threads; see the module docstring.
 
     ``describe(value)`` names a success in the ``[COMPLETED]`` line (default ``SUCCESS``).
+    ``clear_stop=True`` starts a program's run afresh (a Ctrl-C of an earlier run in this process
+    no longer counts); runs nested inside a task leave it False so a Ctrl-C reaches them.
     """
     ids = list(dict.fromkeys(task_ids))  # duplicates would overwrite each other's results
     if max_workers < 1:
         raise ValueError("max_workers must be at least 1")
-    parent = thread_label()
-    top_level = parent == "Main"
-    if top_level:
+    if clear_stop:
         STOP.clear()
-    prefix = "Thread-" if top_level else f"{parent}."
+    parent = thread_label()
+    # Workers of a nested run are named after the task's thread: Thread-2.1, Thread-2.2.
+    prefix = "Thread-" if parent == "Main" else f"{parent}."
     numbers = itertools.count(1)
     numbers_lock = threading.Lock()
 
     def name_worker() -> None:
         with numbers_lock:
             set_thread_label(f"{prefix}{next(numbers)}")
-
-    def run_one(task_id: str) -> TaskResult[T]:
-        started = time.monotonic()
-        result: TaskResult[T] = TaskResult(task_id, worker=thread_label())
-        try:
-            if STOP.is_set():
-                raise Interrupted("stopped before start")
-            result.value = work(task_id)
-        except Interrupted as exc:
-            result.cancelled, result.error = True, exc
-        except Exception as exc:  # one task's failure never stops the others
-            result.error = exc
-        result.seconds = time.monotonic() - started
-        return result
 
     workers = min(max_workers, max(len(ids), 1))
     summary: RunSummary[T] = RunSummary()
@@ -129,19 +111,11 @@ def run_tasks(
                 on_result(result)
             except Exception as exc:  # e.g. disk full: the result is not saved, say so
                 result.error = exc
-        if result.cancelled:
-            logger.info("[CANCELLED] %s - not finished", result.task_id)
-        elif result.error is not None:
-            # A cause the caller reports once for all its tasks (a server that went away) is not
-            # repeated per task, except in debug logs.
-            log = logger.debug if _reported_once(result.error) else logger.error
-            log("[FAILED] %s - %s (%s)", result.task_id, _one_line(result.error), result.worker)
-        else:
-            status = describe(result.value) if describe else "SUCCESS"
-            logger.info("[COMPLETED] %s - %s", result.task_id, status)
+        _log_result(result, describe)
 
     with ThreadPoolExecutor(max_workers=workers, initializer=name_worker) as pool:
-        futures: dict[Future[TaskResult[T]], str] = {pool.submit(run_one, t): t for t in ids}
+        futures: dict[Future[TaskResult[T]], str] = {pool.submit(_run_one, work, t): t
+                                                        for t in ids}
         logger.info("[PARALLEL] Submitted %d %s to thread pool", len(futures),
                     _plural(len(futures), "task"))
         try:
@@ -151,7 +125,7 @@ def run_tasks(
             summary.interrupted = True
             _drain_after_interrupt(futures, accept)
     bar.close()
-    for future, task_id in futures.items():
+    for task_id in futures.values():
         if task_id not in summary.results:  # cancelled before it started
             summary.results[task_id] = TaskResult(task_id, cancelled=True,
                                                   error=Interrupted("cancelled"))
@@ -167,7 +141,37 @@ def run_tasks(
     return summary
 
 
-def _drain_after_interrupt(futures: dict[Future, str], accept: Callable[[TaskResult], None]) -> None:
+def _run_one(work: Callable[[str], T], task_id: str) -> TaskResult[T]:
+    """One task on a worker thread: its value, or the exception it raised, never raised."""
+    started = time.monotonic()
+    result: TaskResult[T] = TaskResult(task_id, worker=thread_label())
+    try:
+        if STOP.is_set():
+            raise Interrupted("stopped before start")
+        result.value = work(task_id)
+    except Interrupted as exc:
+        result.cancelled, result.error = True, exc
+    except Exception as exc:  # one task's failure never stops the others
+        result.error = exc
+    result.seconds = time.monotonic() - started
+    return result
+
+
+def _log_result(result: TaskResult[T], describe: Callable[[T], str] | None) -> None:
+    if result.cancelled:
+        logger.info("[CANCELLED] %s - not finished", result.task_id)
+    elif result.error is not None:
+        # A cause the caller reports once for all its tasks (a server that went away) is not
+        # repeated per task, except in debug logs.
+        log = logger.debug if _reported_once(result.error) else logger.error
+        log("[FAILED] %s - %s (%s)", result.task_id, first_line(result.error), result.worker)
+    else:
+        status = describe(result.value) if describe else "SUCCESS"
+        logger.info("[COMPLETED] %s - %s", result.task_id, status)
+
+
+def _drain_after_interrupt(futures: dict[Future, str],
+                           accept: Callable[[TaskResult], None]) -> None:
     """First Ctrl-C: cancel the queue, let in-flight work finish and keep it; second: quit now."""
     STOP.set()
     queued = sum(future.cancel() for future in futures)
@@ -186,11 +190,6 @@ def _drain_after_interrupt(futures: dict[Future, str], accept: Callable[[TaskRes
 def _plural(count: int, noun: str) -> str:
     """``noun`` as it reads after ``count``: 1 task, 2 tasks, 0 tasks."""
     return noun if count == 1 else noun + "s"
-
-
-def _one_line(error: BaseException) -> str:
-    text = str(error).strip().splitlines()
-    return text[0] if text else type(error).__name__
 
 
 def _reported_once(error: BaseException | None) -> bool:

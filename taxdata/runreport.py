@@ -124,50 +124,56 @@ def _lane_key(label: str) -> tuple:
     return tuple(int(p) if p.isdigit() else p for p in re.split(r"[-.]", label))
 
 
+def _take(event: LogEvent, bars: list[Bar], last: dict[str, Bar],
+          endpoints: dict[str, Endpoint]) -> None:
+    """Fold one log line into the bars (``last``: each lane's latest LLM request) and endpoints."""
+    text, now = event.message, event.created
+    if m := _REQUEST.match(text):
+        parts = urlsplit(m.group(2))
+        name = parts.netloc or m.group(2)
+        endpoint = endpoints.setdefault(name, Endpoint(name))
+        endpoint.requests += 1
+        bar = Bar(m.group(1), name, m.group(4) or "", now)
+        bars.append(bar)
+        last[m.group(1)] = bar
+    elif m := _RESPONSE.match(text):
+        bar = last.get(m.group(1))
+        if bar is not None and bar.end is None:
+            bar.end, bar.status = now, int(m.group(2))
+            if bar.status != 200:
+                bar.outcome, bar.note = "failed", f"HTTP {bar.status}"
+    elif m := _RETRY.match(text):
+        bar = last.get(m.group(1))
+        # A retry of the LLM request (open, or answered with an error); else, e.g. a
+        # Wikipedia retry on the same thread, it is not this bar's.
+        if bar is not None and not bar.settled and bar.status != 200:
+            bar.end = bar.end or now
+            bar.outcome, bar.wait, bar.note = "retried", float(m.group(3)), m.group(2)
+            bar.settled = True
+            endpoints[bar.endpoint].retries += 1
+    elif m := _ERROR.match(text):
+        bar = last.get(m.group(1))
+        if bar is not None and not bar.settled:  # the request failed for good
+            bar.end = bar.end or now
+            bar.outcome, bar.note, bar.settled = "failed", m.group(2), True
+    elif m := _INVALID.match(text):
+        bar = last.get(m.group(1))
+        if bar is not None and bar.status == 200 and not bar.settled:
+            bar.outcome, bar.note, bar.settled = "invalid", m.group(2), True
+    elif m := _ADAPT.match(text):
+        endpoint = endpoints.setdefault(m.group(1), Endpoint(m.group(1)))
+        if not endpoint.limits:
+            endpoint.limits.append((now, int(m.group(2))))
+        endpoint.limits.append((now, int(m.group(3))))
+
+
 def build_timeline(events: list[LogEvent]) -> Timeline:
     """Pair the request/response/retry lines per thread into bars; collect endpoint figures."""
     bars: list[Bar] = []
     last: dict[str, Bar] = {}  # per lane: its latest LLM request
     endpoints: dict[str, Endpoint] = {}
     for event in events:
-        text, now = event.message, event.created
-        if m := _REQUEST.match(text):
-            parts = urlsplit(m.group(2))
-            name = parts.netloc or m.group(2)
-            endpoint = endpoints.setdefault(name, Endpoint(name))
-            endpoint.requests += 1
-            bar = Bar(m.group(1), name, m.group(4) or "", now)
-            bars.append(bar)
-            last[m.group(1)] = bar
-        elif m := _RESPONSE.match(text):
-            bar = last.get(m.group(1))
-            if bar is not None and bar.end is None:
-                bar.end, bar.status = now, int(m.group(2))
-                if bar.status != 200:
-                    bar.outcome, bar.note = "failed", f"HTTP {bar.status}"
-        elif m := _RETRY.match(text):
-            bar = last.get(m.group(1))
-            # A retry of the LLM request (open, or answered with an error); else, e.g. a
-            # Wikipedia retry on the same thread, it is not this bar's.
-            if bar is not None and not bar.settled and bar.status != 200:
-                bar.end = bar.end or now
-                bar.outcome, bar.wait, bar.note = "retried", float(m.group(3)), m.group(2)
-                bar.settled = True
-                endpoints[bar.endpoint].retries += 1
-        elif m := _ERROR.match(text):
-            bar = last.get(m.group(1))
-            if bar is not None and not bar.settled:  # the request failed for good
-                bar.end = bar.end or now
-                bar.outcome, bar.note, bar.settled = "failed", m.group(2), True
-        elif m := _INVALID.match(text):
-            bar = last.get(m.group(1))
-            if bar is not None and bar.status == 200 and not bar.settled:
-                bar.outcome, bar.note, bar.settled = "invalid", m.group(2), True
-        elif m := _ADAPT.match(text):
-            endpoint = endpoints.setdefault(m.group(1), Endpoint(m.group(1)))
-            if not endpoint.limits:
-                endpoint.limits.append((now, int(m.group(2))))
-            endpoint.limits.append((now, int(m.group(3))))
+        _take(event, bars, last, endpoints)
     times = [e.created for e in events] or [0.0]
     end = max(times + [(b.end or b.start) + b.wait for b in bars])
     for bar in bars:

@@ -11,10 +11,16 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal, get_args
 
 SOURCES_HEADING = "## Sources"
 UNVERIFIED = "model knowledge, unverified"
-SOURCE_KINDS = ("wikipedia", "extractor", "research", "manual")
+# Where a taxation file's text came from (its "## Sources" kind); records add "imported".
+FileSourceKind = Literal["wikipedia", "extractor", "research", "manual"]
+SOURCE_KINDS: tuple[str, ...] = get_args(FileSourceKind)
+# Source characters per LLM request (~6k tokens), leaving room for the answer; longer sources
+# are split on section boundaries (request_parts).
+DEFAULT_MAX_CHARS = 24_000
 
 # The section headings the model is asked to produce, in order (prompts refer to this list).
 SECTIONS = (
@@ -86,8 +92,8 @@ _SECTION_ALIASES = {
 }
 _ANY_HEADING = re.compile(r"^(#{1,6})[ \t]*(.*?)[ \t]*#*[ \t]*$")
 # "1.", "1)", "(1)", "2.3", "1 -", "IV.", "a)" before the words of a heading.
-_NUMBERING = re.compile(r"^(?:\(?\d+(?:\.\d+)*[.):]?|\(?[ivx]+[.):]|\(?[a-e][.):])\s*[-\u2013:]?\s+",
-                        re.IGNORECASE)
+_NUMBERING = re.compile(r"^(?:\(?\d+(?:\.\d+)*[.):]?|\(?[ivx]+[.):]|\(?[a-e][.):])"
+                        r"\s*[-\u2013:]?\s+", re.IGNORECASE)
 
 
 def _heading_key(title: str) -> str:
@@ -242,6 +248,13 @@ def taxation_path(directory: Path, slug: str) -> Path | None:
 
 _SECTION_START = re.compile(r"^## ", re.MULTILINE)
 _PARAGRAPH_END = re.compile(r"\n{2,}")
+
+
+def request_parts(text: str, max_chars: int) -> list[str]:
+    """The parts of a taxation file sent to the model, one request each: its body without the
+    "## Sources" section (provenance is ours, not a fact for the model), split to ``max_chars``."""
+    body = strip_sources(text)
+    return split_sections(body, max_chars) or [body]
 
 
 def split_sections(text: str, max_chars: int) -> list[str]:

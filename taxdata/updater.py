@@ -3,10 +3,10 @@
 For each country: read ``<input>/<slug>.md``, ask the model for the tax facts the text states
 (structured JSON, with a verbatim quote per figure), validate them, re-ask with the exact
 errors (``TAXDATA_MAX_REASKS`` times, default 2), withhold every figure whose quote the text
-does not bear out (taxdata.evidence), and only then write the record into ``tax_data.json`` (as each country completes, so an interrupted
-run keeps what it finished). At the end: ``taxData.js`` for the calculator,
-``reports/update-<time>.json`` and a summary table. A country that fails keeps its previous
-record exactly as it was.
+does not bear out (taxdata.evidence), and only then write the record into ``tax_data.json``
+(as each country completes, so an interrupted run keeps what it finished). At the end:
+``taxData.js`` for the calculator, ``reports/update-<time>.json`` and a summary table. A country
+that fails keeps its previous record exactly as it was.
 """
 
 from __future__ import annotations
@@ -16,28 +16,37 @@ import hashlib
 import json
 import time
 from dataclasses import dataclass, field, fields
-from datetime import datetime, timezone
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
 from . import __version__, crosscheck
-from .cli import EXIT_FAILED, EXIT_OK, UsageError
 from .config import Settings
+from .errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, UsageError
 from .evidence import EvidenceCheck, Quote, Source, check_evidence
 from .files import DataDir, dump_json
 from .journal import Journal, read_journal
 from .jsmodule import JSParseError, parse_tax_data_js, render_tax_data_js
-from .llm import LLMClient, LLMError, LLMTruncated, gone_note
+from .llm import LLMClient, LLMError, LLMTruncated, report_endpoints
 from .log import logger, thread_label
+from .models import Extraction, Provenance
+from .records import FieldChange, build_record, diff_records, summarize_changes
 from .reference import Reference, ReferenceError, fetch_list_reference, load_reference_csv
 from .registry import Country, RegistryError, load_registry
-from .runner import EXIT_INTERRUPTED, TaskResult, run_tasks
+from .replies import ReplyError, parse_reply
+from .replyschema import extraction_json_schema
+from .runner import TaskResult, run_tasks
 from .runreport import write_html_report
-from .schema import (Extraction, Provenance, ReplyError, build_record, diff_records,
-                     extraction_json_schema, missing_fields, parse_reply, summarize_changes,
-                     validate_extraction)
-from .taxfile import (SourceInfo, parse_sources, source_problem, split_sections, strip_sources,
-                      taxation_path)
+from .taxfile import (
+    DEFAULT_MAX_CHARS,
+    SourceInfo,
+    parse_sources,
+    request_parts,
+    source_problem,
+    taxation_path,
+)
+from .timestamps import now_utc
+from .validation import missing_fields, validate_extraction
 
 PROMPT_VERSION = "updater-2"
 DATASET_FILE = "tax_data.json"
@@ -46,7 +55,6 @@ JOURNAL_FILE = ".tax_data.journal.jsonl"  # finished countries not yet in tax_da
 CHECKPOINT_SECONDS = 5.0  # rewrite tax_data.json + taxData.js at most this often during a run
 SCRIPT_NAME = "tax_data_updater.py"
 DATASET_FORMAT = "taxdata/1"
-DEFAULT_MAX_CHARS = 24_000  # source characters per request (~6k tokens), leaves room to answer
 
 SYSTEM_PROMPT = """\
 You extract personal tax facts for a tax calculator from a source text.
@@ -89,12 +97,35 @@ Reply again with the corrected JSON object only. Use null where the source text 
 state a value; do not invent values to satisfy a rule."""
 
 
+class Status(str, Enum):
+    """A country's fate in one run. The values are what reports, logs and taxData.js say (a str
+    subclass, so JSON and comparisons with plain strings keep working)."""
+
+    ADDED = "ADDED"
+    MODIFIED = "MODIFIED"
+    UNCHANGED = "UNCHANGED"
+    FAILED = "FAILED"
+    SKIPPED = "SKIPPED"
+    REMOVED = "REMOVED"
+    # Extracted, validated and cross-checked; persist() decides ADDED/MODIFIED/UNCHANGED
+    # against the dataset. Never in a report.
+    PENDING = "PENDING"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+# The statuses a finished run reports, in the order the summary lists them.
+STATUSES = (Status.ADDED, Status.MODIFIED, Status.UNCHANGED, Status.FAILED, Status.SKIPPED,
+            Status.REMOVED)
+
+
 @dataclass
 class CountryOutcome:
     """What happened to one country in this run (one entry of the report)."""
 
     slug: str
-    status: str = "SKIPPED"  # ADDED | MODIFIED | UNCHANGED | FAILED | SKIPPED | REMOVED
+    status: Status = Status.SKIPPED
     reason: str = ""
     changes: list[dict[str, Any]] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)
@@ -114,6 +145,17 @@ class CountryOutcome:
     record: dict[str, Any] | None = field(default=None, repr=False)
     provenance: dict[str, Any] | None = field(default=None, repr=False)
 
+    def compare(self, old: dict[str, Any] | None, changes: list[FieldChange]) -> None:
+        """ADDED, MODIFIED (with the changes listed) or UNCHANGED against the old record."""
+        if old is None:
+            self.status = Status.ADDED
+        elif changes:
+            self.status = Status.MODIFIED
+            self.changes = [{"path": c.path, "old": c.old, "new": c.new} for c in changes]
+            self.reason = summarize_changes(changes)
+        else:
+            self.status = Status.UNCHANGED
+
     def report(self) -> dict[str, Any]:
         # Not asdict(): it would deep-copy the record and provenance only to drop them.
         return {f.name: getattr(self, f.name) for f in fields(self)
@@ -126,6 +168,24 @@ class CountryFailed(Exception):
     def __init__(self, outcome: CountryOutcome) -> None:
         super().__init__(outcome.reason)
         self.outcome = outcome
+
+
+@dataclass
+class Extracted:
+    """A validated extraction and what getting it took."""
+
+    extraction: Extraction
+    warnings: list[str]
+    asked: int  # model replies asked for (a validation re-ask counts)
+    http_attempts: int
+    model: str
+
+
+@dataclass
+class CheckedExtraction(Extracted):
+    """:meth:`Extractor.extract`'s result: the extraction with the evidence check applied."""
+
+    check: EvidenceCheck | None = None  # None for research sources (nothing to quote from)
 
 
 class ExtractionFailed(Exception):
@@ -154,10 +214,6 @@ def load_dataset(data: DataDir) -> dict[str, Any]:
         raise UsageError(f"{data.path(DATASET_FILE)}: not a taxdata dataset "
                          f"(expected \"format\": \"{DATASET_FORMAT}\")")
     return dataset
-
-
-def _now() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 @dataclass
@@ -233,41 +289,36 @@ def merge_import(update: "UpdateRun", imported: ImportResult, prune: bool) -> No
         outcome = CountryOutcome(slug, source_file=str(imported.path), source_kind="imported",
                                  reason=f"imported from {imported.path.name}")
         changes = diff_records(old, record)
-        if old is None:
-            outcome.status = "ADDED"
-        elif changes:
-            outcome.status = "MODIFIED"
-            outcome.changes = [{"path": c.path, "old": c.old, "new": c.new} for c in changes]
-            outcome.reason = summarize_changes(changes)
-        else:
-            outcome.status = "UNCHANGED"
-        if outcome.status != "UNCHANGED":
+        outcome.compare(old, changes)
+        if outcome.status != Status.UNCHANGED:
             provenance = Provenance(source_file=str(imported.path), source_sha256=imported.digest,
-                                    source_kind="imported", unverified=False, extracted_at=_now())
+                                    source_kind="imported", unverified=False,
+                                    extracted_at=now_utc())
             countries[slug] = {"record": record, "provenance": provenance.model_dump()}
             update.dirty = True
         update.outcomes[slug] = outcome
     for slug, errors in imported.invalid.items():
         logger.error("[INVALID] %s imported record rejected: %s", slug, "; ".join(errors))
         update.outcomes[slug] = CountryOutcome(
-            slug, "FAILED", "invalid record in the imported file (not imported): "
+            slug, Status.FAILED, "invalid record in the imported file (not imported): "
             + "; ".join(errors), source_kind="imported")
     for slug in imported.unknown:
         logger.error("[IMPORT] %s is not in the country registry: not imported (add it to the "
                      "registry, e.g. a TAXDATA_COUNTRIES file, and import again)", slug)
         update.outcomes[slug] = CountryOutcome(
-            slug, "FAILED", "not in the country registry: not imported", source_kind="imported")
+            slug, Status.FAILED, "not in the country registry: not imported",
+            source_kind="imported")
     if prune:
         in_file = set(imported.records) | set(imported.invalid)
         for slug in [s for s in countries if s not in in_file]:
             logger.warning("[PRUNE] %s removed (not in %s)", slug, imported.path.name)
             del countries[slug]
-            update.outcomes[slug] = CountryOutcome(slug, "REMOVED",
+            update.outcomes[slug] = CountryOutcome(slug, Status.REMOVED,
                                                    f"--prune: not in {imported.path.name}")
             update.dirty = True
     if update.dirty:
         update.dataset["countries"] = dict(sorted(countries.items()))
-        update.dataset["updated_at"] = _now()
+        update.dataset["updated_at"] = now_utc()
 
 
 # -- one country ------------------------------------------------------------------------------
@@ -284,8 +335,7 @@ class Extractor:
         self.system = SYSTEM_PROMPT.format(schema=json.dumps(self.schema, indent=1))
 
     def parts(self, text: str) -> list[str]:
-        body = strip_sources(text)  # provenance is ours, not a fact for the model
-        return split_sections(body, self.max_chars) or [body]
+        return request_parts(text, self.max_chars)
 
     def messages(self, country: Country, text: str, part: int = 1,
                  parts: int = 1) -> list[dict[str, str]]:
@@ -295,20 +345,19 @@ class Extractor:
                                   part_note=note, text=text.strip())
         return [{"role": "system", "content": self.system}, {"role": "user", "content": user}]
 
-    def _extract_all(self, country: Country,
-                     text: str) -> tuple[Extraction, list[str], int, int, str, list[Quote]]:
+    def _extract_all(self, country: Country, text: str) -> tuple[Extracted, list[Quote]]:
         parts = self.parts(text)
         results = [self._extract_part(country, part, i + 1, len(parts))
                    for i, part in enumerate(parts)]
         # Each part's quotes must be found in the text of that part, the one its reply saw.
         # One Source per part (it normalises the whole text), shared by that part's quotes.
         quotes = [Quote(e.field, e.quote, source)
-                  for source, r in zip(map(Source, parts), results) for e in r[0].evidence]
+                  for source, r in zip(map(Source, parts), results) for e in r.extraction.evidence]
         if len(results) == 1:
-            return (*results[0], quotes)
-        merged, conflicts = merge_extractions([r[0] for r in results])
-        asked = sum(r[2] for r in results)
-        http = sum(r[3] for r in results)
+            return results[0], quotes
+        merged, conflicts = merge_extractions([r.extraction for r in results])
+        asked = sum(r.asked for r in results)
+        http = sum(r.http_attempts for r in results)
         if conflicts:
             raise ExtractionFailed("parts of the source disagree: " + "; ".join(conflicts),
                                    asked, http)
@@ -316,47 +365,49 @@ class Extractor:
         if not outcome.ok:
             raise ExtractionFailed("merged parts invalid: " + "; ".join(outcome.errors),
                                    asked, http)
-        warnings = [w for r in results for w in r[1]] + outcome.warnings
-        return (outcome.extraction, list(dict.fromkeys(warnings)), asked, http, results[-1][4],
-                quotes)
+        warnings = [w for r in results for w in r.warnings] + outcome.warnings
+        return Extracted(outcome.extraction, list(dict.fromkeys(warnings)), asked, http,
+                         results[-1].model), quotes
 
-    def extract(self, country: Country, text: str, *, check_quotes: bool = True
-                ) -> tuple[Extraction, list[str], int, int, str, EvidenceCheck | None]:
-        """(extraction, warnings, replies asked, HTTP attempts, model, evidence check) or
-        ExtractionFailed.
+    def extract(self, country: Country, text: str, *,
+                check_quotes: bool = True) -> CheckedExtraction:
+        """The validated extraction, its warnings, costs and evidence check; or ExtractionFailed.
 
         With ``check_quotes`` every figure needs a verified quote (taxdata.evidence): the
         returned extraction has the unsupported ones set to null, and a reply whose key figures
         (VAT standard rate, the brackets) all lack one fails. Without it (research sources, the
         model's own knowledge: there is no text to hold quotes against) the check is None.
         """
-        *result, quotes = self._extract_all(country, text)
-        check = None
+        found, quotes = self._extract_all(country, text)
+        result = CheckedExtraction(**vars(found))
         if check_quotes:
-            check = check_evidence(result[0], quotes)
+            check = check_evidence(result.extraction, quotes)
             unsupported = [u.report() for u in check.unsupported]
             for item in check.unsupported:
                 logger.warning("[UNSUPPORTED] %s %s %s %s: %s", thread_label(), country.slug,
                                item.path, item.report()["value"], item.reason)
             if check.failed:
-                raise ExtractionFailed(check.failed, result[2], result[3], unsupported)
+                raise ExtractionFailed(check.failed, result.asked, result.http_attempts,
+                                       unsupported)
             outcome = validate_extraction(check.extraction.model_dump(), country)
             if not outcome.ok:  # withholding figures must never make a record invalid
                 raise ExtractionFailed("figures withheld for want of evidence leave an invalid "
                                        "record: " + "; ".join(outcome.errors),
-                                       result[2], result[3], unsupported)
-            result[0] = check.extraction
-            result[1] = result[1] + check.notes
-        facts = result[0]
-        if all(getattr(facts, key) is None for key in ("system", "brackets", "vat", "socialSecurity")):
+                                       result.asked, result.http_attempts, unsupported)
+            result.extraction = check.extraction
+            result.warnings = result.warnings + check.notes
+            result.check = check
+        facts = result.extraction
+        if all(getattr(facts, key) is None
+               for key in ("system", "brackets", "vat", "socialSecurity")):
             # A record of nothing but nulls would wipe the previous one: that needs a human.
             raise ExtractionFailed("the reply states no tax facts (system, brackets, VAT and "
                                    "social security all null); previous record kept",
-                                   result[2], result[3])
-        return (*result, check)
+                                   result.asked, result.http_attempts)
+        return result
 
     def _extract_part(self, country: Country, text: str, part: int,
-                      parts: int) -> tuple[Extraction, list[str], int, int, str]:
+                      parts: int) -> Extracted:
         messages = self.messages(country, text, part, parts)
         label = f"Extracting {country.slug}" + (f" part {part}/{parts}" if parts > 1 else "")
         http_attempts = 0
@@ -371,7 +422,7 @@ class Extractor:
                 http_attempts += exc.attempts
                 errors = [str(exc)]
             except LLMError as exc:
-                raise ExtractionFailed(str(exc), asked, http_attempts + exc.attempts)
+                raise ExtractionFailed(str(exc), asked, http_attempts + exc.attempts) from exc
             else:
                 http_attempts += reply.attempts
                 text = reply.text
@@ -382,7 +433,8 @@ class Extractor:
                 except ReplyError as exc:
                     outcome, errors = None, [str(exc)]
                 if outcome is not None and outcome.extraction is not None and not errors:
-                    return outcome.extraction, outcome.warnings, asked, http_attempts, reply.model
+                    return Extracted(outcome.extraction, outcome.warnings, asked, http_attempts,
+                                     reply.model)
             logger.warning("[INVALID] %s %s reply %d rejected: %s", thread_label(), country.slug,
                            asked, "; ".join(errors[:3]) + (" ..." if len(errors) > 3 else ""))
             retry = RETRY_PROMPT.format(errors="\n".join(f"- {e}" for e in errors))
@@ -442,7 +494,7 @@ class UpdateRun:
         self.settings = settings
         self.data = DataDir(args.output_dir or settings.data_dir)
         self.input_dir = Path(args.input_dir or Path(settings.data_dir) / "taxation")
-        self.started = _now()
+        self.started = now_utc()
         self.outcomes: dict[str, CountryOutcome] = {}
         self.previous: dict[str, Any] = {}  # the dataset's countries when the run started
         self.model: str | None = None
@@ -467,13 +519,13 @@ class UpdateRun:
             path = taxation_path(self.input_dir, country.slug)
             if path is None:
                 self.outcomes[country.slug] = CountryOutcome(
-                    country.slug, "SKIPPED", f"no taxation file in {self.input_dir}")
+                    country.slug, Status.SKIPPED, f"no taxation file in {self.input_dir}")
                 continue
             problem = self.input_problem(path)
             if problem:
                 logger.warning("[SKIPPED] %s %s: %s", country.slug, path.name, problem)
                 self.outcomes[country.slug] = CountryOutcome(
-                    country.slug, "SKIPPED", f"{path.name}: {problem}; not sent",
+                    country.slug, Status.SKIPPED, f"{path.name}: {problem}; not sent",
                     source_file=path.name)
             else:
                 sources[country.slug] = path
@@ -499,7 +551,8 @@ class UpdateRun:
                 and provenance.get("prompt_version") == PROMPT_VERSION
                 and provenance.get("model") == model)
 
-    def process(self, client: LLMClient, extractor: Extractor, slug: str, path: Path) -> CountryOutcome:
+    def process(self, client: LLMClient, extractor: Extractor, slug: str,
+                path: Path) -> CountryOutcome:
         country = self.registry.get(slug)
         raw = path.read_bytes()
         text = raw.decode("utf-8", errors="replace")
@@ -507,31 +560,32 @@ class UpdateRun:
         outcome = CountryOutcome(slug, source_file=path.name, source_kind=info.kind,
                                  unverified=info.unverified, model=client.model)
         if self.up_to_date(slug, raw, client.model):
-            outcome.status = "UNCHANGED"
+            outcome.status = Status.UNCHANGED
             outcome.reason = "source unchanged since the last extraction (--force to redo)"
             return outcome
         started = time.monotonic()
         try:
-            extraction, warnings, asked, http, model, check = extractor.extract(
-                country, text, check_quotes=not info.unverified)
+            result = extractor.extract(country, text, check_quotes=not info.unverified)
         except ExtractionFailed as exc:
-            outcome.status, outcome.reason = "FAILED", str(exc)
+            outcome.status, outcome.reason = Status.FAILED, str(exc)
             outcome.unsupported = exc.unsupported
             outcome.attempts, outcome.http_attempts = exc.attempts, exc.http_attempts
             outcome.latency_s = round(time.monotonic() - started, 3)
             outcome.model = client.model
             raise CountryFailed(outcome) from exc
         outcome.latency_s = round(time.monotonic() - started, 3)
-        outcome.attempts, outcome.http_attempts, outcome.model = asked, http, model
-        outcome.warnings, outcome.missing = warnings, missing_fields(extraction)
+        outcome.attempts, outcome.http_attempts = result.asked, result.http_attempts
+        outcome.model = result.model
+        outcome.warnings, outcome.missing = result.warnings, missing_fields(result.extraction)
+        check = result.check
         if check is not None:
             outcome.evidence = check.verified
             outcome.unsupported = [u.report() for u in check.unsupported]
-        outcome.record = build_record(extraction, country)
-        outcome.provenance = _provenance(path, raw, info, model,
+        outcome.record = build_record(result.extraction, country)
+        outcome.provenance = _provenance(path, raw, info, result.model,
                                          check.verified if check else None).model_dump()
         self.cross_check(outcome, info, path)
-        outcome.status = "PENDING"  # ADDED/MODIFIED/UNCHANGED is decided against the dataset
+        outcome.status = Status.PENDING  # ADDED/MODIFIED/UNCHANGED is decided against the dataset
         return outcome
 
     def cross_check(self, outcome: CountryOutcome, info: SourceInfo, path: Path) -> None:
@@ -545,7 +599,7 @@ class UpdateRun:
         if check.disputes:
             logger.warning("[DISPUTED] %s %s %s", thread_label(), outcome.slug, check.summary())
         if check.vat_disputed and not getattr(self.args, "accept_disputed", False):
-            outcome.status, outcome.record = "FAILED", None
+            outcome.status, outcome.record = Status.FAILED, None
             outcome.reason = (f"DISPUTED {check.summary()}; held back, previous record kept "
                               "(--accept-disputed writes it)")
             raise CountryFailed(outcome)
@@ -563,18 +617,11 @@ class UpdateRun:
         countries = self.dataset["countries"]
         old = (countries.get(outcome.slug) or {}).get("record")
         changes = diff_records(old, outcome.record)
-        if old is None:
-            outcome.status = "ADDED"
-        elif changes:
-            outcome.status = "MODIFIED"
-            outcome.changes = [{"path": c.path, "old": c.old, "new": c.new} for c in changes]
-            outcome.reason = summarize_changes(changes)
-        else:
-            outcome.status = "UNCHANGED"
+        outcome.compare(old, changes)
         entry = {"record": outcome.record, "provenance": outcome.provenance}
         self.journal.append({"slug": outcome.slug, **entry})
         countries[outcome.slug] = entry
-        self.dataset["updated_at"] = _now()
+        self.dataset["updated_at"] = now_utc()
         self.dirty = True
         self.outcomes[outcome.slug] = outcome
         self.costs["saved"] += 1
@@ -608,7 +655,7 @@ class UpdateRun:
         for slug in self.dataset["countries"]:
             if slug not in self.registry.slugs:
                 self.outcomes[slug] = CountryOutcome(
-                    slug, "REMOVED", "not in the country registry: left out of taxData.js "
+                    slug, Status.REMOVED, "not in the country registry: left out of taxData.js "
                     "(its record stays in tax_data.json)")
         started = time.perf_counter()
         if self.dirty:
@@ -625,7 +672,7 @@ class UpdateRun:
                     costs["checkpoint_s"], time.perf_counter() - started)
         counts = status_counts(self.outcomes)
         report = {
-            "started_at": self.started, "finished_at": _now(), "interrupted": interrupted,
+            "started_at": self.started, "finished_at": now_utc(), "interrupted": interrupted,
             "model": self.model, "llm_url": self.settings.llm_url,
             "prompt_version": PROMPT_VERSION, "taxdata_version": __version__,
             "counts": counts,
@@ -661,7 +708,7 @@ def recover(data: DataDir, registry) -> int:
                                           "provenance": entry.get("provenance")}
     if entries:
         dataset["countries"] = dict(sorted(dataset["countries"].items()))
-        dataset["updated_at"] = _now()
+        dataset["updated_at"] = now_utc()
         data.write_text(DATASET_FILE, dump_json(dataset))
     view = dict(dataset, countries={s: e for s, e in dataset["countries"].items()
                                     if s in registry.slugs})
@@ -685,10 +732,7 @@ def _provenance(path: Path, raw: bytes, info: SourceInfo, model: str,
         source_file=path.name, source_sha256=hashlib.sha256(raw).hexdigest(),
         source_url=info.url, source_revision=info.revision, source_kind=info.kind,
         unverified=info.unverified, model=model, prompt_version=PROMPT_VERSION,
-        evidence=evidence, extracted_at=_now())
-
-
-STATUSES = ("ADDED", "MODIFIED", "UNCHANGED", "FAILED", "SKIPPED", "REMOVED")
+        evidence=evidence, extracted_at=now_utc())
 
 
 def status_counts(outcomes: dict[str, CountryOutcome]) -> dict[str, int]:
@@ -700,7 +744,7 @@ def render_js(dataset: dict[str, Any], outcomes: dict[str, CountryOutcome],
     counts = status_counts(outcomes)
     header = [
         "taxData.js - generated by taxdata tax_data_updater; edit the taxation files, not this.",
-        f"Updated {dataset.get('updated_at') or _now()} with model {model or 'n/a'}.",
+        f"Updated {dataset.get('updated_at') or now_utc()} with model {model or 'n/a'}.",
         "This run: " + (note or ", ".join(f"{n} {s.lower()}" for s, n in counts.items() if n)
                         or "no country processed"),
     ]
@@ -711,11 +755,11 @@ def render_js(dataset: dict[str, Any], outcomes: dict[str, CountryOutcome],
         tag = "[UNCHANGED]"
         if outcome is None:
             tag += " not processed in this run"
-        elif outcome.status in ("ADDED", "UNCHANGED"):
+        elif outcome.status in (Status.ADDED, Status.UNCHANGED):
             tag = f"[{outcome.status}]"
-        elif outcome.status == "MODIFIED":
+        elif outcome.status == Status.MODIFIED:
             tag = f"[MODIFIED] {outcome.reason}"
-        elif outcome.status in ("FAILED", "SKIPPED"):
+        elif outcome.status in (Status.FAILED, Status.SKIPPED):
             tag += f" {outcome.status.lower()} in this run, previous record kept"
         if provenance.get("unverified"):
             tag += " (UNVERIFIED: from model knowledge, not a cited source)"
@@ -733,12 +777,12 @@ def print_summary(run: UpdateRun, seconds: float) -> None:
     for status, count in counts.items():
         print(f"  {status:<{width}}  {count:>3}")
     failed = [o for o in run.outcomes.values()
-              if o.status == "FAILED" and not o.reason.startswith("DISPUTED ")]  # listed below
+              if o.status == Status.FAILED and not o.reason.startswith("DISPUTED ")]  # listed below
     for outcome in sorted(failed, key=lambda o: o.slug):
         print(f"  FAILED {outcome.slug}: {_few_words(outcome.reason)}")
     _print_unsupported(run.outcomes)
     unverified = sorted(o.slug for o in run.outcomes.values()
-                        if o.unverified and o.status not in ("FAILED", "SKIPPED"))
+                        if o.unverified and o.status not in (Status.FAILED, Status.SKIPPED))
     if unverified:
         print(f"  UNVERIFIED (model-knowledge sources, check by hand): {', '.join(unverified)}")
     print_crosscheck(run)
@@ -782,14 +826,15 @@ def print_crosscheck(run: UpdateRun, most: int = 20) -> None:
                       key=lambda o: o.slug)
     for outcome in disputed[:most]:
         texts = [c["text"] for c in outcome.crosscheck["comparisons"] if c["verdict"] == "disputed"]
-        fate = "held back" if outcome.status == "FAILED" else "written"
+        fate = "held back" if outcome.status == Status.FAILED else "written"
         print(f"  DISPUTED {outcome.slug} ({fate}): {_few_words('; '.join(texts), 160)}")
     if len(disputed) > most:
         print(f"  ... and {len(disputed) - most} more DISPUTED (see the report)")
 
 
 def _few_words(reason: str, limit: int = 100) -> str:
-    """``reason`` on one line, cut at a word boundary (never mid-word) when longer than ``limit``."""
+    """``reason`` on one line, cut at a word boundary (never mid-word) when longer than
+    ``limit``."""
     reason = " ".join(reason.split())
     if len(reason) <= limit:
         return reason
@@ -801,6 +846,9 @@ def _few_words(reason: str, limit: int = 100) -> str:
 
 def check_args(args: argparse.Namespace) -> None:
     """Flag combinations that cannot work: a usage error before anything is read or written."""
+    if getattr(args, "write", False):
+        raise UsageError("--write goes with --discover-countries (the updater always writes; "
+                         "--dry-run previews)")
     if args.import_only and not args.import_js:
         raise UsageError("--import-only needs --import-js FILE (there is nothing to import)")
     if getattr(args, "prune", False) and not args.import_js:
@@ -816,35 +864,11 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     if getattr(args, "discover_countries", False):
         from .discovery import discover  # only this mode needs it
         return discover(args, settings)
-    if getattr(args, "write", False):
-        raise UsageError("--write goes with --discover-countries (the updater always writes; "
-                         "--dry-run previews)")
-    check_args(args)
-    update = UpdateRun(args, settings)
-    if getattr(args, "reference", None):  # a bad file is a usage error before any request
-        try:
-            update.references.append(load_reference_csv(args.reference, update.registry))
-        except ReferenceError as exc:
-            raise UsageError(str(exc)) from None
-        for warning in update.references[-1].warnings:
-            logger.warning("[REFERENCE] %s %s", thread_label(), warning)
-    if not args.dry_run:  # a dry run writes (and deletes, and locks) nothing
-        update.data.check_writable()
-        update.data.acquire_run_lock(SCRIPT_NAME)
-        update.data.sweep_stale_temps()
-        recover(update.data, update.registry)
-    # A broken dataset is an error before any LLM call.
-    update.dataset = load_dataset(update.data)
+    update = prepare(args, settings)
     if args.import_js:
-        imported = read_import(Path(args.import_js), update.registry)
-        merge_import(update, imported, getattr(args, "prune", False))
-        if args.import_only or args.dry_run:
-            if args.dry_run:
-                return dry_run_import(update)
-            update.journal.open()
-            update.finish(interrupted=False)
-            print_summary(update, time.monotonic() - started)
-            return EXIT_FAILED if imported.invalid or imported.unknown else EXIT_OK
+        code = run_import(update, args, started)
+        if code is not None:
+            return code
     sources = update.plan()
     client = LLMClient.from_settings(settings)
     extractor = Extractor(client, args.max_chars, settings.max_reasks)
@@ -869,30 +893,67 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             update.references.insert(0, listed)
 
     summary = run_tasks(sources, work, max_workers=settings.max_workers, on_result=on_result,
-                        describe=lambda outcome: outcome.status, progress=not args.no_progress)
+                        describe=lambda outcome: outcome.status, progress=not args.no_progress,
+                        clear_stop=True)
     for slug, result in summary.results.items():
-        if slug in update.outcomes and result.ok:
-            continue
-        if result.ok:  # Ctrl-C landed while its result was being saved
-            update.outcomes[slug] = result.value
-        elif isinstance(result.error, CountryFailed):
-            update.outcomes[slug] = result.error.outcome
-        elif result.cancelled:
-            update.outcomes[slug] = CountryOutcome(slug, "SKIPPED", "interrupted before it ran")
-        else:  # an unexpected error (a bug, a disk error): nothing was written for it
-            update.outcomes[slug] = CountryOutcome(slug, "FAILED", f"{type(result.error).__name__}:"
-                                                   f" {result.error}")
+        if slug not in update.outcomes or not result.ok:
+            update.outcomes[slug] = _outcome_of(slug, result)
     update.finish(summary.interrupted)
     print_summary(update, time.monotonic() - started)
-    for line in client.endpoint_summary():
-        print(f"  LLM {line}")
-    note = gone_note(client, (r.error for r in summary.results.values()))
-    if note:
-        logger.error("[ERROR] %s", note)
+    report_endpoints(client, (r.error for r in summary.results.values()))
     if summary.interrupted:
         return EXIT_INTERRUPTED
-    failed = any(o.status == "FAILED" for o in update.outcomes.values())
+    failed = any(o.status == Status.FAILED for o in update.outcomes.values())
     return EXIT_FAILED if failed else EXIT_OK
+
+
+def prepare(args: argparse.Namespace, settings: Settings) -> UpdateRun:
+    """Check the arguments, the reference file and the data directory (locked, recovered,
+    dataset loaded) before any request: every problem here is a usage error."""
+    check_args(args)
+    update = UpdateRun(args, settings)
+    if getattr(args, "reference", None):  # a bad file is a usage error before any request
+        try:
+            update.references.append(load_reference_csv(args.reference, update.registry))
+        except ReferenceError as exc:
+            raise UsageError(str(exc)) from None
+        for warning in update.references[-1].warnings:
+            logger.warning("[REFERENCE] %s %s", thread_label(), warning)
+    if not args.dry_run:  # a dry run writes (and deletes, and locks) nothing
+        update.data.check_writable()
+        update.data.acquire_run_lock(SCRIPT_NAME)
+        update.data.sweep_stale_temps()
+        recover(update.data, update.registry)
+    # A broken dataset is an error before any LLM call.
+    update.dataset = load_dataset(update.data)
+    return update
+
+
+def run_import(update: UpdateRun, args: argparse.Namespace, started: float) -> int | None:
+    """Merge ``--import-js`` into the dataset; the exit code if the run ends with the import
+    (--dry-run, --import-only), else None: the LLM run follows."""
+    imported = read_import(Path(args.import_js), update.registry)
+    merge_import(update, imported, getattr(args, "prune", False))
+    if args.dry_run:
+        return dry_run_import(update)
+    if args.import_only:
+        update.journal.open()
+        update.finish(interrupted=False)
+        print_summary(update, time.monotonic() - started)
+        return EXIT_FAILED if imported.invalid or imported.unknown else EXIT_OK
+    return None
+
+
+def _outcome_of(slug: str, result: TaskResult[CountryOutcome]) -> CountryOutcome:
+    """The outcome of a task whose result persist() did not record."""
+    if result.ok:  # Ctrl-C landed while its result was being saved
+        return result.value
+    if isinstance(result.error, CountryFailed):
+        return result.error.outcome
+    if result.cancelled:
+        return CountryOutcome(slug, Status.SKIPPED, "interrupted before it ran")
+    # An unexpected error (a bug, a disk error): nothing was written for it.
+    return CountryOutcome(slug, Status.FAILED, f"{type(result.error).__name__}: {result.error}")
 
 
 def dry_run_import(update: UpdateRun) -> int:
@@ -915,7 +976,7 @@ def dry_run(update: UpdateRun, extractor: Extractor, sources: dict[str, Path]) -
                  for p in parts]
         print(f"  {slug:<24} {path.name:<28} {len(parts)} request(s), prompt "
               f"{sum(sizes):,} chars (~{sum(sizes) // 4:,} tokens)")
-    skipped = [o for o in update.outcomes.values() if o.status == "SKIPPED"]
+    skipped = [o for o in update.outcomes.values() if o.status == Status.SKIPPED]
     no_file = [o.slug for o in skipped if o.reason.startswith("no taxation file")]
     if no_file:
         print(f"  SKIPPED (no taxation file): {', '.join(no_file)}")

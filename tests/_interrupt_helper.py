@@ -10,8 +10,9 @@ import json
 import sys
 from pathlib import Path
 
+from taxdata.errors import EXIT_INTERRUPTED
 from taxdata.llm import DIALECTS, Endpoint, LLMClient
-from taxdata.runner import EXIT_INTERRUPTED, RunSummary, run_tasks
+from taxdata.runner import RunSummary, run_tasks
 from taxdata.testing.llm_server import StandInLLM
 
 

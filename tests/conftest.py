@@ -8,7 +8,7 @@ from typing import Callable
 
 import pytest
 
-from taxdata import runner
+from taxdata import cancel
 from taxdata.http import RetryPolicy
 from taxdata.llm import DIALECTS, Endpoint, LLMClient
 from taxdata.testing.llm_server import StandInLLM
@@ -35,7 +35,7 @@ def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPath
     log = logging.getLogger("taxdata")
     saved = (log.level, log.propagate, list(log.handlers))
     yield
-    runner.STOP.clear()
+    cancel.STOP.clear()
     for handler in list(log.handlers):
         if handler not in saved[2]:
             handler.close()

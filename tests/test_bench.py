@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 
 from taxdata import bench
+from taxdata.bench_measure import Run
+from taxdata.bench_report import scaling_limit
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = ["--tasks", "8", "--workers", "1,4", "--latency", "0.02", "--cpu-calls", "50"]
@@ -80,8 +82,8 @@ def test_real_server_table_says_where_scaling_stops(make_llm_server, capsys):
     assert "no bare baseline" in out
     rows = re.findall(r"^\s+(\d+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)$", out, re.M)
     assert [int(row[0]) for row in rows] == [1, 2], out
-    runs = [bench.Run(int(w), float(wall), speedup=float(speedup)) for w, wall, speedup, _ in rows]
-    limit, nxt, _ = bench.scaling_limit(runs)
+    runs = [Run(int(w), float(wall), speedup=float(speedup)) for w, wall, speedup, _ in rows]
+    limit, nxt, _ = scaling_limit(runs)
     if nxt is None:
         assert f"speedup still growing at W={limit}" in out
     else:
@@ -127,7 +129,7 @@ def test_stand_in_process_is_stopped_even_on_errors():
 
 
 def test_scaling_limit_picks_the_last_worker_count_that_still_helped():
-    runs = [bench.Run(1, 8.0, speedup=1.0), bench.Run(2, 4.0, speedup=2.0),
-            bench.Run(4, 3.9, speedup=2.05), bench.Run(8, 3.9, speedup=2.05)]
-    assert bench.scaling_limit(runs)[:2] == (2, 4)
-    assert bench.scaling_limit(runs[:2]) == (2, None, None)
+    runs = [Run(1, 8.0, speedup=1.0), Run(2, 4.0, speedup=2.0),
+            Run(4, 3.9, speedup=2.05), Run(8, 3.9, speedup=2.05)]
+    assert scaling_limit(runs)[:2] == (2, 4)
+    assert scaling_limit(runs[:2]) == (2, None, None)

@@ -10,7 +10,7 @@ import pytest
 
 from taxdata.bench_persistence import fixture_registry, fixture_reply, fixture_text
 from taxdata.registry import Registry
-from taxdata.schema import validate_extraction
+from taxdata.validation import validate_extraction
 
 
 def test_fixture_countries_are_labelled_and_their_replies_validate():

@@ -15,14 +15,26 @@ import sys
 from pathlib import Path
 
 import pytest
+from test_updater import (
+    SCRIPT,
+    Script,
+    dataset,
+    explain,
+    generic_evidence,
+    generic_text,
+    js_comments,
+    put_taxation,
+    reply,
+    report_of,
+    run_updater,
+    script_env,
+)
 
 from taxdata.countryfacts import registry_entry
 from taxdata.crosscheck import CORROBORATED, DISPUTED, NO_REFERENCE, check_record
-from taxdata.reference import Reference, parse_rate, ReferenceRow
+from taxdata.reference import Reference, ReferenceRow, parse_rate
 from taxdata.registry import BUNDLED_FILE, load_registry
 from taxdata.testing.mediawiki_server import StandInMediaWiki
-from test_updater import (SCRIPT, Script, dataset, explain, generic_evidence, generic_text,
-                          js_comments, put_taxation, report_of, reply, run_updater, script_env)
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "wikipedia"
 LIST_PAGE = (FIXTURES / "list_of_countries_by_tax_rates.html").read_text(encoding="utf-8")

@@ -17,13 +17,31 @@ import time
 from pathlib import Path
 
 import pytest
+from test_updater import (  # noqa: F401  (pytest fixtures)
+    FIXTURES,
+    JOURNAL,
+    SCRIPT,
+    SUBPROCESS_TIMEOUT,
+    Script,
+    counts,
+    data,
+    dataset,
+    expected_record,
+    explain,
+    finished_on_disk,
+    put_taxation,
+    records,
+    reply,
+    report_of,
+    run_updater,
+    script_env,
+    server,
+    snapshot,
+    summary_counts,
+)
 
 from taxdata.files import DataDir
 from taxdata.jsmodule import parse_tax_data_js
-from test_updater import (FIXTURES, JOURNAL, SCRIPT, SUBPROCESS_TIMEOUT, Script, counts, dataset,
-                          explain, expected_record, finished_on_disk, put_taxation, records,
-                          reply, report_of, run_updater, script_env, snapshot, summary_counts)
-from test_updater import data, server  # noqa: F401  (pytest fixtures)
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = FIXTURES / "taxData.sample.js"

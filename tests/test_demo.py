@@ -14,7 +14,7 @@ from pathlib import Path
 import requests
 
 from taxdata import commands, demo
-from taxdata.schema import extraction_json_schema
+from taxdata.replyschema import extraction_json_schema
 from taxdata.testing.llm_server import StandInLLM
 from taxdata.testing.mediawiki_server import StandInMediaWiki
 from taxdata.testing.responder import rule_based_reply

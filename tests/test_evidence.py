@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from taxdata.evidence import Quote, Source, check_evidence, find_quote, normalise, numbers_in
-from taxdata.schema import Extraction
+from taxdata.models import Extraction
 
 # FIXTURE: a made-up taxation file in the standard layout; the figures mean nothing.
 SOURCE_TEXT = """\

@@ -24,13 +24,13 @@ import pytest
 
 from taxdata.formatter import PROMPT_VERSION
 from taxdata.generators import FileOutcome, run_per_country
+from taxdata.htmlclean import clean_html
 from taxdata.rawfiles import read_raw
 from taxdata.registry import BUNDLED_FILE
 from taxdata.taxfile import SECTIONS, SourceInfo, compose, missing_sections, parse_sources
 from taxdata.testing.extractor_server import StandInExtractor
 from taxdata.testing.llm_server import StandInLLM
 from taxdata.testing.mediawiki_server import StandInMediaWiki
-from taxdata.wikipedia import clean_html
 
 REPO = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).parent / "fixtures" / "wikipedia"

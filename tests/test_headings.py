@@ -76,8 +76,8 @@ def test_drifted_headings_are_written_back_in_standard_form(body):
     assert headings(fixed) == ["# Taxation in Germany", *STANDARD]
     assert missing_sections(fixed) == []
     # The text under each heading is untouched.
-    assert [l for l in fixed.splitlines() if not l.startswith("#")] == [
-        l for l in body.splitlines() if not l.startswith("#")]
+    assert [line for line in fixed.splitlines() if not line.startswith("#")] == [
+        line for line in body.splitlines() if not line.startswith("#")]
 
 
 def test_unclear_headings_are_left_alone_and_reported_missing():

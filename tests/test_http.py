@@ -18,9 +18,18 @@ import pytest
 from taxdata.config import ConfigError, Settings, load_settings
 from taxdata.generators import FileOutcome, run_per_country
 from taxdata.http import BUSY, DONE, RETRY, Outcome, RetryPolicy, send
-from taxdata.limiter import BUSY as SIGNAL_BUSY, OK, EndpointPool
-from taxdata.llm import (DIALECTS, Endpoint, LLMClient, LLMHTTPError, LLMServerGone,
-                         PreflightError, gone_note, server_gone)
+from taxdata.limiter import BUSY as SIGNAL_BUSY
+from taxdata.limiter import OK, EndpointPool
+from taxdata.llm import (
+    DIALECTS,
+    Endpoint,
+    LLMClient,
+    LLMHTTPError,
+    LLMServerGone,
+    PreflightError,
+    gone_note,
+    server_gone,
+)
 from taxdata.runner import run_tasks
 from taxdata.testing.llm_server import OLLAMA_BUSY, Fault, StandInLLM
 

@@ -11,10 +11,19 @@ import time
 
 import pytest
 
+from taxdata.cancel import STOP, Interrupted
 from taxdata.http import RetryPolicy, parse_retry_after
-from taxdata.llm import (LLMBadResponse, LLMClient, LLMConnectionError, LLMHTTPError,
-                         LLMTimeout, LLMTruncated, PreflightError, DIALECTS, Endpoint)
-from taxdata.runner import STOP, Interrupted
+from taxdata.llm import (
+    DIALECTS,
+    Endpoint,
+    LLMBadResponse,
+    LLMClient,
+    LLMConnectionError,
+    LLMHTTPError,
+    LLMTimeout,
+    LLMTruncated,
+    PreflightError,
+)
 from taxdata.testing.llm_server import Fault, structured_form
 
 SCHEMA = {"type": "object", "properties": {"rate": {"type": "number"}}, "required": ["rate"]}

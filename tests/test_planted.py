@@ -11,7 +11,7 @@ import pytest
 
 from taxdata import planted
 from taxdata.evidence import required_paths
-from taxdata.schema import Extraction
+from taxdata.models import Extraction
 
 
 @pytest.fixture(scope="module")

@@ -10,11 +10,17 @@ import logging
 from pathlib import Path
 
 import pytest
-
 from conftest import CLOSED_WIKIPEDIA_API
+
 from taxdata import countryfacts
-from taxdata.reference import (LIST_TITLE, ReferenceError, fetch_list_reference,
-                               load_reference_csv, parse_list_page, parse_rate)
+from taxdata.reference import (
+    LIST_TITLE,
+    ReferenceError,
+    fetch_list_reference,
+    load_reference_csv,
+    parse_list_page,
+    parse_rate,
+)
 from taxdata.registry import BUNDLED_FILE, Registry, load_registry
 from taxdata.testing.mediawiki_server import StandInMediaWiki
 

@@ -9,8 +9,16 @@ from pathlib import Path
 
 import pytest
 
-from taxdata.registry import (BUNDLED_FILE, ENV_VAR, Country, Registry, RegistryError,
-                              UnknownCountryError, countries_path, load_registry)
+from taxdata.registry import (
+    BUNDLED_FILE,
+    ENV_VAR,
+    Country,
+    Registry,
+    RegistryError,
+    UnknownCountryError,
+    countries_path,
+    load_registry,
+)
 
 EXPECTED_SLUGS = {
     "albania", "andorra", "argentina", "australia", "austria", "belgium", "bosnia_and_herzegovina",

@@ -9,22 +9,11 @@ from typing import Any
 
 import pytest
 
-from taxdata.schema import (
-    RECORD_KEYS,
-    CountryLike,
-    Extraction,
-    FieldChange,
-    Provenance,
-    ReplyError,
-    TaxRecord,
-    build_record,
-    diff_records,
-    extraction_json_schema,
-    missing_fields,
-    parse_reply,
-    summarize_changes,
-    validate_extraction,
-)
+from taxdata.models import RECORD_KEYS, CountryLike, Extraction, Provenance, TaxRecord
+from taxdata.records import FieldChange, build_record, diff_records, summarize_changes
+from taxdata.replies import ReplyError, parse_reply
+from taxdata.replyschema import extraction_json_schema
+from taxdata.validation import missing_fields, validate_extraction
 
 
 # FIXTURE: made-up country, not a registry entry ("ZZ" is user-assigned, "XTS" is ISO 4217's test code)

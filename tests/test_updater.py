@@ -31,8 +31,9 @@ import pytest
 
 from taxdata.jsmodule import parse_tax_data_js
 from taxdata.registry import BUNDLED_FILE, load_registry
-from taxdata.schema import ReplyError, parse_reply, validate_extraction
+from taxdata.replies import ReplyError, parse_reply
 from taxdata.testing.llm_server import Fault, StandInLLM, structured_form
+from taxdata.validation import validate_extraction
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "scripts" / "tax_data_updater.py"

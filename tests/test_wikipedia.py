@@ -11,17 +11,17 @@ from pathlib import Path
 import pytest
 
 from taxdata.files import DataDir
+from taxdata.htmlclean import clean_html
 from taxdata.http import RetryPolicy
 from taxdata.log import logger
-from taxdata.testing.mediawiki_server import StandInMediaWiki
 from taxdata.taxfile import split_sections
+from taxdata.testing.mediawiki_server import StandInMediaWiki
 from taxdata.wikipedia import (
     ArticleNotFound,
     DisambiguationPage,
     WikipediaClient,
     WikipediaError,
     cache_relpath,
-    clean_html,
 )
 
 FIXTURES = Path(__file__).parent / "fixtures" / "wikipedia"

@@ -5,12 +5,13 @@ from __future__ import annotations
 import re
 
 from taxdata.jsmodule import render_tax_data_js
+from taxdata.records import build_record
 from taxdata.registry import load_registry
 from taxdata.runner import run_tasks
-from taxdata.schema import build_record, validate_extraction
 from taxdata.testing.responder import extraction_reply
 from taxdata.testing.samples import REGISTRY_FILE
 from taxdata.updater import _few_words, read_import
+from taxdata.validation import validate_extraction
 
 SAMPLE_SOURCE = """\
 - System: flat

@@ -27,7 +27,8 @@ from .server import RecordedRequest, Reply, StandInServer, serve_until_interrupt
 
 
 class StandInExtractor(StandInServer):
-    """Register pages (by URL) and text files, then point an ``ExtractorClient`` at :attr:`base_url`."""
+    """Register pages (by URL) and text files, then point an ``ExtractorClient`` at
+    :attr:`base_url`."""
 
     def __init__(self, latency: float = 0.0, host: str = "127.0.0.1", port: int = 0) -> None:
         super().__init__(host, port)
@@ -52,7 +53,8 @@ class StandInExtractor(StandInServer):
         headers = {} if retry_after is None else {"Retry-After": str(retry_after)}
         with self._state:
             self._faults.extend(
-                Reply(status, {"success": False, "error": f"stand-in fault {status}"}, dict(headers))
+                Reply(status, {"success": False, "error": f"stand-in fault {status}"},
+                      dict(headers))
                 for _ in range(n))
 
     def handle(self, request: RecordedRequest) -> Reply:
@@ -97,7 +99,8 @@ class StandInExtractor(StandInServer):
 
 
 def add_samples(server: StandInExtractor) -> list[str]:
-    """Serve the bundled SAMPLE articles: as pages (by article URL) and as ``taxation_<slug>.txt``."""
+    """Serve the bundled SAMPLE articles: as pages (by article URL) and as
+    ``taxation_<slug>.txt``."""
     names = []
     for article in sample_articles():
         text = sample_text(article.html)

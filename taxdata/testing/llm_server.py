@@ -242,7 +242,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Run the stand-in LLM server (no model).")
     parser.add_argument("--port", type=int, default=5001, help="0 picks a free port")
     parser.add_argument("--latency", type=float, default=0.0, help="seconds per reply")
-    parser.add_argument("--capacity", type=int, default=None, help="parallel slots (default: no limit)")
+    parser.add_argument("--capacity", type=int, default=None,
+                        help="parallel slots (default: no limit)")
     parser.add_argument("--overflow", choices=("queue", "503", "429"), default="queue",
                         help="requests beyond --capacity: wait, or 503 (Ollama's queue-full "
                              "message) or 429")

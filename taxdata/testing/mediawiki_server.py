@@ -107,11 +107,13 @@ class StandInMediaWiki(StandInServer):
         body = f"<html><body><h1>Error {status}</h1><p>Stand-in fault.</p></body></html>"
         with self._state:
             self._faults.extend(
-                Reply(status, body.encode(), {"Content-Type": "text/html; charset=utf-8", **headers})
+                Reply(status, body.encode(),
+                      {"Content-Type": "text/html; charset=utf-8", **headers})
                 for _ in range(n))
 
     def maxlag_next(self, n: int, lag: int = 7, retry_after: int | None = 5) -> None:
-        """The next ``n`` API requests get the ``maxlag`` error (HTTP 200), like a lagged replica."""
+        """The next ``n`` API requests get the ``maxlag`` error (HTTP 200), like a lagged
+        replica."""
         host = "10.64.48.23"
         body = {
             "error": {"code": "maxlag", "info": f"Waiting for {host}: {lag} seconds lagged.",
@@ -144,13 +146,9 @@ class StandInMediaWiki(StandInServer):
         params = {k: v[-1] for k, v in request.query.items()}
         if request.method == "POST":  # the API takes form bodies too
             params.update({k: v[-1] for k, v in parse_qs(request.body.decode()).items()})
-        if params.get("action") != "parse":
-            return _error("badvalue",
-                          f'Unrecognized value for parameter "action": {params.get("action")}.')
-        if params.get("format") != "json" or params.get("formatversion") != "2":
-            return _error("badvalue", "The stand-in only speaks format=json&formatversion=2.")
-        if not params.get("page"):
-            return _error("missingparam", "The page parameter must be set.")
+        refused = _refuse_params(params)
+        if refused is not None:
+            return refused
         title = normalize_title(params["page"])
         if _ILLEGAL_TITLE_CHARS.search(title):
             return _error("invalidtitle", f'Bad title "{title}".')
@@ -163,22 +161,39 @@ class StandInMediaWiki(StandInServer):
             page = _Page(title, _redirect_html(target), 1, 1)
         if page is None:
             return _error("missingtitle", "The page you specified doesn't exist.")
-        props = set(params.get("prop", "text|langlinks|categories|links|templates|images|"
-                                        "externallinks|sections|revid|displaytitle|iwlinks|"
-                                        "properties|parsewarnings").split("|"))
-        parse: dict = {"title": page.title, "pageid": page.pageid}
-        if target and follow:
-            parse["redirects"] = [{"from": title, "to": page.title}]
-        if "revid" in props:
-            parse["revid"] = page.revid
-        if "displaytitle" in props:
-            parse["displaytitle"] = (
-                f'<span class="mw-page-title-main">{htmllib.escape(page.title)}</span>')
-        if "text" in props:
-            parse["text"] = page.html
-        if "properties" in props:
-            parse["properties"] = dict(page.properties)
-        return Reply(200, {"parse": parse}, {"Content-Type": _JSON})
+        return _parse_reply(page, params, title, redirected=bool(target and follow))
+
+
+def _refuse_params(params: dict[str, str]) -> Reply | None:
+    """The API's error for parameters the stand-in does not serve; None if they are fine."""
+    if params.get("action") != "parse":
+        return _error("badvalue",
+                      f'Unrecognized value for parameter "action": {params.get("action")}.')
+    if params.get("format") != "json" or params.get("formatversion") != "2":
+        return _error("badvalue", "The stand-in only speaks format=json&formatversion=2.")
+    if not params.get("page"):
+        return _error("missingparam", "The page parameter must be set.")
+    return None
+
+
+def _parse_reply(page: _Page, params: dict[str, str], title: str, *, redirected: bool) -> Reply:
+    """``action=parse``'s answer for ``page`` with the props asked for."""
+    props = set(params.get("prop", "text|langlinks|categories|links|templates|images|"
+                                    "externallinks|sections|revid|displaytitle|iwlinks|"
+                                    "properties|parsewarnings").split("|"))
+    parse: dict = {"title": page.title, "pageid": page.pageid}
+    if redirected:
+        parse["redirects"] = [{"from": title, "to": page.title}]
+    if "revid" in props:
+        parse["revid"] = page.revid
+    if "displaytitle" in props:
+        parse["displaytitle"] = (
+            f'<span class="mw-page-title-main">{htmllib.escape(page.title)}</span>')
+    if "text" in props:
+        parse["text"] = page.html
+    if "properties" in props:
+        parse["properties"] = dict(page.properties)
+    return Reply(200, {"parse": parse}, {"Content-Type": _JSON})
 
 
 def _error(code: str, info: str) -> Reply:
