@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from typing import Callable
 
 import pytest
 
-from taxdata import runner
+from taxdata import reference, runner
 from taxdata.http import RetryPolicy
 from taxdata.llm import DIALECTS, Endpoint, LLMClient
 from taxdata.testing.llm_server import StandInLLM
@@ -31,6 +32,11 @@ def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPath
     # default): a loopback port nothing listens on refuses at once. Tests that want a wiki
     # start the stand-in and point this at it.
     monkeypatch.setenv("TAXDATA_WIKIPEDIA_API", CLOSED_WIKIPEDIA_API)
+    # The updater's list-page fetch then fails its two tries at once instead of waiting the
+    # 0.5 s retry floor in between, in every run in this process (the floor is tested in
+    # test_http). Same attempts, same warning.
+    monkeypatch.setattr(reference, "LIST_RETRY", dataclasses.replace(
+        reference.LIST_RETRY, floor=0.0, base=0.001, cap=0.001))
     monkeypatch.chdir(tmp_path_factory.mktemp("cwd"))
     log = logging.getLogger("taxdata")
     saved = (log.level, log.propagate, list(log.handlers))

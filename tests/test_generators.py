@@ -16,6 +16,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +32,7 @@ from taxdata.testing.extractor_server import StandInExtractor
 from taxdata.testing.llm_server import StandInLLM
 from taxdata.testing.mediawiki_server import StandInMediaWiki
 from taxdata.wikipedia import clean_html
+from _programs import Run, run_lock_held_elsewhere, run_main, script_command, signal_when
 
 REPO = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).parent / "fixtures" / "wikipedia"
@@ -146,16 +148,15 @@ class Suite:
             self.wiki.add_page(title_of(slug), html, revid=revid)
 
     def command(self, script: str, *args: str) -> list[str]:
-        return [sys.executable, str(SCRIPTS[script]), "--no-progress", *args]
+        return script_command(SCRIPTS[script].name, "--no-progress", *args)
 
     def environment(self, extra: dict[str, str] | None) -> dict[str, str]:
         return {**self.env, **(extra or {})}
 
-    def run(self, script: str, *args: str, env: dict[str, str] | None = None
-            ) -> subprocess.CompletedProcess:
-        return subprocess.run(self.command(script, *args), env=self.environment(env),
-                              stdin=subprocess.DEVNULL, capture_output=True, text=True,
-                              timeout=120)
+    def run(self, script: str, *args: str, env: dict[str, str] | None = None) -> Run:
+        """``scripts/<script>.py --no-progress ARGS``, run in this process (tests/_programs)."""
+        return run_main(SCRIPTS[script].name, ["--no-progress", *args],
+                        env=self.environment(env), cwd=Path.cwd())
 
     # what happened
     def taxation(self, slug: str) -> Path:
@@ -472,26 +473,32 @@ def test_reply_missing_sections_every_time_fails_and_writes_nothing(suite, reask
     assert [p.name for p in suite.taxation("germany").parent.iterdir()] == ["germany.md"]
 
 
-def interrupt_after_chats(suite: Suite, tmp_path: Path, chats: int, script: str,
+def interrupt_after_chats(suite: Suite, chats: int, script: str,
                           *args: str) -> tuple[int, str, str]:
-    """Run ``script``, send SIGINT once ``chats`` LLM requests arrived; (exit code, out, err)."""
-    out, err = (tmp_path / "stdout.txt").open("w"), (tmp_path / "stderr.txt").open("w")
-    with out, err:
-        proc = subprocess.Popen(suite.command(script, *args), env=suite.environment(None),
-                                stdin=subprocess.DEVNULL, stdout=out, stderr=err, text=True)
-        try:
-            deadline = time.monotonic() + 30
-            while (len(suite.chats()) < chats and proc.poll() is None
-                   and time.monotonic() < deadline):
-                time.sleep(0.02)
-            assert len(suite.chats()) == chats, "the workers never reached the LLM"
-            proc.send_signal(signal.SIGINT)
-            code = proc.wait(timeout=60)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-    return (code, (tmp_path / "stdout.txt").read_text(), (tmp_path / "stderr.txt").read_text())
+    """Run ``script`` as a process; SIGINT it once ``chats`` LLM requests arrived, each held
+    unanswered until the signal was sent (so all of them are in flight when it lands).
+
+    Returns (exit code, stdout, stderr).
+    """
+    answer, lock, count = suite.llm.responder, threading.Lock(), [0]
+    arrived, signalled = threading.Event(), threading.Event()
+
+    def held(body: dict) -> str:
+        with lock:
+            count[0] += 1
+            if count[0] == chats:
+                arrived.set()
+        signalled.wait(60)
+        return answer(body)
+
+    suite.llm.responder = held
+    try:
+        done = signal_when(suite.command(script, *args), until=arrived,
+                           env=suite.environment(None), on_signal=signalled.set)
+    finally:
+        signalled.set()
+    assert len(suite.chats()) >= chats, "the workers never reached the LLM"
+    return done.returncode, done.stdout, done.stderr
 
 
 # == 7. Ctrl-C ================================================================================
@@ -499,9 +506,8 @@ def interrupt_after_chats(suite: Suite, tmp_path: Path, chats: int, script: str,
 def test_sigint_keeps_finished_files_whole_and_leaves_no_partial_files(suite, tmp_path):
     slugs = ["austria", "belgium", "france", "germany", "italy", "spain"]
     suite.add_articles(*slugs)
-    suite.llm.latency = 1.0
     code, stdout, stderr = interrupt_after_chats(
-        suite, tmp_path, 3, "enhanced", "--countries", ",".join(slugs))
+        suite, 3, "enhanced", "--countries", ",".join(slugs))
     assert code == 130, stderr
     assert "[INTERRUPTED]" in stderr and "Traceback" not in stderr
     # The three in flight were finished and kept; the queued three never started.
@@ -827,9 +833,8 @@ def test_a_failure_with_an_empty_message_is_reported_not_a_crash(tmp_path, capsy
 
 def test_sigint_during_a_split_article_reports_it_interrupted_not_failed(suite, tmp_path):
     suite.add_articles("germany", html=FREEDONIA_LONG)
-    suite.llm.latency = 0.5
     code, stdout, stderr = interrupt_after_chats(
-        suite, tmp_path, 2, "enhanced", "--countries", "germany", "--max-chars", "2000", "-w", "2")
+        suite, 2, "enhanced", "--countries", "germany", "--max-chars", "2000", "-w", "2")
     assert code == 130, stderr
     line = summary_line(stdout, "germany")
     assert line.split()[0] == "SKIPPED" and "interrupted" in line, (line, stderr)
@@ -894,16 +899,12 @@ def test_from_raw_skips_empty_binary_and_oversized_raw_files_without_sending(sui
 
 
 def test_generator_stops_when_another_run_holds_the_data_dir(suite):
-    from taxdata.files import DataDir
-    holder = DataDir(suite.data)
-    holder.acquire_run_lock("tax_data_updater.py")
-    try:
+    suite.data.mkdir()
+    with run_lock_held_elsewhere(suite.data, "tax_data_updater.py") as pid:
         result = suite.run("enhanced", "--countries", "germany")
-    finally:
-        holder.release_run_lock()
     assert result.returncode == 2
     (line,) = result.stderr.strip().splitlines()
-    assert f"in use by tax_data_updater.py (PID {os.getpid()}, started " in line
+    assert f"in use by tax_data_updater.py (PID {pid}, started " in line
     assert suite.chats() == [] and suite.wiki.requests == []
 
 

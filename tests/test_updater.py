@@ -33,6 +33,7 @@ from taxdata.jsmodule import parse_tax_data_js
 from taxdata.registry import BUNDLED_FILE, load_registry
 from taxdata.schema import ReplyError, parse_reply, validate_extraction
 from taxdata.testing.llm_server import Fault, StandInLLM, structured_form
+from _programs import Run, run_main, script_command, signal_when
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "scripts" / "tax_data_updater.py"
@@ -255,10 +256,10 @@ def script_env(data: Path, url: str, extra: dict[str, str | None] | None = None)
 
 
 def run_updater(data: Path, url: str, *args: str,
-                env: dict[str, str | None] | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(SCRIPT), "--no-progress", *args],
-                          env=script_env(data, url, env), cwd=data.parent, capture_output=True,
-                          text=True, timeout=SUBPROCESS_TIMEOUT)
+                env: dict[str, str | None] | None = None) -> Run:
+    """``scripts/tax_data_updater.py --no-progress ARGS``, run in this process (tests/_programs)."""
+    return run_main(SCRIPT.name, ["--no-progress", *args], env=script_env(data, url, env),
+                    cwd=data.parent)
 
 
 def finished_on_disk(data: Path) -> set[str]:
@@ -274,7 +275,7 @@ def finished_on_disk(data: Path) -> set[str]:
     return done
 
 
-def explain(proc: subprocess.CompletedProcess) -> str:
+def explain(proc: Run | subprocess.CompletedProcess) -> str:
     return f"exit {proc.returncode}\n--- stdout\n{proc.stdout}\n--- stderr\n{proc.stderr}"
 
 
@@ -286,7 +287,7 @@ def records(data: Path) -> dict[str, Any]:
     return {slug: entry["record"] for slug, entry in dataset(data)["countries"].items()}
 
 
-def report_of(proc: subprocess.CompletedProcess) -> dict[str, Any]:
+def report_of(proc: Run | subprocess.CompletedProcess) -> dict[str, Any]:
     match = re.search(r"^  Report: (.+)$", proc.stdout, re.MULTILINE)
     assert match, explain(proc)
     path = Path(match.group(1))
@@ -415,7 +416,7 @@ HAPPY_SOURCES = {  # slug -> (source_kind, source_url, source_revision) from the
 }
 
 
-def run_happy(server: StandInLLM, data: Path) -> subprocess.CompletedProcess:
+def run_happy(server: StandInLLM, data: Path) -> Run:
     for slug in HAPPY:
         put_taxation(data, slug)
     server.responder = Script(HAPPY)
@@ -1019,31 +1020,29 @@ def test_interrupt_keeps_finished_countries(server, data):
     slugs = PARALLEL[:6]
     for slug in slugs:
         put_taxation(data, slug, generic=True)
-    # The second country answers later than the first, so the first is written alone and the
-    # signal never lands in the middle of a write.
-    server.responder = Script({slug: reply(slug) for slug in slugs}, delays={slugs[1]: 0.5})
-    server.latency = 1.0
-    proc = subprocess.Popen(
-        [sys.executable, str(SCRIPT), "--no-progress", "--countries", ",".join(slugs),
-         "-w", "2"],
-        env=script_env(data, server.url("proxy")), cwd=data.parent, text=True,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        # A test runner started in the background may ignore SIGINT; the child must not.
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    # The first country answers at once; every later one waits until the signal was sent, so
+    # the first is written alone, the signal never lands in the middle of a write, and the
+    # second worker's request is in flight when it lands.
+    script = Script({slug: reply(slug) for slug in slugs})
+    signalled = threading.Event()
+
+    def responder(body: dict) -> Any:
+        user = next(m["content"] for m in body["messages"] if m["role"] == "user")
+        if _COUNTRY.search(user).group(1) != REGISTRY.get(slugs[0]).name:
+            signalled.wait(SUBPROCESS_TIMEOUT)
+        return script(body)
+
+    server.responder = responder
+    command = script_command(SCRIPT.name, "--no-progress", "--countries", ",".join(slugs),
+                             "-w", "2")
+    # "[COMPLETED] <slug>" comes after the country was saved (runner: on_result, then the line).
     try:
-        deadline = time.monotonic() + SUBPROCESS_TIMEOUT
-        while not finished_on_disk(data):
-            assert proc.poll() is None, "the run ended before it was interrupted"
-            assert time.monotonic() < deadline, "no country was ever written"
-            time.sleep(0.02)
-        time.sleep(0.1)  # let the main thread finish its bookkeeping for that country
-        proc.send_signal(signal.SIGINT)
-        stdout, stderr = proc.communicate(timeout=SUBPROCESS_TIMEOUT)
+        done = signal_when(command, until=lambda lines: any(
+            line.startswith(f"[COMPLETED] {slugs[0]} ") for line in lines),
+            env=script_env(data, server.url("proxy")), cwd=data.parent,
+            on_signal=signalled.set)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
-    done = subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
+        signalled.set()
     assert done.returncode == 130, explain(done)
 
     stored = dataset(data)["countries"]
