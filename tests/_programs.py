@@ -17,6 +17,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator, Mapping, Sequence
@@ -157,16 +158,28 @@ def signal_when(command: Sequence[str], *, until: threading.Event | Callable[[li
                                        "".join(lines["stderr"]))
 
 
+def eventually(condition: Callable[[], bool], timeout: float = 60, every: float = 0.01) -> None:
+    """Wait until ``condition()`` holds, checking it ``every`` seconds; fail after ``timeout``.
+
+    Only for what another process makes true with no event crossing the boundary (its writer
+    thread's fsync): anything this process can signal uses an Event instead.
+    """
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "the condition never came"
+        time.sleep(every)
+
+
 @contextlib.contextmanager
 def run_lock_held_elsewhere(data: Path, what: str = "tax_data_updater.py") -> Iterator[int]:
     """Another process holds ``data``'s run lock inside the block; yields its PID.
 
     (A DataDir in this process would share this process's lock, as the programs running in-process
-    here do.) The holder keeps it until its stdin closes.
+    here do.) The holder keeps it until its stdin closes, then releases it.
     """
     code = ("import sys\nfrom taxdata.files import DataDir\n"
-            f"DataDir(sys.argv[1]).acquire_run_lock({what!r})\n"
-            "print('locked', flush=True)\nsys.stdin.read()\n")
+            f"data = DataDir(sys.argv[1])\ndata.acquire_run_lock({what!r})\n"
+            "print('locked', flush=True)\nsys.stdin.read()\ndata.release_run_lock()\n")
     holder = subprocess.Popen([sys.executable, "-c", code, str(data)], cwd=ROOT,
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:

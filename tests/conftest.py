@@ -101,6 +101,23 @@ def llm_server(make_llm_server) -> StandInLLM:
     return make_llm_server()
 
 
+@pytest.fixture
+def recorded_waits(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """Every retry wait of the request layer (``RetryPolicy.wait``), recorded instead of slept.
+
+    For tests of what is waited (a floor, a Retry-After), not of waiting; it covers the programs
+    run in this process (tests/_programs.py) too. Ctrl-C's STOP flag still ends a wait.
+    """
+    waits: list[float] = []
+
+    def wait(self: RetryPolicy, seconds: float) -> bool:
+        waits.append(seconds)
+        return not runner.STOP.is_set()
+
+    monkeypatch.setattr(RetryPolicy, "wait", wait)
+    return waits
+
+
 def fast_retry(attempts: int = 5, sleep: Callable[[float], object] | None = None) -> RetryPolicy:
     """Backoff in milliseconds (floor 10 ms); pass ``sleep`` (e.g. ``list.append``) to record
     waits instead."""

@@ -350,7 +350,7 @@ def test_missing_page_and_null_title_are_skipped_not_crashes(suite):
     assert [country_in(c) for c in suite.chats()] == ["Germany"]
 
 
-def test_429_and_maxlag_are_retried_honouring_retry_after(suite):
+def test_429_and_maxlag_are_retried_honouring_retry_after(suite, recorded_waits):
     suite.add_articles("germany")
     suite.wiki.fail_next(2, status=429, retry_after=0)
     suite.wiki.maxlag_next(1, retry_after=0)
@@ -366,9 +366,12 @@ def test_429_and_maxlag_are_retried_honouring_retry_after(suite):
     # "Retry-After: 0" is a lower bound, not the wait: never less than the 0.5 s floor.
     waits = [float(re.search(r" in ([\d.]+)s$", line).group(1)) for line in retries]
     assert all(wait >= 0.5 for wait in waits), retries
+    # ... and what is logged is what was waited (recorded, not slept, here).
+    assert len(recorded_waits) == 3 and all(wait >= 0.5 for wait in recorded_waits)
+    assert [f"{wait:.1f}" for wait in recorded_waits] == [f"{wait:.1f}" for wait in waits]
 
 
-def test_retries_are_bounded_by_max_retries(suite):
+def test_retries_are_bounded_by_max_retries(suite, recorded_waits):
     suite.add_articles("germany")
     suite.wiki.fail_next(3, status=502, retry_after=0)  # a real failure (busy has a deadline)
     result = suite.run("enhanced", "--countries", "germany", env={"TAXDATA_MAX_RETRIES": "1"})
@@ -376,6 +379,7 @@ def test_retries_are_bounded_by_max_retries(suite):
     line = summary_line(result.stdout, "germany")
     assert line.split()[0] == "FAILED" and "2 attempts" in line
     assert len(suite.api_requests()) == 2
+    assert len(recorded_waits) == 1  # one wait, between the two attempts
     assert not suite.taxation("germany").exists() and suite.chats() == []
 
 
