@@ -1,7 +1,8 @@
 """Data safety (issue 8): imports merge and are validated, checks before work, one run per data
 directory, one-line errors for bad input, journal persistence that survives SIGKILL.
 
-The updater runs as a subprocess against the stand-in LLM (helpers from test_updater). Every
+The updater runs (in this process; as a process to be killed) against the stand-in LLM (helpers
+from test_updater). Every
 record, reply and taxation file here is FIXTURE data: invented figures, not real tax data.
 """
 

@@ -1,6 +1,7 @@
-"""The three generator scripts end to end: real subprocesses against loopback stand-ins.
+"""The three generator scripts end to end against loopback stand-ins.
 
-Each test runs ``scripts/<name>.py --no-progress ...`` with ``sys.executable`` and an environment
+Each test runs ``scripts/<name>.py --no-progress ...`` (its ``main(argv)`` in this process, see
+tests/_programs.py; as a process where a signal is sent) with an environment
 pointing every service at a stand-in (LLM, MediaWiki Action API, Web Content Extractor) and the
 data directory at a tmp dir. The Wikipedia pages are the fictional Freedonia fixtures registered
 under the registry's real titles; the LLM answers with a fixture body holding every standard
@@ -12,12 +13,8 @@ from __future__ import annotations
 import json
 import os
 import re
-import signal
 import socket
-import subprocess
-import sys
 import threading
-import time
 from dataclasses import dataclass
 from pathlib import Path
 

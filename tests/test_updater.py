@@ -1,8 +1,8 @@
 """End-to-end tests for ``scripts/tax_data_updater.py``.
 
-The script runs as a subprocess (``sys.executable scripts/tax_data_updater.py ...``) against the
-stand-in LLM server started in this process (one per test, shared by all the runs of that test).
-Replies are computed per country from the user message, so the order in which parallel workers
+The script's ``main(argv)`` runs in this process (tests/_programs.py: its own environment, working
+directory and captured output; the Ctrl-C test starts it as a process) against the stand-in LLM
+server (one per test, shared by all the runs of that test). Replies are computed per country from the user message, so the order in which parallel workers
 ask does not matter.
 
 Every taxation file (``tests/fixtures/updater/``) and every scripted reply here is FIXTURE data:
@@ -18,12 +18,9 @@ import json
 import os
 import re
 import shutil
-import signal
 import socket
 import subprocess
-import sys
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
@@ -56,7 +53,7 @@ _PART = re.compile(r"This is part (\d+) of (\d+) of the source")
 # -- fixtures ---------------------------------------------------------------------------------
 # tests/conftest.py isolates every test (autouse ``_isolated``: no TAXDATA_* from the developer,
 # a fresh cwd) and provides ``llm_server`` / ``make_llm_server``: one stand-in per test, shared
-# by all the runs of that test. The subprocess gets its own explicit environment (script_env).
+# by all the runs of that test. Each run gets its own explicit environment (script_env).
 
 @pytest.fixture
 def server(llm_server: StandInLLM) -> StandInLLM:
@@ -198,9 +195,8 @@ class Script:
     a list repeats. An unscripted country gets an HTTP 400 (not retried) and is recorded.
     """
 
-    def __init__(self, replies: dict[str, Any], delays: dict[str, float] | None = None) -> None:
+    def __init__(self, replies: dict[str, Any]) -> None:
         self.replies = {REGISTRY.get(slug).name: (slug, r) for slug, r in replies.items()}
-        self.delays = delays or {}
         self.calls: collections.Counter = collections.Counter()  # slug -> requests answered
         self.part_calls: collections.Counter = collections.Counter()  # (slug, part) -> count
         self.unscripted: list[str] = []
@@ -220,8 +216,6 @@ class Script:
             self.calls[slug] += 1
             self.part_calls[(slug, part)] += 1
             attempt = self.part_calls[(slug, part)]
-        if slug in self.delays:
-            time.sleep(self.delays[slug])
         if isinstance(scripted, Parts):
             scripted = scripted.by_part[part]
         if isinstance(scripted, list):
