@@ -54,7 +54,7 @@ def environment(env: Mapping[str, str]) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def _logger_restored() -> Iterator[None]:
+def logger_restored() -> Iterator[None]:
     """The programs replace the ``taxdata`` logger's handlers (setup_logging): undo that, closing
     what they opened (a --log-file), so the next run starts as a fresh process would."""
     log = logging.getLogger("taxdata")
@@ -78,7 +78,7 @@ def run_main(script: str, args: Sequence[str], *, env: Mapping[str, str], cwd: P
     """
     out, err = io.StringIO(), io.StringIO()
     previous = os.getcwd()
-    with environment(env), _logger_restored(), contextlib.redirect_stdout(out), \
+    with environment(env), logger_restored(), contextlib.redirect_stdout(out), \
             contextlib.redirect_stderr(err):
         os.chdir(cwd)
         try:

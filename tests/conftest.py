@@ -17,6 +17,20 @@ from taxdata.testing.llm_server import StandInLLM
 CLOSED_WIKIPEDIA_API = "http://127.0.0.1:9/w/api.php"  # port 9 (discard): nothing listens
 
 
+def unreachable_wikipedia(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No test may reach the real Wikipedia (the updater fetches its list-page reference by
+    default): a loopback port nothing listens on refuses at once. Tests that want a wiki start
+    the stand-in and point ``TAXDATA_WIKIPEDIA_API`` at it.
+
+    The updater's list-page fetch then fails its two tries without waiting the 0.5 s retry floor
+    in between, in every run in this process (the floor is tested in test_http): same attempts,
+    same warning. (For module-scoped fixtures too, which run before ``_isolated``.)
+    """
+    monkeypatch.setenv("TAXDATA_WIKIPEDIA_API", CLOSED_WIKIPEDIA_API)
+    monkeypatch.setattr(reference, "LIST_RETRY", dataclasses.replace(
+        reference.LIST_RETRY, floor=0.0, base=0.001, cap=0.001))
+
+
 @pytest.fixture(autouse=True)
 def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory):
     """No TAXDATA_* leaks in (nor a developer's .env: cwd is a fresh dir); data goes to a tmp dir.
@@ -28,15 +42,7 @@ def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPath
         if name.startswith("TAXDATA_"):
             monkeypatch.delenv(name)
     monkeypatch.setenv("TAXDATA_DATA_DIR", str(tmp_path_factory.mktemp("data")))
-    # No test may reach the real Wikipedia (the updater fetches its list-page reference by
-    # default): a loopback port nothing listens on refuses at once. Tests that want a wiki
-    # start the stand-in and point this at it.
-    monkeypatch.setenv("TAXDATA_WIKIPEDIA_API", CLOSED_WIKIPEDIA_API)
-    # The updater's list-page fetch then fails its two tries at once instead of waiting the
-    # 0.5 s retry floor in between, in every run in this process (the floor is tested in
-    # test_http). Same attempts, same warning.
-    monkeypatch.setattr(reference, "LIST_RETRY", dataclasses.replace(
-        reference.LIST_RETRY, floor=0.0, base=0.001, cap=0.001))
+    unreachable_wikipedia(monkeypatch)
     monkeypatch.chdir(tmp_path_factory.mktemp("cwd"))
     log = logging.getLogger("taxdata")
     saved = (log.level, log.propagate, list(log.handlers))

@@ -316,9 +316,20 @@ def test_wikipedia_requests_in_flight_never_exceed_three_while_eight_llm_workers
     slugs = [s for s, c in REGISTRY.items() if c["wikipedia_title"]][:10]
     suite.add_articles(*slugs)
     suite.wiki.latency = 0.3
-    # The LLM is slower than a wave of fetches so the workers overlap on it: with 0.2 s a wave of
-    # 3 answers would finish before the next wave of 3 articles arrives, and the peak would be 3.
-    suite.llm.latency = 0.7
+    # The LLM holds its answers until a fourth request is in flight, so the workers overlap on
+    # it beyond Wikipedia's cap (were the LLM side held to 3 too, the 4th would never come:
+    # the held ones answer after 30 s and the peak check fails).
+    answer, lock, arrived, fourth = suite.llm.responder, threading.Lock(), [0], threading.Event()
+
+    def held(body: dict) -> str:
+        with lock:
+            arrived[0] += 1
+            if arrived[0] >= 4:
+                fourth.set()
+        fourth.wait(30)
+        return answer(body)
+
+    suite.llm.responder = held
     result = suite.run("enhanced", "--countries", ",".join(slugs), "-w", "8")
     assert result.returncode == 0, result.stderr
     assert all(suite.taxation(s).is_file() for s in slugs)
@@ -593,7 +604,7 @@ def wikipedia_url(slug: str) -> str:
 def test_raw_files_one_extraction_at_a_time_skip_force_then_from_raw(suite):
     for slug in RAW_SLUGS:
         suite.extractor.add_page(wikipedia_url(slug), raw_content(slug))
-    suite.extractor.latency = 0.2
+    suite.extractor.latency = 0.1  # long enough for parallel requests to overlap, were there any
     result = suite.run("raw", "--countries", ",".join(RAW_SLUGS))
     assert result.returncode == 0, result.stderr
     assert suite.extractor.peak_in_flight == 1
