@@ -67,7 +67,7 @@ def test_real_server_mode_runs_preflight_and_skips_the_baseline(make_llm_server,
 def test_real_server_table_says_where_scaling_stops(make_llm_server, capsys):
     # The sentence must follow from the table the run printed, whatever the machine's load did
     # to the timings (a loaded CPU can make W=2 look faster or slower than W=1).
-    server = make_llm_server(latency=0.1, capacity=1)
+    server = make_llm_server(latency=0.05, capacity=1)
     code = bench.main(["--llm-url", server.url("openai"), "--tasks", "3", "--workers", "1,2"])
     out = capsys.readouterr().out
     assert code == 0

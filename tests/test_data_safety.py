@@ -248,11 +248,11 @@ def test_second_run_on_the_same_data_dir_stops_naming_the_first(server, data):
 
 
 def test_lock_of_a_killed_run_is_taken_over(server, data):
-    code = ("import sys, time\nfrom taxdata.files import DataDir\n"
+    code = ("import sys\nfrom taxdata.files import DataDir\n"
             "DataDir(sys.argv[1]).acquire_run_lock('tax_data_updater.py')\n"
-            "print('locked', flush=True)\ntime.sleep(600)\n")
+            "print('locked', flush=True)\nsys.stdin.read()\n")  # holds it until killed
     holder = subprocess.Popen([sys.executable, "-c", code, str(data)], cwd=ROOT,
-                              stdout=subprocess.PIPE, text=True)
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "locked"
         holder.send_signal(signal.SIGKILL)
@@ -260,6 +260,8 @@ def test_lock_of_a_killed_run_is_taken_over(server, data):
     finally:
         if holder.poll() is None:
             holder.kill()
+            holder.wait(SUBPROCESS_TIMEOUT)
+        holder.stdin.close()
         holder.stdout.close()
     assert (data / ".locks" / "run.lock").exists()  # a kill leaves the file behind
     put_taxation(data, "germany", generic=True)
