@@ -85,7 +85,7 @@ def test_real_server_table_says_where_scaling_stops(make_llm_server, capsys):
 def test_scenarios_print_figure_ideal_and_goal(capsys, recorded_waits):
     # The retry waits are recorded, not slept (recorded_waits): the figures' shape and the
     # failure counts are under test here, not the timings.
-    code = bench.main(["--scenario", "busy,flaky", "--tasks", "6", "--json"])
+    code = bench.main(["--scenario", "busy,flaky", "--tasks", "4", "--json"])
     assert code == 0
     data = json.loads(capsys.readouterr().out)
     assert [s["name"] for s in data["scenarios"]] == ["busy", "flaky"]

@@ -315,7 +315,7 @@ def test_rerun_skips_up_to_date_files_force_and_refresh_and_new_revisions_redo(s
 def test_wikipedia_requests_in_flight_never_exceed_three_while_eight_llm_workers_run(suite):
     slugs = [s for s, c in REGISTRY.items() if c["wikipedia_title"]][:10]
     suite.add_articles(*slugs)
-    suite.wiki.latency = 0.3
+    suite.wiki.latency = 0.2  # the first fetches overlap: the cap is reached
     # The LLM holds its answers until a fourth request is in flight, so the workers overlap on
     # it beyond Wikipedia's cap (were the LLM side held to 3 too, the 4th would never come:
     # the held ones answer after 30 s and the peak check fails).
