@@ -7,6 +7,7 @@ data: made-up texts and figures, not real tax data.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -105,3 +106,10 @@ def test_usage_error_for_a_missing_set(tmp_path, capsys):
         planted.main(["--set", str(tmp_path)])
     assert exc.value.code == 2
     assert "no planted.json there" in capsys.readouterr().err
+
+
+def test_by_default_the_updater_runs_as_a_program(tmp_path):
+    """The measurement's own runs (``python -m taxdata.planted``) start the script as a process."""
+    code, stdout, stderr = planted.run_process(["--help"], dict(os.environ), tmp_path)
+    assert code == 0, stderr
+    assert stdout.startswith("usage: tax_data_updater.py ")
