@@ -189,9 +189,21 @@ def reference_page(pset: PlantedSet) -> str:
             + "".join(rows) + "</tbody></table></div>")
 
 
+# How the updater is started: (argv, environment, working directory) -> (exit code, stdout,
+# stderr). Default: a process, the way a user runs it; the tests run it in their own process.
+ProgramRunner = Callable[[list[str], dict[str, str], Path], tuple[int, str, str]]
+
+
+def run_process(argv: list[str], env: dict[str, str], cwd: Path) -> tuple[int, str, str]:
+    """``python scripts/tax_data_updater.py ARGV`` as a process."""
+    proc = subprocess.run([sys.executable, str(UPDATER), *argv], env=env, cwd=cwd,
+                          capture_output=True, text=True, timeout=RUN_TIMEOUT)
+    return proc.returncode, proc.stdout, proc.stderr
+
+
 def run_updater(pset: PlantedSet, replies: dict[str, dict[str, Any]], server: StandInLLM,
-                workdir: Path, workers: int = 4,
-                wikipedia_api: str | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+                workdir: Path, workers: int = 4, wikipedia_api: str | None = None,
+                run: ProgramRunner = run_process) -> tuple[dict[str, Any], dict[str, Any]]:
     """One updater run over a fresh data directory: (report's countries, stored countries)."""
     data = workdir / "data"
     (data / "taxation").mkdir(parents=True)
@@ -205,13 +217,11 @@ def run_updater(pset: PlantedSet, replies: dict[str, dict[str, Any]], server: St
     reference = ["--no-list-reference"]
     if wikipedia_api:
         env["TAXDATA_WIKIPEDIA_API"], reference = wikipedia_api, []
-    proc = subprocess.run([sys.executable, str(UPDATER), "--no-progress", "-w", str(workers),
-                           "--countries", ",".join(replies), *reference], env=env, cwd=workdir,
-                          capture_output=True, text=True, timeout=RUN_TIMEOUT)
-    match = re.search(r"^  Report: (.+)$", proc.stdout, re.MULTILINE)
-    if proc.returncode not in (0, 1) or not match:
-        raise RuntimeError(f"the updater run failed (exit {proc.returncode}): "
-                           f"{proc.stderr.strip()[-500:]}")
+    code, stdout, stderr = run(["--no-progress", "-w", str(workers),
+                                "--countries", ",".join(replies), *reference], env, workdir)
+    match = re.search(r"^  Report: (.+)$", stdout, re.MULTILINE)
+    if code not in (0, 1) or not match:
+        raise RuntimeError(f"the updater run failed (exit {code}): {stderr.strip()[-500:]}")
     report = json.loads(Path(match.group(1)).read_text(encoding="utf-8"))
     dataset_file = data / "tax_data.json"
     stored = (json.loads(dataset_file.read_text(encoding="utf-8"))["countries"]
@@ -318,9 +328,10 @@ def _check_correct(pset: PlantedSet, slug: str, entry: dict[str, Any],
             result.held_back.append(f"{slug} {path}: {why}")
 
 
-def measure(directory: Path = DEFAULT_SET, workers: int = 4,
-            reference: bool = True) -> Measurement:
-    """Run the planted set through the updater; see the module docstring."""
+def measure(directory: Path = DEFAULT_SET, workers: int = 4, reference: bool = True,
+            run: ProgramRunner = run_process) -> Measurement:
+    """Run the planted set through the updater; see the module docstring. ``run`` starts the
+    updater (default: as a process)."""
     pset = load_set(directory)
     result = Measurement(countries=len(pset.countries))
     rounds: list[dict[str, Planted]] = []
@@ -342,7 +353,7 @@ def measure(directory: Path = DEFAULT_SET, workers: int = 4,
                 replies = {slug: planted_reply(pset, planted[slug]) if slug in planted
                            else correct_reply(pset, slug) for slug in pset.countries}
                 report, stored = run_updater(pset, replies, server, Path(tmp) / f"run{number}",
-                                             workers, wiki.api_url if reference else None)
+                                             workers, wiki.api_url if reference else None, run)
                 result.runs += 1
                 for slug in pset.countries:
                     entry = report[slug]

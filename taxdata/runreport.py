@@ -14,6 +14,7 @@ depend on how the LLM client is built. The page is rendered with Jinja2 and inli
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import re
 from dataclasses import dataclass, field
@@ -269,7 +270,10 @@ def _country_rows(report: dict[str, Any], dataset: dict[str, Any] | None) -> lis
     return rows
 
 
+@functools.lru_cache(maxsize=1)
 def _environment() -> jinja2.Environment:
+    # One per process: its template cache spares a recompile per report (runs in one process:
+    # the tests, a demo's steps).
     return jinja2.Environment(loader=jinja2.PackageLoader("taxdata", "templates"),
                               autoescape=True,
                               trim_blocks=True, lstrip_blocks=True)

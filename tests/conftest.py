@@ -2,18 +2,40 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from typing import Callable
 
 import pytest
 
-from taxdata import cancel
+from taxdata import cancel, reference
 from taxdata.http import RetryPolicy
 from taxdata.llm import DIALECTS, Endpoint, LLMClient
 from taxdata.testing.llm_server import StandInLLM
 
 CLOSED_WIKIPEDIA_API = "http://127.0.0.1:9/w/api.php"  # port 9 (discard): nothing listens
+
+
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    """``-n auto`` (pyproject addopts): one worker more than there are cores, at most 4. The
+    tests wait on loopback servers and child processes a good part of the time; a third worker
+    on 2 cores fills those waits (measured: 31 s with 3 workers, 35 s with 2, 33 s with 4)."""
+    return min((os.cpu_count() or 1) + 1, 4)
+
+
+def unreachable_wikipedia(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No test may reach the real Wikipedia (the updater fetches its list-page reference by
+    default): a loopback port nothing listens on refuses at once. Tests that want a wiki start
+    the stand-in and point ``TAXDATA_WIKIPEDIA_API`` at it.
+
+    The updater's list-page fetch then fails its two tries without waiting the 0.5 s retry floor
+    in between, in every run in this process (the floor is tested in test_http): same attempts,
+    same warning. (For module-scoped fixtures too, which run before ``_isolated``.)
+    """
+    monkeypatch.setenv("TAXDATA_WIKIPEDIA_API", CLOSED_WIKIPEDIA_API)
+    monkeypatch.setattr(reference, "LIST_RETRY", dataclasses.replace(
+        reference.LIST_RETRY, floor=0.0, base=0.001, cap=0.001))
 
 
 @pytest.fixture(autouse=True)
@@ -27,10 +49,7 @@ def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPath
         if name.startswith("TAXDATA_"):
             monkeypatch.delenv(name)
     monkeypatch.setenv("TAXDATA_DATA_DIR", str(tmp_path_factory.mktemp("data")))
-    # No test may reach the real Wikipedia (the updater fetches its list-page reference by
-    # default): a loopback port nothing listens on refuses at once. Tests that want a wiki
-    # start the stand-in and point this at it.
-    monkeypatch.setenv("TAXDATA_WIKIPEDIA_API", CLOSED_WIKIPEDIA_API)
+    unreachable_wikipedia(monkeypatch)
     monkeypatch.chdir(tmp_path_factory.mktemp("cwd"))
     log = logging.getLogger("taxdata")
     saved = (log.level, log.propagate, list(log.handlers))
@@ -93,6 +112,23 @@ def make_llm_server() -> Callable[..., StandInLLM]:
 @pytest.fixture
 def llm_server(make_llm_server) -> StandInLLM:
     return make_llm_server()
+
+
+@pytest.fixture
+def recorded_waits(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """Every retry wait of the request layer (``RetryPolicy.wait``), recorded instead of slept.
+
+    For tests of what is waited (a floor, a Retry-After), not of waiting; it covers the programs
+    run in this process (tests/_programs.py) too. Ctrl-C's STOP flag still ends a wait.
+    """
+    waits: list[float] = []
+
+    def wait(self: RetryPolicy, seconds: float) -> bool:
+        waits.append(seconds)
+        return not cancel.STOP.is_set()
+
+    monkeypatch.setattr(RetryPolicy, "wait", wait)
+    return waits
 
 
 def fast_retry(attempts: int = 5, sleep: Callable[[float], object] | None = None) -> RetryPolicy:

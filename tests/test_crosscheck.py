@@ -1,6 +1,6 @@
 """Cross-checking records against references, and registry discovery, end to end.
 
-``scripts/tax_data_updater.py`` runs as a subprocess against the stand-in LLM and the stand-in
+``scripts/tax_data_updater.py`` runs (in-process) against the stand-in LLM and the stand-in
 MediaWiki serving the FIXTURE list page (``tests/fixtures/wikipedia/list_of_countries_by_tax_
 rates.html``). Every rate here, in replies, taxation files, CSVs and the page, is FIXTURE data.
 """
@@ -10,11 +10,10 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from _programs import run_main
 from test_updater import (
     SCRIPT,
     Script,
@@ -295,8 +294,7 @@ def discover(tmp_path: Path, wiki: StandInMediaWiki, registry: Path, *args: str)
     data.mkdir(exist_ok=True)
     env = script_env(data, "http://127.0.0.1:9/chat", {
         "TAXDATA_WIKIPEDIA_API": wiki.api_url, "TAXDATA_COUNTRIES": str(registry)})
-    return subprocess.run([sys.executable, str(SCRIPT), "--discover-countries", *args], env=env,
-                          cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    return run_main(SCRIPT.name, ["--discover-countries", *args], env=env, cwd=tmp_path)
 
 
 DISCOVERED = {"bahamas": ("BS", "Taxation in the Bahamas"),
@@ -364,8 +362,7 @@ def test_discovery_without_wikipedia_is_one_line_exit_2(tmp_path):
     data.mkdir()
     env = script_env(data, "http://127.0.0.1:9/chat", {
         "TAXDATA_COUNTRIES": str(registry), "TAXDATA_MAX_RETRIES": "0"})
-    proc = subprocess.run([sys.executable, str(SCRIPT), "--discover-countries"], env=env,
-                          cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    proc = run_main(SCRIPT.name, ["--discover-countries"], env=env, cwd=tmp_path)
     assert proc.returncode == 2, explain(proc)
     (line,) = proc.stderr.strip().splitlines()
     assert line.startswith("tax_data_updater.py: error: cannot read Wikipedia's "

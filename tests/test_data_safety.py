@@ -1,7 +1,8 @@
 """Data safety (issue 8): imports merge and are validated, checks before work, one run per data
 directory, one-line errors for bad input, journal persistence that survives SIGKILL.
 
-The updater runs as a subprocess against the stand-in LLM (helpers from test_updater). Every
+The updater runs (in this process; as a process to be killed) against the stand-in LLM (helpers
+from test_updater). Every
 record, reply and taxation file here is FIXTURE data: invented figures, not real tax data.
 """
 
@@ -13,10 +14,11 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
+import threading
 from pathlib import Path
 
 import pytest
+from _programs import eventually, run_lock_held_elsewhere, run_main, script_command, signal_when
 from test_updater import (  # noqa: F401  (pytest fixtures)
     FIXTURES,
     JOURNAL,
@@ -248,32 +250,26 @@ def test_empty_binary_and_oversized_inputs_are_skipped_and_never_sent(server, da
 
 def test_second_run_on_the_same_data_dir_stops_naming_the_first(server, data):
     put_taxation(data, "germany", generic=True)
-    holder = DataDir(data)
-    holder.acquire_run_lock("tax_data_updater.py")
-    try:
+    with run_lock_held_elsewhere(data, "tax_data_updater.py") as pid:
         before = snapshot(data)
         proc = run_updater(data, server.url("proxy"))
         line = one_line_error(proc)
-        assert f"PID {os.getpid()}" in line and "tax_data_updater.py" in line
+        assert f"PID {pid}" in line and "tax_data_updater.py" in line
         assert "started 20" in line
-        research = subprocess.run(
-            [sys.executable, str(ROOT / "scripts" / "research_and_format.py"), "--no-progress",
-             "--countries", "germany"], env=script_env(data, server.url("proxy")),
-            cwd=data.parent, capture_output=True, text=True, timeout=SUBPROCESS_TIMEOUT)
-        assert f"PID {os.getpid()}" in one_line_error(research)
+        research = run_main("research_and_format.py", ["--no-progress", "--countries", "germany"],
+                            env=script_env(data, server.url("proxy")), cwd=data.parent)
+        assert f"PID {pid}" in one_line_error(research)
         assert snapshot(data) == before
         assert server.requests == []
-    finally:
-        holder.release_run_lock()
     assert not (data / ".locks").exists()
 
 
 def test_lock_of_a_killed_run_is_taken_over(server, data):
-    code = ("import sys, time\nfrom taxdata.files import DataDir\n"
+    code = ("import sys\nfrom taxdata.files import DataDir\n"
             "DataDir(sys.argv[1]).acquire_run_lock('tax_data_updater.py')\n"
-            "print('locked', flush=True)\ntime.sleep(600)\n")
+            "print('locked', flush=True)\nsys.stdin.read()\n")  # holds it until killed
     holder = subprocess.Popen([sys.executable, "-c", code, str(data)], cwd=ROOT,
-                              stdout=subprocess.PIPE, text=True)
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "locked"
         holder.send_signal(signal.SIGKILL)
@@ -281,6 +277,8 @@ def test_lock_of_a_killed_run_is_taken_over(server, data):
     finally:
         if holder.poll() is None:
             holder.kill()
+            holder.wait(SUBPROCESS_TIMEOUT)
+        holder.stdin.close()
         holder.stdout.close()
     assert (data / ".locks" / "run.lock").exists()  # a kill leaves the file behind
     put_taxation(data, "germany", generic=True)
@@ -352,25 +350,35 @@ def test_sigkill_loses_nothing_finished_and_the_next_run_starts_from_it(server, 
     slugs = ["austria", "belgium", "croatia", "cyprus", "estonia", "finland"]
     for slug in slugs:
         put_taxation(data, slug, generic=True)
-    server.responder = script = Script({slug: reply(slug) for slug in slugs})
-    server.latency = 0.4
-    proc = subprocess.Popen(
-        [sys.executable, str(SCRIPT), "--no-progress", "--countries", ",".join(slugs), "-w", "1"],
-        env=script_env(data, server.url("proxy")), cwd=data.parent,
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    script = Script({slug: reply(slug) for slug in slugs})
+    third, killed, durable = threading.Event(), threading.Event(), threading.Event()
+
+    def responder(body: dict) -> dict:
+        if sum(script.calls.values()) >= 2:  # the third country waits until the kill
+            third.set()
+            killed.wait(SUBPROCESS_TIMEOUT)
+        return script(body)
+
+    def watch() -> None:
+        # The first two are answered; the journal writer fsyncs them in the background.
+        if third.wait(SUBPROCESS_TIMEOUT):
+            eventually(lambda: finished_on_disk(data) == set(slugs[:2]), SUBPROCESS_TIMEOUT)
+            durable.set()
+
+    server.responder = responder
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
     try:
-        deadline = time.monotonic() + SUBPROCESS_TIMEOUT
-        while len(finished_on_disk(data)) < 2:
-            assert proc.poll() is None, "the run ended before it was killed"
-            assert time.monotonic() < deadline, "nothing was ever journalled"
-            time.sleep(0.02)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(SUBPROCESS_TIMEOUT)
+        signal_when(script_command(SCRIPT.name, "--no-progress", "--countries", ",".join(slugs),
+                                   "-w", "1"),
+                    until=durable, sig=signal.SIGKILL, env=script_env(data, server.url("proxy")),
+                    cwd=data.parent, on_signal=killed.set)
     finally:
-        if proc.poll() is None:
-            proc.kill()
+        killed.set()
+        watcher.join(SUBPROCESS_TIMEOUT)
+    server.responder = script
     finished = finished_on_disk(data)
-    assert (data / JOURNAL).exists() and 2 <= len(finished) < len(slugs)
+    assert (data / JOURNAL).exists() and finished == set(slugs[:2])
 
     again = run_updater(data, server.url("proxy"), "--countries", ",".join(slugs))
     assert again.returncode == 0, explain(again)

@@ -129,13 +129,30 @@ def _start(module: str) -> tuple[subprocess.Popen, str]:
     return proc, re.search(r"http://127\.0\.0\.1:\d+\S*", line).group(0)
 
 
+# ``python -m MODULE --help`` for each stand-in, all in one interpreter (runpy runs a module as
+# ``-m`` does); each output ends with an "=== exit CODE" line.
+_HELP_OF_MODULES = """
+import runpy, sys
+for module in sys.argv[1:]:
+    sys.argv = [module, "--help"]
+    try:
+        runpy.run_module(module, run_name="__main__", alter_sys=True)
+    except SystemExit as exc:
+        print(f"=== exit {exc.code}", flush=True)
+"""
+STAND_INS = ("taxdata.testing.mediawiki_server", "taxdata.testing.extractor_server",
+             "taxdata.testing.llm_server")
+
+
 def test_stand_in_servers_start_alone_with_help_and_sample_pages():
-    for module in ("taxdata.testing.mediawiki_server", "taxdata.testing.extractor_server",
-                   "taxdata.testing.llm_server"):
-        result = subprocess.run([sys.executable, "-m", module, "--help"], capture_output=True,
-                                text=True, check=True)
-        assert "--port" in result.stdout and "--latency" in result.stdout, module
-    assert "--responder {fixed,rules}" in result.stdout  # the LLM stand-in's rule-based model
+    result = subprocess.run([sys.executable, "-c", _HELP_OF_MODULES, *STAND_INS],
+                            capture_output=True, text=True, check=True, cwd=ROOT)
+    helps = result.stdout.split("=== exit 0\n")
+    assert len(helps) == len(STAND_INS) + 1 and helps[-1] == "", result.stdout
+    for module, text in zip(STAND_INS, helps):
+        assert text.startswith("usage: "), (module, text)
+        assert "--port" in text and "--latency" in text, module
+    assert "--responder {fixed,rules}" in helps[2]  # the LLM stand-in's rule-based model
     article = sample_articles()[0]
     wiki, api = _start("taxdata.testing.mediawiki_server")
     extractor, base = _start("taxdata.testing.extractor_server")

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from _programs import run_main
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
@@ -17,9 +18,33 @@ BLOCK = re.compile(r"(<!-- help: (?P<name>\S+) -->\n```\n)(?P<body>.*?)(```\n<!-
 
 def help_text(script: str) -> str:
     env = dict(os.environ, COLUMNS="100")  # argparse wraps to the terminal width
-    result = subprocess.run([sys.executable, str(ROOT / "scripts" / script), "--help"],
-                            capture_output=True, text=True, env=env, check=True)
+    result = run_main(script, ["--help"], env=env, cwd=Path.cwd())
+    assert result.returncode == 0, result.stderr
     return result.stdout
+
+
+# Each script file run as a program, all in one interpreter (runpy, as ``python FILE`` runs it):
+# the shells in scripts/ start from a checkout and print the same --help as their main().
+_RUN_AS_PROGRAMS = """
+import runpy, sys
+for path in sys.argv[1:]:
+    sys.argv = [path, "--help"]
+    try:
+        runpy.run_path(path, run_name="__main__")
+    except SystemExit as exc:
+        print(f"=== exit {exc.code}", flush=True)
+"""
+
+
+def test_scripts_run_as_programs_from_the_checkout():
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env["COLUMNS"] = "100"
+    result = subprocess.run([sys.executable, "-c", _RUN_AS_PROGRAMS,
+                             *(str(ROOT / "scripts" / script) for script in SCRIPTS)],
+                            capture_output=True, text=True, env=env, cwd=Path.cwd(), check=True)
+    outputs = result.stdout.split("=== exit 0\n")
+    assert outputs[-1] == "" and len(outputs) == len(SCRIPTS) + 1, result.stdout
+    assert outputs[:-1] == [help_text(script) for script in SCRIPTS]
 
 
 def test_readme_has_a_help_block_per_script():

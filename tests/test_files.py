@@ -93,19 +93,24 @@ def test_64_threads_updating_one_file_lose_nothing(data):
     assert temp_files(data.root) == []
 
 
-def test_two_processes_updating_one_file_lose_nothing(data, tmp_path):
-    go = tmp_path / "go"
+def test_two_processes_updating_one_file_lose_nothing(data):
+    # Both start together: each says it is ready, then waits for "go" on its stdin.
     code = (
-        "import sys, time\n"
-        "from pathlib import Path\n"
+        "import sys\n"
         "from taxdata.files import DataDir\n"
-        "data, tag, go = DataDir(sys.argv[1]), sys.argv[2], Path(sys.argv[3])\n"
-        "while not go.exists(): time.sleep(0.005)\n"
+        "data, tag = DataDir(sys.argv[1]), sys.argv[2]\n"
+        "print('ready', flush=True)\n"
+        "assert sys.stdin.readline() == 'go\\n'\n"
         "for i in range(50):\n"
         "    data.update_json('shared.json', lambda cur: {**cur, f'{tag}{i}': i}, default={})\n"
     )
-    procs = [python(code, str(data.root), tag, str(go)) for tag in ("p", "q")]
-    go.touch()
+    procs = [python(code, str(data.root), tag, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                    text=True) for tag in ("p", "q")]
+    for proc in procs:
+        assert proc.stdout.readline() == "ready\n"
+    for proc in procs:
+        proc.stdin.write("go\n")
+        proc.stdin.close()
     for proc in procs:
         assert proc.wait(60) == 0
     result = data.read_json("shared.json")
@@ -165,7 +170,8 @@ def test_failed_rename_removes_the_temp(data, monkeypatch):
 def test_sweep_stale_temps_only_removes_dead_writers(data):
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
-    alive = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    alive = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"],
+                             stdin=subprocess.PIPE)  # alive until killed below
     try:
         folder = data.root / "countries"
         folder.mkdir(parents=True)
@@ -181,6 +187,7 @@ def test_sweep_stale_temps_only_removes_dead_writers(data):
     finally:
         alive.kill()
         alive.wait()
+        alive.stdin.close()
 
 
 def test_sweep_on_missing_root_is_empty(tmp_path):

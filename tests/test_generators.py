@@ -1,6 +1,7 @@
-"""The three generator scripts end to end: real subprocesses against loopback stand-ins.
+"""The three generator scripts end to end against loopback stand-ins.
 
-Each test runs ``scripts/<name>.py --no-progress ...`` with ``sys.executable`` and an environment
+Each test runs ``scripts/<name>.py --no-progress ...`` (its ``main(argv)`` in this process, see
+tests/_programs.py; as a process where a signal is sent) with an environment
 pointing every service at a stand-in (LLM, MediaWiki Action API, Web Content Extractor) and the
 data directory at a tmp dir. The Wikipedia pages are the fictional Freedonia fixtures registered
 under the registry's real titles; the LLM answers with a fixture body holding every standard
@@ -12,15 +13,13 @@ from __future__ import annotations
 import json
 import os
 import re
-import signal
 import socket
-import subprocess
-import sys
-import time
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from _programs import Run, run_lock_held_elsewhere, run_main, script_command, signal_when
 
 from taxdata.formatter import PROMPT_VERSION
 from taxdata.generators import FileOutcome, run_per_country
@@ -146,16 +145,15 @@ class Suite:
             self.wiki.add_page(title_of(slug), html, revid=revid)
 
     def command(self, script: str, *args: str) -> list[str]:
-        return [sys.executable, str(SCRIPTS[script]), "--no-progress", *args]
+        return script_command(SCRIPTS[script].name, "--no-progress", *args)
 
     def environment(self, extra: dict[str, str] | None) -> dict[str, str]:
         return {**self.env, **(extra or {})}
 
-    def run(self, script: str, *args: str, env: dict[str, str] | None = None
-            ) -> subprocess.CompletedProcess:
-        return subprocess.run(self.command(script, *args), env=self.environment(env),
-                              stdin=subprocess.DEVNULL, capture_output=True, text=True,
-                              timeout=120)
+    def run(self, script: str, *args: str, env: dict[str, str] | None = None) -> Run:
+        """``scripts/<script>.py --no-progress ARGS``, run in this process (tests/_programs)."""
+        return run_main(SCRIPTS[script].name, ["--no-progress", *args],
+                        env=self.environment(env), cwd=Path.cwd())
 
     # what happened
     def taxation(self, slug: str) -> Path:
@@ -317,10 +315,21 @@ def test_rerun_skips_up_to_date_files_force_and_refresh_and_new_revisions_redo(s
 def test_wikipedia_requests_in_flight_never_exceed_three_while_eight_llm_workers_run(suite):
     slugs = [s for s, c in REGISTRY.items() if c["wikipedia_title"]][:10]
     suite.add_articles(*slugs)
-    suite.wiki.latency = 0.3
-    # The LLM is slower than a wave of fetches so the workers overlap on it: with 0.2 s a wave of
-    # 3 answers would finish before the next wave of 3 articles arrives, and the peak would be 3.
-    suite.llm.latency = 0.7
+    suite.wiki.latency = 0.2  # the first fetches overlap: the cap is reached
+    # The LLM holds its answers until a fourth request is in flight, so the workers overlap on
+    # it beyond Wikipedia's cap (were the LLM side held to 3 too, the 4th would never come:
+    # the held ones answer after 30 s and the peak check fails).
+    answer, lock, arrived, fourth = suite.llm.responder, threading.Lock(), [0], threading.Event()
+
+    def held(body: dict) -> str:
+        with lock:
+            arrived[0] += 1
+            if arrived[0] >= 4:
+                fourth.set()
+        fourth.wait(30)
+        return answer(body)
+
+    suite.llm.responder = held
     result = suite.run("enhanced", "--countries", ",".join(slugs), "-w", "8")
     assert result.returncode == 0, result.stderr
     assert all(suite.taxation(s).is_file() for s in slugs)
@@ -349,7 +358,7 @@ def test_missing_page_and_null_title_are_skipped_not_crashes(suite):
     assert [country_in(c) for c in suite.chats()] == ["Germany"]
 
 
-def test_429_and_maxlag_are_retried_honouring_retry_after(suite):
+def test_429_and_maxlag_are_retried_honouring_retry_after(suite, recorded_waits):
     suite.add_articles("germany")
     suite.wiki.fail_next(2, status=429, retry_after=0)
     suite.wiki.maxlag_next(1, retry_after=0)
@@ -365,9 +374,12 @@ def test_429_and_maxlag_are_retried_honouring_retry_after(suite):
     # "Retry-After: 0" is a lower bound, not the wait: never less than the 0.5 s floor.
     waits = [float(re.search(r" in ([\d.]+)s$", line).group(1)) for line in retries]
     assert all(wait >= 0.5 for wait in waits), retries
+    # ... and what is logged is what was waited (recorded, not slept, here).
+    assert len(recorded_waits) == 3 and all(wait >= 0.5 for wait in recorded_waits)
+    assert [f"{wait:.1f}" for wait in recorded_waits] == [f"{wait:.1f}" for wait in waits]
 
 
-def test_retries_are_bounded_by_max_retries(suite):
+def test_retries_are_bounded_by_max_retries(suite, recorded_waits):
     suite.add_articles("germany")
     suite.wiki.fail_next(3, status=502, retry_after=0)  # a real failure (busy has a deadline)
     result = suite.run("enhanced", "--countries", "germany", env={"TAXDATA_MAX_RETRIES": "1"})
@@ -375,6 +387,7 @@ def test_retries_are_bounded_by_max_retries(suite):
     line = summary_line(result.stdout, "germany")
     assert line.split()[0] == "FAILED" and "2 attempts" in line
     assert len(suite.api_requests()) == 2
+    assert len(recorded_waits) == 1  # one wait, between the two attempts
     assert not suite.taxation("germany").exists() and suite.chats() == []
 
 
@@ -472,26 +485,32 @@ def test_reply_missing_sections_every_time_fails_and_writes_nothing(suite, reask
     assert [p.name for p in suite.taxation("germany").parent.iterdir()] == ["germany.md"]
 
 
-def interrupt_after_chats(suite: Suite, tmp_path: Path, chats: int, script: str,
+def interrupt_after_chats(suite: Suite, chats: int, script: str,
                           *args: str) -> tuple[int, str, str]:
-    """Run ``script``, send SIGINT once ``chats`` LLM requests arrived; (exit code, out, err)."""
-    out, err = (tmp_path / "stdout.txt").open("w"), (tmp_path / "stderr.txt").open("w")
-    with out, err:
-        proc = subprocess.Popen(suite.command(script, *args), env=suite.environment(None),
-                                stdin=subprocess.DEVNULL, stdout=out, stderr=err, text=True)
-        try:
-            deadline = time.monotonic() + 30
-            while (len(suite.chats()) < chats and proc.poll() is None
-                   and time.monotonic() < deadline):
-                time.sleep(0.02)
-            assert len(suite.chats()) == chats, "the workers never reached the LLM"
-            proc.send_signal(signal.SIGINT)
-            code = proc.wait(timeout=60)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-    return (code, (tmp_path / "stdout.txt").read_text(), (tmp_path / "stderr.txt").read_text())
+    """Run ``script`` as a process; SIGINT it once ``chats`` LLM requests arrived, each held
+    unanswered until the signal was sent (so all of them are in flight when it lands).
+
+    Returns (exit code, stdout, stderr).
+    """
+    answer, lock, count = suite.llm.responder, threading.Lock(), [0]
+    arrived, signalled = threading.Event(), threading.Event()
+
+    def held(body: dict) -> str:
+        with lock:
+            count[0] += 1
+            if count[0] == chats:
+                arrived.set()
+        signalled.wait(60)
+        return answer(body)
+
+    suite.llm.responder = held
+    try:
+        done = signal_when(suite.command(script, *args), until=arrived,
+                           env=suite.environment(None), on_signal=signalled.set)
+    finally:
+        signalled.set()
+    assert len(suite.chats()) >= chats, "the workers never reached the LLM"
+    return done.returncode, done.stdout, done.stderr
 
 
 # == 7. Ctrl-C ================================================================================
@@ -499,9 +518,8 @@ def interrupt_after_chats(suite: Suite, tmp_path: Path, chats: int, script: str,
 def test_sigint_keeps_finished_files_whole_and_leaves_no_partial_files(suite, tmp_path):
     slugs = ["austria", "belgium", "france", "germany", "italy", "spain"]
     suite.add_articles(*slugs)
-    suite.llm.latency = 1.0
     code, stdout, stderr = interrupt_after_chats(
-        suite, tmp_path, 3, "enhanced", "--countries", ",".join(slugs))
+        suite, 3, "enhanced", "--countries", ",".join(slugs))
     assert code == 130, stderr
     assert "[INTERRUPTED]" in stderr and "Traceback" not in stderr
     # The three in flight were finished and kept; the queued three never started.
@@ -586,7 +604,7 @@ def wikipedia_url(slug: str) -> str:
 def test_raw_files_one_extraction_at_a_time_skip_force_then_from_raw(suite):
     for slug in RAW_SLUGS:
         suite.extractor.add_page(wikipedia_url(slug), raw_content(slug))
-    suite.extractor.latency = 0.2
+    suite.extractor.latency = 0.1  # long enough for parallel requests to overlap, were there any
     result = suite.run("raw", "--countries", ",".join(RAW_SLUGS))
     assert result.returncode == 0, result.stderr
     assert suite.extractor.peak_in_flight == 1
@@ -827,9 +845,8 @@ def test_a_failure_with_an_empty_message_is_reported_not_a_crash(tmp_path, capsy
 
 def test_sigint_during_a_split_article_reports_it_interrupted_not_failed(suite, tmp_path):
     suite.add_articles("germany", html=FREEDONIA_LONG)
-    suite.llm.latency = 0.5
     code, stdout, stderr = interrupt_after_chats(
-        suite, tmp_path, 2, "enhanced", "--countries", "germany", "--max-chars", "2000", "-w", "2")
+        suite, 2, "enhanced", "--countries", "germany", "--max-chars", "2000", "-w", "2")
     assert code == 130, stderr
     line = summary_line(stdout, "germany")
     assert line.split()[0] == "SKIPPED" and "interrupted" in line, (line, stderr)
@@ -894,16 +911,12 @@ def test_from_raw_skips_empty_binary_and_oversized_raw_files_without_sending(sui
 
 
 def test_generator_stops_when_another_run_holds_the_data_dir(suite):
-    from taxdata.files import DataDir
-    holder = DataDir(suite.data)
-    holder.acquire_run_lock("tax_data_updater.py")
-    try:
+    suite.data.mkdir()
+    with run_lock_held_elsewhere(suite.data, "tax_data_updater.py") as pid:
         result = suite.run("enhanced", "--countries", "germany")
-    finally:
-        holder.release_run_lock()
     assert result.returncode == 2
     (line,) = result.stderr.strip().splitlines()
-    assert f"in use by tax_data_updater.py (PID {os.getpid()}, started " in line
+    assert f"in use by tax_data_updater.py (PID {pid}, started " in line
     assert suite.chats() == [] and suite.wiki.requests == []
 
 

@@ -165,7 +165,7 @@ def test_busy_past_the_deadline_gives_up_with_one_error_line(llm_server, taxdata
 
 
 def test_one_slot_503_retry_after_zero_loses_no_task(make_llm_server, taxdata_log):
-    server = make_llm_server(latency=0.1, capacity=1, overflow="503", retry_after=0)
+    server = make_llm_server(latency=0.05, capacity=1, overflow="503", retry_after=0)
     client = client_of(server, max_in_flight=4, retry=fast(attempts=2))
     summary = run_tasks([f"t{i}" for i in range(16)], lambda t: client.chat(MESSAGES),
                         max_workers=4, progress=False)
@@ -355,7 +355,7 @@ def test_llm_url_list_errors_are_one_line(monkeypatch, value, message):
                                            ("ollama", ("options", "num_predict")),
                                            ("openai", ("max_tokens",))])
 def test_every_request_of_every_dialect_carries_the_token_cap(llm_server, monkeypatch,
-                                                              dialect, path):
+                                                              recorded_waits, dialect, path):
     monkeypatch.setenv("TAXDATA_LLM_URL", llm_server.url(dialect))
     monkeypatch.setenv("TAXDATA_MAX_TOKENS", "777")
     client = LLMClient.from_settings(load_settings())
@@ -363,7 +363,7 @@ def test_every_request_of_every_dialect_carries_the_token_cap(llm_server, monkey
     llm_server.enqueue(Fault.http(500, "oops"))  # the retry carries it too
     client.chat(MESSAGES)
     client.chat(MESSAGES, schema={"type": "object"})
-    assert len(llm_server.chats) == 3
+    assert len(llm_server.chats) == 3 and len(recorded_waits) == 1  # (not slept: recorded)
     for body in llm_server.chats:
         value = body
         for key in path:

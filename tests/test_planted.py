@@ -1,22 +1,32 @@
 """The planted-errors measurement (``python -m taxdata.planted``) over its FIXTURE set.
 
-It runs the real updater script against the stand-in LLM: run 0 with every country's correct
-reply, then one run per planted round. The planted set (tests/fixtures/planted/) is FIXTURE
+It runs the real updater (its ``main``, in this process) against the stand-in LLM: run 0 with
+every country's correct reply, then one run per planted round. The planted set (tests/fixtures/planted/) is FIXTURE
 data: made-up texts and figures, not real tax data.
 """
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import pytest
+from _programs import run_main
 
 from taxdata import planted
 from taxdata.evidence import required_paths
 from taxdata.models import Extraction
 
 
+def in_process(argv: list[str], env: dict[str, str], cwd: Path) -> tuple[int, str, str]:
+    """The updater run by the measurement, in this process (the default starts a process)."""
+    done = run_main("tax_data_updater.py", argv, env=env, cwd=cwd)
+    return done.returncode, done.stdout, done.stderr
+
+
 @pytest.fixture(scope="module")
 def result() -> planted.Measurement:
-    return planted.measure(workers=4)
+    return planted.measure(workers=4, run=in_process)
 
 
 def test_the_set_is_at_least_thirty_wrong_figures_in_ten_countries():
@@ -48,7 +58,7 @@ def test_planted_wrong_figures_are_caught_and_no_correct_figure_is_held_back(res
 
 
 def test_without_the_second_source_the_history_quote_is_missed():
-    result = planted.measure(workers=4, reference=False)
+    result = planted.measure(workers=4, reference=False, run=in_process)
     assert result.caught == 33 and dict(result.by_check) == {"sanity": 7, "evidence": 26}
     missed = [(item.slug, item.path, item.value) for item, label, _ in result.results
               if label is None]
@@ -96,3 +106,10 @@ def test_usage_error_for_a_missing_set(tmp_path, capsys):
         planted.main(["--set", str(tmp_path)])
     assert exc.value.code == 2
     assert "no planted.json there" in capsys.readouterr().err
+
+
+def test_by_default_the_updater_runs_as_a_program(tmp_path):
+    """The measurement's own runs (``python -m taxdata.planted``) start the script as a process."""
+    code, stdout, stderr = planted.run_process(["--help"], dict(os.environ), tmp_path)
+    assert code == 0, stderr
+    assert stdout.startswith("usage: tax_data_updater.py ")

@@ -5,14 +5,12 @@ from __future__ import annotations
 import json
 import os
 import re
-import signal
-import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import pytest
+from _programs import signal_when
 
 from taxdata.log import thread_label
 from taxdata.runner import Interrupted, run_tasks
@@ -200,21 +198,12 @@ def test_ctrl_c_keeps_finished_work_and_cancels_the_queue(tmp_path):
     out = tmp_path / "saved.txt"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(
         filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))}
-    proc = subprocess.Popen([sys.executable, str(HERE / "_interrupt_helper.py"), str(out)],
-                            cwd=tmp_path, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-    try:
-        deadline = time.monotonic() + 20
-        while not (out.exists() and out.read_text().strip()):
-            assert proc.poll() is None, proc.communicate()
-            assert time.monotonic() < deadline, "no result arrived"
-            time.sleep(0.02)
-        proc.send_signal(signal.SIGINT)
-        stdout, stderr = proc.communicate(timeout=20)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
+    # "[COMPLETED] <task>" is logged after on_result saved it; the helper's stand-in holds every
+    # later request until the signal, so the queue is not empty when it lands.
+    proc = signal_when([sys.executable, str(HERE / "_interrupt_helper.py"), str(out)],
+                       until=lambda lines: any(line.startswith("[COMPLETED] ") for line in lines),
+                       env=env, cwd=tmp_path, timeout=20)
+    stdout, stderr = proc.stdout, proc.stderr
     assert proc.returncode == 130, stderr
     summary = json.loads(stdout.strip().splitlines()[-1])
     saved = out.read_text().split()

@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _programs import logger_restored
+from conftest import unreachable_wikipedia
 
 from taxdata import commands
 from taxdata.config import Settings
@@ -110,7 +112,8 @@ def big_run(tmp_path_factory):
         return fault if fault is not None else rule_based_reply(body)
 
     llm = StandInLLM(latency=0.005, responder=respond, models=("sample-rules",))
-    with llm, pytest.MonkeyPatch.context() as mp:
+    with llm, pytest.MonkeyPatch.context() as mp, logger_restored():
+        unreachable_wikipedia(mp)  # (this module-scoped run comes before conftest's _isolated)
         mp.setenv("TAXDATA_COUNTRIES", str(registry))
         code = commands.update_main(["--data-dir", str(tmp), "--input-dir", str(taxation),
                                      "--llm-url", llm.url(), "--model", "sample-rules",

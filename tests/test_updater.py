@@ -1,8 +1,8 @@
 """End-to-end tests for ``scripts/tax_data_updater.py``.
 
-The script runs as a subprocess (``sys.executable scripts/tax_data_updater.py ...``) against the
-stand-in LLM server started in this process (one per test, shared by all the runs of that test).
-Replies are computed per country from the user message, so the order in which parallel workers
+The script's ``main(argv)`` runs in this process (tests/_programs.py: its own environment, working
+directory and captured output; the Ctrl-C test starts it as a process) against the stand-in LLM
+server (one per test, shared by all the runs of that test). Replies are computed per country from the user message, so the order in which parallel workers
 ask does not matter.
 
 Every taxation file (``tests/fixtures/updater/``) and every scripted reply here is FIXTURE data:
@@ -18,16 +18,14 @@ import json
 import os
 import re
 import shutil
-import signal
 import socket
 import subprocess
-import sys
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
+from _programs import Run, run_main, script_command, signal_when
 
 from taxdata.jsmodule import parse_tax_data_js
 from taxdata.registry import BUNDLED_FILE, load_registry
@@ -56,7 +54,7 @@ _PART = re.compile(r"This is part (\d+) of (\d+) of the source")
 # -- fixtures ---------------------------------------------------------------------------------
 # tests/conftest.py isolates every test (autouse ``_isolated``: no TAXDATA_* from the developer,
 # a fresh cwd) and provides ``llm_server`` / ``make_llm_server``: one stand-in per test, shared
-# by all the runs of that test. The subprocess gets its own explicit environment (script_env).
+# by all the runs of that test. Each run gets its own explicit environment (script_env).
 
 @pytest.fixture
 def server(llm_server: StandInLLM) -> StandInLLM:
@@ -198,9 +196,8 @@ class Script:
     a list repeats. An unscripted country gets an HTTP 400 (not retried) and is recorded.
     """
 
-    def __init__(self, replies: dict[str, Any], delays: dict[str, float] | None = None) -> None:
+    def __init__(self, replies: dict[str, Any]) -> None:
         self.replies = {REGISTRY.get(slug).name: (slug, r) for slug, r in replies.items()}
-        self.delays = delays or {}
         self.calls: collections.Counter = collections.Counter()  # slug -> requests answered
         self.part_calls: collections.Counter = collections.Counter()  # (slug, part) -> count
         self.unscripted: list[str] = []
@@ -220,8 +217,6 @@ class Script:
             self.calls[slug] += 1
             self.part_calls[(slug, part)] += 1
             attempt = self.part_calls[(slug, part)]
-        if slug in self.delays:
-            time.sleep(self.delays[slug])
         if isinstance(scripted, Parts):
             scripted = scripted.by_part[part]
         if isinstance(scripted, list):
@@ -256,10 +251,10 @@ def script_env(data: Path, url: str, extra: dict[str, str | None] | None = None)
 
 
 def run_updater(data: Path, url: str, *args: str,
-                env: dict[str, str | None] | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(SCRIPT), "--no-progress", *args],
-                          env=script_env(data, url, env), cwd=data.parent, capture_output=True,
-                          text=True, timeout=SUBPROCESS_TIMEOUT)
+                env: dict[str, str | None] | None = None) -> Run:
+    """``scripts/tax_data_updater.py --no-progress ARGS``, run in this process (tests/_programs)."""
+    return run_main(SCRIPT.name, ["--no-progress", *args], env=script_env(data, url, env),
+                    cwd=data.parent)
 
 
 def finished_on_disk(data: Path) -> set[str]:
@@ -275,7 +270,7 @@ def finished_on_disk(data: Path) -> set[str]:
     return done
 
 
-def explain(proc: subprocess.CompletedProcess) -> str:
+def explain(proc: Run | subprocess.CompletedProcess) -> str:
     return f"exit {proc.returncode}\n--- stdout\n{proc.stdout}\n--- stderr\n{proc.stderr}"
 
 
@@ -287,7 +282,7 @@ def records(data: Path) -> dict[str, Any]:
     return {slug: entry["record"] for slug, entry in dataset(data)["countries"].items()}
 
 
-def report_of(proc: subprocess.CompletedProcess) -> dict[str, Any]:
+def report_of(proc: Run | subprocess.CompletedProcess) -> dict[str, Any]:
     match = re.search(r"^  Report: (.+)$", proc.stdout, re.MULTILINE)
     assert match, explain(proc)
     path = Path(match.group(1))
@@ -416,7 +411,7 @@ HAPPY_SOURCES = {  # slug -> (source_kind, source_url, source_revision) from the
 }
 
 
-def run_happy(server: StandInLLM, data: Path) -> subprocess.CompletedProcess:
+def run_happy(server: StandInLLM, data: Path) -> Run:
     for slug in HAPPY:
         put_taxation(data, slug)
     server.responder = Script(HAPPY)
@@ -702,7 +697,7 @@ def test_no_parallel_sends_one_request_at_a_time(server, data):
     for slug in slugs:
         put_taxation(data, slug, generic=True)
     server.responder = Script({slug: reply(slug) for slug in slugs})
-    server.latency = 0.3
+    server.latency = 0.1  # long enough for parallel requests to overlap, were there any
     proc = run_updater(data, server.url("proxy"), "--countries", ",".join(slugs),
                        "--no-parallel")
     assert proc.returncode == 0, explain(proc)
@@ -1020,31 +1015,29 @@ def test_interrupt_keeps_finished_countries(server, data):
     slugs = PARALLEL[:6]
     for slug in slugs:
         put_taxation(data, slug, generic=True)
-    # The second country answers later than the first, so the first is written alone and the
-    # signal never lands in the middle of a write.
-    server.responder = Script({slug: reply(slug) for slug in slugs}, delays={slugs[1]: 0.5})
-    server.latency = 1.0
-    proc = subprocess.Popen(
-        [sys.executable, str(SCRIPT), "--no-progress", "--countries", ",".join(slugs),
-         "-w", "2"],
-        env=script_env(data, server.url("proxy")), cwd=data.parent, text=True,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        # A test runner started in the background may ignore SIGINT; the child must not.
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    # The first country answers at once; every later one waits until the signal was sent, so
+    # the first is written alone, the signal never lands in the middle of a write, and the
+    # second worker's request is in flight when it lands.
+    script = Script({slug: reply(slug) for slug in slugs})
+    signalled = threading.Event()
+
+    def responder(body: dict) -> Any:
+        user = next(m["content"] for m in body["messages"] if m["role"] == "user")
+        if _COUNTRY.search(user).group(1) != REGISTRY.get(slugs[0]).name:
+            signalled.wait(SUBPROCESS_TIMEOUT)
+        return script(body)
+
+    server.responder = responder
+    command = script_command(SCRIPT.name, "--no-progress", "--countries", ",".join(slugs),
+                             "-w", "2")
+    # "[COMPLETED] <slug>" comes after the country was saved (runner: on_result, then the line).
     try:
-        deadline = time.monotonic() + SUBPROCESS_TIMEOUT
-        while not finished_on_disk(data):
-            assert proc.poll() is None, "the run ended before it was interrupted"
-            assert time.monotonic() < deadline, "no country was ever written"
-            time.sleep(0.02)
-        time.sleep(0.1)  # let the main thread finish its bookkeeping for that country
-        proc.send_signal(signal.SIGINT)
-        stdout, stderr = proc.communicate(timeout=SUBPROCESS_TIMEOUT)
+        done = signal_when(command, until=lambda lines: any(
+            line.startswith(f"[COMPLETED] {slugs[0]} ") for line in lines),
+            env=script_env(data, server.url("proxy")), cwd=data.parent,
+            on_signal=signalled.set)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
-    done = subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
+        signalled.set()
     assert done.returncode == 130, explain(done)
 
     stored = dataset(data)["countries"]
@@ -1193,10 +1186,12 @@ def test_a_split_source_checks_each_quote_against_its_own_part(server, data):
 
 # -- a server that goes away mid-run (issue 7) ------------------------------------------------
 
-def test_server_gone_mid_run_ends_quickly_with_one_line_keeping_what_finished(server, data):
+def test_server_gone_mid_run_ends_quickly_with_one_line_keeping_what_finished(server, data,
+                                                                             recorded_waits):
     slugs = PARALLEL[:6]
     for slug in slugs:
         put_taxation(data, slug, generic=True)  # the default reply quotes the generic text
+    # The retry waits once it is gone are recorded, not slept (the breaker's wait is real).
     script = Script({slug: reply(slug) for slug in slugs})
     fourth = threading.Event()
 
@@ -1211,7 +1206,7 @@ def test_server_gone_mid_run_ends_quickly_with_one_line_keeping_what_finished(se
     killer = threading.Thread(target=lambda: fourth.wait(30) and server.stop())
     killer.start()
     proc = run_updater(data, server.url("proxy"), "--countries", ",".join(slugs), "-w", "2",
-                       env={"TAXDATA_BREAKER_WAIT": "1"})
+                       env={"TAXDATA_BREAKER_WAIT": "0.3"})
     killer.join(30)
     assert proc.returncode == 1, explain(proc)
     report = report_of(proc)

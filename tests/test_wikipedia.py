@@ -1,4 +1,5 @@
-"""WikipediaClient, clean_html (and taxfile.split_sections on its output) against a real loopback stand-in MediaWiki."""
+"""WikipediaClient and clean_html against a real loopback stand-in MediaWiki (splitting the
+cleaned text: tests/test_taxfile.py)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,6 @@ from taxdata.files import DataDir
 from taxdata.htmlclean import clean_html
 from taxdata.http import RetryPolicy
 from taxdata.log import logger
-from taxdata.taxfile import split_sections
 from taxdata.testing.mediawiki_server import StandInMediaWiki
 from taxdata.wikipedia import (
     ArticleNotFound,
@@ -335,54 +335,3 @@ def test_cache_key_is_safe_for_any_title(tmp_path, title):
 
 def test_cache_keys_differ_for_titles_that_slugify_alike():
     assert len({cache_relpath(t) for t in ["C++", "C#", "C", "c"]}) == 4
-
-
-# -- split_sections ------------------------------------------------------------------------
-
-@pytest.fixture(scope="module")
-def long_text() -> str:
-    return clean_html(fixture("freedonia_long.html"))
-
-
-@pytest.mark.parametrize("max_chars", [400, 1000, 2500, 6000, 100_000])
-def test_split_keeps_all_text_and_respects_the_limit(long_text, max_chars):
-    parts = split_sections(long_text, max_chars)
-    assert "".join(parts) == long_text
-    assert all(parts)
-    longest_block = max(len(b) + 2 for b in long_text.split("\n\n"))
-    if max_chars >= longest_block:
-        assert all(len(p) <= max_chars for p in parts)
-    assert all(p.endswith("\n") for p in parts)  # never cut mid-line
-
-
-def test_split_uses_section_boundaries_when_sections_fit(long_text):
-    sections = long_text.count("\n## ")
-    biggest = max(len(s) for s in re.split(r"(?m)^(?=## )", long_text))
-    parts = split_sections(long_text, biggest)
-    assert 1 < len(parts) <= sections + 1
-    assert all(p.startswith("## ") for p in parts[1:])
-
-
-def test_split_never_cuts_a_table_that_fits(long_text):
-    tables = [b for b in long_text.split("\n\n") if b.startswith("| ")]
-    assert tables
-    for max_chars in (450, 900):
-        parts = split_sections(long_text, max_chars)
-        assert all(any(t in p for p in parts) for t in tables)
-
-
-def test_split_long_section_on_paragraphs_then_lines():
-    text = "Intro.\n\n## A\n\n" + "\n\n".join(f"Para {n} " + "x" * 50 for n in range(6)) + "\n"
-    parts = split_sections(text, 130)
-    assert "".join(parts) == text
-    assert all(len(p) <= 130 for p in parts)
-    assert all(p.endswith("\n") for p in parts)
-    table = "| a | b |\n| --- | --- |\n" + "".join(f"| {n} | {'y' * 20} |\n" for n in range(10))
-    parts = split_sections(table, 100)  # a table longer than the limit: cut between rows only
-    assert "".join(parts) == table and all(p.endswith("|\n") for p in parts)
-    assert split_sections("one long line without breaks\n", 5) == ["one long line without breaks\n"]
-
-
-def test_split_rejects_a_non_positive_limit():
-    with pytest.raises(ValueError):
-        split_sections("x\n", 0)

@@ -142,8 +142,10 @@ class StandInServer(ABC):
         self._httpd = _HTTPServer((self._host, self._port), _Handler)
         self._port = self._httpd.server_address[1]
         self._httpd.owner = self
+        # stop() waits for the serve loop to see the shutdown flag, up to one poll interval: a
+        # short one keeps the hundreds of stops in a test run cheap (an idle loop costs little).
         self._thread = threading.Thread(
-            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True
         )
         self._thread.start()
         return self
