@@ -184,6 +184,11 @@ class Registry:
         """All slugs, sorted."""
         return list(self._by_slug)
 
+    def has_slug(self, slug: str) -> bool:
+        """``slug`` is a registry key (not a name or code, unlike ``in``); O(1), unlike
+        ``slug in registry.slugs``, which builds the list."""
+        return slug in self._by_slug
+
     def get(self, slug: str) -> Country:
         """The country for ``slug`` (a display name such as "United Kingdom" also works)."""
         country = self._index.get(_key(slug)) if isinstance(slug, str) else None

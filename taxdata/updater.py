@@ -266,7 +266,7 @@ def read_import(path: Path, registry) -> ImportResult:
         raise UsageError(str(exc)) from None
     result = ImportResult(path, hashlib.sha256(raw).hexdigest())
     for slug, record in sorted(records.items()):
-        if slug not in registry.slugs:
+        if not registry.has_slug(slug):
             result.unknown.append(slug)
             continue
         errors = import_record_errors(record, registry.get(slug))
@@ -647,13 +647,13 @@ class UpdateRun:
         """The dataset as taxData.js shows it: registry countries only."""
         view = dict(self.dataset)
         view["countries"] = {slug: entry for slug, entry in self.dataset["countries"].items()
-                             if slug in self.registry.slugs}
+                             if self.registry.has_slug(slug)}
         return view
 
     def finish(self, interrupted: bool) -> None:
         """Write tax_data.json and taxData.js (in step), then the report; drop the journal."""
         for slug in self.dataset["countries"]:
-            if slug not in self.registry.slugs:
+            if not self.registry.has_slug(slug):
                 self.outcomes[slug] = CountryOutcome(
                     slug, Status.REMOVED, "not in the country registry: left out of taxData.js "
                     "(its record stays in tax_data.json)")
@@ -711,7 +711,7 @@ def recover(data: DataDir, registry) -> int:
         dataset["updated_at"] = now_utc()
         data.write_text(DATASET_FILE, dump_json(dataset))
     view = dict(dataset, countries={s: e for s, e in dataset["countries"].items()
-                                    if s in registry.slugs})
+                                    if registry.has_slug(s)})
     if dataset["countries"] or data.path(JS_FILE).exists():
         data.write_text(JS_FILE, render_js(view, {}, None, note="recovered after an "
                                            "interrupted run"))
