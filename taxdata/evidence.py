@@ -352,16 +352,27 @@ class Unsupported:
 
 def _figure_reason(path: str, value: Any, quote: str, source: Source,
                    extraction: Extraction, bounds: _Bounds | None) -> str | None:
-    """Why ``quote`` does not support ``path = value``, or None when it does."""
+    """Why ``quote`` does not support ``path = value``, or None when it does.
+
+    The checks run in order, the first that fails gives the reason: found in the source, the
+    figure in the quote, the topic, the label, the bracket's own row.
+    """
     text = _normalise_quote(quote)
     if _ROW_BREAK in text:
         return "the quote spans several table rows"
     sections = find_quote(source, quote)
     if not sections:
         return "the quote is not in the source text"
-    topic = _topic(path)
     numbers = numbers_in(text)
+    hits = [n for n in numbers if _same(n.value, value)] if path != "system" else []
+    return (_figure_in_quote(path, value, text, numbers, hits, extraction)
+            or _topic_reason(path, text, sections)
+            or _label_reason(path, value, text, numbers, hits)
+            or _bracket_reason(path, text, numbers, bounds))
 
+
+def _figure_in_quote(path: str, value: Any, text: str, numbers: list[Number],
+                     hits: list[Number], extraction: Extraction) -> str | None:
     if path == "system":
         if not re.search(_SYSTEM_WORDS[value], text):
             return f"the quote does not say the system is {value}"
@@ -369,53 +380,66 @@ def _figure_reason(path: str, value: Any, quote: str, source: Source,
             rate = (extraction.brackets or [None])[0]
             if rate is not None and not any(_same(n.value, rate.rate) for n in numbers):
                 return f"the quote does not state the flat rate {_fmt(rate.rate)}"
-    else:
-        hits = [n for n in numbers if _same(n.value, value)]
-        if not hits:
-            return f"{_fmt(value)} is not a number in the quote"
-        if len(numbers) < 2 and not re.sub(r"[\W_]+", "", _NUMBER.sub("", text)):
-            return "the quote is only the number; it must say what the number is"
+        return None
+    if not hits:
+        return f"{_fmt(value)} is not a number in the quote"
+    if len(numbers) < 2 and not re.sub(r"[\W_]+", "", _NUMBER.sub("", text)):
+        return "the quote is only the number; it must say what the number is"
+    return None
 
+
+def _topic_reason(path: str, text: str, sections: list[str]) -> str | None:
+    topic = _topic(path)
     if _OTHER_TAX.search(text) and not re.search(_OWN_WORDS_OVER_OTHER[topic], text):
         return f"the quote is about another tax, not {_TOPIC_NAMES[topic]}"
     if not any(re.search(_TOPIC_WORDS[topic], where) for where in [text, *sections]):
         return f"neither the quote nor its section heading is about {_TOPIC_NAMES[topic]}"
+    return None
 
+
+def _label_reason(path: str, value: Any, text: str, numbers: list[Number],
+                  hits: list[Number]) -> str | None:
     label = _label_key(path)
-    if label is not None:
-        keys = (label, _RIVALS[label])
-        nearest = {_nearest_label(text, n, keys) for n in hits}
-        if label not in nearest and None not in nearest:
-            return f"the quote gives {_fmt(value)} as the {_LABELS[_RIVALS[label]][0]} rate"
-        # An unlabelled rate is fine alone, or beside rates labelled as something else
-        # ("the consumption tax is 10 %, with a reduced rate of 8 %"); not in a bare list.
-        unlabelled = {n.value for n in numbers
-                      if n.percent and _nearest_label(text, n, keys) is None}
-        if label not in nearest and len(unlabelled) > 1:
-            return (f"the quote states several rates and does not say which is the "
-                    f"{_LABELS[label][0]} rate")
+    if label is None:
+        return None
+    keys = (label, _RIVALS[label])
+    nearest = {_nearest_label(text, n, keys) for n in hits}
+    if label not in nearest and None not in nearest:
+        return f"the quote gives {_fmt(value)} as the {_LABELS[_RIVALS[label]][0]} rate"
+    # An unlabelled rate is fine alone, or beside rates labelled as something else
+    # ("the consumption tax is 10 %, with a reduced rate of 8 %"); not in a bare list.
+    unlabelled = {n.value for n in numbers
+                  if n.percent and _nearest_label(text, n, keys) is None}
+    if label not in nearest and len(unlabelled) > 1:
+        return (f"the quote states several rates and does not say which is the "
+                f"{_LABELS[label][0]} rate")
+    return None
 
+
+def _bracket_reason(path: str, text: str, numbers: list[Number],
+                    bounds: _Bounds | None) -> str | None:
     match = re.fullmatch(r"brackets\[(\d+)\]\.(rate|min|max)", path)
-    if match and bounds is not None and len(bounds.own) > 1:
-        i = int(match.group(1))
-        values = [n.value for n in numbers]
-        named = [n for n in numbers if any(_same(n.value, m) for m in bounds.marks[i])]
-        if not named:
-            return f"the quote does not name bracket {i}'s bound ({_fmt_set(bounds.marks[i])})"
-        # In prose, "up to 40,000" ends a bracket and "above 40,000" starts the next one.
-        last = i == len(bounds.marks) - 1
-        wrong = "upper" if last else "lower"
-        if all(_direction(text, numbers, n) == wrong for n in named):
-            row = "the bracket below" if last else "the next bracket"
-            article = "an" if wrong == "upper" else "a"
-            return (f"the quote gives {_fmt(named[0].value)} as {article} {wrong} bound: it is "
-                    f"about {row}")
-        for j, marks in enumerate(bounds.marks):
-            foreign = [m for m in marks if j != i and not any(_same(m, o) for o in bounds.own[i])]
-            if any(_same(v, m) for v in values for m in foreign):
-                return f"the quote names bracket {j}'s bound: it is about another row"
-        if len({n.value for n in numbers if n.percent}) > 1:
-            return "the quote states several rates; quote only this bracket's"
+    if not match or bounds is None or len(bounds.own) <= 1:
+        return None
+    i = int(match.group(1))
+    values = [n.value for n in numbers]
+    named = [n for n in numbers if any(_same(n.value, m) for m in bounds.marks[i])]
+    if not named:
+        return f"the quote does not name bracket {i}'s bound ({_fmt_set(bounds.marks[i])})"
+    # In prose, "up to 40,000" ends a bracket and "above 40,000" starts the next one.
+    last = i == len(bounds.marks) - 1
+    wrong = "upper" if last else "lower"
+    if all(_direction(text, numbers, n) == wrong for n in named):
+        row = "the bracket below" if last else "the next bracket"
+        article = "an" if wrong == "upper" else "a"
+        return (f"the quote gives {_fmt(named[0].value)} as {article} {wrong} bound: it is "
+                f"about {row}")
+    for j, marks in enumerate(bounds.marks):
+        foreign = [m for m in marks if j != i and not any(_same(m, o) for o in bounds.own[i])]
+        if any(_same(v, m) for v in values for m in foreign):
+            return f"the quote names bracket {j}'s bound: it is about another row"
+    if len({n.value for n in numbers if n.percent}) > 1:
+        return "the quote states several rates; quote only this bracket's"
     return None
 
 
