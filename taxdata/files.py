@@ -36,13 +36,11 @@ _TEMP_SUFFIX = ".tmp"
 def _umask() -> int:
     """The process umask, read without changing it where the kernel says it (Linux >= 4.7);
     elsewhere os.umask is the only way to read it (set and put back at once, on first use)."""
-    try:
-        with open("/proc/self/status", encoding="ascii") as status:
-            for line in status:
-                if line.startswith("Umask:"):
-                    return int(line.split()[1], 8)
-    except (OSError, ValueError):
-        pass
+    with contextlib.suppress(OSError, ValueError), \
+            open("/proc/self/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
     mask = os.umask(0o022)
     os.umask(mask)
     return mask
