@@ -16,14 +16,19 @@ come from :class:`StandInServer`.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import threading
 from urllib.parse import unquote
 
 from .samples import sample_articles, sample_text
-from .server import RecordedRequest, Reply, StandInServer, serve_until_interrupted
+from .server import (
+    RecordedRequest,
+    Reply,
+    StandInServer,
+    sample_server_parser,
+    serve_until_interrupted,
+)
 
 
 class StandInExtractor(StandInServer):
@@ -112,16 +117,11 @@ def add_samples(server: StandInExtractor) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the stand-in extractor alone, serving the bundled SAMPLE pages (made-up figures)."""
-    parser = argparse.ArgumentParser(
-        prog="python -m taxdata.testing.extractor_server",
-        description="Run the stand-in Web Content Extractor on 127.0.0.1, serving the bundled "
-                    "SAMPLE pages (fictional countries, made-up figures). Point "
-                    "TAXDATA_EXTRACTOR_URL at the printed URL.")
-    parser.add_argument("--port", type=int, default=5000, help="0 picks a free port "
-                        "(default %(default)s)")
-    parser.add_argument("--latency", type=float, default=0.0,
-                        help="seconds each answer waits (default %(default)s)")
-    parser.add_argument("--no-samples", action="store_true", help="serve no pages or files")
+    parser = sample_server_parser(
+        "python -m taxdata.testing.extractor_server",
+        "Run the stand-in Web Content Extractor on 127.0.0.1, serving the bundled SAMPLE pages "
+        "(fictional countries, made-up figures). Point TAXDATA_EXTRACTOR_URL at the printed URL.",
+        5000, "serve no pages or files")
     args = parser.parse_args(argv)
     server = StandInExtractor(latency=args.latency, port=args.port)
     names = [] if args.no_samples else add_samples(server)

@@ -8,7 +8,6 @@ and injected 429/5xx faults. Recording and peak in-flight come from :class:`Stan
 
 from __future__ import annotations
 
-import argparse
 import html as htmllib
 import re
 import sys
@@ -17,7 +16,13 @@ from dataclasses import dataclass, field
 from urllib.parse import parse_qs
 
 from .samples import sample_articles
-from .server import RecordedRequest, Reply, StandInServer, serve_until_interrupted
+from .server import (
+    RecordedRequest,
+    Reply,
+    StandInServer,
+    sample_server_parser,
+    serve_until_interrupted,
+)
 
 API_PATH = "/w/api.php"
 LIST_TITLE = "List of countries by tax rates"  # taxdata.reference.LIST_TITLE
@@ -211,17 +216,11 @@ def _redirect_html(target: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the stand-in wiki alone, serving the bundled SAMPLE articles (made-up figures)."""
-    parser = argparse.ArgumentParser(
-        prog="python -m taxdata.testing.mediawiki_server",
-        description="Run the stand-in MediaWiki Action API on 127.0.0.1, serving the bundled "
-                    "SAMPLE articles (fictional countries, made-up figures). Point "
-                    "TAXDATA_WIKIPEDIA_API at the printed URL.")
-    parser.add_argument("--port", type=int, default=8080, help="0 picks a free port "
-                        "(default %(default)s)")
-    parser.add_argument("--latency", type=float, default=0.0,
-                        help="seconds each answer waits (default %(default)s)")
-    parser.add_argument("--no-samples", action="store_true",
-                        help="serve no pages (every title is missing)")
+    parser = sample_server_parser(
+        "python -m taxdata.testing.mediawiki_server",
+        "Run the stand-in MediaWiki Action API on 127.0.0.1, serving the bundled SAMPLE articles "
+        "(fictional countries, made-up figures). Point TAXDATA_WIKIPEDIA_API at the printed URL.",
+        8080, "serve no pages (every title is missing)")
     args = parser.parse_args(argv)
     server = StandInMediaWiki(latency=args.latency, port=args.port)
     titles = []

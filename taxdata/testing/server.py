@@ -6,6 +6,7 @@ Each stand-in (LLM, MediaWiki, extractor) subclasses :class:`StandInServer`, imp
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
 import socket
@@ -208,6 +209,18 @@ class StandInServer(ABC):
     @abstractmethod
     def handle(self, request: RecordedRequest) -> Reply:
         """Answer one request (called on the server's handler thread)."""
+
+
+def sample_server_parser(prog: str, description: str, port: int,
+                         no_samples_help: str) -> argparse.ArgumentParser:
+    """The flags every SAMPLE-serving stand-in's ``main()`` shares: port, latency, no samples."""
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    parser.add_argument("--port", type=int, default=port, help="0 picks a free port "
+                        "(default %(default)s)")
+    parser.add_argument("--latency", type=float, default=0.0,
+                        help="seconds each answer waits (default %(default)s)")
+    parser.add_argument("--no-samples", action="store_true", help=no_samples_help)
+    return parser
 
 
 def serve_until_interrupted(server: StandInServer, banner: str) -> int:
