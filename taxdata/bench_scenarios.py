@@ -51,6 +51,19 @@ def _scenario_run(client: LLMClient, n: int, workers: int) -> tuple[float, Any]:
     return wall, summary
 
 
+def _run_killing(client: LLMClient, victim: Any, at: float, n: int,
+                 workers: int) -> tuple[float, Any]:
+    """:func:`_scenario_run` while ``victim`` (a stand-in process) is killed ``at`` seconds in;
+    the wall clock starts with the timer."""
+    timer = threading.Timer(at, victim.kill)
+    timer.start()
+    try:
+        return _scenario_run(client, n, workers)
+    finally:
+        timer.cancel()
+        client.session.close()
+
+
 def _scenario_client(urls: Sequence[str], workers: int, **changes: Any) -> LLMClient:
     settings = Settings(llm_url=",".join(urls), llm_api="proxy", max_workers=workers,
                         **changes)
@@ -104,13 +117,7 @@ def scenario_two_endpoints(n: int, say: Callable[[str], None]) -> Scenario:
     with _stand_in(SCENARIO_LATENCY, *flags) as one, _stand_in(SCENARIO_LATENCY, *flags) as two:
         killed = _scenario_client([one.chat_url, two.chat_url], workers)
         kill_at = both_wall / 3
-        timer = threading.Timer(kill_at, two.kill)
-        timer.start()
-        try:
-            killed_wall, killed_summary = _scenario_run(killed, n, workers)
-        finally:
-            timer.cancel()
-            killed.session.close()
+        killed_wall, killed_summary = _run_killing(killed, two, kill_at, n, workers)
     throughput = single_wall / both_wall
     failed = len(both_summary.failed) + len(single_summary.failed)
     return Scenario(
@@ -133,14 +140,8 @@ def scenario_server_gone(n: int, say: Callable[[str], None]) -> Scenario:
     say(f"server-gone: {setup}")
     with _stand_in(SCENARIO_LATENCY) as server:
         client = _scenario_client([server.chat_url], workers)
-        timer = threading.Timer(death, server.kill)
         started = time.perf_counter()
-        timer.start()
-        try:
-            wall, summary = _scenario_run(client, n, workers)
-        finally:
-            timer.cancel()
-            client.session.close()
+        wall, summary = _run_killing(client, server, death, n, workers)
     after_death = time.perf_counter() - started - death
     note = gone_note(client, (r.error for r in summary.results.values()), "tasks")
     lines = [line for line in (note,) if line]
