@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Fetch raw page text per country through the Web Content Extractor, one request at a time.
 
-A thin shell over :func:`taxdata.commands.raw_main` (installed as an entry point too).
+A thin shell over :func:`taxdata.cli.commands.raw_main` (installed as an entry point too).
 """
 
 import sys
@@ -9,7 +9,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout, uninstalled
 
-from taxdata.commands import raw_main  # noqa: E402
+from taxdata.cli.commands import raw_main  # noqa: E402
 
 if __name__ == "__main__":
     sys.exit(raw_main())

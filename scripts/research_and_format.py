@@ -2,7 +2,7 @@
 """Have the LLM write taxation files from its own knowledge (marked unverified) for countries
 without a usable source.
 
-A thin shell over :func:`taxdata.commands.research_main` (installed as an entry point too).
+A thin shell over :func:`taxdata.cli.commands.research_main` (installed as an entry point too).
 """
 
 import sys
@@ -10,7 +10,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout, uninstalled
 
-from taxdata.commands import research_main  # noqa: E402
+from taxdata.cli.commands import research_main  # noqa: E402
 
 if __name__ == "__main__":
     sys.exit(research_main())

@@ -2,7 +2,7 @@
 """Update the tax dataset: taxation files -> LLM -> validated records -> tax_data.json +
 taxData.js.
 
-A thin shell over :func:`taxdata.commands.update_main` (installed as an entry point too).
+A thin shell over :func:`taxdata.cli.commands.update_main` (installed as an entry point too).
 """
 
 import sys
@@ -10,7 +10,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout, uninstalled
 
-from taxdata.commands import update_main  # noqa: E402
+from taxdata.cli.commands import update_main  # noqa: E402
 
 if __name__ == "__main__":
     sys.exit(update_main())

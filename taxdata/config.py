@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 
 from dotenv import dotenv_values
 
-from .http import DEFAULT_USER_AGENT
+from taxdata.clients.http import DEFAULT_USER_AGENT
 
 MAX_WORKERS_LIMIT = 256
 API_DIALECTS = ("proxy", "ollama", "openai")

@@ -22,9 +22,9 @@ from typing import Callable, Generic, Iterable, TypeVar
 
 from tqdm import tqdm
 
-from .cancel import STOP, Interrupted
-from .errors import EXIT_INTERRUPTED, first_line
-from .log import logger, set_thread_label, thread_label
+from taxdata.cancel import STOP, Interrupted
+from taxdata.errors import EXIT_INTERRUPTED, first_line
+from taxdata.log import logger, set_thread_label, thread_label
 
 T = TypeVar("T")
 

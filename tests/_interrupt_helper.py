@@ -16,8 +16,8 @@ import threading
 from pathlib import Path
 
 from taxdata.cancel import STOP
+from taxdata.clients.llm import DIALECTS, Endpoint, LLMClient
 from taxdata.errors import EXIT_INTERRUPTED
-from taxdata.llm import DIALECTS, Endpoint, LLMClient
 from taxdata.log import setup_logging
 from taxdata.runner import RunSummary, run_tasks
 from taxdata.testing.llm_server import StandInLLM

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator, Mapping, Sequence
 
-from taxdata import commands
+from taxdata.cli import commands
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -177,7 +177,7 @@ def run_lock_held_elsewhere(data: Path, what: str = "tax_data_updater.py") -> It
     (A DataDir in this process would share this process's lock, as the programs running in-process
     here do.) The holder keeps it until its stdin closes, then releases it.
     """
-    code = ("import sys\nfrom taxdata.files import DataDir\n"
+    code = ("import sys\nfrom taxdata.store.datadir import DataDir\n"
             f"data = DataDir(sys.argv[1])\ndata.acquire_run_lock({what!r})\n"
             "print('locked', flush=True)\nsys.stdin.read()\ndata.release_run_lock()\n")
     holder = subprocess.Popen([sys.executable, "-c", code, str(data)], cwd=ROOT,

@@ -9,9 +9,10 @@ from typing import Callable
 
 import pytest
 
-from taxdata import cancel, reference
-from taxdata.http import RetryPolicy
-from taxdata.llm import DIALECTS, Endpoint, LLMClient
+from taxdata import cancel
+from taxdata.clients.http import RetryPolicy
+from taxdata.clients.llm import DIALECTS, Endpoint, LLMClient
+from taxdata.record import reference
 from taxdata.testing.llm_server import StandInLLM
 
 CLOSED_WIKIPEDIA_API = "http://127.0.0.1:9/w/api.php"  # port 9 (discard): nothing listens

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from taxdata.cli import common_parser, run_main
+from taxdata.cli.common import common_parser, run_main
+from taxdata.clients.llm import LLMClient
 from taxdata.config import ConfigError, Settings, infer_dialect, load_settings
-from taxdata.llm import LLMClient
 
 
 def write_env(text: str) -> None:

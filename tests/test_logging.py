@@ -9,7 +9,7 @@ import threading
 
 import pytest
 
-from taxdata.llm import LLMHTTPError
+from taxdata.clients.llm import LLMHTTPError
 from taxdata.log import logger, redact, set_thread_label, setup_logging, thread_label, truncate
 
 

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import re
 
-from taxdata.jsmodule import render_tax_data_js
-from taxdata.records import build_record
-from taxdata.registry import load_registry
+from taxdata.countries.registry import load_registry
+from taxdata.record.build import build_record
+from taxdata.record.validation import validate_extraction
 from taxdata.runner import run_tasks
+from taxdata.store.jsmodule import render_tax_data_js
 from taxdata.testing.responder import extraction_reply
 from taxdata.testing.samples import REGISTRY_FILE
-from taxdata.updater import _few_words, read_import
-from taxdata.validation import validate_extraction
+from taxdata.update.run import _few_words, read_import
 
 SAMPLE_SOURCE = """\
 - System: flat

@@ -21,8 +21,8 @@ import sys
 import threading
 from urllib.parse import unquote
 
-from .samples import sample_articles, sample_text
-from .server import (
+from taxdata.testing.samples import sample_articles, sample_text
+from taxdata.testing.server import (
     RecordedRequest,
     Reply,
     StandInServer,

@@ -32,8 +32,8 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from .responder import rule_based_reply
-from .server import RecordedRequest, Reply, StandInServer
+from taxdata.testing.responder import rule_based_reply
+from taxdata.testing.server import RecordedRequest, Reply, StandInServer
 
 CHAT_PATHS = {"/chat": "proxy", "/api/chat": "ollama", "/v1/chat/completions": "openai"}
 MODEL_PATHS = {"/models": "proxy", "/api/tags": "ollama", "/v1/models": "openai"}

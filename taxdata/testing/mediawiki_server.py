@@ -15,8 +15,8 @@ import threading
 from dataclasses import dataclass, field
 from urllib.parse import parse_qs
 
-from .samples import sample_articles
-from .server import (
+from taxdata.testing.samples import sample_articles
+from taxdata.testing.server import (
     RecordedRequest,
     Reply,
     StandInServer,
@@ -25,7 +25,7 @@ from .server import (
 )
 
 API_PATH = "/w/api.php"
-LIST_TITLE = "List of countries by tax rates"  # taxdata.reference.LIST_TITLE
+LIST_TITLE = "List of countries by tax rates"  # taxdata.record.reference.LIST_TITLE
 SERVED_BY = "mw-api-standin.loopback"
 _DOCREF = ("See https://en.wikipedia.org/w/api.php for API usage. Subscribe to the "
            "mediawiki-api-announce mailing list at &lt;https://lists.wikimedia.org/postorius/"

@@ -22,7 +22,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from .samples import research_answer
+from taxdata.testing.samples import research_answer
 
 NOT_STATED = "not stated in source"
 _NUMBER = r"(\d[\d,]*(?:\.\d+)?)"

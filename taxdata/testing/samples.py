@@ -50,6 +50,6 @@ def research_answer(name: str, currency: str) -> str:
 
 def sample_text(html: str) -> str:
     """Plain text of a sample article (for the extractor stand-in's page and file answers)."""
-    from ..htmlclean import clean_html
+    from taxdata.clients.htmlclean import clean_html
 
     return re.sub(r"\n{3,}", "\n\n", clean_html(html)).strip() + "\n"

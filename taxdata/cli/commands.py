@@ -1,0 +1,125 @@
+"""The four command-line programs: their flags and ``main(argv)``, behind scripts and entry points.
+
+``python scripts/<name>.py`` and the installed entry points (``taxdata-update``,
+``taxdata-enhanced``, ``taxdata-research``, ``taxdata-raw``) call the same ``main`` here; the
+in-code worker defaults live in :data:`DEFAULT_WORKERS` and nowhere else.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Callable, Sequence
+
+from taxdata.cli.common import common_parser, run_main
+from taxdata.generate import enhanced, research
+from taxdata.generate import raw as rawfiles
+from taxdata.store.taxfile import DEFAULT_MAX_CHARS
+from taxdata.update import run as updater
+
+UPDATER, ENHANCED, RAW, RESEARCH = ("tax_data_updater.py", "generate_enhanced_taxation_files.py",
+                                    "generate_taxation_files.py", "research_and_format.py")
+
+# In-code worker defaults per program; -w/--max-workers and TAXDATA_MAX_WORKERS override them.
+# None: sequential by design (one request at a time, whatever the environment says).
+DEFAULT_WORKERS: dict[str, int | None] = {UPDATER: 4, ENHANCED: 3, RESEARCH: 3, RAW: None}
+
+DESCRIPTIONS = {
+    UPDATER: "Update the tax dataset: taxation files -> LLM -> validated records -> tax_data.json "
+             "+ taxData.js.",
+    ENHANCED: 'Write one standard taxation file per country from its Wikipedia "Taxation in X" '
+              "article.",
+    RAW: "Fetch raw page text per country through the Web Content Extractor, one request at a "
+         "time.",
+    RESEARCH: "Have the LLM write taxation files from its own knowledge (marked unverified) for "
+              "countries without a usable source.",
+}
+
+
+def _prog(script: str, argv: Sequence[str] | None, prog: str | None) -> str:
+    """The name in usage and error lines: the program as started (script or entry point);
+    in-process calls with an explicit argv use the script's name."""
+    if prog:
+        return prog
+    return Path(sys.argv[0]).name if argv is None and sys.argv and sys.argv[0] else script
+
+
+def _parser(script: str, argv: Sequence[str] | None, prog: str | None,
+            **kwargs) -> argparse.ArgumentParser:
+    return common_parser(_prog(script, argv, prog), DESCRIPTIONS[script],
+                         default_workers=DEFAULT_WORKERS[script], **kwargs)
+
+
+def update_main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
+    """tax_data_updater.py / taxdata-update."""
+    parser = _parser(UPDATER, argv, prog)
+    parser.add_argument("--input-dir", metavar="DIR",
+                        help="taxation files (default: <data dir>/taxation)")
+    parser.add_argument("--output-dir", metavar="DIR",
+                        help="where tax_data.json, taxData.js and reports/ go (default: data dir)")
+    parser.add_argument("--import-js", metavar="FILE",
+                        help="merge the records of a calculator taxData.js into the dataset "
+                             "(parsed, never run; each record validated; others kept)")
+    parser.add_argument("--import-only", action="store_true",
+                        help="with --import-js: import and write the dataset, no LLM calls")
+    parser.add_argument("--prune", action="store_true",
+                        help="with --import-js: remove the countries the file lacks (listed, "
+                             "reported REMOVED)")
+    parser.add_argument("--max-chars", type=int, default=DEFAULT_MAX_CHARS, metavar="N",
+                        help="source characters per request; longer files are split "
+                             "(default %(default)s)")
+    parser.add_argument("--reference", metavar="FILE.csv",
+                        help="cross-check against your reference table too (a territory column "
+                             "plus VAT / top income-tax rate columns)")
+    parser.add_argument("--no-list-reference", action="store_true",
+                        help="do not fetch Wikipedia's \"List of countries by tax rates\" to "
+                             "cross-check against")
+    parser.add_argument("--accept-disputed", action="store_true",
+                        help="write records whose VAT disagrees with a reference (the dispute "
+                             "stays in their provenance)")
+    parser.add_argument("--discover-countries", action="store_true",
+                        help="list the sovereign countries of Wikipedia's list page that have a "
+                             "taxation article and are not in the registry; no LLM calls")
+    parser.add_argument("--write", action="store_true",
+                        help="with --discover-countries: add them to the registry file")
+    return run_main(updater.run, parser, argv, default_workers=DEFAULT_WORKERS[UPDATER])
+
+
+def enhanced_main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
+    """generate_enhanced_taxation_files.py / taxdata-enhanced."""
+    parser = _parser(ENHANCED, argv, prog)
+    parser.add_argument("--refresh", action="store_true",
+                        help="fetch articles again instead of using the cache")
+    parser.add_argument("--from-raw", action="store_true",
+                        help="use data/raw/<slug>.txt (generate_taxation_files.py) as the source")
+    parser.add_argument("--process-existing", action="store_true",
+                        help="reformat the extractor service's saved taxation* files instead")
+    parser.add_argument("--list-txt-files", action="store_true",
+                        help="list the extractor service's taxation* files and exit")
+    parser.add_argument("--max-chars", type=int, default=DEFAULT_MAX_CHARS, metavar="N",
+                        help="source characters per request; longer sources are split on "
+                             "section boundaries (default %(default)s)")
+    return run_main(enhanced.run, parser, argv, default_workers=DEFAULT_WORKERS[ENHANCED])
+
+
+def raw_main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
+    """generate_taxation_files.py / taxdata-raw."""
+    parser = _parser(RAW, argv, prog)
+    parser.add_argument("--extractor", choices=("service", "builtin"), default="service",
+                        help="service: the Web Content Extractor at TAXDATA_EXTRACTOR_URL; "
+                             "builtin: extract in-process (default %(default)s)")
+    return run_main(rawfiles.run, parser, argv, default_workers=DEFAULT_WORKERS[RAW])
+
+
+def research_main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
+    """research_and_format.py / taxdata-research."""
+    parser = _parser(RESEARCH, argv, prog,
+                     countries_default="the 10 countries listed in the README")
+    parser.add_argument("--missing", action="store_true",
+                        help="research every registry country that has no taxation file")
+    return run_main(research.run, parser, argv, default_workers=DEFAULT_WORKERS[RESEARCH])
+
+
+MAINS: dict[str, Callable[..., int]] = {UPDATER: update_main, ENHANCED: enhanced_main,
+                                        RAW: raw_main, RESEARCH: research_main}

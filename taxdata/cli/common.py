@@ -1,0 +1,99 @@
+"""What every script shares: the common flags, settings, logging, exit codes.
+
+A script is argument parsing plus one call: ``run_main(pipeline_function, parser, ...)``.
+Exit codes: 0 all succeeded, 1 some failed, 2 configuration or preflight error, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from typing import Callable, Sequence
+
+from taxdata.clients.llm import PreflightError
+from taxdata.config import ConfigError, Settings, load_settings
+from taxdata.countries.registry import RegistryError
+from taxdata.errors import EXIT_INTERRUPTED, EXIT_USAGE, UsageError
+from taxdata.log import logger, setup_logging
+from taxdata.report.html import recording
+from taxdata.store.datadir import DataDirError, UnsafePathError, release_run_locks
+
+# Flags whose values feed Settings (dest -> Settings field).
+_SETTING_FLAGS = {"max_workers": "max_workers", "model": "model", "llm_url": "llm_url",
+                  "llm_api": "llm_api", "data_dir": "data_dir", "log_file": "log_file"}
+
+
+def common_parser(prog: str, description: str, *, default_workers: int | None,
+                  countries_default: str = "all") -> argparse.ArgumentParser:
+    """The flags every script accepts. ``default_workers=None`` marks a sequential script."""
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    parser.add_argument("--countries", metavar="LIST",
+                        help="comma-separated country slugs or names "
+                             f"(default: {countries_default})")
+    if default_workers is not None:
+        workers = parser.add_mutually_exclusive_group()
+        workers.add_argument("-w", "--max-workers", type=str, metavar="N",
+                             help=f"worker threads (default {default_workers}; "
+                                  "env TAXDATA_MAX_WORKERS)")
+        workers.add_argument("--no-parallel", action="store_true",
+                             help="one worker thread (same code path)")
+        parser.add_argument("--fixed-concurrency", action="store_true",
+                            help="keep max-workers requests per LLM server instead of adapting "
+                                 "to busy answers (env TAXDATA_ADAPTIVE=0)")
+    parser.add_argument("--model",
+                        help="model name (env TAXDATA_MODEL; default: the server's first)")
+    parser.add_argument("--llm-url", metavar="URL",
+                        help="chat endpoint; several: comma-separated (env TAXDATA_LLM_URL)")
+    parser.add_argument("--llm-api", choices=("auto", "proxy", "ollama", "openai"),
+                        help="API dialect (env TAXDATA_LLM_API; default auto: from the URL)")
+    parser.add_argument("--data-dir", metavar="DIR", help="data directory (env TAXDATA_DATA_DIR)")
+    parser.add_argument("--force", action="store_true", help="redo work that is up to date")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="show what would run; send nothing, write nothing")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="debug logs with request payloads (API key redacted)")
+    parser.add_argument("--log-file", metavar="PATH", help="also write the log lines to PATH")
+    return parser
+
+
+def settings_from_args(args: argparse.Namespace, *, default_workers: int | None) -> Settings:
+    flags = {field: getattr(args, dest, None) for dest, field in _SETTING_FLAGS.items()}
+    if getattr(args, "no_parallel", False):
+        flags["max_workers"] = 1
+    if getattr(args, "fixed_concurrency", False):
+        flags["adaptive"] = "0"
+    defaults = {"max_workers": default_workers} if default_workers else {}
+    try:
+        settings = load_settings(flags, defaults=defaults)  # validates every setting, used or not
+    except UnicodeDecodeError as exc:  # python-dotenv reads .env as UTF-8
+        raise UsageError(f".env: not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset "
+                         f"{exc.start}); save it as UTF-8") from None
+    if default_workers is None:  # a sequential script: one worker whatever the environment says
+        settings = dataclasses.replace(settings, max_workers=1)
+    return settings
+
+
+def run_main(pipeline: Callable[[argparse.Namespace, Settings], int],
+             parser: argparse.ArgumentParser, argv: Sequence[str] | None = None, *,
+             default_workers: int | None) -> int:
+    """Parse, configure, run ``pipeline(args, settings)``; map failures to exit codes."""
+    args = parser.parse_args(argv)
+    try:
+        settings = settings_from_args(args, default_workers=default_workers)
+        try:
+            setup_logging(settings.log_level, settings.log_file, verbose=args.verbose)
+        except OSError as exc:  # e.g. --log-file names a directory or an unwritable place
+            raise UsageError(f"log file {settings.log_file}: {exc.strerror or exc}") from None
+        with recording():  # the tagged log lines feed the HTML run report
+            return pipeline(args, settings)
+    except (ConfigError, PreflightError, UsageError, UnsafePathError, RegistryError,
+            DataDirError) as exc:
+        print(f"{parser.prog}: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        logger.warning("[INTERRUPTED] stopped before any work was submitted")
+        return EXIT_INTERRUPTED
+    finally:
+        release_run_locks()

@@ -1,0 +1,234 @@
+"""HTTP transport shared by every client: pooled sessions and the one retry policy.
+
+State (which model, which dialect) lives in the clients; this module only knows how to send a
+request politely: a connection pool sized for the worker count, and when and how long to wait
+before trying again. Clients hand :func:`send` a function that makes one attempt and says what
+came of it (:class:`Outcome`): done, busy (retry later, bounded by a deadline), failed (retry,
+bounded by an attempt count), retry now (no wait, no attempt used) or give up.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import email.utils
+import random
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable
+
+import requests
+from requests.adapters import HTTPAdapter
+
+from taxdata import __version__
+from taxdata.cancel import STOP, Interrupted
+from taxdata.log import logger, thread_label
+
+if TYPE_CHECKING:  # config imports this module
+    from taxdata.config import Settings
+
+DEFAULT_USER_AGENT = f"taxdata/{__version__} (+https://github.com/taxdata/taxdata)"
+
+# "The server is busy": wait and ask again, for as long as the deadline allows.
+BUSY_STATUSES = frozenset({429, 503})
+# Statuses worth another attempt: the server is busy, restarting or timed out.
+RETRYABLE_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+# Queue-full answers that some servers send with another status (Ollama, proxies in front of it).
+BUSY_MESSAGES = ("server busy", "maximum pending requests exceeded", "too many requests")
+
+# Outcome kinds
+DONE, BUSY, RETRY, NOW, FAIL = "done", "busy", "retry", "now", "fail"
+
+
+def make_session(pool_size: int = 10, user_agent: str = DEFAULT_USER_AGENT) -> requests.Session:
+    """A Session whose pool holds ``pool_size`` connections per host.
+
+    urllib3's pool is thread-safe; sizing it to the worker count avoids reconnects. More threads
+    than connections wait for a free one (``pool_block``) instead of opening throwaway
+    connections ("Connection pool is full, discarding connection" warnings). Retries are ours
+    (logged, jittered), so urllib3's are off.
+    """
+    session = requests.Session()
+    adapter = HTTPAdapter(pool_connections=4, pool_maxsize=max(pool_size, 1), max_retries=0,
+                          pool_block=True)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    session.headers["User-Agent"] = user_agent
+    return session
+
+
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header (delta-seconds or an HTTP date)."""
+    if not value:
+        return None
+    value = value.strip()
+    with contextlib.suppress(ValueError):
+        return max(0.0, float(value))
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when is None:
+        return None
+    if when.tzinfo is None:  # asctime / "-0000" dates: HTTP dates are GMT, not local time
+        when = when.replace(tzinfo=datetime.timezone.utc)
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+def is_busy(status: int, message: str = "") -> bool:
+    """A "come back later" answer: 429/503, or a queue-full message under any status."""
+    if status in BUSY_STATUSES:
+        return True
+    text = message.lower()
+    return status >= 400 and any(words in text for words in BUSY_MESSAGES)
+
+
+@dataclass
+class RetryPolicy:
+    """When to try again, and how long to wait first.
+
+    Every wait is ``floor`` (or the server's ``Retry-After``, when longer) plus a uniform draw
+    from 0 to the capped exponential ``base * 2**(n-1)`` (full jitter on top of a floor): workers
+    that were turned away together come back at different times, and ``Retry-After: 0`` never
+    means "hammer the server at once". Without ``Retry-After`` a wait is at most ``cap``.
+
+    Busy answers (429/503, queue full) are retried, from the smaller ``busy_base``, until
+    ``deadline`` seconds have passed since the first attempt; real failures (500s, timeouts,
+    connection errors, unusable bodies) get ``attempts`` attempts in all.
+    """
+
+    attempts: int = 5
+    base: float = 1.0
+    cap: float = 30.0
+    max_retry_after: float = 300.0
+    statuses: frozenset[int] = RETRYABLE_STATUSES
+    sleep: Callable[[float], object] = field(default=None, repr=False)  # type: ignore[assignment]
+    rng: random.Random = field(default_factory=random.Random, repr=False)
+    floor: float = 0.5
+    deadline: float = 300.0
+    clock: Callable[[], float] = field(default=time.monotonic, repr=False)
+    # Busy answers back off from a smaller base: the endpoint's adaptive limit already paces
+    # the retries, and a long wait only delays the last tasks of a run.
+    busy_base: float = 0.5
+
+    def delay(self, attempt: int, retry_after: float | None = None, *, busy: bool = False) -> float:
+        """Seconds to wait after failed (or busy) attempt number ``attempt`` (1-based)."""
+        base = min(self.base, self.busy_base) if busy else self.base
+        spread = self.rng.uniform(0, min(self.cap, base * 2 ** (min(attempt, 32) - 1)))
+        if retry_after is None:
+            return min(self.floor + spread, max(self.cap, self.floor))
+        return max(self.floor, min(retry_after, self.max_retry_after)) + spread
+
+    @classmethod
+    def from_settings(cls, settings: "Settings") -> "RetryPolicy":
+        """The policy the user configured (``TAXDATA_MAX_RETRIES``, ``TAXDATA_RETRY_DEADLINE``)."""
+        return cls(attempts=settings.max_retries + 1, deadline=settings.retry_deadline)
+
+    def wait(self, seconds: float) -> bool:
+        """Sleep ``seconds``; False (at once) when Ctrl-C asked everything to stop."""
+        if self.sleep is not None:
+            self.sleep(seconds)
+            return not STOP.is_set()
+        return not STOP.wait(seconds)
+
+
+@dataclass
+class Outcome:
+    """What one attempt came to, as the client classifies it.
+
+    ``kind``: :data:`DONE` (``value`` is the result), :data:`BUSY` (retry later, deadline),
+    :data:`RETRY` (a real failure, attempt limit), :data:`NOW` (try again at once without using
+    an attempt, e.g. after a fallback) or :data:`FAIL` (raise ``error`` now). When retries run
+    out, ``error`` is raised, or ``value`` returned if there is no error (a last HTTP response).
+    """
+
+    kind: str
+    value: Any = None
+    error: BaseException | None = None
+    reason: str = ""
+    retry_after: float | None = None
+
+
+@dataclass
+class Sent:
+    """The result of :func:`send`: the value and how many attempts it took."""
+
+    value: Any
+    attempts: int
+
+
+def send(attempt: Callable[[int], Outcome], policy: RetryPolicy, *, what: str = "",
+         log_giveup: bool = True) -> Sent:
+    """Call ``attempt(n)`` until it is done, gives up, or the policy's limits are reached.
+
+    Each retry is logged once: ``[RETRY] Thread-2 HTTP 503, attempt 2 in 0.8s``. A raised
+    exception carries ``attempts`` (the attempts made). Ctrl-C (:data:`STOP`) ends any wait.
+    ``log_giveup=False`` leaves the final error to the caller, for clients whose every caller
+    reports it (a country's [FAILED] line, a one-line usage error), so it is not said twice.
+    """
+    worker = thread_label()
+    prefix = f"{what} " if what else ""
+    started = policy.clock()
+    attempts = failures = busy = 0
+    while True:
+        if STOP.is_set():
+            raise Interrupted("stopped by Ctrl-C")
+        attempts += 1
+        outcome = attempt(attempts)
+        kind = outcome.kind
+        if kind == NOW:
+            attempts -= 1
+            continue
+        note = ""
+        if kind == BUSY:
+            busy += 1
+            left = policy.deadline - (policy.clock() - started)
+            if left <= 0:
+                kind, note = FAIL, f" (still busy after {policy.deadline:g}s, giving up)"
+            else:
+                delay = min(policy.delay(busy, outcome.retry_after, busy=True), left)
+                counter = f"attempt {attempts + 1}"
+        elif kind == RETRY:
+            failures += 1
+            if failures >= policy.attempts:
+                kind, note = FAIL, f" (attempt {failures}/{policy.attempts}, giving up)"
+            else:
+                delay = policy.delay(failures, outcome.retry_after)
+                counter = f"attempt {failures + 1}/{policy.attempts}"
+        if kind == DONE or (kind == FAIL and outcome.error is None):
+            return Sent(outcome.value, attempts)
+        if kind == FAIL:
+            error = outcome.error
+            if note and log_giveup:
+                logger.error("[ERROR] %s %s%s%s", worker, prefix, error, note)
+            with contextlib.suppress(AttributeError):
+                error.attempts = attempts  # type: ignore[union-attr]
+            raise error
+        logger.warning("[RETRY] %s %s%s, %s in %.1fs", worker, prefix, outcome.reason, counter,
+                       delay)
+        if not policy.wait(delay):
+            raise Interrupted("stopped by Ctrl-C")
+
+
+def request(session: requests.Session, method: str, url: str, *, policy: RetryPolicy,
+            timeout: tuple[float, float], what: str, log_giveup: bool = True,
+            **kwargs: Any) -> requests.Response:
+    """One HTTP request with the shared policy, for clients that judge answers by status alone.
+
+    Returns the last response, whatever its status; re-raises the last connection error.
+    """
+    def attempt(_: int) -> Outcome:
+        try:
+            response = session.request(method, url, timeout=timeout, **kwargs)
+        except (requests.ConnectionError, requests.Timeout) as exc:
+            return Outcome(RETRY, error=exc, reason=type(exc).__name__)
+        status = response.status_code
+        reason = f"HTTP {status}"
+        retry_after = parse_retry_after(response.headers.get("Retry-After"))
+        if is_busy(status):
+            return Outcome(BUSY, value=response, reason=reason, retry_after=retry_after)
+        if status in policy.statuses:
+            return Outcome(RETRY, value=response, reason=reason, retry_after=retry_after)
+        return Outcome(DONE, value=response)
+
+    return send(attempt, policy, what=what, log_giveup=log_giveup).value

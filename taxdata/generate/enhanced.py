@@ -1,0 +1,197 @@
+"""generate_enhanced_taxation_files: Wikipedia "Taxation in X" -> LLM -> data/taxation/<slug>.md.
+
+Per country: fetch the article (cached by title and revision), have the model restructure it
+into the standard taxation file, add the Sources section (article URL, revision, fetch date,
+model, prompt version) and write the file atomically. A file that is already up to date (same
+revision, same prompt version) is skipped without any LLM request unless ``--force``.
+
+``--from-raw`` takes ``data/raw/<slug>.txt`` (from generate_taxation_files) as the source;
+``--process-existing`` reformats the extractor service's saved ``taxation*`` files instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+
+import requests
+
+from taxdata.clients.extractor import ExtractorClient, ExtractorError, check_file_name
+from taxdata.clients.http import RetryPolicy
+from taxdata.clients.llm import PreflightError
+from taxdata.clients.wikipedia import ArticleNotFound, WikipediaClient
+from taxdata.config import Settings
+from taxdata.countries.registry import Country
+from taxdata.errors import UsageError
+from taxdata.generate.common import (
+    FileOutcome,
+    Skip,
+    checked_source,
+    read_taxation,
+    run_per_country,
+    select_countries,
+    taxation_relpath,
+)
+from taxdata.generate.formatter import PROMPT_VERSION, start_formatter
+from taxdata.generate.raw import raw_relpath, read_raw
+from taxdata.log import logger, thread_label
+from taxdata.store.datadir import DataDir
+from taxdata.store.taxfile import SourceInfo, compose, parse_sources
+from taxdata.timestamps import now_utc
+
+SCRIPT_NAME = "generate_enhanced_taxation_files.py"
+
+
+def _keep_existing(data: DataDir, slug: str, force: bool, revision: str | None = None) -> None:
+    """Skip the country when its file must not be rewritten: hand-written, or up to date."""
+    existing = read_taxation(data, slug)
+    if existing is None or force:
+        return
+    info = parse_sources(existing)
+    if info.kind == "manual":  # a person wrote it: never replaced silently
+        raise Skip("hand-written file (no Sources section); --force to replace it")
+    if (revision is not None and info.kind == "wikipedia" and info.revision == revision
+            and info.prompt_version == PROMPT_VERSION):
+        raise Skip(f"up to date (revision {revision}, prompt {PROMPT_VERSION})")
+
+
+def check_wikipedia(wikipedia: WikipediaClient, connect_timeout: float) -> None:
+    """Preflight: one request to the MediaWiki API before any work; PreflightError if it fails.
+
+    Like the LLM and extractor checks, and without retries: an unreachable wiki should say so
+    at once, not after every country has waited out its retries. A busy answer (429, 5xx) is
+    an answer: the fetches wait and retry as usual.
+    """
+    hint = ("check the network, or set TAXDATA_WIKIPEDIA_API to a reachable MediaWiki API "
+            "(--from-raw works without Wikipedia)")
+    try:
+        response = wikipedia.session.get(
+            wikipedia.api_url, params={"action": "query", "meta": "siteinfo", "format": "json",
+                                       "formatversion": "2"},
+            headers={"User-Agent": wikipedia.user_agent}, timeout=(connect_timeout, 30))
+    except requests.RequestException as exc:
+        raise PreflightError(f"Wikipedia not reachable at {wikipedia.api_url} "
+                             f"({type(exc).__name__}) - {hint}") from None
+    if response.status_code == 403:
+        raise PreflightError(f"Wikipedia at {wikipedia.api_url} answered HTTP 403 - set "
+                             "TAXDATA_USER_AGENT to name yourself with contact details")
+    if response.status_code != 200 and response.status_code not in wikipedia.retry.statuses:
+        raise PreflightError(f"Wikipedia at {wikipedia.api_url} answered HTTP "
+                             f"{response.status_code} - {hint}")
+
+
+def _write(data: DataDir, slug: str, body: str, info: SourceInfo) -> FileOutcome:
+    path = data.write_text(taxation_relpath(slug), compose(body, info))
+    return FileOutcome(slug, "WRITTEN", path=str(path))
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    if args.max_chars < 1:  # else every country would fail, one by one, after its fetch
+        raise UsageError(f"--max-chars must be at least 1, got {args.max_chars}")
+    countries, data = select_countries(args, settings, SCRIPT_NAME)
+    retry = RetryPolicy.from_settings(settings)
+    if args.list_txt_files or args.process_existing:
+        return _process_existing(args, settings, data, retry)
+    wikipedia = WikipediaClient(settings.wikipedia_api, settings.user_agent, cache_dir=data,
+                                retry=retry)
+    by_slug = {c.slug: c for c in countries}
+    if args.dry_run:
+        for country in countries:
+            source = (data.path(raw_relpath(country.slug)) if args.from_raw
+                      else country.wikipedia_title or "no Wikipedia article (use research)")
+            print(f"  {country.slug:<24} {source}")
+        return 0
+    formatter = start_formatter(settings, args.max_chars)
+    if not args.from_raw and any(c.wikipedia_title for c in countries):
+        check_wikipedia(wikipedia, settings.connect_timeout)
+
+    def from_wikipedia(country: Country) -> FileOutcome:
+        if not country.wikipedia_title:
+            raise Skip("no Wikipedia article in the registry (use research_and_format.py)")
+        logger.info("[FETCH] %s Getting Wikipedia content for %s", thread_label(), country.slug)
+        try:
+            article = wikipedia.fetch(country.wikipedia_title, refresh=args.refresh)
+        except ArticleNotFound as exc:
+            raise Skip(str(exc)) from None
+        _keep_existing(data, country.slug, args.force, str(article.revision_id))
+        text = checked_source(article.text, settings, f'article "{article.title}"')
+        result = formatter.from_source(country, text,
+                                       f'Wikipedia article "{article.title}"')
+        return _write(data, country.slug, result.body, SourceInfo(
+            kind="wikipedia", title=article.title, url=article.url,
+            revision=str(article.revision_id), fetched_at=article.fetched_at,
+            model=result.model, prompt_version=PROMPT_VERSION, generated_at=now_utc()))
+
+    def from_raw(country: Country) -> FileOutcome:
+        relpath = raw_relpath(country.slug)
+        path = data.path(relpath)
+        if not path.is_file():
+            raise Skip(f"no {relpath} (run generate_taxation_files.py)")
+        size = path.stat().st_size
+        if size > settings.max_input_bytes:  # not even read: it may be huge
+            raise Skip(f"{relpath}: {size:,} bytes is over the input cap of "
+                       f"{settings.max_input_bytes:,} bytes (TAXDATA_MAX_INPUT_BYTES); not sent")
+        text = checked_source(path.read_bytes(), settings, relpath)
+        _keep_existing(data, country.slug, args.force)
+        fields, content = read_raw(text)
+        if not content.strip():
+            raise Skip(f"{relpath}: empty (a header and no page text); not sent")
+        url = fields.get("Source URL")
+        result = formatter.from_source(country, content, f"page {url or 'of unknown origin'}")
+        return _write(data, country.slug, result.body, SourceInfo(
+            kind="extractor", url=url, fetched_at=fields.get("Fetched"), model=result.model,
+            prompt_version=PROMPT_VERSION, generated_at=now_utc()))
+
+    def work(slug: str) -> FileOutcome:
+        country = by_slug[slug]
+        return from_raw(country) if args.from_raw else from_wikipedia(country)
+
+    return run_per_country(list(by_slug), work, settings=settings, args=args,
+                           what="LLM processing", client=formatter.client)
+
+
+def _process_existing(args: argparse.Namespace, settings: Settings, data: DataDir,
+                      retry: RetryPolicy) -> int:
+    """Reformat the extractor's saved ``taxation*`` files (``--process-existing``)."""
+    service = ExtractorClient(settings.extractor_url, retry=retry)
+    try:
+        service.check()
+        names = [n for n in service.list_txt_files() if n.startswith("taxation")]
+    except ExtractorError as exc:
+        raise PreflightError(str(exc)) from None
+    if args.list_txt_files:
+        for name in names:
+            print(name)
+        print(f"{len(names)} taxation files on {settings.extractor_url}")
+        return 0
+    registry_countries, _ = select_countries(args, settings, SCRIPT_NAME)
+    wanted = {c.slug: c for c in registry_countries}
+    jobs: dict[str, tuple[str, Country]] = {}
+    for name in names:
+        slug = re.sub(r"\.txt$", "", re.sub(r"^taxation[_-]?", "", name)).lower()
+        if slug in wanted:
+            jobs[slug] = (name, wanted[slug])
+        elif args.countries is None:
+            logger.warning("[SKIPPED] %s: no registry country %r", name, slug)
+    if args.dry_run:
+        for slug, (name, _) in jobs.items():
+            print(f"  {slug:<24} {name}")
+        return 0
+    formatter = start_formatter(settings, args.max_chars)
+
+    def work(slug: str) -> FileOutcome:
+        name, country = jobs[slug]
+        _keep_existing(data, slug, args.force)
+        try:
+            text = service.get_file(check_file_name(name))
+        except ValueError as exc:  # a hostile name from the service: never used as a path
+            raise Skip(str(exc)) from None
+        text = checked_source(text, settings, f"extractor file {name}")
+        result = formatter.from_source(country, text, f"extractor file {name}")
+        return _write(data, slug, result.body, SourceInfo(
+            kind="extractor", title=name, url=f"{service.base_url}/files/{name}",
+            model=result.model, prompt_version=PROMPT_VERSION, generated_at=now_utc()))
+
+    return run_per_country(list(jobs), work, settings=settings, args=args, what="LLM processing",
+                           client=formatter.client)
+

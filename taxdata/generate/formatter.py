@@ -1,0 +1,185 @@
+"""Turning source text (or, for research, the model's own knowledge) into a standard taxation file.
+
+Shared by the three generators. The model writes the body in the shape of
+:data:`taxdata.store.taxfile.FORMAT_TEMPLATE`; a body missing a standard section is asked for again
+(``TAXDATA_MAX_REASKS`` times, default 2), with the list of what is missing. The Sources section
+is always written by the code.
+Long sources are split on section boundaries, the tax facts of each part are pulled out in
+parallel, then one final request writes the file from those facts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from taxdata.cancel import Interrupted
+from taxdata.clients.llm import LLMClient, LLMError
+from taxdata.config import Settings
+from taxdata.countries.registry import Country
+from taxdata.log import logger, thread_label
+from taxdata.runner import run_tasks
+from taxdata.store.taxfile import (
+    DEFAULT_MAX_CHARS,
+    FORMAT_TEMPLATE,
+    missing_sections,
+    normalize_headings,
+    request_parts,
+    strip_sources,
+)
+
+PROMPT_VERSION = "format-1"
+
+SOURCE_RULES = """\
+Rules:
+- Use ONLY facts stated in the source text. Do not add facts, figures, years or rates from \
+your own knowledge, and do not compute figures the source does not give.
+- Where the source says nothing about an item, write "not stated in source".
+- Copy figures exactly as the source gives them, with their currency. Say explicitly whether \
+thresholds are annual; if the source gives another period, name it; if it gives none, write \
+"period not stated in source".
+- If the source gives figures for several years, use the most recent and name the year.
+- Output only the markdown file below. Do not write a Sources section."""
+
+RESTRUCTURE_PROMPT = """\
+Restructure this source text about taxation in {name} into the standard taxation file.
+{rules}
+
+Standard file:
+{template}
+Source text ({source}):
+<<<
+{text}
+>>>"""
+
+PART_FACTS_PROMPT = """\
+This is part {part} of {parts} of a source text about taxation in {name}. List every tax \
+fact it states (income tax system, brackets with thresholds and rates, allowances, VAT or GST \
+rates and exemptions, social security and payroll tax rates and ceilings, tax year) as short \
+bullet points, copying figures, currencies and periods exactly. Use only this text. If it \
+states no tax facts, reply exactly: No tax facts in this part.
+
+<<<
+{text}
+>>>"""
+
+RESEARCH_PROMPT = """\
+Write the standard taxation file for {name} (currency {currency}) from your own knowledge.
+Rules:
+- Name the tax year your figures refer to in "Tax year".
+- Where you are not sure of a figure, write "unknown" instead of guessing.
+- Amounts in {currency}; say explicitly whether thresholds are annual.
+- Output only the markdown file below. Do not write a Sources section.
+
+Standard file:
+{template}"""
+
+SECTIONS_RETRY = """\
+Your file lacks these sections: {missing}. Reply with the whole file again, with every \
+section of the standard file ("## " headings exactly as given), and nothing else."""
+
+
+class FormatError(Exception):
+    """The model could not produce a usable file; the message says why."""
+
+
+@dataclass
+class Formatted:
+    body: str
+    model: str
+    requests: int = 1
+    warnings: list[str] = field(default_factory=list)
+
+
+def start_formatter(settings: Settings, max_chars: int = DEFAULT_MAX_CHARS) -> "Formatter":
+    """A formatter on the configured LLM server, once its preflight check has passed."""
+    client = LLMClient.from_settings(settings)
+    client.preflight()
+    return Formatter(client, max_chars=max_chars, max_reasks=settings.max_reasks)
+
+
+class Formatter:
+    """Writes taxation file bodies with the LLM; one instance is shared by all workers."""
+
+    def __init__(self, client: LLMClient, *, max_chars: int = DEFAULT_MAX_CHARS,
+                 part_workers: int = 3, max_reasks: int = 2) -> None:
+        self.client = client
+        self.max_reasks = max_reasks  # TAXDATA_MAX_REASKS
+        self.max_chars = max_chars
+        self.part_workers = part_workers
+
+    def parts(self, text: str) -> list[str]:
+        return request_parts(text, self.max_chars)
+
+    def from_source(self, country: Country, text: str, source: str) -> Formatted:
+        """Restructure ``text`` (described by ``source``, e.g. the article title)."""
+        parts = self.parts(text)
+        requests = 0
+        if len(parts) > 1:
+            facts, requests = self._facts_of_parts(country, parts)
+            text, source = facts, f"tax facts extracted from the {len(parts)} parts of {source}"
+        logger.info("[FORMAT] %s Restructuring content with LLM (%s, %d chars)", thread_label(),
+                    country.slug, len(text))
+        prompt = RESTRUCTURE_PROMPT.format(name=country.name, rules=SOURCE_RULES, source=source,
+                                           template=FORMAT_TEMPLATE.format(name=country.name),
+                                           text=text.strip())
+        result = self._ask_for_file(country, prompt, f"Formatting {country.slug}")
+        result.requests += requests
+        return result
+
+    def from_knowledge(self, country: Country) -> Formatted:
+        prompt = RESEARCH_PROMPT.format(name=country.name, currency=country.currency,
+                                        template=FORMAT_TEMPLATE.format(name=country.name))
+        return self._ask_for_file(country, prompt, f"Researching {country.slug}")
+
+    def _facts_of_parts(self, country: Country, parts: list[str]) -> tuple[str, int]:
+        logger.info("[SPLIT] %s %s: source of %d chars split into %d parts", thread_label(),
+                    country.slug, sum(map(len, parts)), len(parts))
+        ids = [str(i) for i in range(1, len(parts) + 1)]
+
+        def facts(part_id: str) -> str:
+            index = int(part_id)
+            prompt = PART_FACTS_PROMPT.format(part=index, parts=len(parts), name=country.name,
+                                              text=parts[index - 1].strip())
+            reply = self.client.chat([{"role": "user", "content": prompt}],
+                                     label=f"Facts of {country.slug} part {index}/{len(parts)}")
+            return reply.text.strip()
+
+        summary = run_tasks(ids, facts, max_workers=min(self.part_workers, len(parts)),
+                            progress=False, what=f"parts of {country.slug}")
+        if summary.failed:
+            first = summary.results[summary.failed[0]]
+            raise FormatError(f"part {first.task_id}/{len(parts)} failed: {first.error}") \
+                from first.error
+        if summary.cancelled:  # Ctrl-C: the country was interrupted, not failed
+            raise Interrupted(f"stopped after {len(summary.succeeded)} of {len(parts)} parts")
+        blocks = [f"Part {i}:\n{summary.results[i].value}" for i in ids]
+        return "\n\n".join(blocks), len(parts)
+
+    def _ask_for_file(self, country: Country, prompt: str, label: str) -> Formatted:
+        messages = [{"role": "user", "content": prompt}]
+        for asked in range(1, self.max_reasks + 2):
+            try:
+                reply = self.client.chat(messages, label=label)
+            except LLMError as exc:
+                raise FormatError(str(exc)) from exc
+            # Headings that clearly name a standard section are written back in standard form.
+            body = normalize_headings(strip_sources(_unfence(reply.text))).strip() + "\n"
+            missing = missing_sections(body)
+            if not missing:
+                return Formatted(body, reply.model, asked)
+            logger.warning("[INVALID] %s %s file lacks sections: %s", thread_label(),
+                           country.slug, ", ".join(missing))
+            messages = messages + [
+                {"role": "assistant", "content": reply.text},
+                {"role": "user", "content": SECTIONS_RETRY.format(missing=", ".join(missing))}]
+        raise FormatError(f"file lacks sections after {self.max_reasks} re-ask"
+                          f"{'' if self.max_reasks == 1 else 's'}: {', '.join(missing)}")
+
+
+def _unfence(text: str) -> str:
+    """Models like to wrap markdown in a ```markdown fence; keep what is inside."""
+    stripped = text.strip()
+    if stripped.startswith("```") and stripped.endswith("```"):
+        first_newline = stripped.find("\n")
+        return stripped[first_newline + 1: -3] if first_newline != -1 else stripped
+    return text

@@ -1,0 +1,88 @@
+"""generate_taxation_files: raw page text per country through a Web Content Extractor.
+
+Sequential by design (the extractor service handles one page at a time): for each country, POST
+the article URL to the extractor and write ``data/raw/<slug>.txt`` with a header naming the URL
+and date. ``--extractor builtin`` does the extraction in-process instead. The enhanced generator
+reads these files with ``--from-raw``.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from taxdata.clients.extractor import ExtractorClient, ExtractorError, extract_builtin
+from taxdata.clients.http import RetryPolicy, make_session
+from taxdata.clients.llm import PreflightError
+from taxdata.clients.wikipedia import WikipediaClient
+from taxdata.config import Settings
+from taxdata.generate.common import RAW_DIR, FileOutcome, Skip, run_per_country, select_countries
+from taxdata.store.datadir import check_slug
+from taxdata.timestamps import now_utc
+
+HEADER_END = "---"
+
+
+def render_raw(url: str, fetched_at: str, extractor: str, content: str) -> str:
+    return (f"Source URL: {url}\nFetched: {fetched_at}\nExtractor: {extractor}\n{HEADER_END}\n\n"
+            f"{content.strip()}\n")
+
+
+def read_raw(text: str) -> tuple[dict[str, str], str]:
+    """(header fields, content) of a raw file; a file without our header is all content."""
+    head, sep, body = text.partition(f"\n{HEADER_END}\n")
+    if not sep:
+        return {}, text
+    fields = {}
+    for line in head.splitlines():
+        key, colon, value = line.partition(": ")
+        if not colon:
+            return {}, text
+        fields[key.strip()] = value.strip()
+    return fields, body.lstrip("\n")
+
+
+def raw_relpath(slug: str) -> str:
+    return f"{RAW_DIR}/{check_slug(slug)}.txt"
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    countries, data = select_countries(args, settings, "generate_taxation_files.py")
+    builtin = args.extractor == "builtin"
+    retry = RetryPolicy.from_settings(settings)
+    session = make_session(user_agent=settings.user_agent)
+    service = ExtractorClient(settings.extractor_url, retry=retry, session=session)
+    wikipedia = WikipediaClient(settings.wikipedia_api, settings.user_agent, cache_dir=data,
+                                retry=retry, session=session) if builtin else None
+    by_slug = {c.slug: c for c in countries}
+    if args.dry_run:
+        for country in countries:
+            exists = data.path(raw_relpath(country.slug)).exists()
+            action = "skip (exists)" if exists and not args.force else "extract"
+            print(f"  {country.slug:<24} {action:<14} {country.wikipedia_url or 'no article URL'}")
+        return 0
+    if not builtin:
+        try:
+            service.check()
+        except ExtractorError as exc:
+            raise PreflightError(str(exc)) from None
+    label = "built-in extraction" if builtin else settings.extractor_url
+
+    def work(slug: str) -> FileOutcome:
+        country = by_slug[slug]
+        relpath = raw_relpath(slug)
+        if data.path(relpath).exists() and not args.force:
+            raise Skip(f"{relpath} exists (--force to fetch again)")
+        url = country.wikipedia_url
+        if url is None:
+            raise Skip("no Wikipedia article in the registry")
+        if builtin:
+            content = extract_builtin(url, session=session, wikipedia=wikipedia, retry=retry)
+        else:
+            content = service.extract(url)
+        if not content.strip():
+            raise ExtractorError(f"empty content for {url}")
+        path = data.write_text(relpath, render_raw(url, now_utc(), label, content))
+        return FileOutcome(slug, "WRITTEN", path=str(path))
+
+    return run_per_country([c.slug for c in countries], work, settings=settings, args=args,
+                           what="content extraction")

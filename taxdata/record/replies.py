@@ -1,0 +1,78 @@
+"""Reply parsing: the model's reply must be exactly one JSON object (optionally inside a single
+```json fenced block). Nothing is repaired: prose around the JSON or truncated JSON is an error.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from taxdata.store.strictjson import DuplicateKeyError, no_duplicate_keys
+
+# --------------------------------------------------------------------------------------------
+# Reply parsing
+# --------------------------------------------------------------------------------------------
+
+
+class ReplyError(ValueError):
+    """The LLM reply is not exactly one JSON object.  ``str(err)`` is one line, fit to re-ask."""
+
+
+_REPLY = "reply is not a JSON object"
+
+
+def _reject_constant(name: str) -> Any:
+    raise ReplyError(f"{_REPLY}: {name} is not valid JSON")
+
+
+def _unfence(text: str) -> str:
+    """Return the body of a reply that is one ```json fenced block and nothing else."""
+    newline = text.find("\n")
+    if newline == -1:
+        raise ReplyError(f"{_REPLY}: malformed code fence")
+    info = text[3:newline].strip()
+    if info.lower() not in ("", "json"):
+        raise ReplyError(f"{_REPLY}: code fence language is {info!r}, expected json")
+    body = text[newline + 1 :]
+    close = body.find("```")
+    if close == -1:
+        raise ReplyError(f"{_REPLY}: code fence is not closed (truncated reply?)")
+    after = body[close + 3 :].strip()
+    if after:
+        where = "more than one code fence" if "```" in after else "prose after the code fence"
+        raise ReplyError(f"{_REPLY}: {where}")
+    return body[:close].strip()
+
+
+def parse_reply(text: str) -> dict[str, Any]:
+    """Parse an LLM reply that must be exactly one JSON object.
+
+    Accepted: the object itself, with surrounding whitespace, or a single ```json (or bare ```)
+    fenced block that is the whole reply.  Everything else raises :class:`ReplyError`: prose
+    before/after the JSON, invalid or truncated JSON (message carries json's line/column),
+    NaN/Infinity, duplicate keys, or a JSON value that is not an object.  Nothing is repaired.
+    """
+    text = text.strip()
+    if text.startswith("```"):
+        text = _unfence(text)
+    if not text:
+        raise ReplyError(f"{_REPLY}: empty reply")
+    if text[0] not in "{[":
+        where = "prose before JSON" if "{" in text else "no JSON object found"
+        raise ReplyError(f"{_REPLY}: {where}")
+    decoder = json.JSONDecoder(parse_constant=_reject_constant, object_pairs_hook=no_duplicate_keys)
+    try:
+        value, end = decoder.raw_decode(text)
+    except DuplicateKeyError as exc:
+        raise ReplyError(f"{_REPLY}: duplicate key {exc.key!r}") from None
+    except json.JSONDecodeError as exc:
+        cut = exc.pos >= len(text) or exc.msg.startswith("Unterminated string")
+        hint = "; the reply ends early (truncated?)" if cut else ""
+        raise ReplyError(
+            f"{_REPLY}: invalid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno}){hint}"
+        ) from None
+    if text[end:].strip():
+        raise ReplyError(f"{_REPLY}: prose after JSON")
+    if not isinstance(value, dict):  # only an array can get here: text starts with { or [
+        raise ReplyError(f"{_REPLY}: got a JSON array")
+    return value
