@@ -8,9 +8,13 @@ from __future__ import annotations
 
 import threading
 
+from taxdata.errors import EXIT_INTERRUPTED, TaxdataError
+
 # Set on Ctrl-C: clients stop retrying and backing off, queued work is not started.
 STOP = threading.Event()
 
 
-class Interrupted(Exception):
+class Interrupted(TaxdataError):
     """Raised inside a task that noticed :data:`STOP` before it could finish."""
+
+    exit_code = EXIT_INTERRUPTED

@@ -15,13 +15,16 @@ from urllib.parse import urlsplit
 
 from dotenv import dotenv_values
 
-from taxdata.clients.http import DEFAULT_USER_AGENT
+from taxdata import __version__
+from taxdata.errors import UsageError
 
+# How every HTTP client names itself (Wikipedia asks for contact details: TAXDATA_USER_AGENT).
+DEFAULT_USER_AGENT = f"taxdata/{__version__} (+https://github.com/taxdata/taxdata)"
 MAX_WORKERS_LIMIT = 256
 API_DIALECTS = ("proxy", "ollama", "openai")
 
 
-class ConfigError(ValueError):
+class ConfigError(UsageError):
     """A setting has a value we cannot use; the message is one line for the user."""
 
 

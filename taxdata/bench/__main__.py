@@ -54,9 +54,9 @@ from taxdata.bench.scenarios import (
     parse_scenarios,
     scenario_report,
 )
-from taxdata.clients.llm import LLMError, PreflightError
+from taxdata.clients.llm import LLMError
 from taxdata.config import API_DIALECTS, ConfigError, Settings, load_settings
-from taxdata.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
+from taxdata.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, PreflightError
 from taxdata.log import setup_logging
 
 STAND_IN_DEFAULTS = {"tasks": 52, "workers": (1, 2, 4, 8, 16)}

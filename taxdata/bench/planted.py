@@ -2,10 +2,10 @@
 
 ``python -m taxdata.bench.planted`` runs the real updater (``tax_data_updater.py``'s main, as a
 subprocess, the way a user runs it) against the stand-in LLM, which answers each country with
-a scripted reply. The planted set (default ``taxdata/bench/fixtures/planted/``: FIXTURE taxation files
-and ``planted.json``, made-up figures, not real tax data) gives, per country, the figures its
-text states with a verbatim quote each, and wrong figures to plant, each with the quote a model
-might give for it.
+a scripted reply. The planted set (default ``taxdata/bench/fixtures/planted/``: FIXTURE
+taxation files and ``planted.json``, made-up figures, not real tax data) gives, per country,
+the figures its text states with a verbatim quote each, and wrong figures to plant, each with
+the quote a model might give for it.
 
 Run 0 sends every country its correct reply: every correct figure must be written with its
 quote (a figure that is not is *held back*). Run k sends each country its k-th planted reply
@@ -400,8 +400,8 @@ def render(result: Measurement) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m taxdata.bench.planted", description=__doc__.split(
-        "\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m taxdata.bench.planted",
+                                     description=__doc__.split("\n\n")[0])
     parser.add_argument("--set", type=Path, default=DEFAULT_SET, metavar="DIR",
                         help="planted set: planted.json and <slug>.md files (default: %(default)s)")
     parser.add_argument("-w", "--workers", type=int, default=4, metavar="N",

@@ -12,8 +12,10 @@ import threading
 from pathlib import Path
 from typing import Any, Sequence
 
+from taxdata.errors import TaxdataError
 
-class BenchError(Exception):
+
+class BenchError(TaxdataError):
     """The benchmark could not measure (stand-in did not start, a call failed)."""
 
 

@@ -11,13 +11,11 @@ import dataclasses
 import sys
 from typing import Callable, Sequence
 
-from taxdata.clients.llm import PreflightError
-from taxdata.config import ConfigError, Settings, load_settings
-from taxdata.countries.registry import RegistryError
-from taxdata.errors import EXIT_INTERRUPTED, EXIT_USAGE, UsageError
+from taxdata.config import Settings, load_settings
+from taxdata.errors import EXIT_INTERRUPTED, TaxdataError, UsageError
 from taxdata.log import logger, setup_logging
 from taxdata.report.html import recording
-from taxdata.store.datadir import DataDirError, UnsafePathError, release_run_locks
+from taxdata.store.datadir import release_run_locks
 
 # Flags whose values feed Settings (dest -> Settings field).
 _SETTING_FLAGS = {"max_workers": "max_workers", "model": "model", "llm_url": "llm_url",
@@ -88,10 +86,9 @@ def run_main(pipeline: Callable[[argparse.Namespace, Settings], int],
             raise UsageError(f"log file {settings.log_file}: {exc.strerror or exc}") from None
         with recording():  # the tagged log lines feed the HTML run report
             return pipeline(args, settings)
-    except (ConfigError, PreflightError, UsageError, UnsafePathError, RegistryError,
-            DataDirError) as exc:
+    except TaxdataError as exc:
         print(f"{parser.prog}: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return exc.exit_code
     except KeyboardInterrupt:
         logger.warning("[INTERRUPTED] stopped before any work was submitted")
         return EXIT_INTERRUPTED

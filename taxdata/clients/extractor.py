@@ -2,9 +2,10 @@
 
 :class:`ExtractorClient` talks to the Web Content Extractor (``POST /extract``, ``GET
 /txt-files``, ``GET /files/<name>``, ``GET /health``). :func:`extract_builtin` does the same job
-in-process: Wikipedia article URLs go through :class:`~taxdata.clients.wikipedia.WikipediaClient` (the
-API gives clean article HTML), anything else is fetched and reduced to its main text by
-trafilatura (an optional dependency: ``pip install 'taxdata[extract]'``).
+in-process: Wikipedia article URLs go through
+:class:`~taxdata.clients.wikipedia.WikipediaClient` (the API gives clean article HTML), anything
+else is fetched and reduced to its main text by trafilatura (an optional dependency:
+``pip install 'taxdata[extract]'``).
 """
 
 from __future__ import annotations
@@ -18,12 +19,13 @@ import requests
 from taxdata.clients.http import RetryPolicy, make_session, request
 from taxdata.clients.wikipedia import WikipediaClient
 from taxdata.config import Settings
+from taxdata.errors import ServerError
 from taxdata.log import logger, thread_label
 
 EXTRACTOR_URL_ENV = "TAXDATA_EXTRACTOR_URL"
 
 
-class ExtractorError(Exception):
+class ExtractorError(ServerError):
     """The extractor (service or built-in) could not give us the page's text."""
 
 

@@ -15,19 +15,14 @@ import email.utils
 import random
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable
 
 import requests
 from requests.adapters import HTTPAdapter
 
-from taxdata import __version__
 from taxdata.cancel import STOP, Interrupted
+from taxdata.config import DEFAULT_USER_AGENT, Settings
 from taxdata.log import logger, thread_label
-
-if TYPE_CHECKING:  # config imports this module
-    from taxdata.config import Settings
-
-DEFAULT_USER_AGENT = f"taxdata/{__version__} (+https://github.com/taxdata/taxdata)"
 
 # "The server is busy": wait and ask again, for as long as the deadline allows.
 BUSY_STATUSES = frozenset({429, 503})
@@ -120,7 +115,7 @@ class RetryPolicy:
         return max(self.floor, min(retry_after, self.max_retry_after)) + spread
 
     @classmethod
-    def from_settings(cls, settings: "Settings") -> "RetryPolicy":
+    def from_settings(cls, settings: Settings) -> RetryPolicy:
         """The policy the user configured (``TAXDATA_MAX_RETRIES``, ``TAXDATA_RETRY_DEADLINE``)."""
         return cls(attempts=settings.max_retries + 1, deadline=settings.retry_deadline)
 

@@ -21,6 +21,7 @@ from typing import Any, Callable, Sequence
 
 from taxdata.cancel import STOP, Interrupted
 from taxdata.clients.breaker import CLOSED, GONE, CircuitBreaker
+from taxdata.errors import ServerError
 from taxdata.log import logger
 
 # Feedback from one request (see EndpointPool.release).
@@ -29,7 +30,7 @@ from taxdata.log import logger
 OK, BUSY, TIMEOUT, DOWN, FAILED, NEUTRAL = "ok", "busy", "timeout", "down", "failed", "neutral"
 
 
-class AllEndpointsGone(Exception):
+class AllEndpointsGone(ServerError):
     """Every endpoint's breaker gave up: no server left to send to."""
 
 

@@ -6,8 +6,8 @@
 
 State (model, which structured-output form each server accepts) lives in :class:`LLMClient`;
 transport (pool, retry timing) comes from :mod:`taxdata.clients.http`. A client holds one or more
-:class:`Endpoint` objects in an :class:`~taxdata.clients.limiter.EndpointPool`: each request goes to the
-healthy endpoint with the most free permits (adaptive concurrency per endpoint, a circuit
+:class:`Endpoint` objects in an :class:`~taxdata.clients.limiter.EndpointPool`: each request goes
+to the healthy endpoint with the most free permits (adaptive concurrency per endpoint, a circuit
 breaker per endpoint); the client only classifies each answer for the shared retry policy.
 
 Every request carries a token cap (``max_tokens``): ``max_tokens`` in the OpenAI body,
@@ -50,6 +50,7 @@ from taxdata.clients.limiter import (
     EndpointPool,
 )
 from taxdata.config import Settings
+from taxdata.errors import PreflightError, ServerError
 from taxdata.log import logger, redact, thread_label, truncate
 
 Messages = Sequence[dict[str, str]]
@@ -57,7 +58,7 @@ Messages = Sequence[dict[str, str]]
 
 # -- errors ----------------------------------------------------------------------------------
 
-class LLMError(Exception):
+class LLMError(ServerError):
     """Any failure to get a usable reply from the LLM server."""
 
     attempts: int = 0  # HTTP attempts made before giving up (set by LLMClient.chat)
@@ -90,10 +91,6 @@ class LLMServerGone(LLMConnectionError):
     """Every LLM server stopped answering (its circuit breaker gave up): no task can run."""
 
     reported_once = True  # the run says so in one line (gone_note), not once per task
-
-
-class PreflightError(LLMError):
-    """The server or model is not usable; the message says how to fix it (exit code 2)."""
 
 
 # -- dialects --------------------------------------------------------------------------------

@@ -3,7 +3,8 @@
 :class:`WikipediaClient` asks ``action=parse`` for an article's rendered HTML, follows redirects
 server-side, rejects missing and disambiguation pages, retries politely (429, 5xx, ``maxlag``)
 and never has more than ``max_in_flight`` (at most 3) requests open, however many worker threads
-share it; :func:`taxdata.clients.htmlclean.clean_html` turns the parser output into the article's text.
+share it; :func:`taxdata.clients.htmlclean.clean_html` turns the parser output into the
+article's text.
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ import requests
 from taxdata.clients.htmlclean import clean_html
 from taxdata.clients.http import (
     BUSY,
-    DEFAULT_USER_AGENT,
     DONE,
     FAIL,
     RETRY,
@@ -32,7 +32,8 @@ from taxdata.clients.http import (
     parse_retry_after,
     send,
 )
-from taxdata.config import Settings
+from taxdata.config import DEFAULT_USER_AGENT, Settings
+from taxdata.errors import ServerError
 from taxdata.log import logger, thread_label
 from taxdata.store.datadir import DataDir, dump_json
 from taxdata.timestamps import now_utc
@@ -49,7 +50,7 @@ MAXLAG_DEFAULT_WAIT = 5.0
 CACHE_DIR = ".cache/wikipedia"
 
 
-class WikipediaError(Exception):
+class WikipediaError(ServerError):
     """Wikipedia could not give us the article (API error, or retries used up)."""
 
 

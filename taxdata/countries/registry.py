@@ -18,6 +18,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 from taxdata.config import ENV_VARS
+from taxdata.errors import DataError
 from taxdata.store.strictjson import DuplicateKeyError, no_duplicate_keys
 
 ENV_VAR = ENV_VARS["countries_file"]  # TAXDATA_COUNTRIES; also a Settings field
@@ -33,7 +34,7 @@ _ISO_COUNTRY = re.compile(r"[A-Z]{2}")
 _ISO_CURRENCY = re.compile(r"[A-Z]{3}")
 
 
-class RegistryError(ValueError):
+class RegistryError(DataError):
     """The registry file or one of its entries is unusable; the message is one line."""
 
 

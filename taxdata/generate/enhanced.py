@@ -18,11 +18,10 @@ import requests
 
 from taxdata.clients.extractor import ExtractorClient, ExtractorError, check_file_name
 from taxdata.clients.http import RetryPolicy
-from taxdata.clients.llm import PreflightError
 from taxdata.clients.wikipedia import ArticleNotFound, WikipediaClient
 from taxdata.config import Settings
 from taxdata.countries.registry import Country
-from taxdata.errors import UsageError
+from taxdata.errors import PreflightError, UsageError
 from taxdata.generate.common import (
     FileOutcome,
     Skip,

@@ -16,6 +16,7 @@ from taxdata.cancel import Interrupted
 from taxdata.clients.llm import LLMClient, LLMError
 from taxdata.config import Settings
 from taxdata.countries.registry import Country
+from taxdata.errors import ServerError
 from taxdata.log import logger, thread_label
 from taxdata.runner import run_tasks
 from taxdata.store.taxfile import (
@@ -78,7 +79,7 @@ Your file lacks these sections: {missing}. Reply with the whole file again, with
 section of the standard file ("## " headings exactly as given), and nothing else."""
 
 
-class FormatError(Exception):
+class FormatError(ServerError):
     """The model could not produce a usable file; the message says why."""
 
 

@@ -12,9 +12,9 @@ import argparse
 
 from taxdata.clients.extractor import ExtractorClient, ExtractorError, extract_builtin
 from taxdata.clients.http import RetryPolicy, make_session
-from taxdata.clients.llm import PreflightError
 from taxdata.clients.wikipedia import WikipediaClient
 from taxdata.config import Settings
+from taxdata.errors import PreflightError
 from taxdata.generate.common import RAW_DIR, FileOutcome, Skip, run_per_country, select_countries
 from taxdata.store.datadir import check_slug
 from taxdata.timestamps import now_utc

@@ -19,7 +19,8 @@ TaxSystem = Literal["progressive", "flat", "zero_personal"]
 
 @runtime_checkable
 class CountryLike(Protocol):
-    """What this module needs from ``taxdata.countries.registry.Country`` (any object with these works)."""
+    """What this module needs from ``taxdata.countries.registry.Country`` (any object with these
+    works)."""
 
     @property
     def slug(self) -> str: ...
@@ -128,7 +129,8 @@ class SpecialTax(BaseModel):
     description: str = Field(description="One-sentence description from the source.")
 
 
-# The fields a quote may be given for (``[i]`` is a list index); taxdata.record.evidence checks them.
+# The fields a quote may be given for (``[i]`` is a list index); taxdata.record.evidence checks
+# them.
 EVIDENCE_PATHS: tuple[str, ...] = (
     "system", "vat.standard", "vat.reduced[i]", "brackets[i].rate", "brackets[i].min",
     "brackets[i].max", "socialSecurity.employeeRate", "socialSecurity.employerRate",

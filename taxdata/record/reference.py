@@ -30,6 +30,7 @@ from taxdata.clients.http import RetryPolicy
 from taxdata.clients.wikipedia import WikipediaClient, WikipediaError
 from taxdata.countries.facts import iso_code, match_registry
 from taxdata.countries.registry import Registry
+from taxdata.errors import DataError
 from taxdata.log import logger, thread_label
 
 LIST_TITLE = "List of countries by tax rates"
@@ -45,7 +46,7 @@ _FOOTNOTE = re.compile(r"\[(?:\d+|[a-z]|note \d+|citation needed|[a-z ]+ needed)
 _STANDARD_LABEL = re.compile(rf"({_NUMBER})\s*%?\s*\(?\s*(?:standard|general|normal)\b", re.I)
 
 
-class ReferenceError(ValueError):
+class ReferenceTableError(DataError):
     """A reference file that cannot be used at all; the message is one line."""
 
 
@@ -204,7 +205,7 @@ def _rate_tables(soup: BeautifulSoup) -> list[tuple[list[list[Tag]], dict[str, i
                                      or "individual" in columns):
             found.append((grid[header_rows:], columns))
     if not found:
-        raise ReferenceError(f"{LIST_TITLE!r}: no table with a country column and a VAT or "
+        raise ReferenceTableError(f"{LIST_TITLE!r}: no table with a country column and a VAT or "
                              "income-tax column")
     return found
 
@@ -270,7 +271,7 @@ def fetch_list_reference(api_url: str, user_agent: str, registry: Registry) -> R
         article = client.fetch(LIST_TITLE, refresh=True)
         reference = parse_list_page(article.html, registry,
                                     f"{article.title}, rev {article.revision_id}")
-    except (WikipediaError, ReferenceError, ValueError) as exc:
+    except (WikipediaError, ReferenceTableError, ValueError) as exc:
         logger.warning("[REFERENCE] %s Wikipedia %r unavailable (%s): no list-page reference "
                        "this run", thread_label(), LIST_TITLE, _one_line(exc))
         return None
@@ -292,7 +293,7 @@ _CSV_COLUMNS = [
 
 
 def load_reference_csv(path: str | Path, registry: Registry) -> Reference:
-    """A user's reference table; :class:`ReferenceError` (one line) when it cannot be used."""
+    """A user's reference table; :class:`ReferenceTableError` (one line) when it cannot be used."""
     path = Path(path)
     header, body = _read_csv(path)
     columns = _find_columns(path, header)
@@ -319,7 +320,7 @@ def load_reference_csv(path: str | Path, registry: Registry) -> Reference:
                     else None for column in ("vat", "top"))
         rows.append(ReferenceRow(name=name, slug=slug, code=code, vat=vat, top=top))
     if not taken:
-        raise ReferenceError(f"{path}: no row names a registry country "
+        raise ReferenceTableError(f"{path}: no row names a registry country "
                              f"({len(rows)} rows read)")
     warnings = []
     if unmatched:
@@ -336,14 +337,14 @@ def _read_csv(path: Path) -> tuple[list[str], list[list[str]]]:
     try:
         raw = path.read_bytes()
     except OSError as exc:
-        raise ReferenceError(f"{path}: cannot read reference file: {exc.strerror or exc}") from None
+        raise ReferenceTableError(f"{path}: cannot read reference file: {exc.strerror or exc}") from None
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise ReferenceError(f"{path}: not UTF-8 text (byte {exc.start}); save it as "
+        raise ReferenceTableError(f"{path}: not UTF-8 text (byte {exc.start}); save it as "
                              "CSV UTF-8") from None
     if not text.strip():
-        raise ReferenceError(f"{path}: empty reference file")
+        raise ReferenceTableError(f"{path}: empty reference file")
     try:
         dialect = csv.Sniffer().sniff(text[:4096], delimiters=",;\t")
     except csv.Error:
@@ -353,7 +354,7 @@ def _read_csv(path: Path) -> tuple[list[str], list[list[str]]]:
         header = next(reader)
         body = list(reader)
     except csv.Error as exc:
-        raise ReferenceError(f"{path}: not a readable CSV file ({exc})") from None
+        raise ReferenceTableError(f"{path}: not a readable CSV file ({exc})") from None
     return header, body
 
 
@@ -368,9 +369,9 @@ def _find_columns(path: Path, header: list[str]) -> dict[str, int]:
                 break
     shown = ", ".join(repr(h) for h in header) or "none"
     if "territory" not in columns:
-        raise ReferenceError(f"{path}: no territory/country column (columns: {shown})")
+        raise ReferenceTableError(f"{path}: no territory/country column (columns: {shown})")
     if "vat" not in columns and "top" not in columns:
-        raise ReferenceError(f"{path}: no VAT or top income-tax rate column (columns: {shown})")
+        raise ReferenceTableError(f"{path}: no VAT or top income-tax rate column (columns: {shown})")
     return columns
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from taxdata.errors import ServerError
 from taxdata.store.strictjson import DuplicateKeyError, no_duplicate_keys
 
 # --------------------------------------------------------------------------------------------
@@ -14,7 +15,7 @@ from taxdata.store.strictjson import DuplicateKeyError, no_duplicate_keys
 # --------------------------------------------------------------------------------------------
 
 
-class ReplyError(ValueError):
+class ReplyError(ServerError, ValueError):
     """The LLM reply is not exactly one JSON object.  ``str(err)`` is one line, fit to re-ask."""
 
 

@@ -26,6 +26,7 @@ import threading
 from pathlib import Path
 from typing import Any, Callable
 
+from taxdata.errors import DataError
 from taxdata.timestamps import now_utc
 
 _SLUG = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
@@ -46,11 +47,11 @@ def _umask() -> int:
     return mask
 
 
-class UnsafePathError(ValueError):
+class UnsafePathError(DataError):
     """A path or slug would escape the data directory."""
 
 
-class DataDirError(ValueError):
+class DataDirError(DataError):
     """The data directory cannot be used (not a directory, not writable); one line, exit 2."""
 
 

@@ -24,10 +24,12 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
+from taxdata.errors import DataError
+
 __all__ = ["JSParseError", "parse_tax_data_js", "render_tax_data_js"]
 
 
-class JSParseError(ValueError):
+class JSParseError(DataError):
     """Malformed or non-literal taxData.js; message is ``source:LINE:COL: what (expected ...)``."""
 
     def __init__(self, source: str, line: int, col: int, what: str, expected: str) -> None:

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from taxdata.errors import DataError
 
-class DuplicateKeyError(Exception):
+
+class DuplicateKeyError(DataError):
     """A key given twice in one JSON object; ``key`` is the key."""
 
     def __init__(self, key: str) -> None:

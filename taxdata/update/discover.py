@@ -37,7 +37,7 @@ from taxdata.countries.facts import add_entries, registry_entry
 from taxdata.countries.registry import FILE_NAME, Registry, countries_path, load_registry
 from taxdata.errors import EXIT_FAILED, EXIT_OK, UsageError
 from taxdata.log import logger, set_thread_label, thread_label
-from taxdata.record.reference import LIST_TITLE, ReferenceError, ReferenceRow, parse_list_page
+from taxdata.record.reference import LIST_TITLE, ReferenceRow, ReferenceTableError, parse_list_page
 from taxdata.store.datadir import DataDir, dump_json
 
 
@@ -130,7 +130,7 @@ def discover(args: argparse.Namespace, settings: Settings) -> int:
     try:
         page = client.fetch(LIST_TITLE, refresh=True)
         reference = parse_list_page(page.html, registry, f"{page.title}, rev {page.revision_id}")
-    except (WikipediaError, ReferenceError) as exc:
+    except (WikipediaError, ReferenceTableError) as exc:
         raise UsageError(f"cannot read Wikipedia's {LIST_TITLE!r}: {exc}") from None
     findings = find(registry, reference.rows, client)
     adds = [f for f in findings if f.action == "ADD"]

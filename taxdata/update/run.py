@@ -24,7 +24,7 @@ from taxdata import __version__
 from taxdata.clients.llm import LLMClient, LLMError, LLMTruncated, report_endpoints
 from taxdata.config import Settings
 from taxdata.countries.registry import Country, RegistryError, load_registry
-from taxdata.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, UsageError
+from taxdata.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, TaxdataError, UsageError
 from taxdata.log import logger, thread_label
 from taxdata.record import crosscheck
 from taxdata.record.build import FieldChange, build_record, diff_records, summarize_changes
@@ -32,7 +32,7 @@ from taxdata.record.evidence import EvidenceCheck, Quote, Source, check_evidence
 from taxdata.record.models import Extraction, Provenance
 from taxdata.record.reference import (
     Reference,
-    ReferenceError,
+    ReferenceTableError,
     fetch_list_reference,
     load_reference_csv,
 )
@@ -168,7 +168,7 @@ class CountryOutcome:
                 if f.name not in ("record", "provenance")}
 
 
-class CountryFailed(Exception):
+class CountryFailed(TaxdataError):
     """A country's update failed; carries its outcome for the report."""
 
     def __init__(self, outcome: CountryOutcome) -> None:
@@ -194,7 +194,7 @@ class CheckedExtraction(Extracted):
     check: EvidenceCheck | None = None  # None for research sources (nothing to quote from)
 
 
-class ExtractionFailed(Exception):
+class ExtractionFailed(TaxdataError):
     """The model's replies never passed validation; the message lists why."""
 
     def __init__(self, message: str, attempts: int, http_attempts: int,
@@ -921,7 +921,7 @@ def prepare(args: argparse.Namespace, settings: Settings) -> UpdateRun:
     if getattr(args, "reference", None):  # a bad file is a usage error before any request
         try:
             update.references.append(load_reference_csv(args.reference, update.registry))
-        except ReferenceError as exc:
+        except ReferenceTableError as exc:
             raise UsageError(str(exc)) from None
         for warning in update.references[-1].warnings:
             logger.warning("[REFERENCE] %s %s", thread_label(), warning)

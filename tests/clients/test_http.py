@@ -24,11 +24,11 @@ from taxdata.clients.llm import (
     LLMClient,
     LLMHTTPError,
     LLMServerGone,
-    PreflightError,
     gone_note,
     server_gone,
 )
 from taxdata.config import ConfigError, Settings, load_settings
+from taxdata.errors import PreflightError
 from taxdata.generate.common import FileOutcome, run_per_country
 from taxdata.runner import run_tasks
 from taxdata.testing.llm_server import OLLAMA_BUSY, Fault, StandInLLM

@@ -22,8 +22,8 @@ from taxdata.clients.llm import (
     LLMHTTPError,
     LLMTimeout,
     LLMTruncated,
-    PreflightError,
 )
+from taxdata.errors import PreflightError
 from taxdata.testing.llm_server import Fault, structured_form
 
 SCHEMA = {"type": "object", "properties": {"rate": {"type": "number"}}, "required": ["rate"]}

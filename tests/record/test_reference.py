@@ -16,7 +16,7 @@ from taxdata.countries import facts as countryfacts
 from taxdata.countries.registry import BUNDLED_FILE, Registry, load_registry
 from taxdata.record.reference import (
     LIST_TITLE,
-    ReferenceError,
+    ReferenceTableError,
     fetch_list_reference,
     load_reference_csv,
     parse_list_page,
@@ -102,7 +102,7 @@ def test_list_page_columns_in_another_order_and_one_individual_column():
 
 
 def test_page_without_a_rates_table_is_an_error():
-    with pytest.raises(ReferenceError, match="no table with a country column"):
+    with pytest.raises(ReferenceTableError, match="no table with a country column"):
         parse_list_page("<div class='mw-parser-output'><p>FIXTURE</p></div>", REGISTRY)
 
 
@@ -235,13 +235,13 @@ def test_csv_with_semicolons_and_bom(tmp_path):
 ])
 def test_unusable_csv_is_one_line_error(tmp_path, content, message):
     path = write(tmp_path, content)
-    with pytest.raises(ReferenceError, match="^" + str(path).replace(".", r"\.") + ": ") as info:
+    with pytest.raises(ReferenceTableError, match="^" + str(path).replace(".", r"\.") + ": ") as info:
         load_reference_csv(path, REGISTRY)
     assert message in str(info.value) and "\n" not in str(info.value)
 
 
 def test_missing_csv_is_one_line_error(tmp_path):
-    with pytest.raises(ReferenceError, match="cannot read reference file"):
+    with pytest.raises(ReferenceTableError, match="cannot read reference file"):
         load_reference_csv(tmp_path / "nope.csv", REGISTRY)
 
 
