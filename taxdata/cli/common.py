@@ -15,7 +15,7 @@ from taxdata.config import Settings, load_settings
 from taxdata.errors import EXIT_INTERRUPTED, TaxdataError, UsageError
 from taxdata.log import logger, setup_logging
 from taxdata.report.html import recording
-from taxdata.store.datadir import release_run_locks
+from taxdata.store.locks import release_run_locks
 
 # Flags whose values feed Settings (dest -> Settings field).
 _SETTING_FLAGS = {"max_workers": "max_workers", "model": "model", "llm_url": "llm_url",

@@ -337,7 +337,8 @@ def _read_csv(path: Path) -> tuple[list[str], list[list[str]]]:
     try:
         raw = path.read_bytes()
     except OSError as exc:
-        raise ReferenceTableError(f"{path}: cannot read reference file: {exc.strerror or exc}") from None
+        raise ReferenceTableError(f"{path}: cannot read reference file: "
+                                  f"{exc.strerror or exc}") from None
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -371,7 +372,8 @@ def _find_columns(path: Path, header: list[str]) -> dict[str, int]:
     if "territory" not in columns:
         raise ReferenceTableError(f"{path}: no territory/country column (columns: {shown})")
     if "vat" not in columns and "top" not in columns:
-        raise ReferenceTableError(f"{path}: no VAT or top income-tax rate column (columns: {shown})")
+        raise ReferenceTableError(f"{path}: no VAT or top income-tax rate column "
+                                  f"(columns: {shown})")
     return columns
 
 

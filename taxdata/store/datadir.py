@@ -3,19 +3,15 @@
 A write is a temp file in the same directory, flushed and fsynced, then ``os.replace``d over the
 target: a reader (or a crash) sees the old file or the new one, never half of one. Writers of one
 path are serialised by a per-path thread lock (cheap, in-process) plus a lock file in ``.locks/``
-(other processes) that its holder removes on release, so ``.locks/`` never fills up. Paths are
-confined to the data directory.
+(other processes; :mod:`taxdata.store.locks`). Paths are confined to the data directory.
 
 One script run at a time per data directory: :meth:`DataDir.acquire_run_lock` takes
-``.locks/run.lock`` (a kernel ``flock``, so a killed run's lock is free at once) and writes the
-holder's PID and start time into it, which a second run names when it stops.
+``.locks/run.lock`` (:class:`~taxdata.store.locks.RunLock`).
 """
 
 from __future__ import annotations
 
 import contextlib
-import errno
-import fcntl
 import functools
 import json
 import os
@@ -27,7 +23,16 @@ from pathlib import Path
 from typing import Any, Callable
 
 from taxdata.errors import DataError
-from taxdata.timestamps import now_utc
+from taxdata.store.locks import (
+    LOCK_DIR,
+    LOCK_SUFFIX,
+    RUN_LOCK,
+    DataDirError,
+    LockFile,
+    acquire_run_lock,
+    pid_alive,
+    release_run_lock,
+)
 
 _SLUG = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 _TEMP_SUFFIX = ".tmp"
@@ -49,139 +54,6 @@ def _umask() -> int:
 
 class UnsafePathError(DataError):
     """A path or slug would escape the data directory."""
-
-
-class DataDirError(DataError):
-    """The data directory cannot be used (not a directory, not writable); one line, exit 2."""
-
-
-class RunLocked(DataDirError):
-    """Another script is running on the same data directory; the message names it."""
-
-
-LOCK_DIR = ".locks"
-RUN_LOCK = "run.lock"
-_LOCK_SUFFIX = ".lock"
-
-
-class _LockFile:
-    """An exclusive ``flock`` on a file that the holder deletes when it releases it.
-
-    Deleting on release keeps ``.locks/`` empty, but a waiter may then hold a lock on the deleted
-    file while a newcomer locks a new one at the same path. So after locking, the holder checks
-    that the path still names the file it locked, and starts over if it does not. (filelock's
-    UnixFileLock keeps its files for exactly this reason; this is the classic fix.)
-    """
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.fd: int | None = None
-
-    def acquire(self, blocking: bool = True) -> bool:
-        while True:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            try:
-                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-            except FileNotFoundError:  # .locks/ was just removed as empty: make it again
-                continue
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
-            except OSError as exc:
-                os.close(fd)
-                if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-                    return False
-                raise
-            try:
-                same = os.stat(self.path).st_ino == os.fstat(fd).st_ino
-            except FileNotFoundError:
-                same = False
-            if same:
-                self.fd = fd
-                return True
-            os.close(fd)  # the holder before us removed it: lock the current file instead
-
-    def release(self) -> None:
-        if self.fd is None:
-            return
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self.path)  # while still locked: nobody can be holding the new one
-        fcntl.flock(self.fd, fcntl.LOCK_UN)
-        os.close(self.fd)
-        self.fd = None
-
-    def __enter__(self) -> "_LockFile":
-        self.acquire()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.release()
-
-
-class RunLock:
-    """The data directory's one-run-at-a-time lock (see the module docstring)."""
-
-    def __init__(self, root: Path) -> None:
-        self.path = root / LOCK_DIR / RUN_LOCK
-        self._lock = _LockFile(self.path)
-
-    @property
-    def held(self) -> bool:
-        return self._lock.fd is not None
-
-    def acquire(self, what: str) -> None:
-        """Take the lock or raise :class:`RunLocked` naming the holder; never waits."""
-        if self.held:
-            return
-        try:
-            got = self._lock.acquire(blocking=False)
-        except OSError as exc:
-            raise DataDirError(f"cannot lock {self.path}: {exc.strerror or exc}") from None
-        if not got:
-            raise RunLocked(f"{self.path.parent.parent} is in use by "
-                            f"{_describe_holder(self.path)}; wait for it to finish "
-                            "(one run at a time per data directory)")
-        previous = _read_holder(self._lock.fd)
-        if previous.get("pid") and not _pid_alive(int(previous["pid"])):
-            # flock died with its process; only the file (and this note) outlived it.
-            from taxdata.log import logger  # files.py is imported by log users: import late
-            logger.warning("[LOCK] taking over the lock of %s (PID %s, started %s), which ended "
-                           "without releasing it", previous.get("what", "a run"),
-                           previous["pid"], previous.get("started", "?"))
-        holder = {"pid": os.getpid(), "what": what,
-                  "started": now_utc()}
-        data = (json.dumps(holder) + "\n").encode()
-        os.ftruncate(self._lock.fd, 0)
-        os.pwrite(self._lock.fd, data, 0)
-
-    def release(self) -> None:
-        if self.held:
-            self._lock.release()
-            with contextlib.suppress(OSError):
-                self.path.parent.rmdir()  # only when empty: leave no trace of the run
-
-
-def _read_holder(fd: int) -> dict[str, Any]:
-    try:
-        raw = os.pread(fd, 4096, 0)
-        holder = json.loads(raw.decode("utf-8")) if raw.strip() else {}
-    except (OSError, ValueError):
-        return {}
-    return holder if isinstance(holder, dict) else {}
-
-
-def _describe_holder(path: Path) -> str:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return "another run"
-    try:
-        holder = _read_holder(fd)
-    finally:
-        os.close(fd)
-    if not holder:
-        return "another run (it is starting)"
-    return (f"{holder.get('what', 'another run')} (PID {holder.get('pid', '?')}, "
-            f"started {holder.get('started', '?')})")
 
 
 def check_slug(slug: str) -> str:
@@ -216,10 +88,10 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
 
 
-def _fsync_dir(directory: Path) -> None:
+def fsync_dir(directory: Path) -> None:
     # Makes the rename itself durable; not every platform lets a directory be opened.
     try:
         fd = os.open(directory, os.O_RDONLY)
@@ -257,11 +129,11 @@ class DataDir:
             raise UnsafePathError(f"unsafe path {'/'.join(map(str, parts))!r}: outside {self.root}")
         return candidate
 
-    def _locks(self, target: Path) -> tuple[threading.Lock, _LockFile]:
+    def _locks(self, target: Path) -> tuple[threading.Lock, LockFile]:
         with self._guard:
             lock = self._thread_locks.setdefault(target, threading.Lock())
         rel = target.relative_to(self.root).as_posix().replace("/", "__")
-        return lock, _LockFile(self.root / LOCK_DIR / f"{rel}{_LOCK_SUFFIX}")
+        return lock, LockFile(self.root / LOCK_DIR / f"{rel}{LOCK_SUFFIX}")
 
     # -- before any work -------------------------------------------------------------------
     def check_writable(self) -> None:
@@ -302,18 +174,10 @@ class DataDir:
 
         Held per process: a second DataDir on the same root in this process shares it.
         """
-        with _HELD_GUARD:
-            if self.root in _HELD_RUN_LOCKS:
-                return
-            lock = RunLock(self.root)
-            lock.acquire(what)
-            _HELD_RUN_LOCKS[self.root] = lock
+        acquire_run_lock(self.root, what)
 
     def release_run_lock(self) -> None:
-        with _HELD_GUARD:
-            lock = _HELD_RUN_LOCKS.pop(self.root, None)
-        if lock is not None:
-            lock.release()
+        release_run_lock(self.root)
 
     def write_new_text(self, stem: str, suffix: str, text: str) -> Path:
         """Write ``text`` to a file name nobody else has: ``stem+suffix``, else ``stem-2+suffix``...
@@ -397,16 +261,16 @@ class DataDir:
             return removed
         for tmp in self.root.rglob(f".*{_TEMP_SUFFIX}"):
             match = re.match(r"^\..+\.(\d+)\.[^.]+\.tmp$", tmp.name)
-            if match and not _pid_alive(int(match.group(1))):
+            if match and not pid_alive(int(match.group(1))):
                 tmp.unlink(missing_ok=True)
                 removed.append(tmp)
         # Per-path lock files of a killed writer: free ones are taken and so removed.
         lock_dir = self.root / LOCK_DIR
         if lock_dir.is_dir():
-            for lock_path in lock_dir.glob(f"*{_LOCK_SUFFIX}"):
+            for lock_path in lock_dir.glob(f"*{LOCK_SUFFIX}"):
                 if lock_path.name == RUN_LOCK:
                     continue
-                lock = _LockFile(lock_path)
+                lock = LockFile(lock_path)
                 if lock.acquire(blocking=False):
                     lock.release()
             with contextlib.suppress(OSError):
@@ -423,26 +287,3 @@ def dump_json(value: Any) -> str:
     return json.dumps(value, indent=2, ensure_ascii=False) + "\n"
 
 
-_HELD_RUN_LOCKS: dict[Path, RunLock] = {}
-_HELD_GUARD = threading.Lock()
-
-
-def release_run_locks() -> None:
-    """Release every run lock this process holds (the scripts call it on the way out)."""
-    with _HELD_GUARD:
-        locks = list(_HELD_RUN_LOCKS.values())
-        _HELD_RUN_LOCKS.clear()
-    for lock in locks:
-        lock.release()
-
-
-def _pid_alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

@@ -25,7 +25,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from taxdata.store.datadir import _fsync_dir
+from taxdata.store.datadir import fsync_dir
 
 
 class Journal:
@@ -44,7 +44,7 @@ class Journal:
     def open(self) -> "Journal":
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        _fsync_dir(self.path.parent)  # the journal's existence is itself a fact for the next start
+        fsync_dir(self.path.parent)  # the journal's existence is itself a fact for the next start
         self._writer = threading.Thread(target=self._write_loop, name="journal-writer",
                                         daemon=True)
         self._writer.start()
@@ -112,7 +112,7 @@ class Journal:
             os.close(fd)
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.path)
-        _fsync_dir(self.path.parent)
+        fsync_dir(self.path.parent)
 
 
 def read_journal(path: Path) -> list[dict[str, Any]] | None:
