@@ -33,7 +33,7 @@ from taxdata.clients.http import (
     send,
 )
 from taxdata.config import DEFAULT_USER_AGENT, Settings
-from taxdata.errors import ServerError
+from taxdata.errors import PreflightError, ServerError
 from taxdata.log import logger, thread_label
 from taxdata.store.datadir import DataDir, dump_json
 from taxdata.timestamps import now_utc
@@ -125,6 +125,30 @@ class WikipediaClient:
         self._wiki_base = re.sub(r"/w/api\.php$", "", api_url) + "/wiki/"
 
     # -- public ----------------------------------------------------------------------------
+    def check(self, connect_timeout: float = 10.0) -> None:
+        """Preflight: one request to the API before any work; PreflightError if it fails.
+
+        Like the LLM and extractor checks, and without retries: an unreachable wiki should say so
+        at once, not after every country has waited out its retries. A busy answer (429, 5xx) is
+        an answer: the fetches wait and retry as usual.
+        """
+        hint = ("check the network, or set TAXDATA_WIKIPEDIA_API to a reachable MediaWiki API "
+                "(--from-raw works without Wikipedia)")
+        try:
+            response = self.session.get(
+                self.api_url, params={"action": "query", "meta": "siteinfo", "format": "json",
+                                      "formatversion": "2"},
+                headers={"User-Agent": self.user_agent}, timeout=(connect_timeout, 30))
+        except requests.RequestException as exc:
+            raise PreflightError(f"Wikipedia not reachable at {self.api_url} "
+                                 f"({type(exc).__name__}) - {hint}") from None
+        if response.status_code == 403:
+            raise PreflightError(f"Wikipedia at {self.api_url} answered HTTP 403 - set "
+                                 "TAXDATA_USER_AGENT to name yourself with contact details")
+        if response.status_code != 200 and response.status_code not in self.retry.statuses:
+            raise PreflightError(f"Wikipedia at {self.api_url} answered HTTP "
+                                 f"{response.status_code} - {hint}")
+
     def fetch(self, title: str, *, refresh: bool = False) -> Article:
         """The article ``title`` (redirects followed), from the cache unless ``refresh``."""
         requested = " ".join(title.replace("_", " ").split())

@@ -14,8 +14,6 @@ from __future__ import annotations
 import argparse
 import re
 
-import requests
-
 from taxdata.clients.extractor import ExtractorClient, ExtractorError, check_file_name
 from taxdata.clients.http import RetryPolicy
 from taxdata.clients.wikipedia import ArticleNotFound, WikipediaClient
@@ -54,31 +52,6 @@ def _keep_existing(data: DataDir, slug: str, force: bool, revision: str | None =
         raise Skip(f"up to date (revision {revision}, prompt {PROMPT_VERSION})")
 
 
-def check_wikipedia(wikipedia: WikipediaClient, connect_timeout: float) -> None:
-    """Preflight: one request to the MediaWiki API before any work; PreflightError if it fails.
-
-    Like the LLM and extractor checks, and without retries: an unreachable wiki should say so
-    at once, not after every country has waited out its retries. A busy answer (429, 5xx) is
-    an answer: the fetches wait and retry as usual.
-    """
-    hint = ("check the network, or set TAXDATA_WIKIPEDIA_API to a reachable MediaWiki API "
-            "(--from-raw works without Wikipedia)")
-    try:
-        response = wikipedia.session.get(
-            wikipedia.api_url, params={"action": "query", "meta": "siteinfo", "format": "json",
-                                       "formatversion": "2"},
-            headers={"User-Agent": wikipedia.user_agent}, timeout=(connect_timeout, 30))
-    except requests.RequestException as exc:
-        raise PreflightError(f"Wikipedia not reachable at {wikipedia.api_url} "
-                             f"({type(exc).__name__}) - {hint}") from None
-    if response.status_code == 403:
-        raise PreflightError(f"Wikipedia at {wikipedia.api_url} answered HTTP 403 - set "
-                             "TAXDATA_USER_AGENT to name yourself with contact details")
-    if response.status_code != 200 and response.status_code not in wikipedia.retry.statuses:
-        raise PreflightError(f"Wikipedia at {wikipedia.api_url} answered HTTP "
-                             f"{response.status_code} - {hint}")
-
-
 def _write(data: DataDir, slug: str, body: str, info: SourceInfo) -> FileOutcome:
     path = data.write_text(taxation_relpath(slug), compose(body, info))
     return FileOutcome(slug, "WRITTEN", path=str(path))
@@ -102,7 +75,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         return 0
     formatter = start_formatter(settings, args.max_chars)
     if not args.from_raw and any(c.wikipedia_title for c in countries):
-        check_wikipedia(wikipedia, settings.connect_timeout)
+        wikipedia.check(settings.connect_timeout)
 
     def from_wikipedia(country: Country) -> FileOutcome:
         if not country.wikipedia_title:
