@@ -10,8 +10,9 @@ from typing import Any
 
 import pytest
 
-from taxdata.record.evidence import Quote, Source, check_evidence, find_quote, normalise, numbers_in
+from taxdata.record.evidence import Quote, check_evidence
 from taxdata.record.models import Extraction
+from taxdata.record.sourcetext import Source, find_quote, normalise, numbers_in
 
 # FIXTURE: a made-up taxation file in the standard layout; the figures mean nothing.
 SOURCE_TEXT = """\
