@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 from dataclasses import dataclass
 from typing import Callable
 
@@ -10,6 +9,7 @@ from taxdata.clients.llm import LLMClient, report_endpoints
 from taxdata.config import Settings
 from taxdata.countries.registry import Country, load_registry
 from taxdata.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, first_line
+from taxdata.options import RunOptions
 from taxdata.runner import run_tasks
 from taxdata.store.datadir import DataDir, check_slug
 from taxdata.store.taxfile import source_problem, taxation_path
@@ -32,7 +32,7 @@ class Skip(Exception):
     """Raised by a task that has nothing to do for its country (the reason is the message)."""
 
 
-def select_countries(args: argparse.Namespace, settings: Settings,
+def select_countries(options: RunOptions, settings: Settings,
                      script: str = "a generator") -> tuple[list[Country], DataDir]:
     """The chosen countries and the data directory, checked before any work.
 
@@ -42,8 +42,8 @@ def select_countries(args: argparse.Namespace, settings: Settings,
     """
     registry = load_registry(settings.countries_file, data_dir=settings.data_dir)
     data = DataDir(settings.data_dir)
-    countries = registry.select(args.countries)
-    if not args.dry_run:
+    countries = registry.select(options.countries)
+    if not options.dry_run:
         data.check_writable()
         data.acquire_run_lock(script)
         data.sweep_stale_temps()
@@ -71,7 +71,7 @@ def read_taxation(data: DataDir, slug: str) -> str | None:
 
 
 def run_per_country(slugs: list[str], work: Callable[[str], FileOutcome], *, settings: Settings,
-                    args: argparse.Namespace, what: str, client: LLMClient | None = None) -> int:
+                    progress: bool, what: str, client: LLMClient | None = None) -> int:
     """Run ``work`` per country on the runner, print the summary, return the exit code.
 
     With the LLM ``client`` the summary adds one line per endpoint, and one line if the server
@@ -88,7 +88,7 @@ def run_per_country(slugs: list[str], work: Callable[[str], FileOutcome], *, set
     summary = run_tasks(slugs, task, max_workers=settings.max_workers, what=what,
                         describe=lambda o: o.status if o.status == "WRITTEN"
                         else f"{o.status} ({o.reason})",
-                        progress=not args.no_progress, clear_stop=True)
+                        progress=progress, clear_stop=True)
     for slug, result in summary.results.items():
         if result.ok:
             outcomes[slug] = result.value

@@ -8,14 +8,13 @@ does not bear out (taxdata.record.evidence), and only then write the record into
 ``taxData.js`` for the calculator, ``reports/update-<time>.json`` and a summary table. A country
 that fails keeps its previous record exactly as it was.
 
-This module runs it: checks, the plan, the workers, the end; the steps live beside it
-(``extract``, ``country``, ``dataset``, ``imports``, ``summary``; ``discover`` for
-``--discover-countries``).
+This module runs it: the plan, the workers, the end, the dry runs. What it is asked to do is
+:class:`~taxdata.update.options.UpdateOptions`; the steps live beside it (``extract``,
+``country``, ``dataset``, ``imports``, ``summary``; ``discover`` for ``--discover-countries``).
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 from pathlib import Path
@@ -43,6 +42,7 @@ from taxdata.update.country import CountryUpdater
 from taxdata.update.dataset import DatasetStore, recover
 from taxdata.update.extract import PROMPT_VERSION, Extractor
 from taxdata.update.imports import merge_import, read_import
+from taxdata.update.options import UpdateOptions
 from taxdata.update.outcome import CountryFailed, CountryOutcome, Status, report_counts
 from taxdata.update.summary import crosscheck_counts, few_words, print_update_summary
 
@@ -52,16 +52,16 @@ SCRIPT_NAME = "tax_data_updater.py"
 class UpdateRun:
     """One run of the updater: which countries, where from, where to; the results so far."""
 
-    def __init__(self, args: argparse.Namespace, settings: Settings) -> None:
+    def __init__(self, options: UpdateOptions, settings: Settings) -> None:
         try:
             self.registry = load_registry(settings.countries_file, data_dir=settings.data_dir)
-            self.countries = self.registry.select(args.countries)
+            self.countries = self.registry.select(options.countries)
         except RegistryError as exc:
             raise UsageError(str(exc)) from None
-        self.args = args
+        self.options = options
         self.settings = settings
-        self.data = DataDir(args.output_dir or settings.data_dir)
-        self.input_dir = Path(args.input_dir or Path(settings.data_dir) / "taxation")
+        self.data = DataDir(options.output_dir or settings.data_dir)
+        self.input_dir = Path(options.input_dir or Path(settings.data_dir) / "taxation")
         self.started = now_utc()
         self.outcomes: dict[str, CountryOutcome] = {}
         self.previous: dict[str, Any] = {}  # the dataset's countries when the run started
@@ -148,35 +148,21 @@ class UpdateRun:
                              references=self.references, report_path=self.report_path)
 
 
-def check_args(args: argparse.Namespace) -> None:
-    """Flag combinations that cannot work: a usage error before anything is read or written."""
-    if getattr(args, "write", False):
-        raise UsageError("--write goes with --discover-countries (the updater always writes; "
-                         "--dry-run previews)")
-    if args.import_only and not args.import_js:
-        raise UsageError("--import-only needs --import-js FILE (there is nothing to import)")
-    if getattr(args, "prune", False) and not args.import_js:
-        raise UsageError("--prune needs --import-js FILE (it removes the countries that file "
-                         "lacks)")
-    if args.max_chars < 1:
-        raise UsageError(f"--max-chars must be at least 1, got {args.max_chars}")
-
-
-def run(args: argparse.Namespace, settings: Settings) -> int:
+def run(options: UpdateOptions, settings: Settings) -> int:
     """The whole updater run (the script's one call)."""
     started = time.monotonic()
-    if getattr(args, "discover_countries", False):
+    if options.discover_countries:
         from taxdata.update.discover import discover  # only this mode needs it
-        return discover(args, settings)
-    update = prepare(args, settings)
-    if args.import_js:
-        code = run_import(update, args, started)
+        return discover(settings, write=options.write and not options.dry_run)
+    update = prepare(options, settings)
+    if options.import_js:
+        code = run_import(update, started)
         if code is not None:
             return code
     sources = update.plan()
     client = LLMClient.from_settings(settings)
-    extractor = Extractor(client, args.max_chars, settings.max_reasks)
-    if args.dry_run:
+    extractor = Extractor(client, options.max_chars, settings.max_reasks)
+    if options.dry_run:
         return dry_run(update, extractor, sources)
     update.model = client.preflight()
     update.previous = dict(update.store.dataset["countries"])
@@ -184,14 +170,13 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     if update.store.dirty:  # the import is on disk before the first request
         update.checkpoint()
 
-    if sources and not getattr(args, "no_list_reference", False):
+    if sources and options.list_reference:
         # Once per run, before the workers start; unreachable: one warning, no list reference.
         listed = fetch_list_reference(settings.wikipedia_api, settings.user_agent, update.registry)
         if listed is not None:
             update.references.insert(0, listed)
     one_country = CountryUpdater(update.registry, extractor, update.references, update.previous,
-                                 force=args.force,
-                                 accept_disputed=getattr(args, "accept_disputed", False))
+                                 force=options.force, accept_disputed=options.accept_disputed)
 
     def work(slug: str) -> CountryOutcome:
         return one_country.process(slug, sources[slug])
@@ -200,7 +185,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         update.persist(result.value)
 
     summary = run_tasks(sources, work, max_workers=settings.max_workers, on_result=on_result,
-                        describe=lambda outcome: outcome.status, progress=not args.no_progress,
+                        describe=lambda outcome: outcome.status, progress=options.progress,
                         clear_stop=True)
     for slug, result in summary.results.items():
         if slug not in update.outcomes or not result.ok:
@@ -214,19 +199,18 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_FAILED if failed else EXIT_OK
 
 
-def prepare(args: argparse.Namespace, settings: Settings) -> UpdateRun:
-    """Check the arguments, the reference file and the data directory (locked, recovered,
-    dataset loaded) before any request: every problem here is a usage error."""
-    check_args(args)
-    update = UpdateRun(args, settings)
-    if getattr(args, "reference", None):  # a bad file is a usage error before any request
+def prepare(options: UpdateOptions, settings: Settings) -> UpdateRun:
+    """Check the reference file and the data directory (locked, recovered, dataset loaded)
+    before any request: every problem here is a usage error."""
+    update = UpdateRun(options, settings)
+    if options.reference:  # a bad file is a usage error before any request
         try:
-            update.references.append(load_reference_csv(args.reference, update.registry))
+            update.references.append(load_reference_csv(options.reference, update.registry))
         except ReferenceTableError as exc:
             raise UsageError(str(exc)) from None
         for warning in update.references[-1].warnings:
             logger.warning("[REFERENCE] %s %s", thread_label(), warning)
-    if not args.dry_run:  # a dry run writes (and deletes, and locks) nothing
+    if not options.dry_run:  # a dry run writes (and deletes, and locks) nothing
         update.data.check_writable()
         update.data.acquire_run_lock(SCRIPT_NAME)
         update.data.sweep_stale_temps()
@@ -236,16 +220,17 @@ def prepare(args: argparse.Namespace, settings: Settings) -> UpdateRun:
     return update
 
 
-def run_import(update: UpdateRun, args: argparse.Namespace, started: float) -> int | None:
+def run_import(update: UpdateRun, started: float) -> int | None:
     """Merge ``--import-js`` into the dataset; the exit code if the run ends with the import
     (--dry-run, --import-only), else None: the LLM run follows."""
-    imported = read_import(Path(args.import_js), update.registry)
-    outcomes, changed = merge_import(update.store.dataset, imported, getattr(args, "prune", False))
+    options = update.options
+    imported = read_import(Path(options.import_js), update.registry)
+    outcomes, changed = merge_import(update.store.dataset, imported, options.prune)
     update.outcomes.update(outcomes)
     update.store.dirty = update.store.dirty or changed
-    if args.dry_run:
+    if options.dry_run:
         return dry_run_import(update)
-    if args.import_only:
+    if options.import_only:
         update.store.journal.open()
         update.finish(interrupted=False)
         update.print_summary(time.monotonic() - started)

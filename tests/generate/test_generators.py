@@ -826,8 +826,6 @@ def test_llm_down_exits_2_with_the_preflight_line(suite, script):
 
 def test_a_failure_with_an_empty_message_is_reported_not_a_crash(tmp_path, capsys):
     """An exception whose str() is empty (e.g. a bare ``RuntimeError()``) is still a FAILED line."""
-    from argparse import Namespace
-
     from taxdata.config import Settings
 
     def work(slug: str) -> FileOutcome:
@@ -836,7 +834,7 @@ def test_a_failure_with_an_empty_message_is_reported_not_a_crash(tmp_path, capsy
         return FileOutcome(slug, "WRITTEN", path=f"/x/{slug}.md")
 
     code = run_per_country(["good", "bad"], work, settings=Settings(max_workers=2),
-                           args=Namespace(no_progress=True), what="test")
+                           progress=False, what="test")
     assert code == 1
     out = capsys.readouterr().out
     assert re.search(r"^  FAILED\s+bad\s+RuntimeError$", out, re.M), out
