@@ -1,4 +1,4 @@
-"""What the three file generators share: per-country outcomes, running, the summary, exit codes."""
+"""What the three file generators share: choosing countries, sources, running, the summary."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from typing import Callable
 from taxdata.clients.llm import LLMClient, report_endpoints
 from taxdata.config import Settings
 from taxdata.countries.registry import Country, load_registry
-from taxdata.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, first_line
 from taxdata.options import RunOptions
+from taxdata.outcome import Outcome, Status, exit_code, outcome_of, print_summary
 from taxdata.runner import run_tasks
 from taxdata.store.datadir import DataDir, check_slug
 from taxdata.store.taxfile import source_problem, taxation_path
@@ -17,14 +17,14 @@ from taxdata.store.taxfile import source_problem, taxation_path
 TAXATION_DIR = "taxation"
 RAW_DIR = "raw"
 
+# The statuses a generator's summary counts, in its order.
+STATUSES = (Status.WRITTEN, Status.SKIPPED, Status.FAILED)
+
 
 @dataclass
-class FileOutcome:
-    """One country's result: WRITTEN, SKIPPED (with why) or FAILED (with why)."""
+class FileOutcome(Outcome):
+    """One country's result: WRITTEN (with the file), SKIPPED (with why) or FAILED (with why)."""
 
-    slug: str
-    status: str
-    reason: str = ""
     path: str = ""
 
 
@@ -77,38 +77,26 @@ def run_per_country(slugs: list[str], work: Callable[[str], FileOutcome], *, set
     With the LLM ``client`` the summary adds one line per endpoint, and one line if the server
     stopped answering (how many countries that left undone).
     """
-    outcomes: dict[str, FileOutcome] = {}
 
     def task(slug: str) -> FileOutcome:
         try:
             return work(slug)
         except Skip as skip:
-            return FileOutcome(slug, "SKIPPED", str(skip))
+            return FileOutcome(slug, Status.SKIPPED, str(skip))
 
     summary = run_tasks(slugs, task, max_workers=settings.max_workers, what=what,
-                        describe=lambda o: o.status if o.status == "WRITTEN"
+                        describe=lambda o: o.status if o.status == Status.WRITTEN
                         else f"{o.status} ({o.reason})",
                         progress=progress, clear_stop=True)
-    for slug, result in summary.results.items():
-        if result.ok:
-            outcomes[slug] = result.value
-        else:
-            status = "SKIPPED" if result.cancelled else "FAILED"
-            outcomes[slug] = FileOutcome(slug, status, "interrupted" if result.cancelled
-                                         else first_line(result.error))
-    print_summary(outcomes, summary.seconds)
+    outcomes = {slug: outcome_of(result, FileOutcome) for slug, result in summary.results.items()}
+    print_summary("Summary", outcomes, summary.seconds, statuses=STATUSES, detail=_detail)
     if client is not None:
         report_endpoints(client, (r.error for r in summary.results.values()))
-    if summary.interrupted:
-        return EXIT_INTERRUPTED
-    return EXIT_FAILED if any(o.status == "FAILED" for o in outcomes.values()) else EXIT_OK
+    return exit_code(outcomes, summary.interrupted)
 
 
-def print_summary(outcomes: dict[str, FileOutcome], seconds: float) -> None:
-    counts = {s: sum(o.status == s for o in outcomes.values())
-              for s in ("WRITTEN", "SKIPPED", "FAILED")}
-    print(f"\nSummary ({seconds:.1f}s): "
-          + ", ".join(f"{n} {s.lower()}" for s, n in counts.items()))
-    for outcome in outcomes.values():
-        detail = outcome.path if outcome.status == "WRITTEN" else outcome.reason
-        print(f"  {outcome.status:<8} {outcome.slug:<24} {detail}")
+def _detail(outcome: Outcome) -> str:
+    """A summary line's detail: the file written, else why not."""
+    if outcome.status == Status.WRITTEN and isinstance(outcome, FileOutcome):
+        return outcome.path
+    return outcome.reason

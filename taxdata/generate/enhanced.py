@@ -32,6 +32,7 @@ from taxdata.generate.formatter import PROMPT_VERSION, start_formatter
 from taxdata.generate.options import EnhancedOptions
 from taxdata.generate.raw import raw_relpath, read_raw
 from taxdata.log import logger, thread_label
+from taxdata.outcome import Status
 from taxdata.store.datadir import DataDir
 from taxdata.store.taxfile import SourceInfo, compose, parse_sources
 from taxdata.timestamps import now_utc
@@ -54,7 +55,7 @@ def _keep_existing(data: DataDir, slug: str, force: bool, revision: str | None =
 
 def _write(data: DataDir, slug: str, body: str, info: SourceInfo) -> FileOutcome:
     path = data.write_text(taxation_relpath(slug), compose(body, info))
-    return FileOutcome(slug, "WRITTEN", path=str(path))
+    return FileOutcome(slug, Status.WRITTEN, path=str(path))
 
 
 def run(options: EnhancedOptions, settings: Settings) -> int:

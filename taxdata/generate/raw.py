@@ -15,6 +15,7 @@ from taxdata.config import Settings
 from taxdata.errors import PreflightError
 from taxdata.generate.common import RAW_DIR, FileOutcome, Skip, run_per_country, select_countries
 from taxdata.generate.options import RawOptions
+from taxdata.outcome import Status
 from taxdata.store.datadir import check_slug
 from taxdata.timestamps import now_utc
 
@@ -82,7 +83,7 @@ def run(options: RawOptions, settings: Settings) -> int:
         if not content.strip():
             raise ExtractorError(f"empty content for {url}")
         path = data.write_text(relpath, render_raw(url, now_utc(), label, content))
-        return FileOutcome(slug, "WRITTEN", path=str(path))
+        return FileOutcome(slug, Status.WRITTEN, path=str(path))
 
     return run_per_country([c.slug for c in countries], work, settings=settings,
                            progress=options.progress, what="content extraction")

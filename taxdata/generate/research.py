@@ -21,6 +21,7 @@ from taxdata.generate.common import (
 )
 from taxdata.generate.formatter import PROMPT_VERSION, start_formatter
 from taxdata.generate.options import ResearchOptions
+from taxdata.outcome import Status
 from taxdata.store.taxfile import SourceInfo, compose, parse_sources
 from taxdata.timestamps import now_utc
 
@@ -62,7 +63,7 @@ def run(options: ResearchOptions, settings: Settings) -> int:
         info = SourceInfo(kind="research", model=result.model, prompt_version=PROMPT_VERSION,
                           generated_at=now_utc())
         path = data.write_text(taxation_relpath(slug), compose(result.body, info))
-        return FileOutcome(slug, "WRITTEN", path=str(path))
+        return FileOutcome(slug, Status.WRITTEN, path=str(path))
 
     return run_per_country(list(by_slug), work, settings=settings, progress=options.progress,
                            what="LLM research", client=formatter.client)

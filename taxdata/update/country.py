@@ -14,6 +14,7 @@ from typing import Any
 
 from taxdata.countries.registry import Registry
 from taxdata.log import logger, thread_label
+from taxdata.outcome import CountryFailed, Status
 from taxdata.record import crosscheck
 from taxdata.record.build import build_record
 from taxdata.record.models import Provenance
@@ -22,7 +23,7 @@ from taxdata.record.validation import missing_fields
 from taxdata.store.taxfile import SourceInfo, parse_sources
 from taxdata.timestamps import now_utc
 from taxdata.update.extract import PROMPT_VERSION, ExtractionFailed, Extractor
-from taxdata.update.outcome import CountryFailed, CountryOutcome, Status
+from taxdata.update.outcome import CountryOutcome
 
 
 @dataclass

@@ -14,13 +14,14 @@ from typing import Any, Mapping
 from taxdata.countries.registry import Registry
 from taxdata.errors import UsageError
 from taxdata.log import logger
+from taxdata.outcome import Status
 from taxdata.record import crosscheck
 from taxdata.record.build import diff_records
 from taxdata.store.datadir import DataDir, dump_json
 from taxdata.store.journal import Journal, read_journal
 from taxdata.store.jsmodule import render_tax_data_js
 from taxdata.timestamps import now_utc
-from taxdata.update.outcome import CountryOutcome, Status, report_counts
+from taxdata.update.outcome import CountryOutcome, report_counts
 
 DATASET_FILE = "tax_data.json"
 JS_FILE = "taxData.js"

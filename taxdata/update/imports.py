@@ -16,12 +16,13 @@ from typing import Any
 from taxdata.countries.registry import Country, Registry
 from taxdata.errors import UsageError
 from taxdata.log import logger
+from taxdata.outcome import Status
 from taxdata.record.build import diff_records
 from taxdata.record.models import Provenance
 from taxdata.record.validation import validate_extraction
 from taxdata.store.jsmodule import JSParseError, parse_tax_data_js
 from taxdata.timestamps import now_utc
-from taxdata.update.outcome import CountryOutcome, Status
+from taxdata.update.outcome import CountryOutcome
 
 
 @dataclass

@@ -2,50 +2,31 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
-from enum import Enum
+from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from taxdata.errors import TaxdataError
+from taxdata.outcome import Outcome, Status, status_counts
 from taxdata.record.build import FieldChange, summarize_changes
 
-
-class Status(str, Enum):
-    """A country's fate in one run. The values are what reports, logs and taxData.js say (a str
-    subclass, so JSON and comparisons with plain strings keep working)."""
-
-    ADDED = "ADDED"
-    MODIFIED = "MODIFIED"
-    UNCHANGED = "UNCHANGED"
-    FAILED = "FAILED"
-    SKIPPED = "SKIPPED"
-    REMOVED = "REMOVED"
-    # Extracted, validated and cross-checked; persist() decides ADDED/MODIFIED/UNCHANGED
-    # against the dataset. Never in a report.
-    PENDING = "PENDING"
-
-    def __str__(self) -> str:
-        return self.value
-
-
-# The statuses a finished run reports, in the order the summary lists them.
+# The statuses a finished run reports, in the order the summary and the report list them.
 STATUSES = (Status.ADDED, Status.MODIFIED, Status.UNCHANGED, Status.FAILED, Status.SKIPPED,
             Status.REMOVED)
 
+# The keys of a country's entry in reports/update-<time>.json, in their order.
+REPORT_KEYS = ("slug", "status", "reason", "changes", "missing", "warnings", "attempts",
+               "http_attempts", "latency_s", "model", "source_file", "source_kind", "unverified",
+               "evidence", "unsupported", "crosscheck")
+
 
 @dataclass
-class CountryOutcome:
+class CountryOutcome(Outcome):
     """What happened to one country in this run (one entry of the report)."""
 
-    slug: str
-    status: Status = Status.SKIPPED
-    reason: str = ""
     changes: list[dict[str, Any]] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     attempts: int = 0  # model replies asked for (a validation re-ask counts)
     http_attempts: int = 0
-    latency_s: float = 0.0
     model: str | None = None
     source_file: str | None = None
     source_kind: str | None = None
@@ -71,18 +52,9 @@ class CountryOutcome:
 
     def report(self) -> dict[str, Any]:
         # Not asdict(): it would deep-copy the record and provenance only to drop them.
-        return {f.name: getattr(self, f.name) for f in fields(self)
-                if f.name not in ("record", "provenance")}
-
-
-class CountryFailed(TaxdataError):
-    """A country's update failed; carries its outcome for the report."""
-
-    def __init__(self, outcome: CountryOutcome) -> None:
-        super().__init__(outcome.reason)
-        self.outcome = outcome
+        return {key: getattr(self, key) for key in REPORT_KEYS}
 
 
 def report_counts(outcomes: Mapping[str, CountryOutcome]) -> dict[Status, int]:
     """The count of every reported status (0 included), in the report's order."""
-    return {s: sum(o.status == s for o in outcomes.values()) for s in STATUSES}
+    return status_counts(outcomes, STATUSES)

@@ -24,8 +24,9 @@ from taxdata import __version__
 from taxdata.clients.llm import LLMClient, report_endpoints
 from taxdata.config import Settings
 from taxdata.countries.registry import RegistryError, load_registry
-from taxdata.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, UsageError
+from taxdata.errors import EXIT_OK, UsageError
 from taxdata.log import logger, thread_label
+from taxdata.outcome import Status, exit_code, outcome_of
 from taxdata.record import crosscheck
 from taxdata.record.reference import (
     Reference,
@@ -43,7 +44,7 @@ from taxdata.update.dataset import DatasetStore, recover
 from taxdata.update.extract import PROMPT_VERSION, Extractor
 from taxdata.update.imports import merge_import, read_import
 from taxdata.update.options import UpdateOptions
-from taxdata.update.outcome import CountryFailed, CountryOutcome, Status, report_counts
+from taxdata.update.outcome import CountryOutcome, report_counts
 from taxdata.update.summary import crosscheck_counts, few_words, print_update_summary
 
 SCRIPT_NAME = "tax_data_updater.py"
@@ -189,14 +190,11 @@ def run(options: UpdateOptions, settings: Settings) -> int:
                         clear_stop=True)
     for slug, result in summary.results.items():
         if slug not in update.outcomes or not result.ok:
-            update.outcomes[slug] = _outcome_of(slug, result)
+            update.outcomes[slug] = outcome_of(result, CountryOutcome)
     update.finish(summary.interrupted)
     update.print_summary(time.monotonic() - started)
     report_endpoints(client, (r.error for r in summary.results.values()))
-    if summary.interrupted:
-        return EXIT_INTERRUPTED
-    failed = any(o.status == Status.FAILED for o in update.outcomes.values())
-    return EXIT_FAILED if failed else EXIT_OK
+    return exit_code(update.outcomes, summary.interrupted)
 
 
 def prepare(options: UpdateOptions, settings: Settings) -> UpdateRun:
@@ -234,20 +232,8 @@ def run_import(update: UpdateRun, started: float) -> int | None:
         update.store.journal.open()
         update.finish(interrupted=False)
         update.print_summary(time.monotonic() - started)
-        return EXIT_FAILED if imported.invalid or imported.unknown else EXIT_OK
+        return exit_code(update.outcomes, interrupted=False)
     return None
-
-
-def _outcome_of(slug: str, result: TaskResult[CountryOutcome]) -> CountryOutcome:
-    """The outcome of a task whose result persist() did not record."""
-    if result.ok:  # Ctrl-C landed while its result was being saved
-        return result.value
-    if isinstance(result.error, CountryFailed):
-        return result.error.outcome
-    if result.cancelled:
-        return CountryOutcome(slug, Status.SKIPPED, "interrupted before it ran")
-    # An unexpected error (a bug, a disk error): nothing was written for it.
-    return CountryOutcome(slug, Status.FAILED, f"{type(result.error).__name__}: {result.error}")
 
 
 def dry_run_import(update: UpdateRun) -> int:

@@ -1,4 +1,4 @@
-"""The updater's summary on stdout: the counts, the FAILED countries, then its sections.
+"""The updater's summary on stdout: the shared summary (taxdata.outcome) plus its own sections.
 
 After the counts and the FAILED countries: the figures withheld for want of a verified quote
 (UNSUPPORTED), the countries whose source is the model's own knowledge (UNVERIFIED), the
@@ -11,27 +11,23 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Iterator, Mapping, Sequence
 
+from taxdata.outcome import Status, print_summary
 from taxdata.record import crosscheck
 from taxdata.record.reference import Reference
-from taxdata.update.outcome import STATUSES, CountryOutcome, Status, report_counts
+from taxdata.update.outcome import STATUSES, CountryOutcome
 
 
 def print_update_summary(outcomes: Mapping[str, CountryOutcome], seconds: float, *,
                          model: str | None, references: Sequence[Reference],
                          report_path: Path | None) -> None:
     """The summary of a finished run (or import)."""
-    width = max(len(s) for s in STATUSES)
-    print(f"\nUpdate summary ({seconds:.1f}s, model {model or 'n/a'})")
-    for status, count in report_counts(outcomes).items():
-        print(f"  {status:<{width}}  {count:>3}")
-    for outcome in sorted(filter(_listed, outcomes.values()), key=lambda o: o.slug):
-        print(f"  FAILED {outcome.slug}: {few_words(outcome.reason)}")
     sections = [*unsupported_lines(outcomes), *unverified_lines(outcomes),
                 *crosscheck_lines(outcomes, references)]
     if report_path is not None:
         sections.append(f"Report: {report_path}")
-    for line in sections:
-        print(f"  {line}")
+    print_summary("Update summary", dict(sorted(outcomes.items())), seconds, statuses=STATUSES,
+                  note=f"model {model or 'n/a'}", listed=_listed,
+                  detail=lambda outcome: few_words(outcome.reason), sections=sections)
 
 
 def _listed(outcome: CountryOutcome) -> bool:

@@ -6,6 +6,8 @@ Against the stand-in LLM with the rule-based responder and the bundled SAMPLE re
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from taxdata.config import load_settings
@@ -18,7 +20,7 @@ from taxdata.testing.responder import rule_based_reply
 from taxdata.testing.samples import REGISTRY_FILE
 
 
-def test_research_runs_from_python_with_keyword_options(llm_server, tmp_path):
+def test_research_runs_from_python_with_keyword_options(llm_server, tmp_path, capsys):
     llm_server.responder = rule_based_reply
     data = tmp_path / "data"
     settings = load_settings({"llm_url": llm_server.url("proxy"), "data_dir": str(data),
@@ -34,6 +36,8 @@ def test_research_runs_from_python_with_keyword_options(llm_server, tmp_path):
     assert info.kind == "research" and info.unverified
     assert info.model == llm_server.models[0]
     assert sorted(p.name for p in (data / "taxation").iterdir()) == ["fictonia.md"]
+    out = capsys.readouterr().out
+    assert re.search(rf"^  WRITTEN fictonia: {re.escape(str(written))}$", out, re.M), out
 
 
 def test_research_without_countries_takes_its_defaults_and_leaves_the_options_as_given(capsys):

@@ -193,10 +193,11 @@ def suite(tmp_path, make_llm_server) -> Suite:
 
 
 def summary_line(stdout: str, slug: str) -> str:
-    """The summary's line for ``slug`` (``  STATUS   slug   detail``)."""
-    lines = [line for line in stdout.splitlines() if re.match(rf"^  \S+\s+{slug}\b", line)]
+    """The summary's line for ``slug`` (``  STATUS slug: detail``), as ``STATUS slug detail``."""
+    lines = re.findall(rf"^  (\S+) {slug}: (.*)$", stdout, re.MULTILINE)
     assert len(lines) == 1, stdout
-    return lines[0]
+    status, detail = lines[0]
+    return f"{status} {slug} {detail}"
 
 
 # == 1. enhanced generator: the file and what the model received ============================
@@ -837,8 +838,8 @@ def test_a_failure_with_an_empty_message_is_reported_not_a_crash(tmp_path, capsy
                            progress=False, what="test")
     assert code == 1
     out = capsys.readouterr().out
-    assert re.search(r"^  FAILED\s+bad\s+RuntimeError$", out, re.M), out
-    assert re.search(r"^  WRITTEN\s+good\s+/x/good.md$", out, re.M), out
+    assert re.search(r"^  FAILED bad: RuntimeError$", out, re.M), out
+    assert re.search(r"^  WRITTEN good: /x/good.md$", out, re.M), out
 
 
 def test_sigint_during_a_split_article_reports_it_interrupted_not_failed(suite, tmp_path):
