@@ -53,6 +53,13 @@ def _parser(script: str, argv: Sequence[str] | None, prog: str | None,
                          default_workers=DEFAULT_WORKERS[script], **kwargs)
 
 
+def _add_max_chars(parser: argparse.ArgumentParser, split: str) -> None:
+    """``--max-chars`` (the updater and the enhanced generator); ``split`` says how a longer
+    source is split."""
+    parser.add_argument("--max-chars", type=int, default=DEFAULT_MAX_CHARS, metavar="N",
+                        help=f"source characters per request; {split} (default %(default)s)")
+
+
 def update_main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
     """tax_data_updater.py / taxdata-update."""
     parser = _parser(UPDATER, argv, prog)
@@ -68,9 +75,7 @@ def update_main(argv: Sequence[str] | None = None, prog: str | None = None) -> i
     parser.add_argument("--prune", action="store_true",
                         help="with --import-js: remove the countries the file lacks (listed, "
                              "reported REMOVED)")
-    parser.add_argument("--max-chars", type=int, default=DEFAULT_MAX_CHARS, metavar="N",
-                        help="source characters per request; longer files are split "
-                             "(default %(default)s)")
+    _add_max_chars(parser, "longer files are split")
     parser.add_argument("--reference", metavar="FILE.csv",
                         help="cross-check against your reference table too (a territory column "
                              "plus VAT / top income-tax rate columns)")
@@ -110,9 +115,7 @@ def enhanced_main(argv: Sequence[str] | None = None, prog: str | None = None) ->
                         help="reformat the extractor service's saved taxation* files instead")
     parser.add_argument("--list-txt-files", action="store_true",
                         help="list the extractor service's taxation* files and exit")
-    parser.add_argument("--max-chars", type=int, default=DEFAULT_MAX_CHARS, metavar="N",
-                        help="source characters per request; longer sources are split on "
-                             "section boundaries (default %(default)s)")
+    _add_max_chars(parser, "longer sources are split on section boundaries")
     return run_main(enhanced.run, parser, argv, default_workers=DEFAULT_WORKERS[ENHANCED],
                     options=_enhanced_options)
 
