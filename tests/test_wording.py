@@ -11,7 +11,8 @@ from taxdata.runner import run_tasks
 from taxdata.store.jsmodule import render_tax_data_js
 from taxdata.testing.responder import extraction_reply
 from taxdata.testing.samples import REGISTRY_FILE
-from taxdata.update.run import _few_words, read_import
+from taxdata.update.imports import read_import
+from taxdata.update.summary import few_words
 
 SAMPLE_SOURCE = """\
 - System: flat
@@ -46,10 +47,10 @@ def test_import_of_one_country_says_country(tmp_path, taxdata_log):
 
 def test_summary_reasons_are_cut_between_words():
     reason = "vat.standard: 210 is outside 0..100 (rates are percentages); " * 4
-    short = _few_words(reason, limit=100)
+    short = few_words(reason, limit=100)
     assert len(short) <= 100 and short.endswith("...")
     kept = short[:-3]
     assert reason.startswith(kept)
     # the character after the kept text is a separator, so no word was split
     assert reason[len(kept)] in " ;,:", (kept, reason[len(kept)])
-    assert _few_words("short  reason\nhere") == "short reason here"
+    assert few_words("short  reason\nhere") == "short reason here"

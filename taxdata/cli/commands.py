@@ -12,11 +12,13 @@ import sys
 from pathlib import Path
 from typing import Callable, Sequence
 
-from taxdata.cli.common import common_parser, run_main
+from taxdata.cli.common import common_options, common_parser, run_main
 from taxdata.generate import enhanced, research
 from taxdata.generate import raw as rawfiles
+from taxdata.generate.options import EnhancedOptions, RawOptions, ResearchOptions
 from taxdata.store.taxfile import DEFAULT_MAX_CHARS
 from taxdata.update import run as updater
+from taxdata.update.options import UpdateOptions
 
 UPDATER, ENHANCED, RAW, RESEARCH = ("tax_data_updater.py", "generate_enhanced_taxation_files.py",
                                     "generate_taxation_files.py", "research_and_format.py")
@@ -51,6 +53,13 @@ def _parser(script: str, argv: Sequence[str] | None, prog: str | None,
                          default_workers=DEFAULT_WORKERS[script], **kwargs)
 
 
+def _add_max_chars(parser: argparse.ArgumentParser, split: str) -> None:
+    """``--max-chars`` (the updater and the enhanced generator); ``split`` says how a longer
+    source is split."""
+    parser.add_argument("--max-chars", type=int, default=DEFAULT_MAX_CHARS, metavar="N",
+                        help=f"source characters per request; {split} (default %(default)s)")
+
+
 def update_main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
     """tax_data_updater.py / taxdata-update."""
     parser = _parser(UPDATER, argv, prog)
@@ -66,9 +75,7 @@ def update_main(argv: Sequence[str] | None = None, prog: str | None = None) -> i
     parser.add_argument("--prune", action="store_true",
                         help="with --import-js: remove the countries the file lacks (listed, "
                              "reported REMOVED)")
-    parser.add_argument("--max-chars", type=int, default=DEFAULT_MAX_CHARS, metavar="N",
-                        help="source characters per request; longer files are split "
-                             "(default %(default)s)")
+    _add_max_chars(parser, "longer files are split")
     parser.add_argument("--reference", metavar="FILE.csv",
                         help="cross-check against your reference table too (a territory column "
                              "plus VAT / top income-tax rate columns)")
@@ -83,7 +90,18 @@ def update_main(argv: Sequence[str] | None = None, prog: str | None = None) -> i
                              "taxation article and are not in the registry; no LLM calls")
     parser.add_argument("--write", action="store_true",
                         help="with --discover-countries: add them to the registry file")
-    return run_main(updater.run, parser, argv, default_workers=DEFAULT_WORKERS[UPDATER])
+    return run_main(updater.run, parser, argv, default_workers=DEFAULT_WORKERS[UPDATER],
+                    options=_update_options)
+
+
+def _update_options(args: argparse.Namespace) -> UpdateOptions:
+    return UpdateOptions(**common_options(args), input_dir=args.input_dir,
+                         output_dir=args.output_dir, import_js=args.import_js,
+                         import_only=args.import_only, prune=args.prune,
+                         max_chars=args.max_chars, reference=args.reference,
+                         list_reference=not args.no_list_reference,
+                         accept_disputed=args.accept_disputed,
+                         discover_countries=args.discover_countries, write=args.write)
 
 
 def enhanced_main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
@@ -97,10 +115,15 @@ def enhanced_main(argv: Sequence[str] | None = None, prog: str | None = None) ->
                         help="reformat the extractor service's saved taxation* files instead")
     parser.add_argument("--list-txt-files", action="store_true",
                         help="list the extractor service's taxation* files and exit")
-    parser.add_argument("--max-chars", type=int, default=DEFAULT_MAX_CHARS, metavar="N",
-                        help="source characters per request; longer sources are split on "
-                             "section boundaries (default %(default)s)")
-    return run_main(enhanced.run, parser, argv, default_workers=DEFAULT_WORKERS[ENHANCED])
+    _add_max_chars(parser, "longer sources are split on section boundaries")
+    return run_main(enhanced.run, parser, argv, default_workers=DEFAULT_WORKERS[ENHANCED],
+                    options=_enhanced_options)
+
+
+def _enhanced_options(args: argparse.Namespace) -> EnhancedOptions:
+    return EnhancedOptions(**common_options(args), refresh=args.refresh, from_raw=args.from_raw,
+                           process_existing=args.process_existing,
+                           list_txt_files=args.list_txt_files, max_chars=args.max_chars)
 
 
 def raw_main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
@@ -109,7 +132,12 @@ def raw_main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
     parser.add_argument("--extractor", choices=("service", "builtin"), default="service",
                         help="service: the Web Content Extractor at TAXDATA_EXTRACTOR_URL; "
                              "builtin: extract in-process (default %(default)s)")
-    return run_main(rawfiles.run, parser, argv, default_workers=DEFAULT_WORKERS[RAW])
+    return run_main(rawfiles.run, parser, argv, default_workers=DEFAULT_WORKERS[RAW],
+                    options=_raw_options)
+
+
+def _raw_options(args: argparse.Namespace) -> RawOptions:
+    return RawOptions(**common_options(args), extractor=args.extractor)
 
 
 def research_main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
@@ -118,7 +146,12 @@ def research_main(argv: Sequence[str] | None = None, prog: str | None = None) ->
                      countries_default="the 10 countries listed in the README")
     parser.add_argument("--missing", action="store_true",
                         help="research every registry country that has no taxation file")
-    return run_main(research.run, parser, argv, default_workers=DEFAULT_WORKERS[RESEARCH])
+    return run_main(research.run, parser, argv, default_workers=DEFAULT_WORKERS[RESEARCH],
+                    options=_research_options)
+
+
+def _research_options(args: argparse.Namespace) -> ResearchOptions:
+    return ResearchOptions(**common_options(args), missing=args.missing)
 
 
 MAINS: dict[str, Callable[..., int]] = {UPDATER: update_main, ENHANCED: enhanced_main,

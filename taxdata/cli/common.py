@@ -1,7 +1,9 @@
 """What every script shares: the common flags, settings, logging, exit codes.
 
-A script is argument parsing plus one call: ``run_main(pipeline_function, parser, ...)``.
-Exit codes: 0 all succeeded, 1 some failed, 2 configuration or preflight error, 130 interrupted.
+A script is argument parsing plus one call: ``run_main(pipeline_function, parser, ...)``, which
+turns the flags into the pipeline's typed options and the settings, and runs
+``pipeline(options, settings)``. Exit codes: 0 all succeeded, 1 some failed, 2 configuration or
+preflight error, 130 interrupted.
 """
 
 from __future__ import annotations
@@ -9,11 +11,12 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence, TypeVar
 
 from taxdata.config import Settings, load_settings
 from taxdata.errors import EXIT_INTERRUPTED, TaxdataError, UsageError
 from taxdata.log import logger, setup_logging
+from taxdata.options import RunOptions
 from taxdata.report.html import recording
 from taxdata.store.locks import release_run_locks
 
@@ -56,6 +59,16 @@ def common_parser(prog: str, description: str, *, default_workers: int | None,
     return parser
 
 
+def common_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The :class:`RunOptions` fields of the common flags, to build any pipeline's options."""
+    return {"countries": args.countries, "force": args.force, "dry_run": args.dry_run,
+            "progress": not args.no_progress}
+
+
+def run_options(args: argparse.Namespace) -> RunOptions:
+    return RunOptions(**common_options(args))
+
+
 def settings_from_args(args: argparse.Namespace, *, default_workers: int | None) -> Settings:
     flags = {field: getattr(args, dest, None) for dest, field in _SETTING_FLAGS.items()}
     if getattr(args, "no_parallel", False):
@@ -73,10 +86,18 @@ def settings_from_args(args: argparse.Namespace, *, default_workers: int | None)
     return settings
 
 
-def run_main(pipeline: Callable[[argparse.Namespace, Settings], int],
+OptionsT = TypeVar("OptionsT", bound=RunOptions)
+
+
+def run_main(pipeline: Callable[[OptionsT, Settings], int],
              parser: argparse.ArgumentParser, argv: Sequence[str] | None = None, *,
-             default_workers: int | None) -> int:
-    """Parse, configure, run ``pipeline(args, settings)``; map failures to exit codes."""
+             default_workers: int | None,
+             options: Callable[[argparse.Namespace], OptionsT] = run_options) -> int:
+    """Parse, configure, run ``pipeline(options(args), settings)``; map failures to exit codes.
+
+    ``options`` builds the pipeline's typed options from the parsed flags (a combination that
+    cannot work is a usage error there, after the settings are checked).
+    """
     args = parser.parse_args(argv)
     try:
         settings = settings_from_args(args, default_workers=default_workers)
@@ -85,7 +106,7 @@ def run_main(pipeline: Callable[[argparse.Namespace, Settings], int],
         except OSError as exc:  # e.g. --log-file names a directory or an unwritable place
             raise UsageError(f"log file {settings.log_file}: {exc.strerror or exc}") from None
         with recording():  # the tagged log lines feed the HTML run report
-            return pipeline(args, settings)
+            return pipeline(options(args), settings)
     except TaxdataError as exc:
         print(f"{parser.prog}: error: {exc}", file=sys.stderr)
         return exc.exit_code

@@ -1,15 +1,15 @@
-"""What the three file generators share: per-country outcomes, running, the summary, exit codes."""
+"""What the three file generators share: choosing countries, sources, running, the summary."""
 
 from __future__ import annotations
 
-import argparse
 from dataclasses import dataclass
 from typing import Callable
 
 from taxdata.clients.llm import LLMClient, report_endpoints
 from taxdata.config import Settings
 from taxdata.countries.registry import Country, load_registry
-from taxdata.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, first_line
+from taxdata.options import RunOptions
+from taxdata.outcome import Outcome, Status, exit_code, outcome_of, print_summary
 from taxdata.runner import run_tasks
 from taxdata.store.datadir import DataDir, check_slug
 from taxdata.store.taxfile import source_problem, taxation_path
@@ -17,14 +17,14 @@ from taxdata.store.taxfile import source_problem, taxation_path
 TAXATION_DIR = "taxation"
 RAW_DIR = "raw"
 
+# The statuses a generator's summary counts, in its order.
+STATUSES = (Status.WRITTEN, Status.SKIPPED, Status.FAILED)
+
 
 @dataclass
-class FileOutcome:
-    """One country's result: WRITTEN, SKIPPED (with why) or FAILED (with why)."""
+class FileOutcome(Outcome):
+    """One country's result: WRITTEN (with the file), SKIPPED (with why) or FAILED (with why)."""
 
-    slug: str
-    status: str
-    reason: str = ""
     path: str = ""
 
 
@@ -32,7 +32,7 @@ class Skip(Exception):
     """Raised by a task that has nothing to do for its country (the reason is the message)."""
 
 
-def select_countries(args: argparse.Namespace, settings: Settings,
+def select_countries(options: RunOptions, settings: Settings,
                      script: str = "a generator") -> tuple[list[Country], DataDir]:
     """The chosen countries and the data directory, checked before any work.
 
@@ -42,8 +42,8 @@ def select_countries(args: argparse.Namespace, settings: Settings,
     """
     registry = load_registry(settings.countries_file, data_dir=settings.data_dir)
     data = DataDir(settings.data_dir)
-    countries = registry.select(args.countries)
-    if not args.dry_run:
+    countries = registry.select(options.countries)
+    if not options.dry_run:
         data.check_writable()
         data.acquire_run_lock(script)
         data.sweep_stale_temps()
@@ -71,44 +71,32 @@ def read_taxation(data: DataDir, slug: str) -> str | None:
 
 
 def run_per_country(slugs: list[str], work: Callable[[str], FileOutcome], *, settings: Settings,
-                    args: argparse.Namespace, what: str, client: LLMClient | None = None) -> int:
+                    progress: bool, what: str, client: LLMClient | None = None) -> int:
     """Run ``work`` per country on the runner, print the summary, return the exit code.
 
     With the LLM ``client`` the summary adds one line per endpoint, and one line if the server
     stopped answering (how many countries that left undone).
     """
-    outcomes: dict[str, FileOutcome] = {}
 
     def task(slug: str) -> FileOutcome:
         try:
             return work(slug)
         except Skip as skip:
-            return FileOutcome(slug, "SKIPPED", str(skip))
+            return FileOutcome(slug, Status.SKIPPED, str(skip))
 
     summary = run_tasks(slugs, task, max_workers=settings.max_workers, what=what,
-                        describe=lambda o: o.status if o.status == "WRITTEN"
+                        describe=lambda o: o.status if o.status == Status.WRITTEN
                         else f"{o.status} ({o.reason})",
-                        progress=not args.no_progress, clear_stop=True)
-    for slug, result in summary.results.items():
-        if result.ok:
-            outcomes[slug] = result.value
-        else:
-            status = "SKIPPED" if result.cancelled else "FAILED"
-            outcomes[slug] = FileOutcome(slug, status, "interrupted" if result.cancelled
-                                         else first_line(result.error))
-    print_summary(outcomes, summary.seconds)
+                        progress=progress, clear_stop=True)
+    outcomes = {slug: outcome_of(result, FileOutcome) for slug, result in summary.results.items()}
+    print_summary("Summary", outcomes, summary.seconds, statuses=STATUSES, detail=_detail)
     if client is not None:
         report_endpoints(client, (r.error for r in summary.results.values()))
-    if summary.interrupted:
-        return EXIT_INTERRUPTED
-    return EXIT_FAILED if any(o.status == "FAILED" for o in outcomes.values()) else EXIT_OK
+    return exit_code(outcomes, summary.interrupted)
 
 
-def print_summary(outcomes: dict[str, FileOutcome], seconds: float) -> None:
-    counts = {s: sum(o.status == s for o in outcomes.values())
-              for s in ("WRITTEN", "SKIPPED", "FAILED")}
-    print(f"\nSummary ({seconds:.1f}s): "
-          + ", ".join(f"{n} {s.lower()}" for s, n in counts.items()))
-    for outcome in outcomes.values():
-        detail = outcome.path if outcome.status == "WRITTEN" else outcome.reason
-        print(f"  {outcome.status:<8} {outcome.slug:<24} {detail}")
+def _detail(outcome: Outcome) -> str:
+    """A summary line's detail: the file written, else why not."""
+    if outcome.status == Status.WRITTEN and isinstance(outcome, FileOutcome):
+        return outcome.path
+    return outcome.reason

@@ -11,7 +11,6 @@ revision, same prompt version) is skipped without any LLM request unless ``--for
 
 from __future__ import annotations
 
-import argparse
 import re
 
 from taxdata.clients.extractor import ExtractorClient, ExtractorError, check_file_name
@@ -19,7 +18,7 @@ from taxdata.clients.http import RetryPolicy
 from taxdata.clients.wikipedia import ArticleNotFound, WikipediaClient
 from taxdata.config import Settings
 from taxdata.countries.registry import Country
-from taxdata.errors import PreflightError, UsageError
+from taxdata.errors import PreflightError
 from taxdata.generate.common import (
     FileOutcome,
     Skip,
@@ -30,8 +29,10 @@ from taxdata.generate.common import (
     taxation_relpath,
 )
 from taxdata.generate.formatter import PROMPT_VERSION, start_formatter
+from taxdata.generate.options import EnhancedOptions
 from taxdata.generate.raw import raw_relpath, read_raw
 from taxdata.log import logger, thread_label
+from taxdata.outcome import Status
 from taxdata.store.datadir import DataDir
 from taxdata.store.taxfile import SourceInfo, compose, parse_sources
 from taxdata.timestamps import now_utc
@@ -54,27 +55,26 @@ def _keep_existing(data: DataDir, slug: str, force: bool, revision: str | None =
 
 def _write(data: DataDir, slug: str, body: str, info: SourceInfo) -> FileOutcome:
     path = data.write_text(taxation_relpath(slug), compose(body, info))
-    return FileOutcome(slug, "WRITTEN", path=str(path))
+    return FileOutcome(slug, Status.WRITTEN, path=str(path))
 
 
-def run(args: argparse.Namespace, settings: Settings) -> int:
-    if args.max_chars < 1:  # else every country would fail, one by one, after its fetch
-        raise UsageError(f"--max-chars must be at least 1, got {args.max_chars}")
-    countries, data = select_countries(args, settings, SCRIPT_NAME)
+def run(options: EnhancedOptions, settings: Settings) -> int:
+    """The whole run (the script's one call); ``options`` were checked when they were made."""
+    countries, data = select_countries(options, settings, SCRIPT_NAME)
     retry = RetryPolicy.from_settings(settings)
-    if args.list_txt_files or args.process_existing:
-        return _process_existing(args, settings, data, retry)
+    if options.list_txt_files or options.process_existing:
+        return _process_existing(options, settings, data, retry)
     wikipedia = WikipediaClient(settings.wikipedia_api, settings.user_agent, cache_dir=data,
                                 retry=retry)
     by_slug = {c.slug: c for c in countries}
-    if args.dry_run:
+    if options.dry_run:
         for country in countries:
-            source = (data.path(raw_relpath(country.slug)) if args.from_raw
+            source = (data.path(raw_relpath(country.slug)) if options.from_raw
                       else country.wikipedia_title or "no Wikipedia article (use research)")
             print(f"  {country.slug:<24} {source}")
         return 0
-    formatter = start_formatter(settings, args.max_chars)
-    if not args.from_raw and any(c.wikipedia_title for c in countries):
+    formatter = start_formatter(settings, options.max_chars)
+    if not options.from_raw and any(c.wikipedia_title for c in countries):
         wikipedia.check(settings.connect_timeout)
 
     def from_wikipedia(country: Country) -> FileOutcome:
@@ -82,10 +82,10 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             raise Skip("no Wikipedia article in the registry (use research_and_format.py)")
         logger.info("[FETCH] %s Getting Wikipedia content for %s", thread_label(), country.slug)
         try:
-            article = wikipedia.fetch(country.wikipedia_title, refresh=args.refresh)
+            article = wikipedia.fetch(country.wikipedia_title, refresh=options.refresh)
         except ArticleNotFound as exc:
             raise Skip(str(exc)) from None
-        _keep_existing(data, country.slug, args.force, str(article.revision_id))
+        _keep_existing(data, country.slug, options.force, str(article.revision_id))
         text = checked_source(article.text, settings, f'article "{article.title}"')
         result = formatter.from_source(country, text,
                                        f'Wikipedia article "{article.title}"')
@@ -104,7 +104,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             raise Skip(f"{relpath}: {size:,} bytes is over the input cap of "
                        f"{settings.max_input_bytes:,} bytes (TAXDATA_MAX_INPUT_BYTES); not sent")
         text = checked_source(path.read_bytes(), settings, relpath)
-        _keep_existing(data, country.slug, args.force)
+        _keep_existing(data, country.slug, options.force)
         fields, content = read_raw(text)
         if not content.strip():
             raise Skip(f"{relpath}: empty (a header and no page text); not sent")
@@ -116,13 +116,13 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
     def work(slug: str) -> FileOutcome:
         country = by_slug[slug]
-        return from_raw(country) if args.from_raw else from_wikipedia(country)
+        return from_raw(country) if options.from_raw else from_wikipedia(country)
 
-    return run_per_country(list(by_slug), work, settings=settings, args=args,
+    return run_per_country(list(by_slug), work, settings=settings, progress=options.progress,
                            what="LLM processing", client=formatter.client)
 
 
-def _process_existing(args: argparse.Namespace, settings: Settings, data: DataDir,
+def _process_existing(options: EnhancedOptions, settings: Settings, data: DataDir,
                       retry: RetryPolicy) -> int:
     """Reformat the extractor's saved ``taxation*`` files (``--process-existing``)."""
     service = ExtractorClient(settings.extractor_url, retry=retry)
@@ -131,29 +131,29 @@ def _process_existing(args: argparse.Namespace, settings: Settings, data: DataDi
         names = [n for n in service.list_txt_files() if n.startswith("taxation")]
     except ExtractorError as exc:
         raise PreflightError(str(exc)) from None
-    if args.list_txt_files:
+    if options.list_txt_files:
         for name in names:
             print(name)
         print(f"{len(names)} taxation files on {settings.extractor_url}")
         return 0
-    registry_countries, _ = select_countries(args, settings, SCRIPT_NAME)
+    registry_countries, _ = select_countries(options, settings, SCRIPT_NAME)
     wanted = {c.slug: c for c in registry_countries}
     jobs: dict[str, tuple[str, Country]] = {}
     for name in names:
         slug = re.sub(r"\.txt$", "", re.sub(r"^taxation[_-]?", "", name)).lower()
         if slug in wanted:
             jobs[slug] = (name, wanted[slug])
-        elif args.countries is None:
+        elif options.countries is None:
             logger.warning("[SKIPPED] %s: no registry country %r", name, slug)
-    if args.dry_run:
+    if options.dry_run:
         for slug, (name, _) in jobs.items():
             print(f"  {slug:<24} {name}")
         return 0
-    formatter = start_formatter(settings, args.max_chars)
+    formatter = start_formatter(settings, options.max_chars)
 
     def work(slug: str) -> FileOutcome:
         name, country = jobs[slug]
-        _keep_existing(data, slug, args.force)
+        _keep_existing(data, slug, options.force)
         try:
             text = service.get_file(check_file_name(name))
         except ValueError as exc:  # a hostile name from the service: never used as a path
@@ -164,6 +164,6 @@ def _process_existing(args: argparse.Namespace, settings: Settings, data: DataDi
             kind="extractor", title=name, url=f"{service.base_url}/files/{name}",
             model=result.model, prompt_version=PROMPT_VERSION, generated_at=now_utc()))
 
-    return run_per_country(list(jobs), work, settings=settings, args=args, what="LLM processing",
-                           client=formatter.client)
+    return run_per_country(list(jobs), work, settings=settings, progress=options.progress,
+                           what="LLM processing", client=formatter.client)
 

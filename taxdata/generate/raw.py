@@ -8,14 +8,14 @@ reads these files with ``--from-raw``.
 
 from __future__ import annotations
 
-import argparse
-
 from taxdata.clients.extractor import ExtractorClient, ExtractorError, extract_builtin
 from taxdata.clients.http import RetryPolicy, make_session
 from taxdata.clients.wikipedia import WikipediaClient
 from taxdata.config import Settings
 from taxdata.errors import PreflightError
 from taxdata.generate.common import RAW_DIR, FileOutcome, Skip, run_per_country, select_countries
+from taxdata.generate.options import RawOptions
+from taxdata.outcome import Status
 from taxdata.store.datadir import check_slug
 from taxdata.timestamps import now_utc
 
@@ -45,19 +45,20 @@ def raw_relpath(slug: str) -> str:
     return f"{RAW_DIR}/{check_slug(slug)}.txt"
 
 
-def run(args: argparse.Namespace, settings: Settings) -> int:
-    countries, data = select_countries(args, settings, "generate_taxation_files.py")
-    builtin = args.extractor == "builtin"
+def run(options: RawOptions, settings: Settings) -> int:
+    """The whole run (the script's one call)."""
+    countries, data = select_countries(options, settings, "generate_taxation_files.py")
+    builtin = options.extractor == "builtin"
     retry = RetryPolicy.from_settings(settings)
     session = make_session(user_agent=settings.user_agent)
     service = ExtractorClient(settings.extractor_url, retry=retry, session=session)
     wikipedia = WikipediaClient(settings.wikipedia_api, settings.user_agent, cache_dir=data,
                                 retry=retry, session=session) if builtin else None
     by_slug = {c.slug: c for c in countries}
-    if args.dry_run:
+    if options.dry_run:
         for country in countries:
             exists = data.path(raw_relpath(country.slug)).exists()
-            action = "skip (exists)" if exists and not args.force else "extract"
+            action = "skip (exists)" if exists and not options.force else "extract"
             print(f"  {country.slug:<24} {action:<14} {country.wikipedia_url or 'no article URL'}")
         return 0
     if not builtin:
@@ -70,7 +71,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     def work(slug: str) -> FileOutcome:
         country = by_slug[slug]
         relpath = raw_relpath(slug)
-        if data.path(relpath).exists() and not args.force:
+        if data.path(relpath).exists() and not options.force:
             raise Skip(f"{relpath} exists (--force to fetch again)")
         url = country.wikipedia_url
         if url is None:
@@ -82,7 +83,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         if not content.strip():
             raise ExtractorError(f"empty content for {url}")
         path = data.write_text(relpath, render_raw(url, now_utc(), label, content))
-        return FileOutcome(slug, "WRITTEN", path=str(path))
+        return FileOutcome(slug, Status.WRITTEN, path=str(path))
 
-    return run_per_country([c.slug for c in countries], work, settings=settings, args=args,
-                           what="content extraction")
+    return run_per_country([c.slug for c in countries], work, settings=settings,
+                           progress=options.progress, what="content extraction")

@@ -8,7 +8,7 @@ extractor, or written by hand) is never replaced by research unless ``--force``.
 
 from __future__ import annotations
 
-import argparse
+from dataclasses import replace
 
 from taxdata.config import Settings
 from taxdata.generate.common import (
@@ -20,6 +20,8 @@ from taxdata.generate.common import (
     taxation_relpath,
 )
 from taxdata.generate.formatter import PROMPT_VERSION, start_formatter
+from taxdata.generate.options import ResearchOptions
+from taxdata.outcome import Status
 from taxdata.store.taxfile import SourceInfo, compose, parse_sources
 from taxdata.timestamps import now_utc
 
@@ -28,25 +30,26 @@ DEFAULT_COUNTRIES = ("france", "italy", "spain", "netherlands", "sweden", "norwa
                      "finland", "poland", "switzerland")
 
 
-def run(args: argparse.Namespace, settings: Settings) -> int:
-    if args.countries is None and not args.missing:
-        args.countries = ",".join(DEFAULT_COUNTRIES)
-    countries, data = select_countries(args, settings, "research_and_format.py")
+def run(options: ResearchOptions, settings: Settings) -> int:
+    """The whole run (the script's one call)."""
+    if options.countries is None and not options.missing:  # a copy: the caller's stay as given
+        options = replace(options, countries=",".join(DEFAULT_COUNTRIES))
+    countries, data = select_countries(options, settings, "research_and_format.py")
 
-    if args.missing:
+    if options.missing:
         countries = [c for c in countries if read_taxation(data, c.slug) is None]
     by_slug = {c.slug: c for c in countries}
 
     def existing_reason(slug: str) -> str | None:
         text = read_taxation(data, slug)
-        if text is None or args.force:
+        if text is None or options.force:
             return None
         kind = parse_sources(text).kind
         if kind == "research":
             return "research file exists (--force to research again)"
         return f"has a {kind}-sourced file; research never replaces it (--force to do so)"
 
-    if args.dry_run:
+    if options.dry_run:
         for slug in by_slug:
             print(f"  {slug:<24} {existing_reason(slug) or 'research'}")
         return 0
@@ -60,7 +63,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         info = SourceInfo(kind="research", model=result.model, prompt_version=PROMPT_VERSION,
                           generated_at=now_utc())
         path = data.write_text(taxation_relpath(slug), compose(result.body, info))
-        return FileOutcome(slug, "WRITTEN", path=str(path))
+        return FileOutcome(slug, Status.WRITTEN, path=str(path))
 
-    return run_per_country(list(by_slug), work, settings=settings, args=args,
+    return run_per_country(list(by_slug), work, settings=settings, progress=options.progress,
                            what="LLM research", client=formatter.client)

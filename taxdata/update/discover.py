@@ -16,7 +16,6 @@ use when it does not exist yet; it then takes precedence over the bundled one).
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import json
 from concurrent.futures import ThreadPoolExecutor
@@ -121,8 +120,9 @@ def find(registry: Registry, rows: list[ReferenceRow],
     return findings
 
 
-def discover(args: argparse.Namespace, settings: Settings) -> int:
-    """The ``--discover-countries`` run: print what would be added; add it with ``--write``."""
+def discover(settings: Settings, *, write: bool = False) -> int:
+    """The ``--discover-countries`` run: print what would be added; add it when ``write``
+    (``--write`` without ``--dry-run``)."""
     registry = load_registry(settings.countries_file, data_dir=settings.data_dir)
     source, _ = countries_path(settings.countries_file, data_dir=settings.data_dir)
     client = WikipediaClient(settings.wikipedia_api, settings.user_agent,
@@ -157,7 +157,7 @@ def discover(args: argparse.Namespace, settings: Settings) -> int:
     if not adds and not titles:
         print("Nothing to add.")
         return EXIT_FAILED if errors else EXIT_OK
-    if not getattr(args, "write", False) or getattr(args, "dry_run", False):
+    if not write:
         print(f"Dry run: {len(adds)} countries would be added and {len(titles)} titles filled "
               f"in {target} (--write to do it)")
         return EXIT_FAILED if errors else EXIT_OK

@@ -11,7 +11,6 @@ import random
 import re
 import socket
 import threading
-from argparse import Namespace
 
 import pytest
 
@@ -277,7 +276,7 @@ def test_server_gone_fails_the_rest_at_once_with_one_line(taxdata_log, capsys):
 
     slugs = [f"c{i}" for i in range(10)]
     code = run_per_country(slugs, work, settings=Settings(max_workers=2),
-                           args=Namespace(no_progress=True), what="test", client=client)
+                           progress=False, what="test", client=client)
     assert code == 1
     sent = [line for line in taxdata_log.lines if line.startswith("[LLM-REQUEST]")]
     assert len(sent) < len(slugs)  # queued tasks never sent: they failed at once

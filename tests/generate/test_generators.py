@@ -193,10 +193,11 @@ def suite(tmp_path, make_llm_server) -> Suite:
 
 
 def summary_line(stdout: str, slug: str) -> str:
-    """The summary's line for ``slug`` (``  STATUS   slug   detail``)."""
-    lines = [line for line in stdout.splitlines() if re.match(rf"^  \S+\s+{slug}\b", line)]
+    """The summary's line for ``slug`` (``  STATUS slug: detail``), as ``STATUS slug detail``."""
+    lines = re.findall(rf"^  (\S+) {slug}: (.*)$", stdout, re.MULTILINE)
     assert len(lines) == 1, stdout
-    return lines[0]
+    status, detail = lines[0]
+    return f"{status} {slug} {detail}"
 
 
 # == 1. enhanced generator: the file and what the model received ============================
@@ -826,8 +827,6 @@ def test_llm_down_exits_2_with_the_preflight_line(suite, script):
 
 def test_a_failure_with_an_empty_message_is_reported_not_a_crash(tmp_path, capsys):
     """An exception whose str() is empty (e.g. a bare ``RuntimeError()``) is still a FAILED line."""
-    from argparse import Namespace
-
     from taxdata.config import Settings
 
     def work(slug: str) -> FileOutcome:
@@ -836,11 +835,11 @@ def test_a_failure_with_an_empty_message_is_reported_not_a_crash(tmp_path, capsy
         return FileOutcome(slug, "WRITTEN", path=f"/x/{slug}.md")
 
     code = run_per_country(["good", "bad"], work, settings=Settings(max_workers=2),
-                           args=Namespace(no_progress=True), what="test")
+                           progress=False, what="test")
     assert code == 1
     out = capsys.readouterr().out
-    assert re.search(r"^  FAILED\s+bad\s+RuntimeError$", out, re.M), out
-    assert re.search(r"^  WRITTEN\s+good\s+/x/good.md$", out, re.M), out
+    assert re.search(r"^  FAILED bad: RuntimeError$", out, re.M), out
+    assert re.search(r"^  WRITTEN good: /x/good.md$", out, re.M), out
 
 
 def test_sigint_during_a_split_article_reports_it_interrupted_not_failed(suite, tmp_path):

@@ -418,7 +418,7 @@ def test_thresholds_from_another_row_are_refused():
 
 
 def test_the_prompt_asks_for_quotes_and_states_no_rates():
-    from taxdata.update.run import SYSTEM_PROMPT, USER_PROMPT
+    from taxdata.update.extract import SYSTEM_PROMPT, USER_PROMPT
     assert "evidence" in SYSTEM_PROMPT and "word for word" in SYSTEM_PROMPT
     for prompt in (SYSTEM_PROMPT, USER_PROMPT):
         # Numbers in the prompts are examples of units and list positions, never tax rates.

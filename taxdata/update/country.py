@@ -1,0 +1,110 @@
+"""One country's update: its taxation file -> an extraction -> a record, cross-checked.
+
+Runs on the worker threads; reads the dataset as it was when the run started and writes
+nothing (the run saves each outcome as it arrives, on one thread).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from taxdata.countries.registry import Registry
+from taxdata.log import logger, thread_label
+from taxdata.outcome import CountryFailed, Status
+from taxdata.record import crosscheck
+from taxdata.record.build import build_record
+from taxdata.record.models import Provenance
+from taxdata.record.reference import Reference
+from taxdata.record.validation import missing_fields
+from taxdata.store.taxfile import SourceInfo, parse_sources
+from taxdata.timestamps import now_utc
+from taxdata.update.extract import PROMPT_VERSION, ExtractionFailed, Extractor
+from taxdata.update.outcome import CountryOutcome
+
+
+@dataclass
+class CountryUpdater:
+    """Turns a country's taxation file into its outcome; shared by all worker threads."""
+
+    registry: Registry
+    extractor: Extractor
+    references: list[Reference]  # the second sources to cross-check against
+    previous: dict[str, Any]  # the dataset's countries when the run started
+    force: bool = False  # extract again even when the source has not changed
+    accept_disputed: bool = False  # write a record whose VAT a reference disputes
+
+    def up_to_date(self, slug: str, raw: bytes, model: str | None) -> bool:
+        """The record was extracted from these very bytes, with this prompt and model."""
+        provenance = (self.previous.get(slug) or {}).get("provenance") or {}
+        return (not self.force
+                and provenance.get("source_sha256") == hashlib.sha256(raw).hexdigest()
+                and provenance.get("prompt_version") == PROMPT_VERSION
+                and provenance.get("model") == model)
+
+    def process(self, slug: str, path: Path) -> CountryOutcome:
+        """The country's outcome: PENDING with the new record, UNCHANGED when up to date; or
+        :class:`CountryFailed` with a FAILED outcome."""
+        client = self.extractor.client
+        country = self.registry.get(slug)
+        raw = path.read_bytes()
+        text = raw.decode("utf-8", errors="replace")
+        info = parse_sources(text)
+        outcome = CountryOutcome(slug, source_file=path.name, source_kind=info.kind,
+                                 unverified=info.unverified, model=client.model)
+        if self.up_to_date(slug, raw, client.model):
+            outcome.status = Status.UNCHANGED
+            outcome.reason = "source unchanged since the last extraction (--force to redo)"
+            return outcome
+        started = time.monotonic()
+        try:
+            result = self.extractor.extract(country, text, check_quotes=not info.unverified)
+        except ExtractionFailed as exc:
+            outcome.status, outcome.reason = Status.FAILED, str(exc)
+            outcome.unsupported = exc.unsupported
+            outcome.attempts, outcome.http_attempts = exc.attempts, exc.http_attempts
+            outcome.latency_s = round(time.monotonic() - started, 3)
+            outcome.model = client.model
+            raise CountryFailed(outcome) from exc
+        outcome.latency_s = round(time.monotonic() - started, 3)
+        outcome.attempts, outcome.http_attempts = result.asked, result.http_attempts
+        outcome.model = result.model
+        outcome.warnings, outcome.missing = result.warnings, missing_fields(result.extraction)
+        check = result.check
+        if check is not None:
+            outcome.evidence = check.verified
+            outcome.unsupported = [u.report() for u in check.unsupported]
+        outcome.record = build_record(result.extraction, country)
+        outcome.provenance = _provenance(path, raw, info, result.model,
+                                         check.verified if check else None).model_dump()
+        self.cross_check(outcome, info, path)
+        outcome.status = Status.PENDING  # ADDED/MODIFIED/UNCHANGED is decided against the dataset
+        return outcome
+
+    def cross_check(self, outcome: CountryOutcome, info: SourceInfo, path: Path) -> None:
+        """Compare the validated record with the references; a DISPUTED VAT is held back."""
+        own = (info.title or path.name) + (f", rev {info.revision}" if info.revision else "")
+        check = crosscheck.check_record(outcome.slug, outcome.record, own, self.references)
+        outcome.crosscheck = check.report()
+        outcome.warnings += check.warnings
+        if check.classification != crosscheck.NO_REFERENCE:
+            outcome.provenance["crosscheck"] = check.report()  # why anyone may doubt it
+        if check.disputes:
+            logger.warning("[DISPUTED] %s %s %s", thread_label(), outcome.slug, check.summary())
+        if check.vat_disputed and not self.accept_disputed:
+            outcome.status, outcome.record = Status.FAILED, None
+            outcome.reason = (f"DISPUTED {check.summary()}; held back, previous record kept "
+                              "(--accept-disputed writes it)")
+            raise CountryFailed(outcome)
+
+
+def _provenance(path: Path, raw: bytes, info: SourceInfo, model: str,
+                evidence: dict[str, str] | None = None) -> Provenance:
+    return Provenance(
+        source_file=path.name, source_sha256=hashlib.sha256(raw).hexdigest(),
+        source_url=info.url, source_revision=info.revision, source_kind=info.kind,
+        unverified=info.unverified, model=model, prompt_version=PROMPT_VERSION,
+        evidence=evidence, extracted_at=now_utc())

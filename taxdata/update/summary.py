@@ -1,0 +1,98 @@
+"""The updater's summary on stdout: the shared summary (taxdata.outcome) plus its own sections.
+
+After the counts and the FAILED countries: the figures withheld for want of a verified quote
+(UNSUPPORTED), the countries whose source is the model's own knowledge (UNVERIFIED), the
+cross-check against the references (with the disputes) and where the report went. Each section
+is short (at most ``most`` lines per list); the report has everything.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterator, Mapping, Sequence
+
+from taxdata.outcome import Status, print_summary
+from taxdata.record import crosscheck
+from taxdata.record.reference import Reference
+from taxdata.update.outcome import STATUSES, CountryOutcome
+
+
+def print_update_summary(outcomes: Mapping[str, CountryOutcome], seconds: float, *,
+                         model: str | None, references: Sequence[Reference],
+                         report_path: Path | None) -> None:
+    """The summary of a finished run (or import)."""
+    sections = [*unsupported_lines(outcomes), *unverified_lines(outcomes),
+                *crosscheck_lines(outcomes, references)]
+    if report_path is not None:
+        sections.append(f"Report: {report_path}")
+    print_summary("Update summary", dict(sorted(outcomes.items())), seconds, statuses=STATUSES,
+                  note=f"model {model or 'n/a'}", listed=_listed,
+                  detail=lambda outcome: few_words(outcome.reason), sections=sections)
+
+
+def _listed(outcome: CountryOutcome) -> bool:
+    """A country gets a line of its own when it FAILED (a DISPUTED one: in the cross-check's)."""
+    return outcome.status == Status.FAILED and not outcome.reason.startswith("DISPUTED ")
+
+
+def unsupported_lines(outcomes: Mapping[str, CountryOutcome], most: int = 20) -> Iterator[str]:
+    """Figures not written for want of a verified quote: counts, then a line per country
+    (at most ``most`` lines)."""
+    held = {slug: o.unsupported for slug, o in sorted(outcomes.items()) if o.unsupported}
+    own = sum(not u["withheld"] for items in held.values() for u in items)
+    withheld = sum(u["withheld"] for items in held.values() for u in items)
+    noun = "country" if len(held) == 1 else "countries"
+    yield (f"UNSUPPORTED figures: {own} in {len(held)} {noun} (no verified quote; not written)"
+           + (f", {withheld} more withheld with them" if withheld else ""))
+    for slug, items in list(held.items())[:most]:
+        paths = [u["path"] for u in items if not u["withheld"]]
+        yield f"UNSUPPORTED {slug}: {few_words(', '.join(paths))}"
+    if len(held) > most:
+        yield f"... and {len(held) - most} more countries with UNSUPPORTED figures (see the report)"
+
+
+def unverified_lines(outcomes: Mapping[str, CountryOutcome]) -> Iterator[str]:
+    """The written countries whose source is the model's own knowledge, if any."""
+    unverified = sorted(o.slug for o in outcomes.values()
+                        if o.unverified and o.status not in (Status.FAILED, Status.SKIPPED))
+    if unverified:
+        yield f"UNVERIFIED (model-knowledge sources, check by hand): {', '.join(unverified)}"
+
+
+def crosscheck_counts(outcomes: Mapping[str, CountryOutcome]) -> dict[str, int]:
+    """CORROBORATED / DISPUTED / NO REFERENCE among the countries checked in this run."""
+    found = [o.crosscheck["classification"] for o in outcomes.values() if o.crosscheck]
+    return {name: found.count(name) for name in crosscheck.CLASSES}
+
+
+def crosscheck_lines(outcomes: Mapping[str, CountryOutcome], references: Sequence[Reference],
+                     most: int = 20) -> Iterator[str]:
+    """The cross-check counts and the disputes (at most ``most`` lines); nothing when no
+    country was checked."""
+    counts = crosscheck_counts(outcomes)
+    if not any(counts.values()):
+        return
+    sources = ", ".join(r.label for r in references) or "none available"
+    yield (f"Cross-check against {sources}: "
+           + ", ".join(f"{name} {count}" for name, count in counts.items()))
+    disputed = sorted((o for o in outcomes.values()
+                       if o.crosscheck and o.crosscheck["classification"] == crosscheck.DISPUTED),
+                      key=lambda o: o.slug)
+    for outcome in disputed[:most]:
+        texts = [c["text"] for c in outcome.crosscheck["comparisons"] if c["verdict"] == "disputed"]
+        fate = "held back" if outcome.status == Status.FAILED else "written"
+        yield f"DISPUTED {outcome.slug} ({fate}): {few_words('; '.join(texts), 160)}"
+    if len(disputed) > most:
+        yield f"... and {len(disputed) - most} more DISPUTED (see the report)"
+
+
+def few_words(reason: str, limit: int = 100) -> str:
+    """``reason`` on one line, cut at a word boundary (never mid-word) when longer than
+    ``limit``."""
+    reason = " ".join(reason.split())
+    if len(reason) <= limit:
+        return reason
+    cut = reason[: limit - 3]
+    if reason[limit - 3] != " " and " " in cut:  # the cut fell inside a word: drop that word
+        cut = cut[: cut.rindex(" ")]
+    return cut.rstrip(" ,;:") + "..."
