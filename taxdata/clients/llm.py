@@ -1,17 +1,12 @@
-"""The LLM client: one thread-safe ``chat()`` over three HTTP dialects, with retries and fallbacks.
+"""The LLM client: one thread-safe ``chat()`` over the API dialects, with retries and fallbacks.
 
-- ``proxy``  — an Ollama-style proxy: ``POST /chat``, models at ``GET /models``
-- ``ollama`` — Ollama itself: ``POST /api/chat``, models at ``GET /api/tags``
-- ``openai`` — OpenAI-compatible servers (llama.cpp, vLLM, LiteLLM): ``POST /v1/chat/completions``
-
-State (model, which structured-output form each server accepts) lives in :class:`LLMClient`;
-transport (pool, retry timing) comes from :mod:`taxdata.clients.http`. A client holds one or more
-:class:`Endpoint` objects in an :class:`~taxdata.clients.limiter.EndpointPool`: each request goes
-to the healthy endpoint with the most free permits (adaptive concurrency per endpoint, a circuit
-breaker per endpoint); the client only classifies each answer for the shared retry policy.
-
-Every request carries a token cap (``max_tokens``): ``max_tokens`` in the OpenAI body,
-``options.num_predict`` in the Ollama and proxy bodies.
+How each API family (OpenAI-compatible, Ollama, an Ollama-style proxy) shapes requests and
+replies is :mod:`taxdata.clients.dialects`. State (model, which structured-output form each
+server accepts) lives in :class:`LLMClient`; transport (pool, retry timing) comes from
+:mod:`taxdata.clients.http`. A client holds one or more :class:`Endpoint` objects in an
+:class:`~taxdata.clients.limiter.EndpointPool`: each request goes to the healthy endpoint with the
+most free permits (adaptive concurrency per endpoint, a circuit breaker per endpoint); the client
+only classifies each answer for the shared retry policy.
 """
 
 from __future__ import annotations
@@ -21,11 +16,12 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Iterable, Sequence
-from urllib.parse import urlsplit, urlunsplit
+from typing import Iterable, Sequence
+from urllib.parse import urlsplit
 
 import requests
 
+from taxdata.clients.dialects import DIALECTS, Dialect, FormChoice, Messages, model_names
 from taxdata.clients.http import (
     BUSY,
     DONE,
@@ -52,9 +48,6 @@ from taxdata.clients.limiter import (
 from taxdata.config import Settings
 from taxdata.errors import PreflightError, ServerError
 from taxdata.log import logger, redact, thread_label, truncate
-
-Messages = Sequence[dict[str, str]]
-
 
 # -- errors ----------------------------------------------------------------------------------
 
@@ -93,83 +86,7 @@ class LLMServerGone(LLMConnectionError):
     reported_once = True  # the run says so in one line (gone_note), not once per task
 
 
-# -- dialects --------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class Dialect:
-    """How one API family shapes requests and replies."""
-
-    name: str
-    models_path: str  # replaces the chat path's tail to list models
-    forms: tuple[str, ...]  # structured-output forms, strongest first
-
-    def models_url(self, chat_url: str) -> str:
-        parts = urlsplit(chat_url)
-        path = parts.path.rstrip("/")
-        tails = {"proxy": "/chat", "ollama": "/api/chat", "openai": "/chat/completions"}
-        tail = tails[self.name]
-        base = path[: -len(tail)] if path.endswith(tail) else path
-        return urlunsplit((parts.scheme, parts.netloc, base + self.models_path, "", ""))
-
-    def body(self, model: str, messages: Messages, temperature: float,
-             form: str | None, schema: dict | None, schema_name: str,
-             max_tokens: int | None = None) -> dict[str, Any]:
-        if self.name == "openai":
-            body: dict[str, Any] = {"model": model, "messages": list(messages),
-                                    "temperature": temperature}
-            if max_tokens:
-                body["max_tokens"] = max_tokens
-            if form == "json_schema":
-                body["response_format"] = {"type": "json_schema", "json_schema": {
-                    "name": schema_name, "schema": schema, "strict": True}}
-            elif form == "json_object_schema":
-                body["response_format"] = {"type": "json_object", "schema": schema}
-            elif form == "json_object":
-                body["response_format"] = {"type": "json_object"}
-            return body
-        options: dict[str, Any] = {"temperature": temperature}
-        if max_tokens:
-            options["num_predict"] = max_tokens  # Ollama's output token cap
-        body = {"model": model, "messages": list(messages), "stream": False, "options": options}
-        if form == "schema":
-            body["format"] = schema
-        elif form == "json":
-            body["format"] = "json"
-        return body
-
-    def reply(self, data: Any) -> tuple[str, str | None, str | None, int | None, int | None]:
-        """(text, stop reason, model, prompt tokens, completion tokens) from a reply body."""
-        if self.name == "openai":
-            choice = data["choices"][0]
-            usage = data.get("usage") or {}
-            return (choice["message"]["content"], choice.get("finish_reason"), data.get("model"),
-                    usage.get("prompt_tokens"), usage.get("completion_tokens"))
-        return (data["message"]["content"], data.get("done_reason"), data.get("model"),
-                data.get("prompt_eval_count"), data.get("eval_count"))
-
-
-DIALECTS = {
-    "proxy": Dialect("proxy", "/models", ("schema", "json", "none")),
-    "ollama": Dialect("ollama", "/api/tags", ("schema", "json", "none")),
-    "openai": Dialect("openai", "/models", ("json_schema", "json_object_schema", "json_object",
-                                            "none")),
-}
-
-
-def model_names(data: Any) -> list[str]:
-    """Model names from any of the list shapes servers use (Ollama tags, OpenAI, plain lists)."""
-    if isinstance(data, dict):
-        data = data.get("models", data.get("data", []))
-    names = []
-    for item in data if isinstance(data, list) else []:
-        if isinstance(item, str):
-            names.append(item)
-        elif isinstance(item, dict):
-            name = item.get("name") or item.get("model") or item.get("id")
-            if name:
-                names.append(str(name))
-    return names
-
+# -- endpoints, replies ---------------------------------------------------------------------
 
 @dataclass(frozen=True)
 class Endpoint:
@@ -258,7 +175,7 @@ class LLMClient:
         if api_key:
             self.session.headers["Authorization"] = f"Bearer {api_key}"
         self._lock = threading.Lock()
-        self._form_index: dict[str, int] = {}  # per server: which structured form works
+        self.forms = FormChoice()  # per server: which structured-output form it takes
         # However work is nested (a worker splitting an article into parts), no endpoint sees
         # more than max_in_flight requests from us at once (the user's max_workers).
         self.pool = EndpointPool([(e, e.name) for e in self.endpoints],
@@ -359,7 +276,7 @@ class LLMClient:
                 return Outcome(FAIL, error=LLMServerGone(self.gone_message()))
             endpoint = member.target
             dialect = endpoint.dialect
-            form = self._form(endpoint, dialect) if schema is not None else None
+            form = self.forms.current(endpoint.url, dialect) if schema is not None else None
             body = dialect.body(self.model, messages, temperature, form, schema, schema_name,
                                 self.max_tokens)
             logger.info("[LLM-REQUEST] %s POST %s model=%s%s", worker, endpoint.url, self.model,
@@ -453,18 +370,9 @@ class LLMClient:
         """One line per endpoint: requests, busy answers, failures, final concurrency limit."""
         return self.pool.summary()
 
-    # -- structured-output forms --------------------------------------------------------------
-    def _form(self, endpoint: Endpoint, dialect: Dialect) -> str:
-        with self._lock:
-            return dialect.forms[self._form_index.get(endpoint.url, 0)]
-
     def _fall_back(self, endpoint: Endpoint, dialect: Dialect, form: str, status: int,
                    message: str) -> None:
-        with self._lock:
-            index = dialect.forms.index(form) + 1
-            # Another thread may already have moved further down the list.
-            self._form_index[endpoint.url] = max(self._form_index.get(endpoint.url, 0), index)
-            new = dialect.forms[self._form_index[endpoint.url]]
+        new = self.forms.refused(endpoint.url, dialect, form)
         logger.warning("[FALLBACK] %s server rejected structured output %r (HTTP %d: %s); "
                        "using %r from now on", thread_label(), form, status, message, new)
 
