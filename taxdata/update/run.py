@@ -25,6 +25,7 @@ from taxdata.clients.llm import LLMClient, LLMError, LLMTruncated, report_endpoi
 from taxdata.config import Settings
 from taxdata.countries.registry import Country, RegistryError, load_registry
 from taxdata.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, TaxdataError, UsageError
+from taxdata.events import ReplyRejected, emit
 from taxdata.log import logger, thread_label
 from taxdata.record import crosscheck
 from taxdata.record.build import FieldChange, build_record, diff_records, summarize_changes
@@ -441,8 +442,9 @@ class Extractor:
                 if outcome is not None and outcome.extraction is not None and not errors:
                     return Extracted(outcome.extraction, outcome.warnings, asked, http_attempts,
                                      reply.model)
-            logger.warning("[INVALID] %s %s reply %d rejected: %s", thread_label(), country.slug,
-                           asked, "; ".join(errors[:3]) + (" ..." if len(errors) > 3 else ""))
+            emit(ReplyRejected(thread_label(), f"{country.slug} reply {asked} rejected",
+                               "; ".join(errors[:3]) + (" ..." if len(errors) > 3 else ""),
+                               reply.request_id if text is not None else None))
             retry = RETRY_PROMPT.format(errors="\n".join(f"- {e}" for e in errors))
             if text is None:  # no reply text to show back: the errors join the user's turn
                 messages = messages[:-1] + [
