@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Iterator
@@ -36,7 +37,7 @@ NO_ANSWER = "no answer"  # no HTTP answer: connection failed, timed out or broke
 
 # How a task ended (TaskFinished.status).
 COMPLETED, FAILED, CANCELLED = "completed", "failed", "cancelled"
-# Breaker states (BreakerChanged.state), as taxdata.clients.breaker names them.
+# Breaker states (BreakerChanged.state); taxdata.clients.breaker uses these names.
 OPEN, CLOSED, GONE = "open", "closed", "gone"
 
 
@@ -247,9 +248,10 @@ class Recorder:
         return list(self._events)
 
 
-# The active recorders, innermost last; replaced (never changed in place) so emit reads it
-# without a lock.
+# The active recorders, innermost last: replaced (under the lock), never changed in place, so
+# emit reads it without one.
 _recorders: tuple[Recorder, ...] = ()
+_recorders_lock = threading.Lock()
 
 
 def emit(event: Event) -> None:
@@ -268,11 +270,13 @@ def recording() -> Iterator[Recorder]:
     """Collect every event emitted while the block runs (by any thread)."""
     global _recorders
     recorder = Recorder()
-    _recorders = _recorders + (recorder,)
+    with _recorders_lock:
+        _recorders = _recorders + (recorder,)
     try:
         yield recorder
     finally:
-        _recorders = tuple(r for r in _recorders if r is not recorder)
+        with _recorders_lock:
+            _recorders = tuple(r for r in _recorders if r is not recorder)
 
 
 def recorded_events() -> list[Event]:

@@ -15,7 +15,6 @@ The timeline is built from the run's events (:mod:`taxdata.events`, collected by
 from __future__ import annotations
 
 import functools
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -25,6 +24,7 @@ import jinja2
 
 from taxdata import events
 from taxdata.events import (
+    BreakerChanged,
     Event,
     GaveUp,
     LimitChanged,
@@ -36,6 +36,9 @@ from taxdata.events import (
 )
 
 OUTCOMES = ("ok", "retried", "invalid", "failed")
+# The events that span the time axis: the requests' and the servers' (not the tasks').
+_ON_THE_AXIS = (RequestStarted, RequestEnded, Retry, GaveUp, ReplyRejected, LimitChanged,
+                BreakerChanged)
 TIMELINE_WIDTH = 1000  # px of the time axis in the SVGs (the page scales them to fit)
 LANE_HEIGHT = 18
 CHART_HEIGHT = 60
@@ -76,7 +79,8 @@ class Timeline:
 
 
 def _lane_key(label: str) -> tuple:
-    return tuple(int(p) if p.isdigit() else p for p in re.split(r"[-.]", label))
+    """Thread-2 before Thread-10, Thread-2.1 after Thread-2."""
+    return tuple(int(p) if p.isdigit() else p for p in label.replace("-", ".").split("."))
 
 
 def _take(event: Event, bars: dict[int, Bar], endpoints: dict[str, Endpoint]) -> None:
@@ -127,7 +131,7 @@ def build_timeline(recorded: Sequence[Event]) -> Timeline:
     endpoints: dict[str, Endpoint] = {}
     for event in recorded:
         _take(event, bars, endpoints)
-    times = [e.at for e in recorded] or [0.0]
+    times = [e.at for e in recorded if isinstance(e, _ON_THE_AXIS)] or [0.0]
     end = max(times + [(b.end or b.start) + b.wait for b in bars.values()])
     for bar in bars.values():
         if bar.end is None:  # never answered (interrupted): drawn up to the end of the run
