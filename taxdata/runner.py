@@ -24,6 +24,7 @@ from tqdm import tqdm
 
 from taxdata.cancel import STOP, Interrupted
 from taxdata.errors import EXIT_INTERRUPTED, first_line
+from taxdata.events import CANCELLED, COMPLETED, FAILED, TaskFinished, emit
 from taxdata.log import logger, set_thread_label, thread_label
 
 T = TypeVar("T")
@@ -159,15 +160,15 @@ def _run_one(work: Callable[[str], T], task_id: str) -> TaskResult[T]:
 
 def _log_result(result: TaskResult[T], describe: Callable[[T], str] | None) -> None:
     if result.cancelled:
-        logger.info("[CANCELLED] %s - not finished", result.task_id)
+        emit(TaskFinished(result.task_id, CANCELLED, worker=result.worker))
     elif result.error is not None:
         # A cause the caller reports once for all its tasks (a server that went away) is not
         # repeated per task, except in debug logs.
-        log = logger.debug if _reported_once(result.error) else logger.error
-        log("[FAILED] %s - %s (%s)", result.task_id, first_line(result.error), result.worker)
+        emit(TaskFinished(result.task_id, FAILED, first_line(result.error), result.worker,
+                          reported_once=_reported_once(result.error)))
     else:
         status = describe(result.value) if describe else "SUCCESS"
-        logger.info("[COMPLETED] %s - %s", result.task_id, status)
+        emit(TaskFinished(result.task_id, COMPLETED, status, result.worker))
 
 
 def _drain_after_interrupt(futures: dict[Future, str],

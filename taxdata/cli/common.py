@@ -15,9 +15,9 @@ from typing import Any, Callable, Sequence, TypeVar
 
 from taxdata.config import Settings, load_settings
 from taxdata.errors import EXIT_INTERRUPTED, TaxdataError, UsageError
+from taxdata.events import recording
 from taxdata.log import logger, setup_logging
 from taxdata.options import RunOptions
-from taxdata.report.html import recording
 from taxdata.store.locks import release_run_locks
 
 # Flags whose values feed Settings (dest -> Settings field).

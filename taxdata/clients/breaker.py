@@ -15,9 +15,9 @@ from typing import Callable
 
 from taxdata.cancel import STOP
 from taxdata.clients.http import RetryPolicy
-from taxdata.log import logger
 
-CLOSED, OPEN, GONE = "closed", "open", "gone"
+# The states (closed, open, gone) are the events' names for them.
+from taxdata.events import CLOSED, GONE, OPEN, BreakerChanged, emit
 
 
 class CircuitBreaker:
@@ -46,9 +46,7 @@ class CircuitBreaker:
         if self.state == CLOSED and self.consecutive >= self.threshold:
             self.state = OPEN
             self.opened_at = time.monotonic()
-            logger.warning("[BREAKER] %s open after %d connection failures in a row (%s); "
-                           "waiting up to %gs for it to answer again", self.name,
-                           self.consecutive, reason, self.wait)
+            emit(BreakerChanged(self.name, OPEN, self.wait, self.consecutive, reason))
             threading.Thread(target=self._probe_until_back, name=f"probe {self.name}",
                              daemon=True).start()
             self.changed.notify_all()
@@ -62,7 +60,7 @@ class CircuitBreaker:
                 with self.changed:
                     self.state = GONE
                     self.changed.notify_all()
-                logger.error("[BREAKER] %s gone: no answer for %gs", self.name, self.wait)
+                emit(BreakerChanged(self.name, GONE, self.wait))
                 return
             if STOP.wait(min(self.backoff.delay(attempt), left)):
                 return
@@ -75,6 +73,6 @@ class CircuitBreaker:
                     self.state = CLOSED
                     self.consecutive = 0
                     self.changed.notify_all()
-                logger.warning("[BREAKER] %s closed: answering again after %.1fs", self.name,
-                               time.monotonic() - self.opened_at)
+                emit(BreakerChanged(self.name, CLOSED, self.wait,
+                                    seconds=time.monotonic() - self.opened_at))
                 return

@@ -22,7 +22,8 @@ from requests.adapters import HTTPAdapter
 
 from taxdata.cancel import STOP, Interrupted
 from taxdata.config import DEFAULT_USER_AGENT, Settings
-from taxdata.log import logger, thread_label
+from taxdata.events import GaveUp, Retry, emit
+from taxdata.log import thread_label
 
 # "The server is busy": wait and ask again, for as long as the deadline allows.
 BUSY_STATUSES = frozenset({429, 503})
@@ -135,6 +136,8 @@ class Outcome:
     :data:`RETRY` (a real failure, attempt limit), :data:`NOW` (try again at once without using
     an attempt, e.g. after a fallback) or :data:`FAIL` (raise ``error`` now). When retries run
     out, ``error`` is raised, or ``value`` returned if there is no error (a last HTTP response).
+    ``request_id``: the attempt's request, as the client's events name it (the retry and give-up
+    events carry it, so a reader can tell which request they are about).
     """
 
     kind: str
@@ -142,6 +145,7 @@ class Outcome:
     error: BaseException | None = None
     reason: str = ""
     retry_after: float | None = None
+    request_id: int | None = None
 
 
 @dataclass
@@ -156,13 +160,13 @@ def send(attempt: Callable[[int], Outcome], policy: RetryPolicy, *, what: str = 
          log_giveup: bool = True) -> Sent:
     """Call ``attempt(n)`` until it is done, gives up, or the policy's limits are reached.
 
-    Each retry is logged once: ``[RETRY] Thread-2 HTTP 503, attempt 2 in 0.8s``. A raised
+    Each retry is one :class:`~taxdata.events.Retry` event (``[RETRY] Thread-2 HTTP 503, attempt 2
+    in 0.8s``), a give-up one :class:`~taxdata.events.GaveUp` (``[ERROR] ...``). A raised
     exception carries ``attempts`` (the attempts made). Ctrl-C (:data:`STOP`) ends any wait.
     ``log_giveup=False`` leaves the final error to the caller, for clients whose every caller
     reports it (a country's [FAILED] line, a one-line usage error), so it is not said twice.
     """
     worker = thread_label()
-    prefix = f"{what} " if what else ""
     started = policy.clock()
     attempts = failures = busy = 0
     while True:
@@ -182,25 +186,24 @@ def send(attempt: Callable[[int], Outcome], policy: RetryPolicy, *, what: str = 
                 kind, note = FAIL, f" (still busy after {policy.deadline:g}s, giving up)"
             else:
                 delay = min(policy.delay(busy, outcome.retry_after, busy=True), left)
-                counter = f"attempt {attempts + 1}"
+                counter = (attempts + 1, None)  # the next attempt, of no fixed count
         elif kind == RETRY:
             failures += 1
             if failures >= policy.attempts:
                 kind, note = FAIL, f" (attempt {failures}/{policy.attempts}, giving up)"
             else:
                 delay = policy.delay(failures, outcome.retry_after)
-                counter = f"attempt {failures + 1}/{policy.attempts}"
+                counter = (failures + 1, policy.attempts)
         if kind == DONE or (kind == FAIL and outcome.error is None):
             return Sent(outcome.value, attempts)
         if kind == FAIL:
             error = outcome.error
             if note and log_giveup:
-                logger.error("[ERROR] %s %s%s%s", worker, prefix, error, note)
+                emit(GaveUp(worker, what, str(error), note, outcome.request_id))
             with contextlib.suppress(AttributeError):
                 error.attempts = attempts  # type: ignore[union-attr]
             raise error
-        logger.warning("[RETRY] %s %s%s, %s in %.1fs", worker, prefix, outcome.reason, counter,
-                       delay)
+        emit(Retry(worker, what, outcome.reason, *counter, delay, outcome.request_id))
         if not policy.wait(delay):
             raise Interrupted("stopped by Ctrl-C")
 

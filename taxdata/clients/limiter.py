@@ -22,7 +22,7 @@ from typing import Any, Callable, Sequence
 from taxdata.cancel import STOP, Interrupted
 from taxdata.clients.breaker import CLOSED, GONE, CircuitBreaker
 from taxdata.errors import ServerError
-from taxdata.log import logger
+from taxdata.events import LimitChanged, emit
 
 # Feedback from one request (see EndpointPool.release).
 # OK raises the limit, BUSY and TIMEOUT cut it, DOWN counts towards the breaker, FAILED (an
@@ -150,9 +150,8 @@ class EndpointPool:
             after = member.permits
             self.changed.notify_all()
         if after != before:
-            log = logger.warning if after < before else logger.info
-            log("[ADAPT] %s concurrency %d -> %d (%s)", member.name, before, after,
-                reason if after < before else "answering")
+            emit(LimitChanged(member.name, before, after,
+                              reason if after < before else "answering"))
 
     def gone_names(self) -> list[str]:
         with self.changed:

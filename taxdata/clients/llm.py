@@ -1,175 +1,68 @@
-"""The LLM client: one thread-safe ``chat()`` over three HTTP dialects, with retries and fallbacks.
+"""The LLM client: one thread-safe ``chat()`` over the API dialects, with retries and fallbacks.
 
-- ``proxy``  — an Ollama-style proxy: ``POST /chat``, models at ``GET /models``
-- ``ollama`` — Ollama itself: ``POST /api/chat``, models at ``GET /api/tags``
-- ``openai`` — OpenAI-compatible servers (llama.cpp, vLLM, LiteLLM): ``POST /v1/chat/completions``
+How each API family (OpenAI-compatible, Ollama, an Ollama-style proxy) shapes requests and
+replies is :mod:`taxdata.clients.dialects`. State (model, which structured-output form each
+server accepts) lives in :class:`LLMClient`; transport (pool, retry timing) comes from
+:mod:`taxdata.clients.http`. A client holds one or more :class:`Endpoint` objects in an
+:class:`~taxdata.clients.limiter.EndpointPool`: each request goes to the healthy endpoint with the
+most free permits (adaptive concurrency per endpoint, a circuit breaker per endpoint); the client
+only classifies each answer for the shared retry policy.
 
-State (model, which structured-output form each server accepts) lives in :class:`LLMClient`;
-transport (pool, retry timing) comes from :mod:`taxdata.clients.http`. A client holds one or more
-:class:`Endpoint` objects in an :class:`~taxdata.clients.limiter.EndpointPool`: each request goes
-to the healthy endpoint with the most free permits (adaptive concurrency per endpoint, a circuit
-breaker per endpoint); the client only classifies each answer for the shared retry policy.
-
-Every request carries a token cap (``max_tokens``): ``max_tokens`` in the OpenAI body,
-``options.num_predict`` in the Ollama and proxy bodies.
+Each HTTP attempt is told as events (:mod:`taxdata.events`): ``RequestStarted`` and
+``RequestEnded`` with a request id, which the retries, a give-up and the reply
+(``ChatReply.request_id``) carry, so a caller that rejects a reply can say which request it was.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Iterable, Sequence
-from urllib.parse import urlsplit, urlunsplit
+from typing import Iterable, Sequence
+from urllib.parse import urlsplit
 
 import requests
 
-from taxdata.clients.http import (
-    BUSY,
-    DONE,
-    FAIL,
-    NOW,
-    RETRY,
-    Outcome,
-    RetryPolicy,
-    is_busy,
-    make_session,
-    parse_retry_after,
-    send,
+from taxdata import events
+from taxdata.clients import http, limiter
+from taxdata.clients.answers import (
+    LLMBadResponse,
+    LLMConnectionError,
+    LLMError,
+    LLMHTTPError,
+    LLMServerGone,
+    LLMTimeout,
+    LLMTruncated,
+    judge_error,
+    judge_no_answer,
+    judge_reply,
+    server_message,
 )
-from taxdata.clients.limiter import BUSY as SIGNAL_BUSY
-from taxdata.clients.limiter import (
-    DOWN,
-    FAILED,
-    NEUTRAL,
-    OK,
-    TIMEOUT,
-    AllEndpointsGone,
-    EndpointPool,
+from taxdata.clients.dialects import (
+    DIALECTS,
+    Dialect,
+    FormChoice,
+    Messages,
+    ReplyParts,
+    model_names,
 )
+from taxdata.clients.http import Outcome, RetryPolicy, make_session, send
+from taxdata.clients.limiter import AllEndpointsGone, EndpointPool
 from taxdata.config import Settings
-from taxdata.errors import PreflightError, ServerError
+from taxdata.errors import PreflightError
+from taxdata.events import GaveUp, RequestEnded, RequestStarted, emit
 from taxdata.log import logger, redact, thread_label, truncate
 
-Messages = Sequence[dict[str, str]]
+# The client's face: callers import the errors (taxdata.clients.answers) and DIALECTS from here.
+__all__ = ["DIALECTS", "ChatReply", "Endpoint", "LLMBadResponse", "LLMClient",
+           "LLMConnectionError", "LLMError", "LLMHTTPError", "LLMServerGone", "LLMTimeout",
+           "LLMTruncated", "gone_note", "report_endpoints", "server_gone"]
 
 
-# -- errors ----------------------------------------------------------------------------------
-
-class LLMError(ServerError):
-    """Any failure to get a usable reply from the LLM server."""
-
-    attempts: int = 0  # HTTP attempts made before giving up (set by LLMClient.chat)
-
-
-class LLMConnectionError(LLMError):
-    """The server could not be reached, or the connection broke mid-reply."""
-
-
-class LLMTimeout(LLMError):
-    """No reply within the read timeout."""
-
-
-class LLMBadResponse(LLMError):
-    """The server answered 200 with something that is not its API's JSON."""
-
-
-class LLMTruncated(LLMError):
-    """The reply was cut off at the token limit: half an answer is not an answer."""
-
-
-class LLMHTTPError(LLMError):
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(f"HTTP {status}: {message}")
-        self.status = status
-        self.server_message = message
-
-
-class LLMServerGone(LLMConnectionError):
-    """Every LLM server stopped answering (its circuit breaker gave up): no task can run."""
-
-    reported_once = True  # the run says so in one line (gone_note), not once per task
-
-
-# -- dialects --------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class Dialect:
-    """How one API family shapes requests and replies."""
-
-    name: str
-    models_path: str  # replaces the chat path's tail to list models
-    forms: tuple[str, ...]  # structured-output forms, strongest first
-
-    def models_url(self, chat_url: str) -> str:
-        parts = urlsplit(chat_url)
-        path = parts.path.rstrip("/")
-        tails = {"proxy": "/chat", "ollama": "/api/chat", "openai": "/chat/completions"}
-        tail = tails[self.name]
-        base = path[: -len(tail)] if path.endswith(tail) else path
-        return urlunsplit((parts.scheme, parts.netloc, base + self.models_path, "", ""))
-
-    def body(self, model: str, messages: Messages, temperature: float,
-             form: str | None, schema: dict | None, schema_name: str,
-             max_tokens: int | None = None) -> dict[str, Any]:
-        if self.name == "openai":
-            body: dict[str, Any] = {"model": model, "messages": list(messages),
-                                    "temperature": temperature}
-            if max_tokens:
-                body["max_tokens"] = max_tokens
-            if form == "json_schema":
-                body["response_format"] = {"type": "json_schema", "json_schema": {
-                    "name": schema_name, "schema": schema, "strict": True}}
-            elif form == "json_object_schema":
-                body["response_format"] = {"type": "json_object", "schema": schema}
-            elif form == "json_object":
-                body["response_format"] = {"type": "json_object"}
-            return body
-        options: dict[str, Any] = {"temperature": temperature}
-        if max_tokens:
-            options["num_predict"] = max_tokens  # Ollama's output token cap
-        body = {"model": model, "messages": list(messages), "stream": False, "options": options}
-        if form == "schema":
-            body["format"] = schema
-        elif form == "json":
-            body["format"] = "json"
-        return body
-
-    def reply(self, data: Any) -> tuple[str, str | None, str | None, int | None, int | None]:
-        """(text, stop reason, model, prompt tokens, completion tokens) from a reply body."""
-        if self.name == "openai":
-            choice = data["choices"][0]
-            usage = data.get("usage") or {}
-            return (choice["message"]["content"], choice.get("finish_reason"), data.get("model"),
-                    usage.get("prompt_tokens"), usage.get("completion_tokens"))
-        return (data["message"]["content"], data.get("done_reason"), data.get("model"),
-                data.get("prompt_eval_count"), data.get("eval_count"))
-
-
-DIALECTS = {
-    "proxy": Dialect("proxy", "/models", ("schema", "json", "none")),
-    "ollama": Dialect("ollama", "/api/tags", ("schema", "json", "none")),
-    "openai": Dialect("openai", "/models", ("json_schema", "json_object_schema", "json_object",
-                                            "none")),
-}
-
-
-def model_names(data: Any) -> list[str]:
-    """Model names from any of the list shapes servers use (Ollama tags, OpenAI, plain lists)."""
-    if isinstance(data, dict):
-        data = data.get("models", data.get("data", []))
-    names = []
-    for item in data if isinstance(data, list) else []:
-        if isinstance(item, str):
-            names.append(item)
-        elif isinstance(item, dict):
-            name = item.get("name") or item.get("model") or item.get("id")
-            if name:
-                names.append(str(name))
-    return names
-
+# -- endpoints, replies ---------------------------------------------------------------------
 
 @dataclass(frozen=True)
 class Endpoint:
@@ -197,30 +90,38 @@ class ChatReply:
     structured: str | None = None  # the structured-output form the server accepted
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
+    request_id: int | None = None  # the request that brought it (its events carry the id)
+
+
+@dataclass
+class _Chat:
+    """One ``chat()`` call, across its attempts."""
+
+    messages: Messages
+    schema: dict | None
+    schema_name: str
+    label: str
+    temperature: float
+    worker: str
+    started: float
+    turned_away: bool = False  # the last attempt was answered busy
+
+
+@dataclass(frozen=True)
+class _Attempt:
+    """One HTTP attempt of a chat: its number, where it went, in which form, its request id."""
+
+    chat: _Chat
+    number: int
+    endpoint: Endpoint
+    form: str | None
+    request_id: int
 
 
 # How an attempt's outcome feeds the endpoint's adaptive limit (see taxdata.clients.limiter).
-_SIGNALS = {DONE: OK, BUSY: SIGNAL_BUSY, NOW: NEUTRAL}
-
-
-def _server_message(response: requests.Response) -> str:
-    try:
-        data = response.json()
-    except ValueError:
-        return truncate(response.text.strip() or response.reason or "", 300)
-    error = data.get("error", data) if isinstance(data, dict) else data
-    if isinstance(error, dict):
-        error = error.get("message") or error.get("detail") or json.dumps(error)
-    return truncate(str(error), 300)
-
-
-def _rejects_form(status: int, message: str) -> bool:
-    # Servers refuse an unknown structured-output form with a 4xx, some (llama.cpp) with a 500;
-    # we only fall back when the message is about that form, not on any server error.
-    if status in (408, 429) or not (400 <= status < 600):
-        return False
-    text = message.lower()
-    return any(word in text for word in ("response_format", "json_schema", "format", "schema"))
+_SIGNALS = {http.DONE: limiter.OK, http.BUSY: limiter.BUSY, http.NOW: limiter.NEUTRAL}
+# One numbering for the process, so ids are unique in any recording (next() on it is atomic).
+_request_ids = itertools.count(1)
 
 
 class LLMClient:
@@ -258,7 +159,7 @@ class LLMClient:
         if api_key:
             self.session.headers["Authorization"] = f"Bearer {api_key}"
         self._lock = threading.Lock()
-        self._form_index: dict[str, int] = {}  # per server: which structured form works
+        self.forms = FormChoice()  # per server: which structured-output form it takes
         # However work is nested (a worker splitting an article into parts), no endpoint sees
         # more than max_in_flight requests from us at once (the user's max_workers).
         self.pool = EndpointPool([(e, e.name) for e in self.endpoints],
@@ -288,7 +189,7 @@ class LLMClient:
         response = self.session.get(endpoint.models_url,
                                     timeout=(connect, min(self.timeout, timeout or 30)))
         if response.status_code != 200:
-            raise LLMHTTPError(response.status_code, _server_message(response))
+            raise LLMHTTPError(response.status_code, server_message(response))
         try:
             return model_names(response.json())
         except ValueError:
@@ -346,104 +247,72 @@ class LLMClient:
             with self._lock:
                 if not self.model:
                     self.preflight()
-        worker = thread_label()
-        suffix = f" - {label}" if label else ""
-        started = time.monotonic()
-        temperature = self.temperature if temperature is None else temperature
-        turned_away = [False]  # the last attempt was answered busy
+        chat = _Chat(messages, schema, schema_name, label,
+                     self.temperature if temperature is None else temperature,
+                     thread_label(), time.monotonic())
+        return send(lambda number: self._attempt(chat, number), self.retry).value
 
-        def attempt(number: int) -> Outcome:
-            try:
-                member = self.pool.acquire(cautious=turned_away[0])
-            except AllEndpointsGone:
-                return Outcome(FAIL, error=LLMServerGone(self.gone_message()))
-            endpoint = member.target
-            dialect = endpoint.dialect
-            form = self._form(endpoint, dialect) if schema is not None else None
-            body = dialect.body(self.model, messages, temperature, form, schema, schema_name,
-                                self.max_tokens)
-            logger.info("[LLM-REQUEST] %s POST %s model=%s%s", worker, endpoint.url, self.model,
-                        suffix)
-            if logger.isEnabledFor(logging.DEBUG):  # don't serialise payloads nobody will read
-                logger.debug("[LLM-PAYLOAD] %s %s", worker, redact(
-                    truncate(json.dumps(body, ensure_ascii=False)), (self._api_key,)))
-            sent = time.monotonic()
-            signal, reason = NEUTRAL, ""
-            try:
-                response = self.session.post(endpoint.url, json=body,
-                                             timeout=(self.connect_timeout, self.timeout))
-            except requests.ConnectTimeout:
-                signal, reason = DOWN, "connect timeout"
-                return Outcome(RETRY, reason=reason, error=LLMConnectionError(
-                    f"Connection timeout after {self.connect_timeout:g}s to {endpoint.url}"))
-            except requests.ReadTimeout:
-                signal, reason = TIMEOUT, "timeout"
-                return Outcome(RETRY, reason=f"Request timeout after {self.timeout:g}s",
-                               error=LLMTimeout(f"Request timeout after {self.timeout:g}s"))
-            except requests.ConnectionError as exc:
-                signal, reason = DOWN, type(exc).__name__
-                error = LLMConnectionError(f"Connection failed to {endpoint.url}: {reason}")
-                return Outcome(RETRY, reason=str(error), error=error)
-            except requests.RequestException as exc:  # e.g. a body cut off mid-transfer
-                signal, reason = DOWN, type(exc).__name__  # connection level, as a kill looks
-                error = LLMConnectionError(f"Request to {endpoint.url} failed: "
-                                           f"{type(exc).__name__}")
-                return Outcome(RETRY, reason=str(error), error=error)
-            else:
-                outcome = self._judge(response, endpoint, form, number, started, worker,
-                                      time.monotonic() - sent)
-                signal = _SIGNALS.get(outcome.kind, FAILED)
-                turned_away[0] = outcome.kind == BUSY
-                reason = f"HTTP {response.status_code}"
-                return outcome
-            finally:
-                self.pool.release(member, sent, signal, reason)
-
-        return send(attempt, self.retry).value
-
-    def _judge(self, response: requests.Response, endpoint: Endpoint, form: str | None,
-               number: int, started: float, worker: str, elapsed: float) -> Outcome:
-        """Classify one answer for the retry policy."""
-        status = response.status_code
-        logger.info("[LLM-RESPONSE] %s HTTP %d in %.2fs", worker, status, elapsed)
-        if status == 200:
-            try:
-                reply = self._reply(response, endpoint.dialect, endpoint, form, number, started)
-            except LLMBadResponse as exc:
-                return Outcome(RETRY, error=exc, reason=str(exc))
-            except LLMTruncated as exc:
-                return Outcome(FAIL, error=exc)
-            return Outcome(DONE, value=reply)
-        message = _server_message(response)
-        if form not in (None, "none") and _rejects_form(status, message):
-            self._fall_back(endpoint, endpoint.dialect, form, status, message)
-            return Outcome(NOW)  # the server said no to the form, not to the request
-        error = LLMHTTPError(status, message)
-        retry_after = parse_retry_after(response.headers.get("Retry-After"))
-        if is_busy(status, message):
-            return Outcome(BUSY, error=error, reason=f"HTTP {status}", retry_after=retry_after)
-        if status not in self.retry.statuses:
-            logger.error("[ERROR] %s %s", worker, error)
-            return Outcome(FAIL, error=error)
-        return Outcome(RETRY, error=error, reason=f"HTTP {status}", retry_after=retry_after)
-
-    def _reply(self, response: requests.Response, dialect: Dialect, endpoint: Endpoint,
-               form: str | None, attempt: int, started: float) -> ChatReply:
+    def _attempt(self, chat: _Chat, number: int) -> Outcome:
+        """Attempt ``number`` of ``chat`` on the best endpoint; its pool hears how it went."""
         try:
-            data = response.json()
-            text, stop_reason, model, prompt_tokens, completion_tokens = dialect.reply(data)
-        except (ValueError, KeyError, IndexError, TypeError):
-            raise LLMBadResponse(f"reply is not {dialect.name} API JSON: "
-                                 f"{truncate(response.text, 120)!r}") from None
-        if stop_reason == "length":
-            raise LLMTruncated(f"reply cut off at the token limit (done_reason/finish_reason "
-                               f"'length', TAXDATA_MAX_TOKENS={self.max_tokens})")
-        if not isinstance(text, str):
-            raise LLMBadResponse("reply has no text content")
-        return ChatReply(text=text, model=model or self.model,
-                         seconds=time.monotonic() - started, attempts=attempt,
-                         endpoint=endpoint.url, structured=form,
-                         prompt_tokens=prompt_tokens, completion_tokens=completion_tokens)
+            member = self.pool.acquire(cautious=chat.turned_away)
+        except AllEndpointsGone:
+            return Outcome(http.FAIL, error=LLMServerGone(self.gone_message()))
+        endpoint = member.target
+        form = (self.forms.current(endpoint.url, endpoint.dialect)
+                if chat.schema is not None else None)
+        attempt = _Attempt(chat, number, endpoint, form, next(_request_ids))
+        body = endpoint.dialect.body(self.model, chat.messages, chat.temperature, form,
+                                     chat.schema, chat.schema_name, self.max_tokens)
+        emit(RequestStarted(chat.worker, endpoint.url, self.model, chat.label,
+                            attempt.request_id))
+        if logger.isEnabledFor(logging.DEBUG):  # don't serialise payloads nobody will read
+            logger.debug("[LLM-PAYLOAD] %s %s", chat.worker, redact(
+                truncate(json.dumps(body, ensure_ascii=False)), (self._api_key,)))
+        sent = time.monotonic()
+        signal, reason = limiter.NEUTRAL, ""
+        try:
+            response = self.session.post(endpoint.url, json=body,
+                                         timeout=(self.connect_timeout, self.timeout))
+        except requests.RequestException as exc:
+            outcome, signal, reason = judge_no_answer(exc, endpoint.url, self.connect_timeout,
+                                                      self.timeout)
+            emit(RequestEnded(chat.worker, attempt.request_id, None, time.monotonic() - sent,
+                              events.NO_ANSWER, outcome.reason))
+        else:
+            outcome = self._judge(response, attempt, time.monotonic() - sent)
+            signal = _SIGNALS.get(outcome.kind, limiter.FAILED)
+            chat.turned_away = outcome.kind == http.BUSY
+            reason = f"HTTP {response.status_code}"
+        finally:
+            self.pool.release(member, sent, signal, reason)
+        outcome.request_id = attempt.request_id
+        return outcome
+
+    def _judge(self, response: requests.Response, attempt: _Attempt, elapsed: float) -> Outcome:
+        """Read one answer for the retry policy; tell it, and fall back if it says so."""
+        status = response.status_code
+        if status == 200:
+            outcome, answer = judge_reply(response, attempt.endpoint.dialect, self.max_tokens)
+            if outcome.kind == http.DONE:
+                outcome.value = self._chat_reply(outcome.value, attempt)
+        else:
+            outcome, answer = judge_error(response, attempt.form, self.retry.statuses)
+        worker = attempt.chat.worker
+        emit(RequestEnded(worker, attempt.request_id, status, elapsed, answer))
+        if answer == events.FORM_REFUSED:
+            self._fall_back(attempt.endpoint, str(attempt.form), outcome.error)
+        elif answer == events.REFUSED:
+            emit(GaveUp(worker, "", str(outcome.error), request_id=attempt.request_id))
+        return outcome
+
+    def _chat_reply(self, parts: ReplyParts, attempt: _Attempt) -> ChatReply:
+        return ChatReply(text=parts.text, model=parts.model or self.model,
+                         seconds=time.monotonic() - attempt.chat.started, attempts=attempt.number,
+                         endpoint=attempt.endpoint.url, structured=attempt.form,
+                         prompt_tokens=parts.prompt_tokens,
+                         completion_tokens=parts.completion_tokens,
+                         request_id=attempt.request_id)
 
     def gone_message(self) -> str:
         urls = ", ".join(e.url for e in self.endpoints)
@@ -453,20 +322,11 @@ class LLMClient:
         """One line per endpoint: requests, busy answers, failures, final concurrency limit."""
         return self.pool.summary()
 
-    # -- structured-output forms --------------------------------------------------------------
-    def _form(self, endpoint: Endpoint, dialect: Dialect) -> str:
-        with self._lock:
-            return dialect.forms[self._form_index.get(endpoint.url, 0)]
-
-    def _fall_back(self, endpoint: Endpoint, dialect: Dialect, form: str, status: int,
-                   message: str) -> None:
-        with self._lock:
-            index = dialect.forms.index(form) + 1
-            # Another thread may already have moved further down the list.
-            self._form_index[endpoint.url] = max(self._form_index.get(endpoint.url, 0), index)
-            new = dialect.forms[self._form_index[endpoint.url]]
+    def _fall_back(self, endpoint: Endpoint, form: str, error: LLMHTTPError) -> None:
+        new = self.forms.refused(endpoint.url, endpoint.dialect, form)
         logger.warning("[FALLBACK] %s server rejected structured output %r (HTTP %d: %s); "
-                       "using %r from now on", thread_label(), form, status, message, new)
+                       "using %r from now on", thread_label(), form, error.status,
+                       error.server_message, new)
 
 
 def server_gone(error: BaseException | None) -> LLMServerGone | None:

@@ -17,6 +17,7 @@ from taxdata.clients.llm import LLMClient, LLMError
 from taxdata.config import Settings
 from taxdata.countries.registry import Country
 from taxdata.errors import ServerError
+from taxdata.events import ReplyRejected, emit
 from taxdata.log import logger, thread_label
 from taxdata.runner import run_tasks
 from taxdata.store.taxfile import (
@@ -168,8 +169,8 @@ class Formatter:
             missing = missing_sections(body)
             if not missing:
                 return Formatted(body, reply.model, asked)
-            logger.warning("[INVALID] %s %s file lacks sections: %s", thread_label(),
-                           country.slug, ", ".join(missing))
+            emit(ReplyRejected(thread_label(), f"{country.slug} file lacks sections",
+                               ", ".join(missing), reply.request_id))
             messages = messages + [
                 {"role": "assistant", "content": reply.text},
                 {"role": "user", "content": SECTIONS_RETRY.format(missing=", ".join(missing))}]

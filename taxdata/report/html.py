@@ -3,91 +3,48 @@
 It shows what the run did as a picture: a timeline with one lane per worker thread and one bar
 per LLM request (coloured by outcome: ok, retried, invalid reply, failed; waits before a retry
 drawn after the bar), a panel per endpoint (requests, failures, requests in flight over time
-and, when adaptive concurrency logs ``[ADAPT]`` lines, its limit), and the per-country table.
+and, when adaptive concurrency changes it, its limit), and the per-country table.
 
-The timeline is built from the run's log records (the documented tags ``[LLM-REQUEST]``,
-``[LLM-RESPONSE]``, ``[RETRY]``, ``[ERROR]``, ``[INVALID]``, ``[ADAPT]`` with thread labels and
-``record.created`` times), collected by :func:`recording` while a program runs, so it does not
-depend on how the LLM client is built. The page is rendered with Jinja2 and inline SVG.
+The timeline is built from the run's events (:mod:`taxdata.events`, collected by
+:func:`~taxdata.events.recording` while a program runs, whatever the log level): a bar per
+``RequestStarted``, ended by its ``RequestEnded``; the ``Retry``, ``GaveUp`` and
+``ReplyRejected`` events that name a request by its id settle that bar's outcome; the
+``LimitChanged`` events draw the limits. The page is rendered with Jinja2 and inline SVG.
 """
 
 from __future__ import annotations
 
-import contextlib
 import functools
-import logging
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Sequence
 from urllib.parse import urlsplit
 
 import jinja2
 
-from taxdata.log import logger
+from taxdata import events
+from taxdata.events import (
+    BreakerChanged,
+    Event,
+    GaveUp,
+    LimitChanged,
+    ReplyRejected,
+    RequestEnded,
+    RequestStarted,
+    Retry,
+    recorded_events,
+)
 
 OUTCOMES = ("ok", "retried", "invalid", "failed")
+# The events that span the time axis: the requests' and the servers' (not the tasks').
+_ON_THE_AXIS = (RequestStarted, RequestEnded, Retry, GaveUp, ReplyRejected, LimitChanged,
+                BreakerChanged)
 TIMELINE_WIDTH = 1000  # px of the time axis in the SVGs (the page scales them to fit)
 LANE_HEIGHT = 18
 CHART_HEIGHT = 60
 
-_REQUEST = re.compile(r"^\[LLM-REQUEST\] (\S+) POST (\S+)(?: model=(\S*))?(?: - (.*))?$")
-_RESPONSE = re.compile(r"^\[LLM-RESPONSE\] (\S+) HTTP (\d+) in ([\d.]+)s")
-_RETRY = re.compile(r"^\[RETRY\] (\S+) (.*) in ([\d.]+)s$")
-_ERROR = re.compile(r"^\[ERROR\] (\S+) (.*)$")
-_INVALID = re.compile(r"^\[INVALID\] (\S+) (.*)$")
-_ADAPT = re.compile(r"^\[ADAPT\] (\S+) concurrency (\d+) -> (\d+)(?: \((.*)\))?")
-_TAGS = ("[LLM-REQUEST]", "[LLM-RESPONSE]", "[RETRY]", "[ERROR]", "[INVALID]", "[ADAPT]",
-         "[BREAKER]")
 
-
-@dataclass
-class LogEvent:
-    """One tagged log line and when it was emitted (``record.created``, epoch seconds)."""
-
-    created: float
-    message: str
-
-
-class RunRecorder(logging.Handler):
-    """Keeps the tagged log records of one run (the report's raw material)."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.events: list[LogEvent] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        try:
-            message = record.getMessage()
-        except Exception:  # a broken log call must not break the run
-            return
-        if message.startswith(_TAGS):
-            self.events.append(LogEvent(record.created, message))
-
-
-_current: RunRecorder | None = None
-
-
-@contextlib.contextmanager
-def recording() -> Iterator[RunRecorder]:
-    """Collect the ``taxdata`` logger's tagged records while the block runs."""
-    global _current
-    recorder, previous = RunRecorder(), _current
-    logger.addHandler(recorder)
-    _current = recorder
-    try:
-        yield recorder
-    finally:
-        logger.removeHandler(recorder)
-        _current = previous
-
-
-def recorded_events() -> list[LogEvent]:
-    """The events recorded so far in the current :func:`recording` block (none outside one)."""
-    return list(_current.events) if _current is not None else []
-
-
-# -- from log lines to a timeline ------------------------------------------------------------
+# -- from events to a timeline ---------------------------------------------------------------
 
 @dataclass
 class Bar:
@@ -102,7 +59,7 @@ class Bar:
     outcome: str = "ok"
     wait: float = 0.0  # seconds waited after this attempt before the retry
     note: str = ""
-    settled: bool = False  # its outcome is final: later lines on the lane are not about it
+    settled: bool = False  # its outcome is final: a retry, a give-up or a rejection said so
 
 
 @dataclass
@@ -110,7 +67,7 @@ class Endpoint:
     name: str
     requests: int = 0
     retries: int = 0
-    limits: list[tuple[float, int]] = field(default_factory=list)  # from [ADAPT]
+    limits: list[tuple[float, int]] = field(default_factory=list)  # from LimitChanged
 
 
 @dataclass
@@ -122,67 +79,66 @@ class Timeline:
 
 
 def _lane_key(label: str) -> tuple:
-    return tuple(int(p) if p.isdigit() else p for p in re.split(r"[-.]", label))
+    """Thread-2 before Thread-10, Thread-2.1 after Thread-2."""
+    return tuple(int(p) if p.isdigit() else p for p in label.replace("-", ".").split("."))
 
 
-def _take(event: LogEvent, bars: list[Bar], last: dict[str, Bar],
-          endpoints: dict[str, Endpoint]) -> None:
-    """Fold one log line into the bars (``last``: each lane's latest LLM request) and endpoints."""
-    text, now = event.message, event.created
-    if m := _REQUEST.match(text):
-        parts = urlsplit(m.group(2))
-        name = parts.netloc or m.group(2)
+def _take(event: Event, bars: dict[int, Bar], endpoints: dict[str, Endpoint]) -> None:
+    """Fold one event into the bars (by request id) and the endpoints."""
+    if isinstance(event, RequestStarted):
+        name = urlsplit(event.url).netloc or event.url
         endpoint = endpoints.setdefault(name, Endpoint(name))
         endpoint.requests += 1
-        bar = Bar(m.group(1), name, m.group(4) or "", now)
-        bars.append(bar)
-        last[m.group(1)] = bar
-    elif m := _RESPONSE.match(text):
-        bar = last.get(m.group(1))
-        if bar is not None and bar.end is None:
-            bar.end, bar.status = now, int(m.group(2))
-            if bar.status != 200:
-                bar.outcome, bar.note = "failed", f"HTTP {bar.status}"
-    elif m := _RETRY.match(text):
-        bar = last.get(m.group(1))
-        # A retry of the LLM request (open, or answered with an error); else, e.g. a
-        # Wikipedia retry on the same thread, it is not this bar's.
-        if bar is not None and not bar.settled and bar.status != 200:
-            bar.end = bar.end or now
-            bar.outcome, bar.wait, bar.note = "retried", float(m.group(3)), m.group(2)
-            bar.settled = True
-            endpoints[bar.endpoint].retries += 1
-    elif m := _ERROR.match(text):
-        bar = last.get(m.group(1))
-        if bar is not None and not bar.settled:  # the request failed for good
-            bar.end = bar.end or now
-            bar.outcome, bar.note, bar.settled = "failed", m.group(2), True
-    elif m := _INVALID.match(text):
-        bar = last.get(m.group(1))
-        if bar is not None and bar.status == 200 and not bar.settled:
-            bar.outcome, bar.note, bar.settled = "invalid", m.group(2), True
-    elif m := _ADAPT.match(text):
-        endpoint = endpoints.setdefault(m.group(1), Endpoint(m.group(1)))
+        bars[event.request_id] = Bar(event.worker, name, event.label, event.at)
+    elif isinstance(event, LimitChanged):
+        endpoint = endpoints.setdefault(event.endpoint, Endpoint(event.endpoint))
         if not endpoint.limits:
-            endpoint.limits.append((now, int(m.group(2))))
-        endpoint.limits.append((now, int(m.group(3))))
+            endpoint.limits.append((event.at, event.before))
+        endpoint.limits.append((event.at, event.after))
+    elif isinstance(event, (RequestEnded, Retry, GaveUp, ReplyRejected)):
+        # About one request, named by its id (None: no LLM request's, e.g. a Wikipedia retry,
+        # or a rejection with no reply to point at).
+        bar = bars.get(event.request_id) if event.request_id is not None else None
+        if bar is not None and not bar.settled:
+            _follow(bar, event, endpoints[bar.endpoint])
 
 
-def build_timeline(events: list[LogEvent]) -> Timeline:
-    """Pair the request/response/retry lines per thread into bars; collect endpoint figures."""
-    bars: list[Bar] = []
-    last: dict[str, Bar] = {}  # per lane: its latest LLM request
+def _follow(bar: Bar, event: RequestEnded | Retry | GaveUp | ReplyRejected,
+            endpoint: Endpoint) -> None:
+    """What became of ``bar``'s request: its answer, then a retry, a give-up or a rejection."""
+    if isinstance(event, RequestEnded):
+        bar.end, bar.status = event.at, event.status
+        if event.answer == events.TRUNCATED:  # a reply, but half of one: not usable
+            bar.outcome, bar.note = "invalid", "reply cut off at the token limit"
+        elif event.answer != events.REPLY:  # failed, unless a retry follows
+            bar.outcome = "failed"
+            bar.note = f"HTTP {event.status}" if event.status is not None else event.reason
+    elif isinstance(event, Retry):
+        bar.end = bar.end or event.at
+        bar.outcome, bar.wait, bar.note, bar.settled = "retried", event.delay, event.reason, True
+        endpoint.retries += 1
+    elif isinstance(event, GaveUp):  # the request failed for good
+        bar.end = bar.end or event.at
+        bar.outcome, bar.note, bar.settled = "failed", event.error + event.note, True
+    elif bar.outcome == "ok":  # its reply was rejected by the caller's checks
+        bar.outcome, bar.note = "invalid", f"{event.subject}: {event.detail}"
+        bar.settled = True
+
+
+def build_timeline(recorded: Sequence[Event]) -> Timeline:
+    """One bar per LLM request, its outcome from the events naming it; endpoint figures."""
+    bars: dict[int, Bar] = {}  # by request id, in the order the requests started
     endpoints: dict[str, Endpoint] = {}
-    for event in events:
-        _take(event, bars, last, endpoints)
-    times = [e.created for e in events] or [0.0]
-    end = max(times + [(b.end or b.start) + b.wait for b in bars])
-    for bar in bars:
+    for event in recorded:
+        _take(event, bars, endpoints)
+    times = [e.at for e in recorded if isinstance(e, _ON_THE_AXIS)] or [0.0]
+    end = max(times + [(b.end or b.start) + b.wait for b in bars.values()])
+    for bar in bars.values():
         if bar.end is None:  # never answered (interrupted): drawn up to the end of the run
             bar.end = end
             if bar.outcome == "ok":
-                bar.outcome, bar.note = "failed", "no answer logged"
-    return Timeline(bars, endpoints, min(times), end)
+                bar.outcome, bar.note = "failed", "no answer recorded"
+    return Timeline(list(bars.values()), endpoints, min(times), end)
 
 
 # -- geometry for the template ---------------------------------------------------------------
@@ -279,10 +235,10 @@ def _environment() -> jinja2.Environment:
                               trim_blocks=True, lstrip_blocks=True)
 
 
-def render_html(report: dict[str, Any], events: list[LogEvent],
+def render_html(report: dict[str, Any], recorded: Sequence[Event],
                 dataset: dict[str, Any] | None = None, *, title: str = "taxdata run report") -> str:
-    """The whole page for one run as a string."""
-    timeline = build_timeline(events)
+    """The whole page for one run (``recorded``: its events) as a string."""
+    timeline = build_timeline(recorded)
     lanes = _lanes(timeline)
     ticks = []
     duration = timeline.end - timeline.start

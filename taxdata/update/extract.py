@@ -17,11 +17,13 @@ from typing import Any
 from taxdata.clients.llm import LLMClient, LLMError, LLMTruncated
 from taxdata.countries.registry import Country
 from taxdata.errors import TaxdataError
+from taxdata.events import ReplyRejected, emit
 from taxdata.log import logger, thread_label
-from taxdata.record.evidence import EvidenceCheck, Quote, Source, check_evidence
+from taxdata.record.evidence import EvidenceCheck, Quote, check_evidence
 from taxdata.record.models import Extraction
 from taxdata.record.replies import ReplyError, parse_reply
 from taxdata.record.schema import extraction_json_schema
+from taxdata.record.sourcetext import Source
 from taxdata.record.validation import validate_extraction
 from taxdata.store.taxfile import DEFAULT_MAX_CHARS, request_parts
 
@@ -208,8 +210,9 @@ class Extractor:
                 if outcome is not None and outcome.extraction is not None and not errors:
                     return Extracted(outcome.extraction, outcome.warnings, asked, http_attempts,
                                      reply.model)
-            logger.warning("[INVALID] %s %s reply %d rejected: %s", thread_label(), country.slug,
-                           asked, "; ".join(errors[:3]) + (" ..." if len(errors) > 3 else ""))
+            emit(ReplyRejected(thread_label(), f"{country.slug} reply {asked} rejected",
+                               "; ".join(errors[:3]) + (" ..." if len(errors) > 3 else ""),
+                               reply.request_id if text is not None else None))
             retry = RETRY_PROMPT.format(errors="\n".join(f"- {e}" for e in errors))
             if text is None:  # no reply text to show back: the errors join the user's turn
                 messages = messages[:-1] + [

@@ -11,6 +11,7 @@ import time
 
 import pytest
 
+from taxdata import events
 from taxdata.cancel import STOP, Interrupted
 from taxdata.clients.http import RetryPolicy, parse_retry_after
 from taxdata.clients.llm import (
@@ -24,6 +25,7 @@ from taxdata.clients.llm import (
     LLMTruncated,
 )
 from taxdata.errors import PreflightError
+from taxdata.events import GaveUp, RequestEnded, RequestStarted, Retry, recording
 from taxdata.testing.llm_server import Fault, structured_form
 
 SCHEMA = {"type": "object", "properties": {"rate": {"type": "number"}}, "required": ["rate"]}
@@ -261,6 +263,35 @@ def test_bad_body_is_retried(llm_server, client_for, fault, dialect):
     reply = client.chat(MESSAGES)
     assert reply.text == "fine" and reply.attempts == 2
     assert len(llm_server.history) == 2
+
+
+def test_events_of_one_chat_name_each_request_by_its_id(llm_server, client_for):
+    client = client_for(llm_server, attempts=3, sleep=lambda _: None)
+    llm_server.enqueue(Fault.http(503, "busy"), Fault.garbage(), "fine")
+    with recording() as recorder:
+        reply = client.chat(MESSAGES, label="Extracting x")
+    started = [e for e in recorder.events if isinstance(e, RequestStarted)]
+    ended = [e for e in recorder.events if isinstance(e, RequestEnded)]
+    retries = [e for e in recorder.events if isinstance(e, Retry)]
+    ids = [e.request_id for e in started]
+    assert len(set(ids)) == 3 and [e.label for e in started] == ["Extracting x"] * 3
+    assert [(e.request_id, e.status, e.answer) for e in ended] == [
+        (ids[0], 503, events.BUSY), (ids[1], 200, events.BAD_REPLY), (ids[2], 200, events.REPLY)]
+    assert [(r.request_id, r.attempt, r.attempts) for r in retries] == [(ids[0], 2, None),
+                                                                        (ids[1], 2, 3)]
+    assert reply.request_id == ids[2]
+
+
+def test_a_refused_request_gives_up_under_its_id(llm_server, client_for):
+    client = client_for(llm_server)
+    llm_server.enqueue(Fault.http(400, "prompt refused"))
+    with recording() as recorder, pytest.raises(LLMHTTPError):
+        client.chat(MESSAGES)
+    [started] = [e for e in recorder.events if isinstance(e, RequestStarted)]
+    [ended] = [e for e in recorder.events if isinstance(e, RequestEnded)]
+    [gave_up] = [e for e in recorder.events if isinstance(e, GaveUp)]
+    assert ended.request_id == gave_up.request_id == started.request_id
+    assert ended.answer == events.REFUSED and gave_up.error == "HTTP 400: prompt refused"
 
 
 def test_bad_body_every_time_is_bad_response(llm_server, client_for):

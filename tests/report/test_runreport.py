@@ -1,4 +1,4 @@
-"""The HTML run report: timeline from log lines, endpoint panels, the country table, a browser.
+"""The HTML run report: timeline from the run's events, endpoint panels, the country table, a browser.
 
 The 200-country test is a real updater run (in-process ``main(argv)``) against the stand-in LLM
 with the rule-based responder and scripted faults; its figures come from made-up SAMPLE files.
@@ -6,6 +6,9 @@ with the rule-based responder and scripted faults; its figures come from made-up
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import io
 import json
 import re
 import threading
@@ -16,9 +19,19 @@ import pytest
 from _programs import logger_restored
 from conftest import unreachable_wikipedia
 
+from taxdata import events as ev
 from taxdata.cli import commands
 from taxdata.config import Settings
-from taxdata.report.html import LogEvent, build_timeline, render_html
+from taxdata.events import (
+    Event,
+    GaveUp,
+    LimitChanged,
+    ReplyRejected,
+    RequestEnded,
+    RequestStarted,
+    Retry,
+)
+from taxdata.report.html import build_timeline, render_html
 from taxdata.store.taxfile import SourceInfo, compose
 from taxdata.testing.browser import check_page, find_chromium
 from taxdata.testing.llm_server import Fault, StandInLLM
@@ -28,25 +41,29 @@ from taxdata.testing.samples import research_answer
 URL = "http://127.0.0.1:5001/chat"
 
 
-def events(*lines: tuple[float, str]) -> list[LogEvent]:
-    return [LogEvent(100.0 + t, text) for t, text in lines]
+def events(*timed: tuple[float, Event]) -> list[Event]:
+    """The events as a run records them, ``t`` seconds into it."""
+    return [dataclasses.replace(event, at=100.0 + t) for t, event in timed]
 
 
-def test_timeline_pairs_lines_per_thread_and_classifies_outcomes():
+def test_timeline_pairs_requests_by_id_and_classifies_outcomes():
     timeline = build_timeline(events(
-        (0.0, f"[LLM-REQUEST] Thread-1 POST {URL} model=m - Extracting a"),
-        (0.0, f"[LLM-REQUEST] Thread-2 POST {URL} model=m - Extracting b"),
-        (1.0, "[LLM-RESPONSE] Thread-1 HTTP 503 in 1.00s"),
-        (1.0, "[RETRY] Thread-1 HTTP 503, attempt 2/5 in 0.5s"),
-        (1.5, f"[LLM-REQUEST] Thread-1 POST {URL} model=m - Extracting a"),
-        (2.0, "[LLM-RESPONSE] Thread-2 HTTP 200 in 2.00s"),
-        (2.0, "[INVALID] Thread-2 b reply 1 rejected: vat.standard: 210 is outside 0..100"),
-        (2.5, "[LLM-RESPONSE] Thread-1 HTTP 200 in 1.00s"),
-        (2.6, f"[LLM-REQUEST] Thread-2 POST {URL} model=m - Extracting b"),
-        (3.0, "[ERROR] Thread-2 Connection failed to http://127.0.0.1:5001/chat (attempt 5/5, "
-              "giving up)"),
-        (3.0, "[RETRY] Thread-2 Wikipedia HTTP 429, attempt 2/5 in 1.0s"),  # not the LLM's
-        (3.1, "[ADAPT] 127.0.0.1:5001 concurrency 4 -> 2 (HTTP 503)"),
+        (0.0, RequestStarted("Thread-1", URL, "m", "Extracting a", 1)),
+        (0.0, RequestStarted("Thread-2", URL, "m", "Extracting b", 2)),
+        (1.0, RequestEnded("Thread-1", 1, 503, 1.0, ev.BUSY)),
+        (1.0, Retry("Thread-1", "", "HTTP 503", 2, 5, 0.5, 1)),
+        (1.5, RequestStarted("Thread-1", URL, "m", "Extracting a", 3)),
+        (2.0, RequestEnded("Thread-2", 2, 200, 2.0, ev.REPLY)),
+        (2.0, ReplyRejected("Thread-2", "b reply 1 rejected",
+                            "vat.standard: 210 is outside 0..100", 2)),
+        (2.5, RequestEnded("Thread-1", 3, 200, 1.0, ev.REPLY)),
+        (2.6, RequestStarted("Thread-2", URL, "m", "Extracting b", 4)),
+        (3.0, RequestEnded("Thread-2", 4, None, 0.4, ev.NO_ANSWER,
+                           "Connection failed to http://127.0.0.1:5001/chat")),
+        (3.0, GaveUp("Thread-2", "", "Connection failed to http://127.0.0.1:5001/chat",
+                     " (attempt 5/5, giving up)", 4)),
+        (3.0, Retry("Thread-2", "Wikipedia", "HTTP 429", 2, 5, 1.0)),  # not the LLM's
+        (3.1, LimitChanged("127.0.0.1:5001", 4, 2, "HTTP 503")),
     ))
     outcomes = [(b.lane, b.outcome, b.wait) for b in timeline.bars]
     assert outcomes == [("Thread-1", "retried", 0.5), ("Thread-2", "invalid", 0.0),
@@ -56,9 +73,9 @@ def test_timeline_pairs_lines_per_thread_and_classifies_outcomes():
     assert endpoint.requests == 4 and endpoint.retries == 1
     assert [limit for _, limit in endpoint.limits] == [4, 2]
     page = render_html({"countries": {}, "counts": {}}, events(
-        (0.0, f"[LLM-REQUEST] Thread-1 POST {URL} model=m"),
-        (1.0, "[LLM-RESPONSE] Thread-1 HTTP 200 in 1.00s"),
-        (1.1, "[ADAPT] 127.0.0.1:5001 concurrency 4 -> 2 (HTTP 503)")))
+        (0.0, RequestStarted("Thread-1", URL, "m", "", 1)),
+        (1.0, RequestEnded("Thread-1", 1, 200, 1.0, ev.REPLY)),
+        (1.1, LimitChanged("127.0.0.1:5001", 4, 2, "HTTP 503"))))
     assert 'class="limit"' in page and "1 change(s) logged by [ADAPT]" in page
 
 
@@ -121,6 +138,60 @@ def big_run(tmp_path_factory):
         requests = [r for r in llm.requests if r.method == "POST"]  # chats, not the preflight
     reports = sorted((tmp / "reports").glob("update-*"))
     return code, reports, requests, tmp
+
+
+def _small_run(tmp: Path, respond, *, level: str = "INFO") -> tuple[int, str, list, str]:
+    """An updater run over 3 SAMPLE countries (2 workers) against the stand-in LLM answering
+    with ``respond``: (exit code, the HTML report, the chat requests, stderr)."""
+    registry, taxation = _write_countries(tmp, 3)
+    llm = StandInLLM(responder=respond, models=("sample-rules",))
+    stderr = io.StringIO()
+    with llm, pytest.MonkeyPatch.context() as mp, logger_restored(), \
+            contextlib.redirect_stderr(stderr):
+        mp.setenv("TAXDATA_COUNTRIES", str(registry))
+        mp.setenv("TAXDATA_LOG_LEVEL", level)
+        code = commands.update_main(["--data-dir", str(tmp), "--input-dir", str(taxation),
+                                     "--llm-url", llm.url(), "--model", "sample-rules",
+                                     "-w", "2", "--no-progress"])
+        requests = [r for r in llm.requests if r.method == "POST"]
+    [page] = (tmp / "reports").glob("update-*.html")
+    return code, page.read_text(encoding="utf-8"), requests, stderr.getvalue()
+
+
+def _bars(page: str) -> list[tuple[str, str]]:
+    """(outcome, title) of each request's bar in the page."""
+    return re.findall(r'<rect class="(ok|retried|invalid|failed)"[^>]*><title>([^<]*)</title>',
+                      page)
+
+
+def _vat_210_for_sample_001(body: dict) -> Any:
+    """The rule-based reply; Sample 001's VAT at 210% (invalid, however often it is asked)."""
+    reply = rule_based_reply(body)
+    prompt = next(m["content"] for m in body["messages"] if m["role"] == "user")
+    if "Country: Sample 001" in prompt:
+        reply["vat"]["standard"] = 210
+    return reply
+
+
+def test_a_rejected_reply_is_drawn_invalid_on_its_own_bar(tmp_path):
+    code, page, requests, _ = _small_run(tmp_path, _vat_210_for_sample_001)
+    assert code == 1  # Sample 001 failed validation on every ask
+    bars = _bars(page)
+    assert len(bars) == len(requests)
+    asks = 1 + Settings().max_reasks
+    mine = [(outcome, title) for outcome, title in bars if "sample_001" in title]
+    assert [outcome for outcome, _ in mine] == ["invalid"] * asks
+    assert all("rejected: vat.standard: 210" in title for _, title in mine)
+    others = [outcome for outcome, title in bars if "sample_001" not in title]
+    assert others == ["ok"] * 2
+
+
+def test_the_report_has_every_request_when_the_log_level_hides_them(tmp_path):
+    code, page, requests, stderr = _small_run(tmp_path, rule_based_reply, level="WARNING")
+    assert code == 0
+    assert "[LLM-REQUEST]" not in stderr and "[COMPLETED]" not in stderr
+    assert [outcome for outcome, _ in _bars(page)] == ["ok"] * len(requests) == ["ok"] * 3
+    assert "No LLM requests in this run" not in page
 
 
 def test_200_country_run_writes_a_readable_html_report(big_run):

@@ -1,0 +1,170 @@
+"""The LLM APIs taxdata speaks: one class per API family, each knowing its paths, its
+structured-output forms, the request body it takes and the reply it gives.
+
+- ``openai`` (:class:`OpenAIDialect`): OpenAI-compatible servers (llama.cpp, vLLM, LiteLLM),
+  ``POST /v1/chat/completions``, models at ``GET /v1/models``
+- ``ollama`` (:class:`OllamaDialect`): Ollama itself, ``POST /api/chat``, models at
+  ``GET /api/tags``
+- ``proxy`` (:class:`ProxyDialect`): an Ollama-style proxy, Ollama's bodies and replies at
+  ``POST /chat``, models at ``GET /models``
+
+Every request carries a token cap: ``max_tokens`` in the OpenAI body, ``options.num_predict`` in
+the Ollama-style ones. Servers of one family differ in which structured-output forms they
+accept, so each dialect lists its forms strongest first and :class:`FormChoice` remembers, per
+server, the first one that server takes.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any, ClassVar, NamedTuple, Sequence
+from urllib.parse import urlsplit, urlunsplit
+
+Messages = Sequence[dict[str, str]]
+
+
+class ReplyParts(NamedTuple):
+    """What a reply body says, whatever the family's shape."""
+
+    text: Any  # the reply text (a str, unless the server sent something else)
+    stop_reason: str | None  # "length": cut off at the token limit
+    model: str | None
+    prompt_tokens: int | None
+    completion_tokens: int | None
+
+
+class Dialect:
+    """How one API family shapes requests and replies; a subclass per family."""
+
+    name: ClassVar[str]  # as TAXDATA_LLM_API names it
+    chat_path: ClassVar[str]  # the tail of the family's chat URL
+    models_path: ClassVar[str]  # replaces the chat path's tail to list models
+    forms: ClassVar[tuple[str, ...]]  # structured-output forms, strongest first
+
+    def models_url(self, chat_url: str) -> str:
+        """The model list's URL beside ``chat_url`` (any prefix before the chat path kept)."""
+        parts = urlsplit(chat_url)
+        path = parts.path.rstrip("/")
+        base = path[: -len(self.chat_path)] if path.endswith(self.chat_path) else path
+        return urlunsplit((parts.scheme, parts.netloc, base + self.models_path, "", ""))
+
+    def body(self, model: str, messages: Messages, temperature: float,
+             form: str | None, schema: dict | None, schema_name: str,
+             max_tokens: int | None = None) -> dict[str, Any]:
+        """The chat request's JSON body; ``form`` (one of :attr:`forms`) asks for ``schema``."""
+        raise NotImplementedError
+
+    def reply(self, data: Any) -> ReplyParts:
+        """The parts of a chat reply body; KeyError, IndexError or TypeError if it has another
+        shape."""
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+
+class OpenAIDialect(Dialect):
+    """OpenAI-compatible servers: ``response_format`` for structured output, ``choices``."""
+
+    name = "openai"
+    chat_path = "/chat/completions"
+    models_path = "/models"
+    # json_object_schema: llama.cpp's json_object with a schema beside it
+    forms = ("json_schema", "json_object_schema", "json_object", "none")
+
+    def body(self, model: str, messages: Messages, temperature: float,
+             form: str | None, schema: dict | None, schema_name: str,
+             max_tokens: int | None = None) -> dict[str, Any]:
+        body: dict[str, Any] = {"model": model, "messages": list(messages),
+                                "temperature": temperature}
+        if max_tokens:
+            body["max_tokens"] = max_tokens
+        if form == "json_schema":
+            body["response_format"] = {"type": "json_schema", "json_schema": {
+                "name": schema_name, "schema": schema, "strict": True}}
+        elif form == "json_object_schema":
+            body["response_format"] = {"type": "json_object", "schema": schema}
+        elif form == "json_object":
+            body["response_format"] = {"type": "json_object"}
+        return body
+
+    def reply(self, data: Any) -> ReplyParts:
+        choice = data["choices"][0]
+        usage = data.get("usage") or {}
+        return ReplyParts(choice["message"]["content"], choice.get("finish_reason"),
+                          data.get("model"), usage.get("prompt_tokens"),
+                          usage.get("completion_tokens"))
+
+
+class OllamaDialect(Dialect):
+    """Ollama: ``format`` for structured output, sampling under ``options``, no streaming."""
+
+    name = "ollama"
+    chat_path = "/api/chat"
+    models_path = "/api/tags"
+    forms = ("schema", "json", "none")
+
+    def body(self, model: str, messages: Messages, temperature: float,
+             form: str | None, schema: dict | None, schema_name: str,
+             max_tokens: int | None = None) -> dict[str, Any]:
+        options: dict[str, Any] = {"temperature": temperature}
+        if max_tokens:
+            options["num_predict"] = max_tokens  # Ollama's output token cap
+        body = {"model": model, "messages": list(messages), "stream": False, "options": options}
+        if form == "schema":
+            body["format"] = schema
+        elif form == "json":
+            body["format"] = "json"
+        return body
+
+    def reply(self, data: Any) -> ReplyParts:
+        return ReplyParts(data["message"]["content"], data.get("done_reason"), data.get("model"),
+                          data.get("prompt_eval_count"), data.get("eval_count"))
+
+
+class ProxyDialect(OllamaDialect):
+    """An Ollama-style proxy: Ollama's bodies and replies under shorter paths."""
+
+    name = "proxy"
+    chat_path = "/chat"
+    models_path = "/models"
+
+
+DIALECTS: dict[str, Dialect] = {d.name: d for d in (ProxyDialect(), OllamaDialect(),
+                                                    OpenAIDialect())}
+
+
+class FormChoice:
+    """Which structured-output form each server takes (thread-safe): a dialect's strongest at
+    first, the next one down its list each time the server refuses one."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._index: dict[str, int] = {}  # per chat URL: into its dialect's forms
+
+    def current(self, url: str, dialect: Dialect) -> str:
+        with self._lock:
+            return dialect.forms[self._index.get(url, 0)]
+
+    def refused(self, url: str, dialect: Dialect, form: str) -> str:
+        """The server at ``url`` refused ``form``: the form to use there from now on."""
+        with self._lock:
+            index = dialect.forms.index(form) + 1
+            # Another thread may already have moved further down the list.
+            self._index[url] = max(self._index.get(url, 0), index)
+            return dialect.forms[self._index[url]]
+
+
+def model_names(data: Any) -> list[str]:
+    """Model names from any of the list shapes servers use (Ollama tags, OpenAI, plain lists)."""
+    if isinstance(data, dict):
+        data = data.get("models", data.get("data", []))
+    names = []
+    for item in data if isinstance(data, list) else []:
+        if isinstance(item, str):
+            names.append(item)
+        elif isinstance(item, dict):
+            name = item.get("name") or item.get("model") or item.get("id")
+            if name:
+                names.append(str(name))
+    return names

@@ -1,0 +1,76 @@
+"""The API dialects (taxdata/clients/dialects.py): paths, bodies and replies per API family.
+
+The request shapes against a server are in test_llm.py; these pin what each class knows alone.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from taxdata.clients.dialects import (
+    DIALECTS,
+    FormChoice,
+    OllamaDialect,
+    OpenAIDialect,
+    ProxyDialect,
+)
+from taxdata.config import API_DIALECTS
+
+MESSAGES = [{"role": "user", "content": "u"}]
+SCHEMA = {"type": "object"}
+
+
+def test_every_configurable_api_has_its_own_class():
+    assert set(DIALECTS) == set(API_DIALECTS)
+    assert [type(DIALECTS[name]) for name in ("proxy", "ollama", "openai")] == [
+        ProxyDialect, OllamaDialect, OpenAIDialect]
+    assert all(dialect.name == name for name, dialect in DIALECTS.items())
+
+
+@pytest.mark.parametrize("name, chat_url, models_url", [
+    ("proxy", "http://h:5001/chat", "http://h:5001/models"),
+    ("proxy", "http://h/llm/chat/", "http://h/llm/models"),  # a prefix and a trailing slash
+    ("ollama", "http://h:11434/api/chat", "http://h:11434/api/tags"),
+    ("openai", "http://h:8080/v1/chat/completions", "http://h:8080/v1/models"),
+    ("openai", "https://h/v1", "https://h/v1/models"),  # no chat path: the models path is added
+])
+def test_models_url_replaces_the_chat_path(name, chat_url, models_url):
+    assert DIALECTS[name].models_url(chat_url) == models_url
+
+
+def test_the_proxy_speaks_ollama_bodies_and_replies():
+    proxy, ollama = DIALECTS["proxy"], DIALECTS["ollama"]
+    assert proxy.forms == ollama.forms == ("schema", "json", "none")
+    for form in ollama.forms:
+        assert (proxy.body("m", MESSAGES, 0.1, form, SCHEMA, "r", 64)
+                == ollama.body("m", MESSAGES, 0.1, form, SCHEMA, "r", 64))
+    data = {"message": {"content": "hi"}, "done_reason": "stop", "model": "m",
+            "prompt_eval_count": 3, "eval_count": 1}
+    assert proxy.reply(data) == ollama.reply(data) == ("hi", "stop", "m", 3, 1)
+
+
+def test_openai_body_per_form_and_reply():
+    openai = DIALECTS["openai"]
+    formats = [openai.body("m", MESSAGES, 0.0, form, SCHEMA, "tax", 64).get("response_format")
+               for form in openai.forms]
+    assert formats == [
+        {"type": "json_schema", "json_schema": {"name": "tax", "schema": SCHEMA, "strict": True}},
+        {"type": "json_object", "schema": SCHEMA}, {"type": "json_object"}, None]
+    assert openai.body("m", MESSAGES, 0.0, None, None, "r", None) == {
+        "model": "m", "messages": MESSAGES, "temperature": 0.0}
+    data = {"choices": [{"message": {"content": "hi"}, "finish_reason": "length"}],
+            "model": "m", "usage": {"prompt_tokens": 3, "completion_tokens": 1}}
+    assert openai.reply(data) == ("hi", "length", "m", 3, 1)
+    with pytest.raises(KeyError):
+        openai.reply({"message": {"content": "an Ollama reply"}})
+
+
+def test_form_choice_moves_down_per_server_and_never_back():
+    forms, openai = FormChoice(), DIALECTS["openai"]
+    assert forms.current("http://a/v1/chat/completions", openai) == "json_schema"
+    assert forms.refused("http://a/v1/chat/completions", openai, "json_schema") == \
+        "json_object_schema"
+    # a late refusal of the first form (another thread) does not move it back up
+    assert forms.refused("http://a/v1/chat/completions", openai, "json_schema") == \
+        "json_object_schema"
+    assert forms.current("http://b/v1/chat/completions", openai) == "json_schema"
