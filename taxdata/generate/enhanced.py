@@ -34,6 +34,7 @@ from taxdata.generate.raw import raw_relpath, read_raw
 from taxdata.log import logger, thread_label
 from taxdata.outcome import Status
 from taxdata.store.datadir import DataDir
+from taxdata.store.locks import run_lock_scope
 from taxdata.store.taxfile import SourceInfo, compose, parse_sources
 from taxdata.timestamps import now_utc
 
@@ -58,6 +59,7 @@ def _write(data: DataDir, slug: str, body: str, info: SourceInfo) -> FileOutcome
     return FileOutcome(slug, Status.WRITTEN, path=str(path))
 
 
+@run_lock_scope()
 def run(options: EnhancedOptions, settings: Settings) -> int:
     """The whole run (the script's one call); ``options`` were checked when they were made."""
     countries, data = select_countries(options, settings, SCRIPT_NAME)

@@ -17,6 +17,7 @@ from taxdata.generate.common import RAW_DIR, FileOutcome, Skip, run_per_country,
 from taxdata.generate.options import RawOptions
 from taxdata.outcome import Status
 from taxdata.store.datadir import check_slug
+from taxdata.store.locks import run_lock_scope
 from taxdata.timestamps import now_utc
 
 HEADER_END = "---"
@@ -45,6 +46,7 @@ def raw_relpath(slug: str) -> str:
     return f"{RAW_DIR}/{check_slug(slug)}.txt"
 
 
+@run_lock_scope()
 def run(options: RawOptions, settings: Settings) -> int:
     """The whole run (the script's one call)."""
     countries, data = select_countries(options, settings, "generate_taxation_files.py")

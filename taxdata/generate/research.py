@@ -22,6 +22,7 @@ from taxdata.generate.common import (
 from taxdata.generate.formatter import PROMPT_VERSION, start_formatter
 from taxdata.generate.options import ResearchOptions
 from taxdata.outcome import Status
+from taxdata.store.locks import run_lock_scope
 from taxdata.store.taxfile import SourceInfo, compose, parse_sources
 from taxdata.timestamps import now_utc
 
@@ -30,6 +31,7 @@ DEFAULT_COUNTRIES = ("france", "italy", "spain", "netherlands", "sweden", "norwa
                      "finland", "poland", "switzerland")
 
 
+@run_lock_scope()
 def run(options: ResearchOptions, settings: Settings) -> int:
     """The whole run (the script's one call)."""
     if options.countries is None and not options.missing:  # a copy: the caller's stay as given

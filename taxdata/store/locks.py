@@ -15,7 +15,7 @@ import json
 import os
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from taxdata.errors import DataError
 from taxdata.timestamps import now_utc
@@ -168,6 +168,24 @@ def acquire_run_lock(root: Path, what: str) -> None:
         lock = RunLock(root)
         lock.acquire(what)
         _HELD_RUN_LOCKS[root] = lock
+
+
+@contextlib.contextmanager
+def run_lock_scope() -> Iterator[None]:
+    """Release, on the way out, the run locks taken inside the block (usable as a decorator).
+
+    A pipeline called from Python holds its data directory only while it runs, as a program
+    does (``cli.common.run_main`` releases its locks on exit too).
+    """
+    with _HELD_GUARD:
+        before = set(_HELD_RUN_LOCKS)
+    try:
+        yield
+    finally:
+        with _HELD_GUARD:
+            taken = [root for root in _HELD_RUN_LOCKS if root not in before]
+        for root in taken:
+            release_run_lock(root)
 
 
 def release_run_lock(root: Path) -> None:

@@ -37,6 +37,7 @@ from taxdata.record.reference import (
 from taxdata.report.html import write_html_report
 from taxdata.runner import TaskResult, run_tasks
 from taxdata.store.datadir import DataDir
+from taxdata.store.locks import run_lock_scope
 from taxdata.store.taxfile import source_problem, taxation_path
 from taxdata.timestamps import now_utc
 from taxdata.update.country import CountryUpdater
@@ -149,6 +150,7 @@ class UpdateRun:
                              references=self.references, report_path=self.report_path)
 
 
+@run_lock_scope()
 def run(options: UpdateOptions, settings: Settings) -> int:
     """The whole updater run (the script's one call)."""
     started = time.monotonic()
