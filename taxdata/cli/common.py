@@ -105,7 +105,7 @@ def run_main(pipeline: Callable[[OptionsT, Settings], int],
             setup_logging(settings.log_level, settings.log_file, verbose=args.verbose)
         except OSError as exc:  # e.g. --log-file names a directory or an unwritable place
             raise UsageError(f"log file {settings.log_file}: {exc.strerror or exc}") from None
-        with recording():  # the tagged log lines feed the HTML run report
+        with recording():  # the events of this run feed the HTML run report
             return pipeline(options(args), settings)
     except TaxdataError as exc:
         print(f"{parser.prog}: error: {exc}", file=sys.stderr)
