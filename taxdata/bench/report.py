@@ -40,10 +40,15 @@ SCALING_GAIN = 1.10
 
 
 def scaling_limit(runs: Sequence[Run]) -> tuple[int, int | None, float | None]:
-    """(W where speedup stops growing, next W tried, its gain); next is None if it never stops."""
+    """(W where speedup stops growing, next W tried, its gain); next is None if it never stops.
+
+    Judged on the figures as printed (speedups to two decimals, the gain in whole percent), so
+    the sentence never contradicts the table or itself ("+10%, under 10%").
+    """
     for prev, cur in zip(runs, runs[1:]):
-        if cur.speedup < prev.speedup * SCALING_GAIN:
-            return prev.workers, cur.workers, cur.speedup / prev.speedup
+        gain = round(cur.speedup, 2) / round(prev.speedup, 2)
+        if round(100 * (gain - 1)) < round(100 * (SCALING_GAIN - 1)):
+            return prev.workers, cur.workers, gain
     return runs[-1].workers, None, None
 
 
