@@ -35,7 +35,7 @@ class CountryUpdater:
     references: list[Reference]  # the second sources to cross-check against
     previous: dict[str, Any]  # the dataset's countries when the run started
     force: bool = False  # extract again even when the source has not changed
-    accept_disputed: bool = False  # write a record whose VAT a reference disputes
+    accept_disputed: bool = False  # write a record that a reference disputes (VAT or top rate)
 
     def up_to_date(self, slug: str, raw: bytes, model: str | None) -> bool:
         """The record was extracted from these very bytes, with this prompt and model."""
@@ -85,7 +85,8 @@ class CountryUpdater:
         return outcome
 
     def cross_check(self, outcome: CountryOutcome, info: SourceInfo, path: Path) -> None:
-        """Compare the validated record with the references; a DISPUTED VAT is held back."""
+        """Compare the validated record with the references; a DISPUTED record (its VAT or its
+        top rate) is held back."""
         own = (info.title or path.name) + (f", rev {info.revision}" if info.revision else "")
         check = crosscheck.check_record(outcome.slug, outcome.record, own, self.references)
         outcome.crosscheck = check.report()
@@ -94,7 +95,7 @@ class CountryUpdater:
             outcome.provenance["crosscheck"] = check.report()  # why anyone may doubt it
         if check.disputes:
             logger.warning("[DISPUTED] %s %s %s", thread_label(), outcome.slug, check.summary())
-        if check.vat_disputed and not self.accept_disputed:
+        if check.disputes and not self.accept_disputed:
             outcome.status, outcome.record = Status.FAILED, None
             outcome.reason = (f"DISPUTED {check.summary()}; held back, previous record kept "
                               "(--accept-disputed writes it)")

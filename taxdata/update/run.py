@@ -28,12 +28,8 @@ from taxdata.errors import EXIT_OK, UsageError
 from taxdata.log import logger, thread_label
 from taxdata.outcome import Status, exit_code, outcome_of
 from taxdata.record import crosscheck
-from taxdata.record.reference import (
-    Reference,
-    ReferenceTableError,
-    fetch_list_reference,
-    load_reference_csv,
-)
+from taxdata.record.reference import Reference, ReferenceTableError, fetch_list_reference
+from taxdata.record.referencefile import load_reference_csv, parse_column_spec
 from taxdata.report.html import write_html_report
 from taxdata.runner import TaskResult, run_tasks
 from taxdata.store.datadir import DataDir
@@ -134,7 +130,7 @@ class UpdateRun:
             "prompt_version": PROMPT_VERSION, "taxdata_version": __version__,
             "counts": report_counts(self.outcomes),
             "crosscheck": {"references": [r.label for r in self.references],
-                           "tolerance": crosscheck.TOLERANCE,
+                           "rule": crosscheck.RULE,
                            "counts": crosscheck_counts(self.outcomes)},
             "countries": {slug: self.outcomes[slug].report() for slug in sorted(self.outcomes)},
         }
@@ -205,10 +201,15 @@ def prepare(options: UpdateOptions, settings: Settings) -> UpdateRun:
     update = UpdateRun(options, settings)
     if options.reference:  # a bad file is a usage error before any request
         try:
-            update.references.append(load_reference_csv(options.reference, update.registry))
+            reference = load_reference_csv(options.reference, update.registry,
+                                           parse_column_spec(options.reference_columns))
         except ReferenceTableError as exc:
             raise UsageError(str(exc)) from None
-        for warning in update.references[-1].warnings:
+        update.references.append(reference)
+        read = ", ".join(f"{what} from {name!r}" for what, name in reference.columns.items())
+        logger.info("[REFERENCE] %s %s: %s; %d rows, %d registry countries", thread_label(),
+                    reference.label, read, len(reference.rows), reference.matched)
+        for warning in reference.warnings:
             logger.warning("[REFERENCE] %s %s", thread_label(), warning)
     if not options.dry_run:  # a dry run writes (and deletes, and locks) nothing
         update.data.check_writable()
