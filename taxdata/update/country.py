@@ -16,7 +16,7 @@ from taxdata.countries.registry import Registry
 from taxdata.log import logger, thread_label
 from taxdata.outcome import CountryFailed, Status
 from taxdata.record import crosscheck
-from taxdata.record.build import build_record
+from taxdata.record.build import build_record, carry_calculator_fields
 from taxdata.record.models import Provenance
 from taxdata.record.reference import Reference
 from taxdata.record.validation import missing_fields
@@ -78,8 +78,16 @@ class CountryUpdater:
             outcome.evidence = check.verified
             outcome.unsupported = [u.report() for u in check.unsupported]
         outcome.record = build_record(result.extraction, country)
+        # The calculator's own fields (the model is never asked for them) stay, flagged.
+        carried = carry_calculator_fields(outcome.record,
+                                          (self.previous.get(slug) or {}).get("record"))
+        if carried:
+            outcome.warnings.append("kept from the previous record, not from the source: "
+                                    + ", ".join(carried))
         outcome.provenance = _provenance(path, raw, info, result.model,
                                          check.verified if check else None).model_dump()
+        if carried:  # which figures no source of this record states (the previous record's)
+            outcome.provenance["carried_over"] = carried
         self.cross_check(outcome, info, path)
         outcome.status = Status.PENDING  # ADDED/MODIFIED/UNCHANGED is decided against the dataset
         return outcome

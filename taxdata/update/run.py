@@ -42,7 +42,12 @@ from taxdata.update.extract import PROMPT_VERSION, Extractor
 from taxdata.update.imports import merge_import, read_import
 from taxdata.update.options import UpdateOptions
 from taxdata.update.outcome import CountryOutcome, report_counts
-from taxdata.update.summary import crosscheck_counts, few_words, print_update_summary
+from taxdata.update.summary import (
+    crosscheck_counts,
+    few_words,
+    print_closing_line,
+    print_update_summary,
+)
 
 SCRIPT_NAME = "tax_data_updater.py"
 
@@ -65,6 +70,7 @@ class UpdateRun:
         self.previous: dict[str, Any] = {}  # the dataset's countries when the run started
         self.model: str | None = None
         self.references: list[Reference] = []  # the second sources to cross-check against
+        self.list_fetched = False  # Wikipedia's list page was asked for (once per run)
         self.store = DatasetStore(self.data, self.registry)
         self.report_path: Path | None = None
 
@@ -103,6 +109,17 @@ class UpdateRun:
             return source_problem(path.read_bytes(), cap)
         except OSError as exc:
             return f"cannot read: {exc.strerror or exc}"
+
+    def fetch_list_reference(self) -> None:
+        """Wikipedia's list page as the first reference, asked for once per run (before the
+        workers start); unreachable: one warning and no list reference."""
+        if self.list_fetched or not self.options.list_reference:
+            return
+        self.list_fetched = True
+        listed = fetch_list_reference(self.settings.wikipedia_api, self.settings.user_agent,
+                                      self.registry)
+        if listed is not None:
+            self.references.insert(0, listed)
 
     def persist(self, outcome: CountryOutcome) -> None:
         """Record a finished country at once (called as each result arrives, on one thread):
@@ -169,11 +186,8 @@ def run(options: UpdateOptions, settings: Settings) -> int:
     if update.store.dirty:  # the import is on disk before the first request
         update.checkpoint()
 
-    if sources and options.list_reference:
-        # Once per run, before the workers start; unreachable: one warning, no list reference.
-        listed = fetch_list_reference(settings.wikipedia_api, settings.user_agent, update.registry)
-        if listed is not None:
-            update.references.insert(0, listed)
+    if sources:
+        update.fetch_list_reference()
     one_country = CountryUpdater(update.registry, extractor, update.references, update.previous,
                                  force=options.force, accept_disputed=options.accept_disputed)
 
@@ -192,6 +206,7 @@ def run(options: UpdateOptions, settings: Settings) -> int:
     update.finish(summary.interrupted)
     update.print_summary(time.monotonic() - started)
     report_endpoints(client, (r.error for r in summary.results.values()))
+    print_closing_line(update.outcomes)
     return exit_code(update.outcomes, summary.interrupted)
 
 
@@ -226,7 +241,10 @@ def run_import(update: UpdateRun, started: float) -> int | None:
     (--dry-run, --import-only), else None: the LLM run follows."""
     options = update.options
     imported = read_import(Path(options.import_js), update.registry)
-    outcomes, changed = merge_import(update.store.dataset, imported, options.prune)
+    if not options.dry_run:  # a dry run sends nothing: only a reference file checks it
+        update.fetch_list_reference()
+    outcomes, changed = merge_import(update.store.dataset, imported, options.prune,
+                                     update.references, options.accept_disputed)
     update.outcomes.update(outcomes)
     update.store.dirty = update.store.dirty or changed
     if options.dry_run:
@@ -235,6 +253,7 @@ def run_import(update: UpdateRun, started: float) -> int | None:
         update.store.journal.open()
         update.finish(interrupted=False)
         update.print_summary(time.monotonic() - started)
+        print_closing_line(update.outcomes)
         return exit_code(update.outcomes, interrupted=False)
     return None
 
