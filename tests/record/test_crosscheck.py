@@ -368,23 +368,39 @@ DISCOVERED = {"bahamas": ("BS", "Taxation in the Bahamas"),
               "ivory_coast": ("CI", "Taxation in Ivory Coast"),
               "kenya": ("KE", "Taxation in Kenya"),
               "peru": ("PE", "Taxation in Peru")}  # the redirect's target, not the link
+# Registry countries on the FIXTURE page: with an article the stand-in serves, and without one.
+ON_THE_PAGE = ("austria", "canada", "estonia", "france", "germany", "latvia", "liechtenstein",
+               "switzerland", "united_states", "albania", "chad", "ghana", "mali")
+
+
+def page_registry(tmp_path: Path, *slugs: str, **titles: str | None) -> Path:
+    """A registry file of the bundled entries of ``slugs`` (``titles`` overriding theirs): the
+    bundled registry holds the whole world, the page's countries included."""
+    bundled = json.loads(BUNDLED_FILE.read_text(encoding="utf-8"))["countries"]
+    countries = {slug: dict(bundled[slug]) for slug in slugs}
+    for slug, title in titles.items():
+        countries[slug]["wikipedia_title"] = title
+    path = tmp_path / "countries.json"
+    path.write_text(json.dumps({"countries": countries}, indent=2), encoding="utf-8")
+    return path
 
 
 def test_discovery_dry_run_then_write(wiki, tmp_path):
-    registry = tmp_path / "countries.json"
-    shutil.copyfile(BUNDLED_FILE, registry)
+    registry = page_registry(tmp_path, *ON_THE_PAGE)
     before = registry.read_bytes()
 
     wiki.latency = 0.05
     dry = discover(tmp_path, wiki, registry)
     assert dry.returncode == 0, explain(dry)
-    # The list page once, then one look-up per candidate link, never more than 3 in flight.
-    assert len(wiki.requests) == 1 + 5 and wiki.peak_in_flight <= 3
+    # The list page once, one look-up per candidate link and per registry title (the 9 titled
+    # countries), never more than 3 in flight.
+    assert len(wiki.requests) == 1 + 5 + 9 and wiki.peak_in_flight <= 3
     assert registry.read_bytes() == before  # a dry run writes nothing
     added = re.findall(r"^  ADD   (\w+) ", dry.stdout, re.M)
     assert added == sorted(DISCOVERED)
     assert "(via redirect from 'Tax system in Peru')" in dry.stdout
     assert f"Dry run: 4 countries would be added and 0 titles filled in {registry}" in dry.stdout
+    assert f"  confirmed: 9 of 9 registry titles exist on {wiki.api_url}" in dry.stdout
     skipped = dict(re.findall(r"^  skipped \((.+?)\): \d+: (.+)$", dry.stdout, re.M))
     assert skipped == {
         "already in the registry": "Austria, Canada, Estonia, France, Germany, Latvia, "
@@ -411,11 +427,42 @@ def test_discovery_dry_run_then_write(wiki, tmp_path):
     assert again.returncode == 0 and "Nothing to add." in again.stdout
 
 
+def test_discovery_fills_the_titles_of_the_worlds_registry(wiki, tmp_path):
+    # The bundled registry has the four countries already, without a known article: discovery
+    # fills their titles from the page's links.
+    registry = page_registry(tmp_path, *ON_THE_PAGE, *DISCOVERED, **dict.fromkeys(DISCOVERED))
+    proc = discover(tmp_path, wiki, registry, "--write")
+    assert proc.returncode == 0, explain(proc)
+    assert re.findall(r"^  TITLE (\w+) ", proc.stdout, re.M) == sorted(DISCOVERED)
+    assert {slug: load_registry(registry).get(slug).wikipedia_title for slug in DISCOVERED} == {
+        slug: title for slug, (_, title) in DISCOVERED.items()}
+
+
+def test_discovery_confirms_the_registry_titles_online(wiki, tmp_path):
+    # Japan's title names no article on this wiki; South Korea's now redirects elsewhere.
+    wiki.add_page("Taxation in the Republic of Korea", ARTICLE,
+                  redirect_from=["Taxation in South Korea"])
+    registry = page_registry(tmp_path, "germany", "japan", "south_korea")
+    dry = discover(tmp_path, wiki, registry)
+    assert dry.returncode == 0, explain(dry)
+    assert "  confirmed: 1 of 3 registry titles exist on" in dry.stdout
+    assert re.search(r"^  GONE  japan +'Taxation in Japan' -> null \(no article 'Taxation in "
+                     r"Japan'\)$", dry.stdout, re.M), dry.stdout
+    assert re.search(r"^  MOVED south_korea +'Taxation in South Korea' -> 'Taxation in the "
+                     r"Republic of Korea'$", dry.stdout, re.M), dry.stdout
+    assert "2 titles corrected" in dry.stdout
+    written = discover(tmp_path, wiki, registry, "--write")
+    assert written.returncode == 0, explain(written)
+    # (The page's countries this small registry lacks are added too.)
+    titles = {slug: load_registry(registry).get(slug).wikipedia_title
+              for slug in ("germany", "japan", "south_korea")}
+    assert titles == {"germany": "Taxation in Germany", "japan": None,
+                      "south_korea": "Taxation in the Republic of Korea"}
+    assert "Nothing to add." in discover(tmp_path, wiki, registry, "--write").stdout
+
+
 def test_discovery_fills_a_missing_title(wiki, tmp_path):
-    registry = tmp_path / "countries.json"
-    document = json.loads(BUNDLED_FILE.read_text(encoding="utf-8"))
-    document["countries"]["latvia"]["wikipedia_title"] = None
-    registry.write_text(json.dumps(document), encoding="utf-8")
+    registry = page_registry(tmp_path, *ON_THE_PAGE, latvia=None)
     proc = discover(tmp_path, wiki, registry, "--write")
     assert proc.returncode == 0, explain(proc)
     assert "  TITLE latvia" in proc.stdout
@@ -505,7 +552,7 @@ def test_write_without_discover_is_a_usage_error(llm_server, data):
 
 
 def test_planted_wrong_figures_on_the_fixture_page():
-    """38 planted wrong figures across the 10 registry countries of the FIXTURE page.
+    """66 planted wrong figures across the 17 registry countries of the FIXTURE page.
 
     Correct records carry the page's headline figures (Germany its national 45, not the total
     with the surcharge); each plant moves one figure. A plant is caught when its country is
@@ -516,7 +563,7 @@ def test_planted_wrong_figures_on_the_fixture_page():
 
     reference = parse_list_page(LIST_PAGE, load_registry(BUNDLED_FILE), LIST_LABEL)
     rows = [row for row in reference.rows if row.slug]
-    assert len(rows) == 10
+    assert len(rows) == 17
 
     def correct(row):
         vat = None if row.vat.is_range else row.vat.headline  # a span states no one rate
@@ -534,8 +581,8 @@ def test_planted_wrong_figures_on_the_fixture_page():
             field = "vat.standard" if kind == "vat" else "top_rate"
             (comparison,) = [c for c in check.comparisons if c.field == field]
             verdicts[kind].append(comparison.verdict)
-    assert len(verdicts["vat"]) + len(verdicts["top"]) == 38
-    assert verdicts["vat"] == ["disputed"] * 18  # every single-rate VAT plant caught
+    assert len(verdicts["vat"]) + len(verdicts["top"]) == 66
+    assert verdicts["vat"] == ["disputed"] * 32  # every single-rate VAT plant caught
     assert "agrees" not in verdicts["top"]  # a wrong top rate never passes silently
-    assert verdicts["top"].count("disputed") == 19
+    assert verdicts["top"].count("disputed") == 33
     assert verdicts["top"].count("explained") == 1  # the US's 42: federal plus a state rate

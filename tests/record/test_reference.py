@@ -76,10 +76,13 @@ def test_list_page_rows_by_header_names():
     assert rows["Ivory Coast"].code == "CI" and rows["Bahamas"].code == "BS"
     assert rows["Kosovo"].code is None
     assert reference.warnings == ["List, rev 7: 1 row(s) name no ISO 3166 country: Kosovo"]
+    # Every sovereign country of the page is in the registry (the world: UN members and the
+    # calculator's territories); Jersey (a territory) and Kosovo (no ISO code) are not.
     assert {row.slug for row in reference.rows if row.slug} == {
-        "albania", "austria", "canada", "estonia", "france", "germany", "latvia",
-        "liechtenstein", "switzerland", "united_states"}
-    assert reference.matched == 10
+        "albania", "austria", "bahamas", "canada", "chad", "estonia", "france", "germany",
+        "ghana", "ivory_coast", "kenya", "latvia", "liechtenstein", "mali", "peru",
+        "switzerland", "united_states"}
+    assert reference.matched == 17
 
 
 OLD_LAYOUT = """<div class="mw-parser-output"><p>FIXTURE: invented rates, an older column layout.</p>
@@ -233,6 +236,7 @@ def test_csv_in_publisher_style(tmp_path):
         '"Korea, Republic of","45, plus surcharges",10\n'
         'Latvia,31,"0, 5, 12 and 21"\n'
         '"Bahamas, The",0,10\n'
+        '"Isle of Man",20,20\n'
         'Freedonia,12,12\n'))
     reference = load_reference_csv(path, REGISTRY)
     rows = rows_by_name(reference)
@@ -242,10 +246,11 @@ def test_csv_in_publisher_style(tmp_path):
     korea = rows["Korea, Republic of"]
     assert korea.slug == "south_korea" and korea.top.note == "plus surcharges"
     assert rows["Latvia"].vat.headline == 21
-    assert rows["Bahamas, The"].slug is None and rows["Bahamas, The"].code == "BS"
+    assert rows["Bahamas, The"].slug == "bahamas" and rows["Bahamas, The"].code == "BS"
+    assert rows["Isle of Man"].slug is None and rows["Isle of Man"].code == "IM"
     assert reference.warnings == [
         "reference.csv: 1 name(s) not matched: Freedonia",
-        "reference.csv: 1 countr(ies) not in the registry, ignored: Bahamas, The"]
+        "reference.csv: 1 countr(ies) not in the registry, ignored: Isle of Man"]
     assert reference.label == "reference.csv"
 
 
@@ -317,7 +322,7 @@ def test_worldwide_vat_summary_underscored_header_and_footer():
     reference = load_reference_csv(SHAPES / "worldwide_vat.csv", REGISTRY)
     assert reference.columns == {"country": "Territory", "vat": "Standard_VAT_rate"}
     assert headlines(reference, "vat") == {
-        "austria": 21, "china": 14, "hong_kong": None, "south_korea": 11,
+        "austria": 21, "bahamas": 11, "china": 14, "hong_kong": None, "south_korea": 11,
         "latvia": 22,  # "22 (standard);\n13, 6 (reduced)": a cell over two lines
         "slovakia": 24, "switzerland": 8.3, "united_states": 8.25}
     us = reference.for_slug("united_states").vat
@@ -325,7 +330,7 @@ def test_worldwide_vat_summary_underscored_header_and_footer():
     assert reference.for_slug("switzerland").vat.decimals == 1
     assert reference.warnings == [
         "worldwide_vat.csv: 1 name(s) not matched: Freedonia",
-        "worldwide_vat.csv: 1 countr(ies) not in the registry, ignored: Bahamas, The"]
+        "worldwide_vat.csv: 1 countr(ies) not in the registry, ignored: Isle of Man"]
 
 
 def test_worldwide_pit_summary_first_rate_is_the_headline():
