@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from taxdata.countries.registry import Country, Registry
+from taxdata.countries.registry import Registry
 from taxdata.errors import UsageError
 from taxdata.log import logger, thread_label
 from taxdata.outcome import Status
@@ -42,11 +42,6 @@ class ImportResult:
     unknown: list[str] = field(default_factory=list)  # not in the country registry
 
 
-def import_record_errors(record: Any, country: Country) -> list[str]:
-    """Why an imported record may not enter the dataset (the rules it breaks)."""
-    return validate_record(record, country)
-
-
 def read_import(path: Path, registry: Registry) -> ImportResult:
     """Parse (never execute) a calculator file and validate every record in it."""
     try:
@@ -67,7 +62,7 @@ def read_import(path: Path, registry: Registry) -> ImportResult:
         if not registry.has_slug(slug):
             result.unknown.append(slug)
             continue
-        errors = import_record_errors(record, registry.get(slug))
+        errors = validate_record(record, registry.get(slug))
         if errors:
             result.invalid[slug] = errors
         else:

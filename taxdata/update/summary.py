@@ -68,10 +68,12 @@ def closing_line(outcomes: Mapping[str, CountryOutcome]) -> str | None:
     written = [o for o in outcomes.values() if o.status in (Status.ADDED, Status.MODIFIED)]
     if not written or not all(o.unverified for o in written):
         return None
-    kinds = sorted({o.source_kind or "unknown" for o in written})
-    noun = "record" if len(written) == 1 else "records"
-    return (f"All {len(written)} {noun} written in this run are UNVERIFIED ({', '.join(kinds)}: "
-            "no source checked them); review them before publishing")
+    kinds = ", ".join(sorted({o.source_kind or "unknown" for o in written}))
+    if len(written) == 1:
+        return (f"The one record written in this run is UNVERIFIED ({kinds}: no source checked "
+                "it); review it before publishing")
+    return (f"All {len(written)} records written in this run are UNVERIFIED ({kinds}: no source "
+            "checked them); review them before publishing")
 
 
 def print_closing_line(outcomes: Mapping[str, CountryOutcome]) -> None:

@@ -538,7 +538,7 @@ def test_an_update_keeps_the_calculator_fields_of_the_record_it_replaces(server,
     assert ("kept from the previous record, not from the source: "
             "socialSecurity.employeeRateTaxDeductible") in report_of(proc)["countries"][
                 "germany"]["warnings"]
-    assert "All 1 record" not in proc.stdout  # a checked record: no unverified closing line
+    assert "written in this run" not in proc.stdout  # a checked record: no closing line
 
 
 def test_import_of_malformed_file_is_one_line_and_writes_nothing(server, data):
@@ -657,6 +657,24 @@ def test_research_sourced_file_is_marked_unverified(server, data):
     assert comments["albania"] == [
         "// [ADDED] (UNVERIFIED: from model knowledge, not a cited source)"]
     assert comments["germany"] == ["// [ADDED]"]
+
+
+def test_a_run_that_wrote_only_unverified_records_says_so_last(server, data):
+    albania = reply("albania", brackets=((0, None, 14),), vat=18, reduced=(), ss=None,
+                    evidence=[])
+    put_taxation(data, "albania")  # a research file (FIXTURE): the model's own knowledge
+    server.responder = Script({"albania": albania})
+    proc = run_updater(data, server.url("proxy"), "--countries", "albania")
+    assert proc.returncode == 0, explain(proc)
+    assert proc.stdout.rstrip().splitlines()[-1] == (
+        "  The one record written in this run is UNVERIFIED (research: no source checked it); "
+        "review it before publishing")
+    # A run that also wrote a checked record ends as before (the UNVERIFIED line lists the rest).
+    put_taxation(data, "germany")
+    server.responder = Script({"albania": albania, "germany": HAPPY["germany"]})
+    mixed = run_updater(data, server.url("proxy"), "--countries", "albania,germany", "--force")
+    assert mixed.returncode == 0, explain(mixed)
+    assert "written in this run" not in mixed.stdout
 
 
 # -- 10. long files are split into parts ------------------------------------------------------
