@@ -79,12 +79,15 @@ def update_main(argv: Sequence[str] | None = None, prog: str | None = None) -> i
     parser.add_argument("--reference", metavar="FILE.csv",
                         help="cross-check against your reference table too (a territory column "
                              "plus VAT / top income-tax rate columns)")
+    parser.add_argument("--reference-column", metavar="KEY=NAME,...",
+                        help="with --reference: the columns to read where the headers do not say "
+                             "(keys: country, vat, top), e.g. 'vat=Standard Rate (%%)'")
     parser.add_argument("--no-list-reference", action="store_true",
                         help="do not fetch Wikipedia's \"List of countries by tax rates\" to "
                              "cross-check against")
     parser.add_argument("--accept-disputed", action="store_true",
-                        help="write records whose VAT disagrees with a reference (the dispute "
-                             "stays in their provenance)")
+                        help="write records whose VAT or top rate disagrees with a reference "
+                             "(the dispute stays in their provenance)")
     parser.add_argument("--discover-countries", action="store_true",
                         help="list the sovereign countries of Wikipedia's list page that have a "
                              "taxation article and are not in the registry; no LLM calls")
@@ -99,6 +102,7 @@ def _update_options(args: argparse.Namespace) -> UpdateOptions:
                          output_dir=args.output_dir, import_js=args.import_js,
                          import_only=args.import_only, prune=args.prune,
                          max_chars=args.max_chars, reference=args.reference,
+                         reference_columns=args.reference_column,
                          list_reference=not args.no_list_reference,
                          accept_disputed=args.accept_disputed,
                          discover_countries=args.discover_countries, write=args.write)

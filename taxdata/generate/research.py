@@ -4,13 +4,28 @@ For countries without a usable source. Every such file is marked in its Sources 
 "model knowledge, unverified" with model and date; the updater carries that into the record's
 provenance and flags the country in its report. A file with a real source (Wikipedia, the
 extractor, or written by hand) is never replaced by research unless ``--force``.
+
+No silent fill from memory: ``--missing`` researches a country that lacks a file only when it
+has no article. A country whose registry entry names a Wikipedia article is researched only once
+Wikipedia says that article does not exist; when the article is there (its file is missing
+because a generator run failed or has not run), or Wikipedia cannot be reached, the country is
+SKIPPED with that reason, never filled from the model's memory.
 """
 
 from __future__ import annotations
 
 from dataclasses import replace
 
+from taxdata.clients.http import RetryPolicy
+from taxdata.clients.wikipedia import (
+    ArticleNotFound,
+    DisambiguationPage,
+    WikipediaClient,
+    WikipediaError,
+)
 from taxdata.config import Settings
+from taxdata.countries.registry import Country
+from taxdata.errors import PreflightError, first_line
 from taxdata.generate.common import (
     FileOutcome,
     Skip,
@@ -21,7 +36,9 @@ from taxdata.generate.common import (
 )
 from taxdata.generate.formatter import PROMPT_VERSION, start_formatter
 from taxdata.generate.options import ResearchOptions
+from taxdata.log import logger, thread_label
 from taxdata.outcome import Status
+from taxdata.store.datadir import DataDir
 from taxdata.store.locks import run_lock_scope
 from taxdata.store.taxfile import SourceInfo, compose, parse_sources
 from taxdata.timestamps import now_utc
@@ -52,15 +69,24 @@ def run(options: ResearchOptions, settings: Settings) -> int:
         return f"has a {kind}-sourced file; research never replaces it (--force to do so)"
 
     if options.dry_run:
-        for slug in by_slug:
-            print(f"  {slug:<24} {existing_reason(slug) or 'research'}")
+        for slug, country in by_slug.items():
+            reason = existing_reason(slug)
+            if reason is None and options.missing and country.wikipedia_title:
+                reason = (f"research only if Wikipedia says {country.wikipedia_title!r} does not "
+                          "exist")
+            print(f"  {slug:<24} {reason or 'research'}")
         return 0
+    articles = ArticleCheck(settings, data) if options.missing else None
+    if articles is not None and any(c.wikipedia_title for c in by_slug.values()):
+        articles.check()
     formatter = start_formatter(settings)
 
     def work(slug: str) -> FileOutcome:
         reason = existing_reason(slug)
         if reason:
             raise Skip(reason)
+        if articles is not None:
+            articles.require_no_article(by_slug[slug])
         result = formatter.from_knowledge(by_slug[slug])
         info = SourceInfo(kind="research", model=result.model, prompt_version=PROMPT_VERSION,
                           generated_at=now_utc())
@@ -69,3 +95,49 @@ def run(options: ResearchOptions, settings: Settings) -> int:
 
     return run_per_country(list(by_slug), work, settings=settings, progress=options.progress,
                            what="LLM research", client=formatter.client)
+
+
+class ArticleCheck:
+    """``--missing``: is there a Wikipedia article for a country whose registry entry names one?
+
+    One preflight request first; then one look-up per such country (from the data directory's
+    Wikipedia cache when the enhanced generator fetched it before; the client keeps at most 3
+    requests in flight).
+    """
+
+    def __init__(self, settings: Settings, data: DataDir) -> None:
+        self.client = WikipediaClient(settings.wikipedia_api, settings.user_agent, cache_dir=data,
+                                      retry=RetryPolicy.from_settings(settings))
+        self.connect_timeout = settings.connect_timeout
+        self.unreachable: str | None = None  # why Wikipedia could not be asked, if it could not
+
+    def check(self) -> None:
+        try:
+            self.client.check(self.connect_timeout)
+        except PreflightError as exc:
+            self.unreachable = first_line(exc)
+            logger.warning("[RESEARCH] %s %s: countries with a Wikipedia article in the registry "
+                           "are not researched", thread_label(), self.unreachable)
+
+    def require_no_article(self, country: Country) -> None:
+        """Return when research may fill ``country``; :class:`Skip` (with why) when it may not."""
+        title = country.wikipedia_title
+        if not title:
+            logger.info("[RESEARCH] %s %s: no Wikipedia article in the registry", thread_label(),
+                        country.slug)
+            return
+        if self.unreachable is not None:
+            raise Skip(f"the registry names Wikipedia's {title!r}, and Wikipedia is unreachable: "
+                       "not filled from model memory (run generate_enhanced_taxation_files.py "
+                       "when it is reachable)")
+        try:
+            article = self.client.fetch(title)
+        except (ArticleNotFound, DisambiguationPage) as exc:
+            logger.info("[RESEARCH] %s %s: %s: researching", thread_label(), country.slug, exc)
+            return
+        except WikipediaError as exc:
+            raise Skip(f"could not confirm that Wikipedia has no {title!r} ({first_line(exc)}): "
+                       "not filled from model memory") from None
+        raise Skip(f"Wikipedia has {article.title!r} (rev {article.revision_id}): run "
+                   "generate_enhanced_taxation_files.py; research is only for countries without "
+                   "an article")

@@ -9,7 +9,15 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from taxdata.record.models import CountryLike, Extraction, TaxRecord
+from taxdata.record.models import (
+    CALCULATOR_FIELDS,
+    CountryLike,
+    Extraction,
+    RecordSocialSecurity,
+    RecordVAT,
+    TaxRecord,
+    without_calculator_fields,
+)
 from taxdata.record.validation import semantic_errors, short_repr, show_number
 
 # --------------------------------------------------------------------------------------------
@@ -38,6 +46,7 @@ def build_record(extraction: Extraction, country: CountryLike) -> dict[str, Any]
     errors = semantic_errors(extraction, country)
     if errors:
         raise ValueError("extraction is not valid: " + "; ".join(errors))
+    vat, ss = extraction.vat, extraction.socialSecurity
     record = TaxRecord(
         name=country.name,
         currency=country.currency,
@@ -45,12 +54,33 @@ def build_record(extraction: Extraction, country: CountryLike) -> dict[str, Any]
         countryCode=country.code,
         coordinates=[float(c) for c in country.coordinates],
         brackets=extraction.brackets,
-        vat=extraction.vat,
-        socialSecurity=extraction.socialSecurity,
+        vat=None if vat is None else RecordVAT.model_validate(vat.model_dump()),
+        socialSecurity=None if ss is None else RecordSocialSecurity.model_validate(
+            ss.model_dump()),
         special_taxes=extraction.special_taxes,
         notes=extraction.notes,
     )
-    return _compact_numbers(record.model_dump(mode="json"))
+    return _compact_numbers(without_calculator_fields(record.model_dump(mode="json")))
+
+
+def carry_calculator_fields(record: dict[str, Any], previous: dict[str, Any] | None) -> list[str]:
+    """Copy the calculator's own fields that ``previous`` has into ``record`` (where the new
+    record has the object that holds them); the paths copied. An update never drops what the
+    calculator computes with, and the provenance says which fields were not in the source."""
+    carried: list[str] = []
+    if not isinstance(previous, dict):
+        return carried
+    for path in CALCULATOR_FIELDS:
+        *parents, key = path.split(".")
+        old: Any = previous
+        new: Any = record
+        for parent in parents:
+            old = old.get(parent) if isinstance(old, dict) else None
+            new = new.get(parent) if isinstance(new, dict) else None
+        if isinstance(old, dict) and key in old and old[key] is not None and isinstance(new, dict):
+            new[key] = old[key]
+            carried.append(path)
+    return carried
 
 
 # --------------------------------------------------------------------------------------------

@@ -1,6 +1,12 @@
 """The tax-record models: what the LLM must return (:class:`Extraction`, with its evidence), the
 stored record (:class:`TaxRecord`, :data:`RECORD_KEYS`) and its :class:`Provenance`.
 
+The stored record also models the fields of the original calculator's ``taxData.js`` that the LLM
+is never asked for (:data:`CALCULATOR_FIELDS`: ``socialSecurity.employeeRateTaxDeductible``,
+which the calculator's tax sums read, ``vat.target``, ``vat.zeroRated``, which its VAT text
+reads, ``corporateIncomeTax``), so an imported record keeps them and ``taxData.js`` writes them
+back; the schema sent to the model is unchanged.
+
 Strict pydantic models; their field descriptions are written for the LLM (they end up in the JSON
 schema it is constrained by, taxdata.record.schema). No tax facts live here.
 """
@@ -8,7 +14,7 @@ schema it is constrained by, taxdata.record.schema). No tax facts live here.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Literal, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -202,6 +208,35 @@ class Extraction(BaseModel):
     )
 
 
+class RecordVAT(VAT):
+    """The stored VAT: the extracted fields plus the calculator's own."""
+
+    target: str | None = None  # what the VAT is levied on, as the calculator's file says
+    zeroRated: bool | None = None  # the calculator shows "Zero-rated items available"
+
+
+class RecordSocialSecurity(SocialSecurity):
+    """The stored social security: the extracted rates plus the calculator's own flag."""
+
+    # The calculator subtracts the employee contribution from taxable income when this is true.
+    employeeRateTaxDeductible: bool | None = None
+
+
+class CorporateIncomeTax(BaseModel):
+    """The calculator's ``corporateIncomeTax`` object: a rate and whatever notes it carries.
+
+    Other keys are kept as the file has them (the calculator does not compute with this field,
+    so nothing here narrows what it may say); every number under a key naming a rate is still
+    checked to be a percentage (taxdata.record.validation).
+    """
+
+    model_config = ConfigDict(extra="allow", strict=True, allow_inf_nan=False)
+
+    rate: float | None = None
+    description: str | None = None
+    notes: str | None = None
+
+
 class TaxRecord(BaseModel):
     """A stored record, in the calculator's shape and key order (see :data:`RECORD_KEYS`)."""
 
@@ -213,13 +248,36 @@ class TaxRecord(BaseModel):
     countryCode: str
     coordinates: list[float] = Field(min_length=2, max_length=2)
     brackets: list[Bracket] | None = None
-    vat: VAT | None = None
-    socialSecurity: SocialSecurity | None = None
+    vat: RecordVAT | None = None
+    socialSecurity: RecordSocialSecurity | None = None
     special_taxes: list[SpecialTax] = Field(default_factory=list)
     notes: str | None = None
+    # The calculator's own, never extracted by the model: a rate in percent or an object.
+    corporateIncomeTax: float | CorporateIncomeTax | None = None
 
 
-RECORD_KEYS: tuple[str, ...] = tuple(TaxRecord.model_fields)
+# The calculator's fields the model is never asked for: kept from an import, carried over by an
+# update (taxdata.update.country), written back to taxData.js.
+CALCULATOR_FIELDS: tuple[str, ...] = (
+    "socialSecurity.employeeRateTaxDeductible", "vat.target", "vat.zeroRated",
+    "corporateIncomeTax")
+
+def without_calculator_fields(record: dict[str, Any]) -> dict[str, Any]:
+    """``record`` (changed in place) without the calculator's own fields
+    (:data:`CALCULATOR_FIELDS`): what the model's extraction holds of it."""
+    for path in CALCULATOR_FIELDS:
+        *parents, key = path.split(".")
+        holder: Any = record
+        for parent in parents:
+            holder = holder.get(parent) if isinstance(holder, dict) else None
+        if isinstance(holder, dict):
+            holder.pop(key, None)
+    return record
+
+
+# The keys of a record the updater builds from an extraction, in the calculator's order.
+RECORD_KEYS: tuple[str, ...] = tuple(k for k in TaxRecord.model_fields if k not in
+                                     CALCULATOR_FIELDS)
 
 
 class Provenance(BaseModel):
@@ -255,11 +313,11 @@ class Provenance(BaseModel):
         return value
 
     @model_validator(mode="after")
-    def _research_is_unverified(self) -> Provenance:
-        # Model-knowledge files must never be presented as sourced facts.
-        if self.source_kind == "research" and not self.unverified:
-            raise ValueError("source_kind 'research' must be marked unverified")
-        if self.source_kind == "research" and self.evidence is not None:
-            raise ValueError("source_kind 'research' has no verified quotes "
+    def _unchecked_sources_are_unverified(self) -> Provenance:
+        # Model-knowledge files and imported records must never be presented as sourced facts.
+        if self.source_kind in ("research", "imported") and not self.unverified:
+            raise ValueError(f"source_kind {self.source_kind!r} must be marked unverified")
+        if self.source_kind in ("research", "imported") and self.evidence is not None:
+            raise ValueError(f"source_kind {self.source_kind!r} has no verified quotes "
                              "(evidence must be null)")
         return self

@@ -9,12 +9,20 @@ thresholds, review triggers - not tax facts) never make a reply fail.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import ValidationError
 
-from taxdata.record.models import VAT, Bracket, CountryLike, Extraction
+from taxdata.record.models import (
+    VAT,
+    Bracket,
+    CountryLike,
+    Extraction,
+    TaxRecord,
+    without_calculator_fields,
+)
 
 # Plausibility thresholds: exceeding them is a *warning* for a human to look at, never an error
 # (a real system may legitimately exceed them).  These are review triggers, not tax facts.
@@ -295,3 +303,48 @@ def missing_fields(extraction: Extraction) -> list[str]:
         missing += [f"socialSecurity.{k}" for k in ("employeeRate", "employerRate")
                     if getattr(ss, k) is None]
     return missing
+
+
+def validate_record(record: Any, country: CountryLike) -> list[str]:
+    """Why a stored record (an imported one) may not enter the dataset; [] when it may.
+
+    The record model's types (strict; unknown keys are errors, the calculator's own fields are
+    known), then the rules a model's reply meets (:func:`semantic_errors`, the identity against
+    the registry included), the calculator fields' rates, and the fields a reply never carries:
+    a name, coordinates in range, a currency and a country code.
+    """
+    if not isinstance(record, dict):
+        return [f"<root>: expected an object, got {type(record).__name__}"]
+    try:
+        TaxRecord.model_validate(record)
+    except ValidationError as exc:
+        return _pydantic_errors(exc)
+    facts = without_calculator_fields(copy.deepcopy(record))
+    for key in ("name", "coordinates"):
+        facts.pop(key)
+    errors = semantic_errors(Extraction.model_validate(facts), country)
+    errors += _calculator_field_errors(record)
+    if not record["name"].strip():
+        errors.append("name: required, a non-empty string")
+    lat, lng = record["coordinates"]
+    if not (-90 <= lat <= 90 and -180 <= lng <= 180):
+        errors.append(f"coordinates: must be [latitude, longitude] in degrees, got "
+                      f"{record['coordinates']!r}")
+    return errors
+
+
+def _calculator_field_errors(record: dict[str, Any]) -> list[str]:
+    """The calculator's corporateIncomeTax: a percentage, or an object whose rates are."""
+    errors: list[str] = []
+    cit = record.get("corporateIncomeTax")
+    if isinstance(cit, dict):
+        for key, value in cit.items():
+            values = value if isinstance(value, list) else [value]
+            if "rate" in key.lower() and all(isinstance(v, (int, float)) and not isinstance(
+                    v, bool) for v in values):
+                for i, rate in enumerate(values):
+                    where = f"[{i}]" if isinstance(value, list) else ""
+                    _check_rate(f"corporateIncomeTax.{key}{where}", rate, errors)
+    elif cit is not None:
+        _check_rate("corporateIncomeTax", cit, errors)
+    return errors

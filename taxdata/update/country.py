@@ -16,7 +16,7 @@ from taxdata.countries.registry import Registry
 from taxdata.log import logger, thread_label
 from taxdata.outcome import CountryFailed, Status
 from taxdata.record import crosscheck
-from taxdata.record.build import build_record
+from taxdata.record.build import build_record, carry_calculator_fields
 from taxdata.record.models import Provenance
 from taxdata.record.reference import Reference
 from taxdata.record.validation import missing_fields
@@ -35,7 +35,7 @@ class CountryUpdater:
     references: list[Reference]  # the second sources to cross-check against
     previous: dict[str, Any]  # the dataset's countries when the run started
     force: bool = False  # extract again even when the source has not changed
-    accept_disputed: bool = False  # write a record whose VAT a reference disputes
+    accept_disputed: bool = False  # write a record that a reference disputes (VAT or top rate)
 
     def up_to_date(self, slug: str, raw: bytes, model: str | None) -> bool:
         """The record was extracted from these very bytes, with this prompt and model."""
@@ -78,14 +78,23 @@ class CountryUpdater:
             outcome.evidence = check.verified
             outcome.unsupported = [u.report() for u in check.unsupported]
         outcome.record = build_record(result.extraction, country)
+        # The calculator's own fields (the model is never asked for them) stay, flagged.
+        carried = carry_calculator_fields(outcome.record,
+                                          (self.previous.get(slug) or {}).get("record"))
+        if carried:
+            outcome.warnings.append("kept from the previous record, not from the source: "
+                                    + ", ".join(carried))
         outcome.provenance = _provenance(path, raw, info, result.model,
                                          check.verified if check else None).model_dump()
+        if carried:  # which figures no source of this record states (the previous record's)
+            outcome.provenance["carried_over"] = carried
         self.cross_check(outcome, info, path)
         outcome.status = Status.PENDING  # ADDED/MODIFIED/UNCHANGED is decided against the dataset
         return outcome
 
     def cross_check(self, outcome: CountryOutcome, info: SourceInfo, path: Path) -> None:
-        """Compare the validated record with the references; a DISPUTED VAT is held back."""
+        """Compare the validated record with the references; a DISPUTED record (its VAT or its
+        top rate) is held back."""
         own = (info.title or path.name) + (f", rev {info.revision}" if info.revision else "")
         check = crosscheck.check_record(outcome.slug, outcome.record, own, self.references)
         outcome.crosscheck = check.report()
@@ -94,7 +103,7 @@ class CountryUpdater:
             outcome.provenance["crosscheck"] = check.report()  # why anyone may doubt it
         if check.disputes:
             logger.warning("[DISPUTED] %s %s %s", thread_label(), outcome.slug, check.summary())
-        if check.vat_disputed and not self.accept_disputed:
+        if check.disputes and not self.accept_disputed:
             outcome.status, outcome.record = Status.FAILED, None
             outcome.reason = (f"DISPUTED {check.summary()}; held back, previous record kept "
                               "(--accept-disputed writes it)")

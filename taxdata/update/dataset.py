@@ -74,7 +74,9 @@ def render_js(dataset: dict[str, Any], outcomes: Mapping[str, CountryOutcome],
             tag = f"[MODIFIED] {outcome.reason}"
         elif outcome.status in (Status.FAILED, Status.SKIPPED):
             tag += f" {outcome.status.lower()} in this run, previous record kept"
-        if provenance.get("unverified"):
+        if provenance.get("source_kind") == "imported":  # old datasets: unverified said false
+            tag += " (UNVERIFIED: imported, not checked against a source)"
+        elif provenance.get("unverified"):
             tag += " (UNVERIFIED: from model knowledge, not a cited source)"
         if (provenance.get("crosscheck") or {}).get("classification") == crosscheck.DISPUTED:
             tag += " (DISPUTED by a reference: see its provenance.crosscheck)"

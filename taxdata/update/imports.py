@@ -1,9 +1,13 @@
 """``--import-js``: merge a calculator taxData.js into the dataset, and ``--prune``.
 
-The file is parsed, never run; each record is validated as a model reply would be, plus its
-identity fields. Valid records are added or updated (ADDED, MODIFIED, UNCHANGED), invalid ones
-and countries the registry lacks are FAILED and not imported, and the dataset's other countries
-stay, unless ``--prune`` removes them (REMOVED).
+The file is parsed, never run. Imports are what they are: nothing in them was checked against a
+source, so every imported record is ``source_kind: imported`` and ``unverified: true``, with no
+evidence. Each record is validated like a model's reply (its identity fields and the calculator's
+own fields too: :func:`taxdata.record.validation.validate_record`) and cross-checked against the
+references like any other record (a DISPUTED one is held back unless ``--accept-disputed``).
+Valid records are added or updated (ADDED, MODIFIED, UNCHANGED), invalid, disputed ones and
+countries the registry lacks are FAILED with the rule they break, and the dataset's other
+countries stay, unless ``--prune`` removes them (REMOVED).
 """
 
 from __future__ import annotations
@@ -13,13 +17,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from taxdata.countries.registry import Country, Registry
+from taxdata.countries.registry import Registry
 from taxdata.errors import UsageError
-from taxdata.log import logger
+from taxdata.log import logger, thread_label
 from taxdata.outcome import Status
+from taxdata.record import crosscheck
 from taxdata.record.build import diff_records
 from taxdata.record.models import Provenance
-from taxdata.record.validation import validate_extraction
+from taxdata.record.reference import Reference
+from taxdata.record.validation import validate_record
 from taxdata.store.jsmodule import JSParseError, parse_tax_data_js
 from taxdata.timestamps import now_utc
 from taxdata.update.outcome import CountryOutcome
@@ -34,28 +40,6 @@ class ImportResult:
     records: dict[str, dict[str, Any]] = field(default_factory=dict)  # valid, by slug
     invalid: dict[str, list[str]] = field(default_factory=dict)  # slug -> errors
     unknown: list[str] = field(default_factory=list)  # not in the country registry
-
-
-def import_record_errors(record: Any, country: Country) -> list[str]:
-    """Why an imported record may not enter the dataset: the LLM reply's validation, plus its
-    identity fields (name, coordinates), which a reply never carries."""
-    if not isinstance(record, dict):
-        return [f"<root>: expected an object, got {type(record).__name__}"]
-    facts = {k: v for k, v in record.items() if k not in ("name", "coordinates")}
-    errors = list(validate_extraction(facts, country).errors)
-    if not isinstance(record.get("name"), str) or not record["name"].strip():
-        errors.append("name: required, a non-empty string")
-    coordinates = record.get("coordinates")
-    if (not isinstance(coordinates, list) or len(coordinates) != 2
-            or not all(isinstance(c, (int, float)) and not isinstance(c, bool)
-                       for c in coordinates)
-            or not (-90 <= coordinates[0] <= 90 and -180 <= coordinates[1] <= 180)):
-        errors.append(f"coordinates: must be [latitude, longitude] in degrees, got "
-                      f"{coordinates!r}")
-    for key in ("currency", "countryCode"):  # a reply may leave these null; a record may not
-        if record.get(key) is None:
-            errors.append(f"{key}: required in a stored record")
-    return errors
 
 
 def read_import(path: Path, registry: Registry) -> ImportResult:
@@ -78,7 +62,7 @@ def read_import(path: Path, registry: Registry) -> ImportResult:
         if not registry.has_slug(slug):
             result.unknown.append(slug)
             continue
-        errors = import_record_errors(record, registry.get(slug))
+        errors = validate_record(record, registry.get(slug))
         if errors:
             result.invalid[slug] = errors
         else:
@@ -90,37 +74,58 @@ def read_import(path: Path, registry: Registry) -> ImportResult:
     return result
 
 
-def merge_import(dataset: dict[str, Any], imported: ImportResult,
-                 prune: bool) -> tuple[dict[str, CountryOutcome], bool]:
+def merge_import(dataset: dict[str, Any], imported: ImportResult, prune: bool,
+                 references: list[Reference] | None = None,
+                 accept_disputed: bool = False) -> tuple[dict[str, CountryOutcome], bool]:
     """Add and update the imported records in ``dataset``; remove others only when asked
-    (``prune``). Returns each country's outcome, and whether the dataset changed."""
+    (``prune``). Each record is cross-checked against ``references`` first: a DISPUTED one is
+    not imported unless ``accept_disputed``. Returns each country's outcome, and whether the
+    dataset changed."""
     countries = dataset["countries"]
     outcomes: dict[str, CountryOutcome] = {}
     changed = False
+    own = f"{imported.path.name} (imported)"
     for slug, record in imported.records.items():
-        old = (countries.get(slug) or {}).get("record")
         outcome = CountryOutcome(slug, source_file=str(imported.path), source_kind="imported",
-                                 reason=f"imported from {imported.path.name}")
-        changes = diff_records(old, record)
-        outcome.compare(old, changes)
-        if outcome.status != Status.UNCHANGED:
-            provenance = Provenance(source_file=str(imported.path), source_sha256=imported.digest,
-                                    source_kind="imported", unverified=False,
-                                    extracted_at=now_utc())
-            countries[slug] = {"record": record, "provenance": provenance.model_dump()}
-            changed = True
+                                 unverified=True, reason=f"imported from {imported.path.name}")
         outcomes[slug] = outcome
+        check = crosscheck.check_record(slug, record, own, references or [])
+        outcome.crosscheck = check.report()
+        outcome.warnings += check.warnings
+        if check.disputes:
+            logger.warning("[DISPUTED] %s %s %s", thread_label(), slug, check.summary())
+            if not accept_disputed:
+                outcome.status = Status.FAILED
+                outcome.reason = (f"DISPUTED {check.summary()}; held back, not imported "
+                                  "(--accept-disputed imports it)")
+                continue
+        old_entry = countries.get(slug) or {}
+        old = old_entry.get("record")
+        outcome.compare(old, diff_records(old, record))
+        old_provenance = old_entry.get("provenance") or {}
+        stale = (old_provenance.get("source_kind") == "imported"
+                 and not old_provenance.get("unverified"))
+        if outcome.status != Status.UNCHANGED or stale:
+            # An unchanged record is left as it is (its source may be better than this file),
+            # unless an older import of it still calls it verified: that is corrected.
+            provenance = Provenance(source_file=str(imported.path), source_sha256=imported.digest,
+                                    source_kind="imported", unverified=True,
+                                    extracted_at=now_utc()).model_dump()
+            if check.classification != crosscheck.NO_REFERENCE:
+                provenance["crosscheck"] = check.report()
+            countries[slug] = {"record": record, "provenance": provenance}
+            changed = True
     for slug, errors in imported.invalid.items():
         logger.error("[INVALID] %s imported record rejected: %s", slug, "; ".join(errors))
         outcomes[slug] = CountryOutcome(
-            slug, Status.FAILED, "invalid record in the imported file (not imported): "
-            + "; ".join(errors), source_kind="imported")
+            slug, Status.FAILED, "not imported, it breaks a rule: " + "; ".join(errors),
+            source_kind="imported", unverified=True)
     for slug in imported.unknown:
         logger.error("[IMPORT] %s is not in the country registry: not imported (add it to the "
                      "registry, e.g. a TAXDATA_COUNTRIES file, and import again)", slug)
         outcomes[slug] = CountryOutcome(
             slug, Status.FAILED, "not in the country registry: not imported",
-            source_kind="imported")
+            source_kind="imported", unverified=True)
     if prune:
         in_file = set(imported.records) | set(imported.invalid)
         for slug in [s for s in countries if s not in in_file]:

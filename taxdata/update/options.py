@@ -12,6 +12,8 @@ from pathlib import Path
 
 from taxdata.errors import UsageError
 from taxdata.options import RunOptions, check_max_chars
+from taxdata.record.reference import ReferenceTableError
+from taxdata.record.referencefile import parse_column_spec
 from taxdata.store.taxfile import DEFAULT_MAX_CHARS
 
 
@@ -27,8 +29,10 @@ class UpdateOptions(RunOptions):
     prune: bool = False  # with import_js: remove the countries the file lacks
     max_chars: int = DEFAULT_MAX_CHARS  # source characters per request; longer files are split
     reference: str | Path | None = None  # the user's reference table (CSV) to cross-check against
+    # Which of its columns hold what, where guessing cannot work: "vat=NAME,top=NAME,country=NAME"
+    reference_columns: str | None = None
     list_reference: bool = True  # cross-check against Wikipedia's list of tax rates too
-    accept_disputed: bool = False  # write records whose VAT a reference disputes
+    accept_disputed: bool = False  # write records a reference disputes (VAT or top rate)
     discover_countries: bool = False  # find the registry's missing countries; no LLM calls
     write: bool = False  # with discover_countries: add them to the registry file
 
@@ -43,4 +47,11 @@ class UpdateOptions(RunOptions):
         if self.prune and not self.import_js:
             raise UsageError("--prune needs --import-js FILE (it removes the countries that file "
                              "lacks)")
+        if self.reference_columns and not self.reference:
+            raise UsageError("--reference-column needs --reference FILE.csv (it names that "
+                             "file's columns)")
+        try:
+            parse_column_spec(self.reference_columns)
+        except ReferenceTableError as exc:
+            raise UsageError(str(exc)) from None
         check_max_chars(self.max_chars)

@@ -28,12 +28,8 @@ from taxdata.errors import EXIT_OK, UsageError
 from taxdata.log import logger, thread_label
 from taxdata.outcome import Status, exit_code, outcome_of
 from taxdata.record import crosscheck
-from taxdata.record.reference import (
-    Reference,
-    ReferenceTableError,
-    fetch_list_reference,
-    load_reference_csv,
-)
+from taxdata.record.reference import Reference, ReferenceTableError, fetch_list_reference
+from taxdata.record.referencefile import load_reference_csv, parse_column_spec
 from taxdata.report.html import write_html_report
 from taxdata.runner import TaskResult, run_tasks
 from taxdata.store.datadir import DataDir
@@ -46,7 +42,12 @@ from taxdata.update.extract import PROMPT_VERSION, Extractor
 from taxdata.update.imports import merge_import, read_import
 from taxdata.update.options import UpdateOptions
 from taxdata.update.outcome import CountryOutcome, report_counts
-from taxdata.update.summary import crosscheck_counts, few_words, print_update_summary
+from taxdata.update.summary import (
+    crosscheck_counts,
+    few_words,
+    print_closing_line,
+    print_update_summary,
+)
 
 SCRIPT_NAME = "tax_data_updater.py"
 
@@ -69,6 +70,7 @@ class UpdateRun:
         self.previous: dict[str, Any] = {}  # the dataset's countries when the run started
         self.model: str | None = None
         self.references: list[Reference] = []  # the second sources to cross-check against
+        self.list_fetched = False  # Wikipedia's list page was asked for (once per run)
         self.store = DatasetStore(self.data, self.registry)
         self.report_path: Path | None = None
 
@@ -108,6 +110,17 @@ class UpdateRun:
         except OSError as exc:
             return f"cannot read: {exc.strerror or exc}"
 
+    def fetch_list_reference(self) -> None:
+        """Wikipedia's list page as the first reference, asked for once per run (before the
+        workers start); unreachable: one warning and no list reference."""
+        if self.list_fetched or not self.options.list_reference:
+            return
+        self.list_fetched = True
+        listed = fetch_list_reference(self.settings.wikipedia_api, self.settings.user_agent,
+                                      self.registry)
+        if listed is not None:
+            self.references.insert(0, listed)
+
     def persist(self, outcome: CountryOutcome) -> None:
         """Record a finished country at once (called as each result arrives, on one thread):
         in memory and the journal; the whole files follow at checkpoints."""
@@ -134,7 +147,7 @@ class UpdateRun:
             "prompt_version": PROMPT_VERSION, "taxdata_version": __version__,
             "counts": report_counts(self.outcomes),
             "crosscheck": {"references": [r.label for r in self.references],
-                           "tolerance": crosscheck.TOLERANCE,
+                           "rule": crosscheck.RULE,
                            "counts": crosscheck_counts(self.outcomes)},
             "countries": {slug: self.outcomes[slug].report() for slug in sorted(self.outcomes)},
         }
@@ -173,11 +186,8 @@ def run(options: UpdateOptions, settings: Settings) -> int:
     if update.store.dirty:  # the import is on disk before the first request
         update.checkpoint()
 
-    if sources and options.list_reference:
-        # Once per run, before the workers start; unreachable: one warning, no list reference.
-        listed = fetch_list_reference(settings.wikipedia_api, settings.user_agent, update.registry)
-        if listed is not None:
-            update.references.insert(0, listed)
+    if sources:
+        update.fetch_list_reference()
     one_country = CountryUpdater(update.registry, extractor, update.references, update.previous,
                                  force=options.force, accept_disputed=options.accept_disputed)
 
@@ -196,6 +206,7 @@ def run(options: UpdateOptions, settings: Settings) -> int:
     update.finish(summary.interrupted)
     update.print_summary(time.monotonic() - started)
     report_endpoints(client, (r.error for r in summary.results.values()))
+    print_closing_line(update.outcomes)
     return exit_code(update.outcomes, summary.interrupted)
 
 
@@ -205,10 +216,15 @@ def prepare(options: UpdateOptions, settings: Settings) -> UpdateRun:
     update = UpdateRun(options, settings)
     if options.reference:  # a bad file is a usage error before any request
         try:
-            update.references.append(load_reference_csv(options.reference, update.registry))
+            reference = load_reference_csv(options.reference, update.registry,
+                                           parse_column_spec(options.reference_columns))
         except ReferenceTableError as exc:
             raise UsageError(str(exc)) from None
-        for warning in update.references[-1].warnings:
+        update.references.append(reference)
+        read = ", ".join(f"{what} from {name!r}" for what, name in reference.columns.items())
+        logger.info("[REFERENCE] %s %s: %s; %d rows, %d registry countries", thread_label(),
+                    reference.label, read, len(reference.rows), reference.matched)
+        for warning in reference.warnings:
             logger.warning("[REFERENCE] %s %s", thread_label(), warning)
     if not options.dry_run:  # a dry run writes (and deletes, and locks) nothing
         update.data.check_writable()
@@ -225,7 +241,10 @@ def run_import(update: UpdateRun, started: float) -> int | None:
     (--dry-run, --import-only), else None: the LLM run follows."""
     options = update.options
     imported = read_import(Path(options.import_js), update.registry)
-    outcomes, changed = merge_import(update.store.dataset, imported, options.prune)
+    if not options.dry_run:  # a dry run sends nothing: only a reference file checks it
+        update.fetch_list_reference()
+    outcomes, changed = merge_import(update.store.dataset, imported, options.prune,
+                                     update.references, options.accept_disputed)
     update.outcomes.update(outcomes)
     update.store.dirty = update.store.dirty or changed
     if options.dry_run:
@@ -234,6 +253,7 @@ def run_import(update: UpdateRun, started: float) -> int | None:
         update.store.journal.open()
         update.finish(interrupted=False)
         update.print_summary(time.monotonic() - started)
+        print_closing_line(update.outcomes)
         return exit_code(update.outcomes, interrupted=False)
     return None
 

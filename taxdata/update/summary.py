@@ -51,12 +51,35 @@ def unsupported_lines(outcomes: Mapping[str, CountryOutcome], most: int = 20) ->
         yield f"... and {len(held) - most} more countries with UNSUPPORTED figures (see the report)"
 
 
-def unverified_lines(outcomes: Mapping[str, CountryOutcome]) -> Iterator[str]:
-    """The written countries whose source is the model's own knowledge, if any."""
+def unverified_lines(outcomes: Mapping[str, CountryOutcome], most: int = 20) -> Iterator[str]:
+    """The written countries whose record no source bears out (model knowledge, an import)."""
     unverified = sorted(o.slug for o in outcomes.values()
                         if o.unverified and o.status not in (Status.FAILED, Status.SKIPPED))
     if unverified:
-        yield f"UNVERIFIED (model-knowledge sources, check by hand): {', '.join(unverified)}"
+        shown = ", ".join(unverified[:most])
+        more = f" and {len(unverified) - most} more" if len(unverified) > most else ""
+        yield (f"UNVERIFIED (model knowledge or imported, not checked against a source; check "
+               f"by hand): {shown}{more}")
+
+
+def closing_line(outcomes: Mapping[str, CountryOutcome]) -> str | None:
+    """The run's last line when every record it wrote is unverified (None otherwise): a run that
+    filled the dataset from model knowledge or an import must not end like a checked one."""
+    written = [o for o in outcomes.values() if o.status in (Status.ADDED, Status.MODIFIED)]
+    if not written or not all(o.unverified for o in written):
+        return None
+    kinds = ", ".join(sorted({o.source_kind or "unknown" for o in written}))
+    if len(written) == 1:
+        return (f"The one record written in this run is UNVERIFIED ({kinds}: no source checked "
+                "it); review it before publishing")
+    return (f"All {len(written)} records written in this run are UNVERIFIED ({kinds}: no source "
+            "checked them); review them before publishing")
+
+
+def print_closing_line(outcomes: Mapping[str, CountryOutcome]) -> None:
+    line = closing_line(outcomes)
+    if line:
+        print(f"  {line}")
 
 
 def crosscheck_counts(outcomes: Mapping[str, CountryOutcome]) -> dict[str, int]:

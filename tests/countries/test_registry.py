@@ -63,17 +63,44 @@ def load_entry(tmp_path: Path, **changes) -> Registry:
 
 # --- the bundled file ---------------------------------------------------------------------------
 
-def test_bundled_file_has_exactly_the_60_countries(registry):
-    assert set(registry.slugs) == EXPECTED_SLUGS
-    assert len(registry) == 60
-    assert registry.slugs == sorted(EXPECTED_SLUGS)
-    assert [c.slug for c in registry] == sorted(EXPECTED_SLUGS)
+def test_bundled_file_is_the_world(registry):
+    # Every UN member state plus the calculator's territories, and the first 60 among them.
+    from taxdata.countries.build import CALCULATOR_TERRITORIES, UN_MEMBERS
+
+    assert len(UN_MEMBERS) == len(set(UN_MEMBERS)) == 193
+    assert {c.code for c in registry} == set(UN_MEMBERS) | set(CALCULATOR_TERRITORIES)
+    assert len(registry) == 196
+    assert EXPECTED_SLUGS <= set(registry.slugs)
+    assert registry.slugs == sorted(registry.slugs)
+    assert [c.slug for c in registry] == registry.slugs
+    assert registry.get("eswatini").code == "SZ" and registry.get("north_macedonia").code == "MK"
+
+
+def test_bundled_file_is_what_the_build_command_writes(tmp_path, capsys):
+    from taxdata.countries.build import main
+
+    assert main(["--check"]) == 0  # python -m taxdata.countries.build --check
+    out = tmp_path / "countries.json"
+    assert main(["--out", str(out)]) == 0
+    assert out.read_bytes() == BUNDLED_FILE.read_bytes()
+    stale = tmp_path / "stale.json"
+    stale.write_text(BUNDLED_FILE.read_text(encoding="utf-8").replace('"Eswatini"', '"Swaziland"'),
+                     encoding="utf-8")
+    assert main(["--check", "--out", str(stale)]) == 1
+    assert "differs from a fresh build" in capsys.readouterr().err
+
+
+def test_first_registry_entries_are_kept_as_they_were(registry):
+    # The build keeps the centroids the first 60 entries were made with: a rebuild must not
+    # move the calculator's countries on its map.
+    assert registry.get("germany").coordinates == (51.17, 10.45)
+    assert registry.get("hong_kong").coordinates == (22.4, 114.11)
 
 
 def test_default_load_uses_bundled_file(tmp_path):
     reg = load_registry(data_dir=tmp_path)  # no countries.json there -> bundled
     assert reg.source == str(BUNDLED_FILE)
-    assert len(reg) == 60
+    assert len(reg) == len(load_registry(BUNDLED_FILE))
 
 
 def test_bundled_file_is_canonically_formatted():
@@ -168,7 +195,7 @@ def test_get_and_contains(registry):
 
 
 def test_select_none_means_all(registry):
-    assert [c.slug for c in registry.select(None)] == sorted(EXPECTED_SLUGS)
+    assert [c.slug for c in registry.select(None)] == registry.slugs
 
 
 def test_select_slugs_keeps_order(registry):
@@ -264,7 +291,7 @@ def test_user_added_country(monkeypatch, tmp_path):
     custom.write_text(json.dumps(data), encoding="utf-8")
     monkeypatch.setenv(ENV_VAR, str(custom))
     reg = load_registry()
-    assert len(reg) == 61 and "kosovo" in reg.slugs
+    assert len(reg) == len(load_registry(BUNDLED_FILE)) + 1 and "kosovo" in reg.slugs
     assert [c.slug for c in reg.select("Kosovo, germany")] == ["kosovo", "germany"]
     assert reg.get("kosovo").wikipedia_url is None
 

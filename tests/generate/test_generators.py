@@ -765,6 +765,57 @@ def test_research_missing_picks_registry_countries_without_a_file(suite, tmp_pat
     assert suite.taxation("germany").read_text(encoding="utf-8") == existing
 
 
+def small_registry(tmp_path: Path, *slugs: str) -> dict[str, str]:
+    registry = tmp_path / "countries.json"
+    registry.write_text(json.dumps({"countries": {s: REGISTRY[s] for s in slugs}}),
+                        encoding="utf-8")
+    return {"TAXDATA_COUNTRIES": str(registry)}
+
+
+def test_research_missing_never_fills_from_memory_when_wikipedia_is_unreachable(suite, tmp_path):
+    # France's entry names an article; Albania's names none (the bundled registry's FIXTURE-free
+    # stable facts). With Wikipedia unreachable, only the country without an article is filled.
+    assert REGISTRY["france"]["wikipedia_title"] and REGISTRY["albania"]["wikipedia_title"] is None
+    env = {**small_registry(tmp_path, "france", "albania"),
+           "TAXDATA_WIKIPEDIA_API": dead_url("/w/api.php")}
+    result = suite.run("research", "--missing", env=env)
+    assert result.returncode == 0, result.stderr
+    assert [country_in(c) for c in suite.chats()] == ["Albania"]
+    assert not suite.taxation("france").exists()
+    assert summary_line(result.stdout, "france") == (
+        "SKIPPED france the registry names Wikipedia's 'Taxation in France', and Wikipedia is "
+        "unreachable: not filled from model memory (run generate_enhanced_taxation_files.py "
+        "when it is reachable)")
+    assert summary_line(result.stdout, "albania").split()[0] == "WRITTEN"
+    (warning,) = [line for line in result.stderr.splitlines() if "not researched" in line]
+    assert "Wikipedia not reachable" in warning
+
+
+def test_research_missing_skips_a_country_whose_article_exists(suite, tmp_path):
+    suite.add_articles("france", revid=777)  # the article is there: its file is what is missing
+    dry = suite.run("research", "--missing", "--dry-run",
+                    env=small_registry(tmp_path, "france", "italy"))
+    assert dry.stdout.splitlines() == [
+        "  france                   research only if Wikipedia says 'Taxation in France' does "
+        "not exist",
+        "  italy                    research only if Wikipedia says 'Taxation in Italy' does not "
+        "exist"]
+    result = suite.run("research", "--missing", env=small_registry(tmp_path, "france", "italy"))
+    assert result.returncode == 0, result.stderr
+    assert summary_line(result.stdout, "france") == (
+        "SKIPPED france Wikipedia has 'Taxation in France' (rev 777): run "
+        "generate_enhanced_taxation_files.py; research is only for countries without an article")
+    # Italy's article does not exist on this wiki: research fills it, and says why.
+    assert [country_in(c) for c in suite.chats()] == ["Italy"]
+    assert re.search(r"^\[RESEARCH\] Thread-\d italy: no Wikipedia article 'Taxation in Italy': "
+                     r"researching$", result.stderr, re.M), result.stderr
+    # The look-up went into the cache: the enhanced generator reads it without a request.
+    before = len(suite.api_requests())
+    enhanced = suite.run("enhanced", "--countries", "france")
+    assert enhanced.returncode == 0, enhanced.stderr
+    assert len(suite.api_requests()) == before
+
+
 # == 11. every script: dry run, bad input, bad settings, LLM down ==============================
 
 DRY_RUNS = [

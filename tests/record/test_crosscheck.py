@@ -31,8 +31,15 @@ from _updater import (
 
 from taxdata.countries.facts import registry_entry
 from taxdata.countries.registry import BUNDLED_FILE, load_registry
-from taxdata.record.crosscheck import CORROBORATED, DISPUTED, NO_REFERENCE, check_record
-from taxdata.record.reference import Reference, ReferenceRow, parse_rate
+from taxdata.record.crosscheck import (
+    CORROBORATED,
+    DISPUTED,
+    IN_RANGE,
+    NO_REFERENCE,
+    check_record,
+)
+from taxdata.record.rates import parse_rate
+from taxdata.record.reference import Reference, ReferenceRow
 from taxdata.testing.mediawiki_server import StandInMediaWiki
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "wikipedia"
@@ -83,10 +90,10 @@ def list_requests(wiki: StandInMediaWiki) -> int:
 
 
 def crosscheck_line(stdout: str) -> dict[str, int]:
-    match = re.search(r"^  Cross-check against .*: CORROBORATED (\d+), DISPUTED (\d+), "
-                      r"NO REFERENCE (\d+)$", stdout, re.M)
+    match = re.search(r"^  Cross-check against .*: CORROBORATED (\d+), IN RANGE (\d+), "
+                      r"DISPUTED (\d+), NO REFERENCE (\d+)$", stdout, re.M)
     assert match, stdout
-    return dict(zip((CORROBORATED, DISPUTED, NO_REFERENCE), map(int, match.groups())))
+    return dict(zip((CORROBORATED, IN_RANGE, DISPUTED, NO_REFERENCE), map(int, match.groups())))
 
 
 # -- agreeing data ----------------------------------------------------------------------------------
@@ -95,30 +102,32 @@ def test_agreeing_data_is_corroborated_and_the_list_is_fetched_once(llm_server, 
     put_wikipedia_file(data, "france", "Taxation in France", 2000002,
                        brackets=((0, 9000, 0), (9001, None, 44)), vat=21)
     put_wikipedia_file(data, "estonia", "Taxation in Estonia", 3000003,
-                       brackets=((0, None, 23),), vat=24.2)
+                       brackets=((0, None, 23),), vat=24)
     put_taxation(data, "albania", brackets=((0, 5000, 0), (5001, None, 23)), vat=20)
     llm_server.responder = Script({
         # The page (FIXTURE) says France VAT 21, top 44; Estonia VAT 24, top 23; Albania VAT 20.
         "france": reply("france", brackets=((0, 9000, 0), (9001, None, 44)), vat=21),
-        "estonia": reply("estonia", brackets=((0, None, 23),), vat=24.2),  # within tolerance
+        "estonia": reply("estonia", brackets=((0, None, 23),), vat=24),
         "albania": reply("albania", brackets=((0, 5000, 0), (5001, None, 23)), vat=20),
     })
     proc = run_updater(data, llm_server.url("proxy"), "-w", "3",
                        env={"TAXDATA_WIKIPEDIA_API": wiki.api_url})
     assert proc.returncode == 0, explain(proc)
     assert list_requests(wiki) == 1  # once per run, before the workers, not per country
-    assert crosscheck_line(proc.stdout) == {CORROBORATED: 3, DISPUTED: 0, NO_REFERENCE: 0}
+    assert crosscheck_line(proc.stdout) == {CORROBORATED: 3, IN_RANGE: 0, DISPUTED: 0,
+                                            NO_REFERENCE: 0}
     assert f"Cross-check against {LIST_LABEL}:" in proc.stdout
     report = report_of(proc)
     assert report["crosscheck"]["references"] == [LIST_LABEL]
-    assert report["crosscheck"]["counts"] == {CORROBORATED: 3, DISPUTED: 0, NO_REFERENCE: 0}
+    assert report["crosscheck"]["counts"] == {CORROBORATED: 3, IN_RANGE: 0, DISPUTED: 0,
+                                              NO_REFERENCE: 0}
     france = report["countries"]["france"]["crosscheck"]
     assert france["classification"] == CORROBORATED
     assert [(c["field"], c["ours"], c["verdict"]) for c in france["comparisons"]] == [
         ("vat.standard", 21, "agrees"), ("top_rate", 44, "agrees")]
     assert france["comparisons"][0]["text"] == (
         f"vat.standard 21 (Taxation in France, rev 2000002) vs 21 ({LIST_LABEL}) "
-        "[standard or]")
+        "[21% (standard), 10% or 5.5%]")
     # The classification travels with the record.
     stored = dataset(data)["countries"]["france"]["provenance"]["crosscheck"]
     assert stored["classification"] == CORROBORATED
@@ -127,10 +136,11 @@ def test_agreeing_data_is_corroborated_and_the_list_is_fetched_once(llm_server, 
 
 def test_explained_top_rate_difference_is_a_warning_only(llm_server, wiki, data):
     put_wikipedia_file(data, "germany", "Taxation in Germany", 1000001,
-                       brackets=((0, 12000, 0), (12001, None, 45)), vat=17)
-    # FIXTURE page: "45% (47.475% incl. solidarity surcharge)"; the file's own figure is 45.
+                       brackets=((0, 12000, 0), (12001, None, 47.48)), vat=17)
+    # FIXTURE page: "45% (47.475% incl. solidarity surcharge)"; the file states the total,
+    # rounded to two places (47.48 is what 47.475 rounds to).
     llm_server.responder = Script({"germany": reply(
-        "germany", brackets=((0, 12000, 0), (12001, None, 45)), vat=17)})
+        "germany", brackets=((0, 12000, 0), (12001, None, 47.48)), vat=17)})
     proc = run_updater(data, llm_server.url("proxy"), env={"TAXDATA_WIKIPEDIA_API": wiki.api_url})
     assert proc.returncode == 0, explain(proc)
     outcome = report_of(proc)["countries"]["germany"]
@@ -139,8 +149,8 @@ def test_explained_top_rate_difference_is_a_warning_only(llm_server, wiki, data)
     verdicts = {c["field"]: c["verdict"] for c in outcome["crosscheck"]["comparisons"]}
     assert verdicts == {"vat.standard": "agrees", "top_rate": "explained"}
     (warning,) = [w for w in outcome["warnings"] if w.startswith("cross-check:")]
-    assert "top_rate 45 (Taxation in Germany, rev 1000001) vs 47.475" in warning
-    assert "incl. solidarity surcharge" in warning
+    assert "top_rate 47.48 (Taxation in Germany, rev 1000001) vs 45" in warning
+    assert "the reference's note states 47.475 (incl. solidarity surcharge)" in warning
     assert crosscheck_line(proc.stdout)[DISPUTED] == 0
 
 
@@ -168,7 +178,8 @@ def test_disputed_vat_is_held_back_then_written_with_accept_disputed(llm_server,
     assert (data / "tax_data.json").read_bytes() == before  # the previous record stays
     dispute = f"vat.standard 21 (Taxation in Latvia, rev 1234) vs 22 ({LIST_LABEL})"
     assert f"  DISPUTED latvia (held back): {dispute}" in held.stdout
-    assert crosscheck_line(held.stdout) == {CORROBORATED: 0, DISPUTED: 1, NO_REFERENCE: 0}
+    assert crosscheck_line(held.stdout) == {CORROBORATED: 0, IN_RANGE: 0, DISPUTED: 1,
+                                            NO_REFERENCE: 0}
     outcome = report_of(held)["countries"]["latvia"]
     assert outcome["status"] == "FAILED" and outcome["reason"].startswith(f"DISPUTED {dispute}")
     assert "--accept-disputed" in outcome["reason"]
@@ -187,16 +198,23 @@ def test_disputed_vat_is_held_back_then_written_with_accept_disputed(llm_server,
     assert comment.endswith(" (DISPUTED by a reference: see its provenance.crosscheck)")
 
 
-def test_disputed_top_rate_is_written_and_listed(llm_server, wiki, data):
+def test_disputed_top_rate_is_held_back_like_a_vat(llm_server, wiki, data):
     put_wikipedia_file(data, "estonia", "Taxation in Estonia", 3000003,
                        brackets=((0, None, 40),), vat=24)
     # Page (FIXTURE): Estonia top 23, no note that would explain 40.
     llm_server.responder = Script({"estonia": reply("estonia", brackets=((0, None, 40),), vat=24)})
-    proc = run_updater(data, llm_server.url("proxy"), env={"TAXDATA_WIKIPEDIA_API": wiki.api_url})
-    assert proc.returncode == 0, explain(proc)
+    env = {"TAXDATA_WIKIPEDIA_API": wiki.api_url}
+    held = run_updater(data, llm_server.url("proxy"), env=env)
+    assert held.returncode == 1, explain(held)
+    assert not (data / "tax_data.json").exists() or "estonia" not in dataset(data)["countries"]
+    dispute = f"top_rate 40 (Taxation in Estonia, rev 3000003) vs 23 ({LIST_LABEL})"
+    assert f"  DISPUTED estonia (held back): {dispute}" in held.stdout
+    assert report_of(held)["countries"]["estonia"]["reason"].startswith(f"DISPUTED {dispute}")
+
+    written = run_updater(data, llm_server.url("proxy"), "--accept-disputed", env=env)
+    assert written.returncode == 0, explain(written)
     assert dataset(data)["countries"]["estonia"]["record"]["brackets"][0]["rate"] == 40
-    assert "  DISPUTED estonia (written): top_rate 40 (Taxation in Estonia, rev 3000003) vs 23" \
-        in proc.stdout
+    assert f"  DISPUTED estonia (written): {dispute}" in written.stdout
 
 
 def test_user_reference_csv_disputes_too(llm_server, data, tmp_path):
@@ -212,10 +230,37 @@ def test_user_reference_csv_disputes_too(llm_server, data, tmp_path):
                        "--no-list-reference", "--countries", "south_korea")
     assert proc.returncode == 1, explain(proc)
     comparisons = report_of(proc)["countries"]["south_korea"]["crosscheck"]["comparisons"]
+    # "45, plus surcharges" names no figure that could make 49.5: a dispute too.
     assert [(c["field"], c["reference"], c["verdict"]) for c in comparisons] == [
-        ("vat.standard", "summaries.csv", "disputed"), ("top_rate", "summaries.csv", "explained")]
+        ("vat.standard", "summaries.csv", "disputed"), ("top_rate", "summaries.csv", "disputed")]
     assert "vat.standard 10 (Taxation in South Korea, rev 77) vs 12 (summaries.csv)" in proc.stdout
     assert not (data / "tax_data.json").exists() or "south_korea" not in dataset(data)["countries"]
+
+
+def test_reference_column_names_what_guessing_cannot(llm_server, data, tmp_path):
+    put_wikipedia_file(data, "germany", "Taxation in Germany", 5,
+                       brackets=((0, 12000, 0), (12001, None, 45)), vat=19)
+    shapes = Path(__file__).resolve().parents[1] / "fixtures" / "references"
+    csv_file = shapes / "two_vat_columns.csv"  # FIXTURE: "VAT 2024" and "VAT 2025"
+    llm_server.responder = Script({"germany": reply(
+        "germany", brackets=((0, 12000, 0), (12001, None, 45)), vat=19)})
+    args = ("--reference", str(csv_file), "--no-list-reference", "--countries", "germany")
+    guessed = run_updater(data, llm_server.url("proxy"), *args)
+    assert guessed.returncode == 2, explain(guessed)
+    assert guessed.stderr.strip().endswith("name it: --reference-column vat=NAME")
+    assert llm_server.requests == []
+    named = run_updater(data, llm_server.url("proxy"), *args, "--reference-column", "vat=VAT 2025")
+    assert named.returncode == 0, explain(named)
+    assert "[REFERENCE] Main two_vat_columns.csv: vat from 'VAT 2025', country from 'Country'; " \
+           "2 rows, 2 registry countries" in named.stderr
+    assert crosscheck_line(named.stdout)[CORROBORATED] == 1
+
+
+def test_reference_column_without_reference_is_a_usage_error(llm_server, data):
+    proc = run_updater(data, llm_server.url("proxy"), "--reference-column", "vat=VAT")
+    assert proc.returncode == 2, explain(proc)
+    assert proc.stderr.strip() == ("tax_data_updater.py: error: --reference-column needs "
+                                   "--reference FILE.csv (it names that file's columns)")
 
 
 def test_unusable_reference_csv_is_a_usage_error_before_any_request(llm_server, data, tmp_path):
@@ -237,7 +282,8 @@ def test_unreachable_wikipedia_is_one_warning_and_no_reference(llm_server, data)
     assert proc.returncode == 0, explain(proc)
     lines = [line for line in proc.stderr.splitlines() if "[REFERENCE]" in line]
     assert len(lines) == 1 and "unavailable" in lines[0]
-    assert crosscheck_line(proc.stdout) == {CORROBORATED: 0, DISPUTED: 0, NO_REFERENCE: 1}
+    assert crosscheck_line(proc.stdout) == {CORROBORATED: 0, IN_RANGE: 0, DISPUTED: 0,
+                                            NO_REFERENCE: 1}
     assert "Cross-check against none available:" in proc.stdout
 
 
@@ -255,31 +301,52 @@ def record(vat, top) -> dict:
 
 @pytest.mark.parametrize("vat, top, ref_vat, ref_top, expected", [
     (21, 45, "21%", "45%", CORROBORATED),
-    (21, 45, "20.6%", "45.4%", CORROBORATED),  # within 0.5 points
+    # Published precision, no tolerance: a whole number is the rate; decimals stand for what
+    # rounds to them.
+    (21, 45, "20.6%", "45.4%", DISPUTED),
+    (20.5, 45, "20%", "45%", DISPUTED),
+    (20, 45, "20.5%", "45%", DISPUTED),
+    (7.7, 45, "8.1%", "45%", DISPUTED),
+    (8.1, 45, "8.1%", "45%", CORROBORATED),
+    (21, 47.48, "21%", "47.475%", CORROBORATED),  # 47.48 is what 47.475 rounds to
     (21, 45, "22%", "45%", DISPUTED),
     (21, 45, "21%", "55%", DISPUTED),
-    (21, 45, "21%", "52% (incl. local taxes)", CORROBORATED),  # explained: warning
-    (21, 45, "21%", "45, plus surcharges", CORROBORATED),
-    (7, 37, "0–11.5% (state sales tax)", "37%", CORROBORATED),  # inside the span
+    # A note explains a top rate only with its own numbers.
+    (21, 52, "21%", "45% (52% incl. local taxes)", CORROBORATED),
+    (21, 52, "21%", "45% (incl. local taxes)", DISPUTED),
+    (21, 60, "21%", "45, plus surcharges", DISPUTED),
+    (21, 99, "21%", "45, plus surcharges", DISPUTED),
+    (21, 47.1, "21%", "45, plus 2.1% surtax", CORROBORATED),
+    (21, 47.475, "21%", "45, plus a 5.5% solidarity surcharge", CORROBORATED),
+    (21, 48, "21%", "37% (federal) + 0–13.3% (state)", CORROBORATED),
+    (21, 51, "21%", "37% (federal) + 0–13.3% (state)", DISPUTED),
+    (21, 5, "21%", "15 (5% prior to 2020)", DISPUTED),  # an old rate is not explained
+    (21, 50, "21%", "55 (until 2029, after that it will be 50%)", DISPUTED),
+    (21, 55, "21%", "55 (until 2029, after that it will be 50%)", CORROBORATED),
+    # A VAT is one rate: no note explains another one; a range corroborates only as a range.
+    (13, 45, "5% (GST) + 0–10% (PST)", "45%", DISPUTED),
+    (7, 37, "0–11.5% (state sales tax)", "37%", IN_RANGE),
     (13, 37, "0–11.5% (state sales tax)", "37%", DISPUTED),
-    (20, 45, "30% or 20%", "45%", CORROBORATED),  # an unlabelled alternative: warning
+    (20, 45, "30% or 20%", "45%", DISPUTED),  # the list's standard rate is its highest
     (10, 45, "21% (standard), 10% or 5.5%", "45%", DISPUTED),  # labelled: 10 is not standard
     (None, None, "21%", "45%", NO_REFERENCE),  # nothing stated: nothing to compare
     (21, 45, "N/A", "", NO_REFERENCE),
 ])
 def test_classification_rules(vat, top, ref_vat, ref_top, expected):
     check = check_record("x", record(vat, top), "own", [rows(x=(ref_vat, ref_top))])
-    assert check.classification == expected
+    assert check.classification == expected, check.summary()
 
 
-def test_explained_differences_are_warnings_with_their_reason():
-    check = check_record("x", record(20, 45), "own", [rows(x=("30% or 20%", "50% incl. local"))])
-    assert [c.verdict for c in check.comparisons] == ["explained", "explained"]
+def test_explained_differences_and_ranges_are_warnings_with_their_reason():
+    check = check_record("x", record(7, 47.1), "own",
+                         [rows(x=("0–11.5% (state sales tax)", "45, plus 2.1% surtax"))])
+    assert [c.verdict for c in check.comparisons] == ["in range", "explained"]
+    assert check.classification == IN_RANGE
     assert check.warnings == [
-        "cross-check: vat.standard 20 (own) vs 30 (Ref): the reference lists this rate too, "
-        "unlabelled, beside a higher one, not a dispute",
-        "cross-check: top_rate 45 (own) vs 50 (Ref) [incl. local]: the reference counts "
-        "surcharges or local taxes one source leaves out, not a dispute"]
+        "cross-check: vat.standard 7 (own) vs 0-11.5 (a range) (Ref) [0–11.5% (state sales "
+        "tax)]: inside the reference's range, which states no one rate: not corroborated",
+        "cross-check: top_rate 47.1 (own) vs 45 (Ref) [45, plus 2.1% surtax]: 45 plus 2.1 is "
+        "47.1 (plus surtax), not a dispute"]
 
 
 def test_no_row_is_no_reference():
@@ -301,23 +368,39 @@ DISCOVERED = {"bahamas": ("BS", "Taxation in the Bahamas"),
               "ivory_coast": ("CI", "Taxation in Ivory Coast"),
               "kenya": ("KE", "Taxation in Kenya"),
               "peru": ("PE", "Taxation in Peru")}  # the redirect's target, not the link
+# Registry countries on the FIXTURE page: with an article the stand-in serves, and without one.
+ON_THE_PAGE = ("austria", "canada", "estonia", "france", "germany", "latvia", "liechtenstein",
+               "switzerland", "united_states", "albania", "chad", "ghana", "mali")
+
+
+def page_registry(tmp_path: Path, *slugs: str, **titles: str | None) -> Path:
+    """A registry file of the bundled entries of ``slugs`` (``titles`` overriding theirs): the
+    bundled registry holds the whole world, the page's countries included."""
+    bundled = json.loads(BUNDLED_FILE.read_text(encoding="utf-8"))["countries"]
+    countries = {slug: dict(bundled[slug]) for slug in slugs}
+    for slug, title in titles.items():
+        countries[slug]["wikipedia_title"] = title
+    path = tmp_path / "countries.json"
+    path.write_text(json.dumps({"countries": countries}, indent=2), encoding="utf-8")
+    return path
 
 
 def test_discovery_dry_run_then_write(wiki, tmp_path):
-    registry = tmp_path / "countries.json"
-    shutil.copyfile(BUNDLED_FILE, registry)
+    registry = page_registry(tmp_path, *ON_THE_PAGE)
     before = registry.read_bytes()
 
     wiki.latency = 0.05
     dry = discover(tmp_path, wiki, registry)
     assert dry.returncode == 0, explain(dry)
-    # The list page once, then one look-up per candidate link, never more than 3 in flight.
-    assert len(wiki.requests) == 1 + 5 and wiki.peak_in_flight <= 3
+    # The list page once, one look-up per candidate link and per registry title (the 9 titled
+    # countries), never more than 3 in flight.
+    assert len(wiki.requests) == 1 + 5 + 9 and wiki.peak_in_flight <= 3
     assert registry.read_bytes() == before  # a dry run writes nothing
     added = re.findall(r"^  ADD   (\w+) ", dry.stdout, re.M)
     assert added == sorted(DISCOVERED)
     assert "(via redirect from 'Tax system in Peru')" in dry.stdout
     assert f"Dry run: 4 countries would be added and 0 titles filled in {registry}" in dry.stdout
+    assert f"  confirmed: 9 of 9 registry titles exist on {wiki.api_url}" in dry.stdout
     skipped = dict(re.findall(r"^  skipped \((.+?)\): \d+: (.+)$", dry.stdout, re.M))
     assert skipped == {
         "already in the registry": "Austria, Canada, Estonia, France, Germany, Latvia, "
@@ -344,11 +427,42 @@ def test_discovery_dry_run_then_write(wiki, tmp_path):
     assert again.returncode == 0 and "Nothing to add." in again.stdout
 
 
+def test_discovery_fills_the_titles_of_the_worlds_registry(wiki, tmp_path):
+    # The bundled registry has the four countries already, without a known article: discovery
+    # fills their titles from the page's links.
+    registry = page_registry(tmp_path, *ON_THE_PAGE, *DISCOVERED, **dict.fromkeys(DISCOVERED))
+    proc = discover(tmp_path, wiki, registry, "--write")
+    assert proc.returncode == 0, explain(proc)
+    assert re.findall(r"^  TITLE (\w+) ", proc.stdout, re.M) == sorted(DISCOVERED)
+    assert {slug: load_registry(registry).get(slug).wikipedia_title for slug in DISCOVERED} == {
+        slug: title for slug, (_, title) in DISCOVERED.items()}
+
+
+def test_discovery_confirms_the_registry_titles_online(wiki, tmp_path):
+    # Japan's title names no article on this wiki; South Korea's now redirects elsewhere.
+    wiki.add_page("Taxation in the Republic of Korea", ARTICLE,
+                  redirect_from=["Taxation in South Korea"])
+    registry = page_registry(tmp_path, "germany", "japan", "south_korea")
+    dry = discover(tmp_path, wiki, registry)
+    assert dry.returncode == 0, explain(dry)
+    assert "  confirmed: 1 of 3 registry titles exist on" in dry.stdout
+    assert re.search(r"^  GONE  japan +'Taxation in Japan' -> null \(no article 'Taxation in "
+                     r"Japan'\)$", dry.stdout, re.M), dry.stdout
+    assert re.search(r"^  MOVED south_korea +'Taxation in South Korea' -> 'Taxation in the "
+                     r"Republic of Korea'$", dry.stdout, re.M), dry.stdout
+    assert "2 titles corrected" in dry.stdout
+    written = discover(tmp_path, wiki, registry, "--write")
+    assert written.returncode == 0, explain(written)
+    # (The page's countries this small registry lacks are added too.)
+    titles = {slug: load_registry(registry).get(slug).wikipedia_title
+              for slug in ("germany", "japan", "south_korea")}
+    assert titles == {"germany": "Taxation in Germany", "japan": None,
+                      "south_korea": "Taxation in the Republic of Korea"}
+    assert "Nothing to add." in discover(tmp_path, wiki, registry, "--write").stdout
+
+
 def test_discovery_fills_a_missing_title(wiki, tmp_path):
-    registry = tmp_path / "countries.json"
-    document = json.loads(BUNDLED_FILE.read_text(encoding="utf-8"))
-    document["countries"]["latvia"]["wikipedia_title"] = None
-    registry.write_text(json.dumps(document), encoding="utf-8")
+    registry = page_registry(tmp_path, *ON_THE_PAGE, latvia=None)
     proc = discover(tmp_path, wiki, registry, "--write")
     assert proc.returncode == 0, explain(proc)
     assert "  TITLE latvia" in proc.stdout
@@ -438,22 +552,22 @@ def test_write_without_discover_is_a_usage_error(llm_server, data):
 
 
 def test_planted_wrong_figures_on_the_fixture_page():
-    """36 planted wrong figures across the 10 registry countries of the FIXTURE page.
+    """66 planted wrong figures across the 17 registry countries of the FIXTURE page.
 
-    Correct records carry the page's own figures (Germany its national 45, not the total with
-    the surcharge); each plant moves one figure. A plant is caught when its country is DISPUTED;
-    a top rate the page explains (surcharges, state/provincial taxes) is a warning instead.
+    Correct records carry the page's headline figures (Germany its national 45, not the total
+    with the surcharge); each plant moves one figure. A plant is caught when its country is
+    DISPUTED; a top rate the page's own numbers explain (the US's "37% (federal) + 0–13.3%
+    (state)" spans 37 to 50.3) is a warning instead, and words alone explain nothing.
     """
     from taxdata.record.reference import parse_list_page
 
     reference = parse_list_page(LIST_PAGE, load_registry(BUNDLED_FILE), LIST_LABEL)
     rows = [row for row in reference.rows if row.slug]
-    assert len(rows) == 10
+    assert len(rows) == 17
 
     def correct(row):
         vat = None if row.vat.is_range else row.vat.headline  # a span states no one rate
-        top = 45 if row.slug == "germany" else row.top.headline
-        return vat, top
+        return vat, row.top.headline
 
     verdicts = {"vat": [], "top": []}
     for row in rows:
@@ -467,8 +581,8 @@ def test_planted_wrong_figures_on_the_fixture_page():
             field = "vat.standard" if kind == "vat" else "top_rate"
             (comparison,) = [c for c in check.comparisons if c.field == field]
             verdicts[kind].append(comparison.verdict)
-    assert len(verdicts["vat"]) + len(verdicts["top"]) == 36
-    assert verdicts["vat"] == ["disputed"] * 16  # every single-rate VAT plant caught
+    assert len(verdicts["vat"]) + len(verdicts["top"]) == 66
+    assert verdicts["vat"] == ["disputed"] * 32  # every single-rate VAT plant caught
     assert "agrees" not in verdicts["top"]  # a wrong top rate never passes silently
-    assert verdicts["top"].count("disputed") == 12  # the 6 countries whose page has no note
-    assert verdicts["top"].count("explained") == 8  # Germany, Canada, Switzerland, US: warnings
+    assert verdicts["top"].count("disputed") == 33
+    assert verdicts["top"].count("explained") == 1  # the US's 42: federal plus a state rate

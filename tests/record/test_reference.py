@@ -7,6 +7,7 @@ in the CSV files here are FIXTURE data: invented figures shaped like the real so
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 
 import pytest
@@ -14,14 +15,14 @@ from conftest import CLOSED_WIKIPEDIA_API
 
 from taxdata.countries import facts as countryfacts
 from taxdata.countries.registry import BUNDLED_FILE, Registry, load_registry
+from taxdata.record.rates import parse_rate
 from taxdata.record.reference import (
     LIST_TITLE,
     ReferenceTableError,
     fetch_list_reference,
-    load_reference_csv,
     parse_list_page,
-    parse_rate,
 )
+from taxdata.record.referencefile import load_reference_csv, parse_column_spec
 from taxdata.testing.mediawiki_server import StandInMediaWiki
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "wikipedia" / "list_of_countries_by_tax_rates.html"
@@ -54,7 +55,9 @@ def test_list_page_rows_by_header_names():
     # Footnote markers gone, alternatives kept as text, the headline is the standard rate.
     assert germany.vat.text == "17% or 6%" and germany.vat.headline == 17
     assert germany.vat.values == (17, 6)
-    assert germany.top.headline == 47.475 and germany.top.note == "incl. solidarity surcharge"
+    # The headline is the first rate the cell states; the total is its note's own number.
+    assert germany.top.headline == 45 and germany.top.note == "incl. solidarity surcharge"
+    assert [other.value for other in germany.top.others] == [47.475]
     assert rows["France"].vat.headline == 21  # "21% (standard), 10% or 5.5%"
     assert rows["Estonia"].top.headline == 23  # a <th scope=row> country cell
     # The rowspan: Switzerland's VAT cell is Liechtenstein's, carried down.
@@ -73,10 +76,13 @@ def test_list_page_rows_by_header_names():
     assert rows["Ivory Coast"].code == "CI" and rows["Bahamas"].code == "BS"
     assert rows["Kosovo"].code is None
     assert reference.warnings == ["List, rev 7: 1 row(s) name no ISO 3166 country: Kosovo"]
+    # Every sovereign country of the page is in the registry (the world: UN members and the
+    # calculator's territories); Jersey (a territory) and Kosovo (no ISO code) are not.
     assert {row.slug for row in reference.rows if row.slug} == {
-        "albania", "austria", "canada", "estonia", "france", "germany", "latvia",
-        "liechtenstein", "switzerland", "united_states"}
-    assert reference.matched == 10
+        "albania", "austria", "bahamas", "canada", "chad", "estonia", "france", "germany",
+        "ghana", "ivory_coast", "kenya", "latvia", "liechtenstein", "mali", "peru",
+        "switzerland", "united_states"}
+    assert reference.matched == 17
 
 
 OLD_LAYOUT = """<div class="mw-parser-output"><p>FIXTURE: invented rates, an older column layout.</p>
@@ -124,6 +130,32 @@ def test_page_without_a_rates_table_is_an_error():
 def test_parse_rate(text, kind, headline, values, note):
     rate = parse_rate(text, kind)
     assert (rate.headline, rate.values, rate.note) == (headline, values, note)
+
+
+@pytest.mark.parametrize("text, kind, headline, others", [
+    # The first rate the cell states is the headline; the rest is its note, numbers kept.
+    ("55 (until 2029, after that it will be 50%)", "top", 55, (50,)),
+    ("45, plus 2.1% surtax", "top", 45, (2.1,)),
+    ("15 (5% prior to 2020)", "top", 15, (5,)),
+    ("22 (standard);\n13, 6 (reduced)", "vat", 22, (13, 6)),
+    ("5% (GST) + 0–10% (PST)", "vat", 5, (10,)),
+    ("1 January 2025: 24%; before: 22%", "vat", 24, (22,)),  # a date is not a rate
+    ("20% for wages above $27,000", "top", 20, ()),  # nor an amount
+])
+def test_headline_is_the_first_rate_stated(text, kind, headline, others):
+    rate = parse_rate(text, kind)
+    assert rate.headline == headline and tuple(o.value for o in rate.others) == others
+
+
+def test_precision_is_kept_as_published():
+    assert [parse_rate(t, "vat").decimals for t in ("20", "20.5", "8.10", "47.475%")] == [
+        0, 1, 2, 3]
+    figure = parse_rate("8.1%", "vat").figure
+    assert [figure.matches(v) for v in (8.1, 8.14, 8, 7.7, 8.2)] == [
+        True, True, False, False, False]
+    whole = parse_rate("20%", "vat").figure
+    assert [whole.matches(v) for v in (20, 20.0, 20.4, 20.5, 19.5)] == [
+        True, True, False, False, False]
 
 
 @pytest.mark.parametrize("text", ["", "N/A", "—", "[citation needed]", "none"])
@@ -204,6 +236,7 @@ def test_csv_in_publisher_style(tmp_path):
         '"Korea, Republic of","45, plus surcharges",10\n'
         'Latvia,31,"0, 5, 12 and 21"\n'
         '"Bahamas, The",0,10\n'
+        '"Isle of Man",20,20\n'
         'Freedonia,12,12\n'))
     reference = load_reference_csv(path, REGISTRY)
     rows = rows_by_name(reference)
@@ -213,10 +246,11 @@ def test_csv_in_publisher_style(tmp_path):
     korea = rows["Korea, Republic of"]
     assert korea.slug == "south_korea" and korea.top.note == "plus surcharges"
     assert rows["Latvia"].vat.headline == 21
-    assert rows["Bahamas, The"].slug is None and rows["Bahamas, The"].code == "BS"
+    assert rows["Bahamas, The"].slug == "bahamas" and rows["Bahamas, The"].code == "BS"
+    assert rows["Isle of Man"].slug is None and rows["Isle of Man"].code == "IM"
     assert reference.warnings == [
         "reference.csv: 1 name(s) not matched: Freedonia",
-        "reference.csv: 1 countr(ies) not in the registry, ignored: Bahamas, The"]
+        "reference.csv: 1 countr(ies) not in the registry, ignored: Isle of Man"]
     assert reference.label == "reference.csv"
 
 
@@ -270,3 +304,108 @@ def test_every_iso_3166_name_and_display_name_matches_its_own_code():
         wrong += [(country.alpha_2, name) for name in names
                   if countryfacts.iso_code(name) != country.alpha_2]
     assert wrong == []
+
+
+# -- reference files as publishers ship them (tests/fixtures/references/: FIXTURE figures) -------
+
+SHAPES = Path(__file__).resolve().parents[1] / "fixtures" / "references"
+
+
+def headlines(reference, kind: str) -> dict[str, float | None]:
+    return {row.slug: getattr(row, kind).headline if getattr(row, kind) else None
+            for row in reference.rows if row.slug}
+
+
+def test_worldwide_vat_summary_underscored_header_and_footer():
+    # Territory,Standard_VAT_rate,Last_reviewed: the date column is no rate; the footer's
+    # disclaimer is not a country.
+    reference = load_reference_csv(SHAPES / "worldwide_vat.csv", REGISTRY)
+    assert reference.columns == {"country": "Territory", "vat": "Standard_VAT_rate"}
+    assert headlines(reference, "vat") == {
+        "austria": 21, "bahamas": 11, "china": 14, "hong_kong": None, "south_korea": 11,
+        "latvia": 22,  # "22 (standard);\n13, 6 (reduced)": a cell over two lines
+        "slovakia": 24, "switzerland": 8.3, "united_states": 8.25}
+    us = reference.for_slug("united_states").vat
+    assert us.is_range and (us.low, us.high) == (0, 8.25)  # "state sales taxes 0 to 8.25%"
+    assert reference.for_slug("switzerland").vat.decimals == 1
+    assert reference.warnings == [
+        "worldwide_vat.csv: 1 name(s) not matched: Freedonia",
+        "worldwide_vat.csv: 1 countr(ies) not in the registry, ignored: Isle of Man"]
+
+
+def test_worldwide_pit_summary_first_rate_is_the_headline():
+    reference = load_reference_csv(SHAPES / "worldwide_pit.csv", REGISTRY)
+    assert reference.columns == {"country": "Territory", "top": "Headline_PIT_rate"}
+    assert headlines(reference, "top") == {
+        "austria": 55,  # "55 (until 2029, after that it will be 50%)", not 50
+        "south_korea": 45,  # "45, plus 2.1% surtax", not 2.1
+        "estonia": 15,  # "15 (5% prior to 2020)", not 5
+        "germany": 42,  # "42 (44.31% incl. solidarity surcharge)"
+        "japan": 40, "hong_kong": 16, "canada": 31,
+        "slovakia": 25,  # "19 / 25": a bare list of alternatives, its highest
+        "latvia": 30}  # "30\n(flat 20% on lower incomes)"
+    korea = reference.for_slug("south_korea").top
+    assert korea.note == "plus surtax" and [o.value for o in korea.others] == [2.1]
+    # Two footer lines and a blank row: no warning; the one unknown name: one line.
+    assert reference.warnings == ["worldwide_pit.csv: 1 name(s) not matched: Ruritania"]
+
+
+def test_eu_table_standard_rate_column_and_codes_in_brackets():
+    reference = load_reference_csv(SHAPES / "eu_vat.csv", REGISTRY)
+    # "Super-Reduced Rate (%)", "Reduced Rate (%)", "Parking Rate (%)" are not the standard rate.
+    assert reference.columns == {"country": "Country", "vat": "Standard Rate (%)"}
+    assert headlines(reference, "vat") == {"austria": 21, "belgium": 22, "greece": 25,
+                                           "france": 20.5, "ireland": 23.5, "luxembourg": 17.5}
+    assert reference.for_slug("greece").name == "Greece (EL)"  # EL is no ISO code: the name is
+    assert reference.warnings == []
+
+
+def test_hand_made_list_with_a_title_above_its_header():
+    # Two title lines (one with a comma) and a blank line above a semicolon-separated header.
+    reference = load_reference_csv(SHAPES / "handmade.csv", REGISTRY)
+    assert reference.columns == {"country": "Country", "vat": "VAT", "top": "Top income tax"}
+    assert headlines(reference, "vat") == {"germany": 18, "france": 21, "italy": 23, "spain": 20}
+    assert headlines(reference, "top") == {"germany": 46, "france": 44, "italy": 44, "spain": 46}
+
+
+def test_ambiguous_columns_are_named_not_guessed(tmp_path):
+    path = SHAPES / "two_vat_columns.csv"
+    with pytest.raises(ReferenceTableError) as info:
+        load_reference_csv(path, REGISTRY)
+    assert str(info.value) == (f"{path}: cannot tell which column holds the standard VAT rate "
+                               "('VAT 2024' or 'VAT 2025'); name it: --reference-column vat=NAME")
+    reference = load_reference_csv(path, REGISTRY, parse_column_spec("vat=vat_2025"))
+    assert reference.columns == {"vat": "VAT 2025", "country": "Country"}
+    assert headlines(reference, "vat") == {"germany": 19, "denmark": 26}
+    with pytest.raises(ReferenceTableError, match=r"no column 'VAT 2026' for "
+                                                  r"--reference-column vat="):
+        load_reference_csv(path, REGISTRY, {"vat": "VAT 2026"})
+
+
+@pytest.mark.parametrize("spec, parsed", [
+    ("vat=Standard Rate (%)", {"vat": "Standard Rate (%)"}),
+    ("vat=Standard Rate (%),top=Headline_PIT_rate, country = Territory",
+     {"vat": "Standard Rate (%)", "top": "Headline_PIT_rate", "country": "Territory"}),
+    ("territory=Name,pit=Rate, in %", {"country": "Name", "top": "Rate, in %"}),
+    ("", {}),
+])
+def test_reference_column_spec(spec, parsed):
+    assert parse_column_spec(spec) == parsed
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("Standard Rate", "expected KEY=COLUMN pairs"),
+    ("rate=Standard Rate", "unknown key 'rate'"),
+    ("vat=", "vat= names no column"),
+])
+def test_bad_reference_column_spec_is_one_line(spec, message):
+    with pytest.raises(ReferenceTableError, match=re.escape(message)):
+        parse_column_spec(spec)
+
+
+def test_warnings_are_one_line_each_and_bounded(tmp_path):
+    names = [f"Freedonia {n}" for n in range(30)]
+    path = write(tmp_path, "Country,VAT\nGermany,19\n" + "".join(f"{n},12\n" for n in names))
+    (warning,) = load_reference_csv(path, REGISTRY).warnings
+    assert warning == ("reference.csv: 30 name(s) not matched: " + ", ".join(names[:8])
+                       + " and 22 more")

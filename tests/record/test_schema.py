@@ -564,6 +564,7 @@ def test_provenance():
         _prov(source_sha256="abc"),
         _prov(source_kind="guess"),
         _prov(source_kind="research", unverified=False),
+        _prov(source_kind="imported", unverified=False),  # an import is no checked source
         _prov(extra="x"),
     ):
         with pytest.raises(ValueError):
@@ -579,6 +580,32 @@ def test_provenance_keeps_verified_quotes():
     # Model knowledge is never presented as quoted from a source.
     with pytest.raises(ValueError, match="research"):
         Provenance.model_validate(_prov(source_kind="research", unverified=True, evidence=quotes))
+    with pytest.raises(ValueError, match="imported"):
+        Provenance.model_validate(_prov(source_kind="imported", unverified=True, evidence=quotes))
+
+
+def test_stored_record_models_the_calculators_own_fields():
+    from taxdata.record.validation import validate_record
+
+    record = {"name": "Testland", "currency": "XTS", "system": "flat", "countryCode": "ZZ",
+              "coordinates": [12.5, -45.25], "brackets": [{"min": 0, "max": None, "rate": 20}],
+              "vat": {"hasVAT": True, "standard": 17, "reduced": [], "target": "consumption",
+                      "zeroRated": True},
+              "socialSecurity": {"employeeRate": 9, "employerRate": 11,
+                                 "employeeRateTaxDeductible": True},
+              "corporateIncomeTax": {"rate": 21, "reducedRate": 15, "notes": "FIXTURE"}}
+    assert validate_record(record, COUNTRY) == []
+    assert validate_record({**record, "corporateIncomeTax": 19}, COUNTRY) == []
+    bad = {**record, "corporateIncomeTax": {"rate": 21, "reducedRate": 150}}
+    assert validate_record(bad, COUNTRY) == [
+        "corporateIncomeTax.reducedRate: 150 is outside 0..100 (rates are percentages)"]
+    wrong_type = {**record, "socialSecurity": {"employeeRateTaxDeductible": "yes"}}
+    (error,) = validate_record(wrong_type, COUNTRY)
+    assert error.startswith("socialSecurity.employeeRateTaxDeductible: Input should be a valid "
+                            "boolean")
+    # The schema the model is sent is unchanged: it never asks for these fields.
+    schema = json.dumps(Extraction.model_json_schema())
+    assert "employeeRateTaxDeductible" not in schema and "corporateIncomeTax" not in schema
 
 
 # ---------------------------------------------------------------- diffs

@@ -170,7 +170,7 @@ def test_valid_records_of_a_file_with_an_invalid_one_are_imported(server, data, 
     proc = run_updater(data, server.url("proxy"), "--import-js", str(mixed), "--import-only")
     assert proc.returncode == 1, explain(proc)
     assert list(records(data)) == ["austria"]
-    assert "  FAILED germany: invalid record in the imported file" in proc.stdout
+    assert "  FAILED germany: not imported, it breaks a rule: brackets[0].rate" in proc.stdout
 
 
 def test_imported_country_unknown_to_the_registry_is_named_not_dropped_silently(server, data,

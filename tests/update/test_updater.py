@@ -446,13 +446,99 @@ def test_import_only_round_trips_the_calculator_file(server, data, tmp_path):
         assert provenance["source_kind"] == "imported"
         assert provenance["source_file"] == str(sample)
         assert provenance["source_sha256"] == digest
-        assert provenance["unverified"] is False
+        assert provenance["unverified"] is True  # nothing checked it against a source
+        assert provenance["evidence"] is None
 
     js_path = data / "taxData.js"
     rendered = js_path.read_text(encoding="utf-8")
     assert parse_tax_data_js(rendered) == parsed
     assert "calculateTax" not in rendered  # only the data is carried over
     check_with_node(js_path, json.loads(json.dumps(parsed)), tmp_path)
+
+
+CALCULATOR = FIXTURES / "taxData.calculator.js"  # FIXTURE figures, the calculator's fields
+CALCULATOR_CHECK = FIXTURES.parent / "references" / "calculator_check.csv"  # FIXTURE rates
+
+
+def test_calculator_file_imports_with_its_own_fields_and_unverified(server, data, tmp_path):
+    parsed = parse_tax_data_js(CALCULATOR.read_text(encoding="utf-8"))
+    proc = run_updater(data, server.url("proxy"), "--import-js", str(CALCULATOR),
+                       "--import-only", "--reference", str(CALCULATOR_CHECK),
+                       "--no-list-reference")
+    assert proc.returncode == 1, explain(proc)  # the records that break a rule are FAILED
+    assert server.requests == []
+    report = report_of(proc)["countries"]
+    stored = dataset(data)["countries"]
+    assert sorted(stored) == ["belgium", "denmark", "france", "germany", "saudi_arabia",
+                              "ukraine", "united_states"]
+    # The calculator's own fields are kept exactly as the file has them.
+    for slug in stored:
+        assert stored[slug]["record"] == parsed[slug], slug
+        provenance = stored[slug]["provenance"]
+        assert (provenance["source_kind"], provenance["unverified"], provenance["evidence"]) == (
+            "imported", True, None)
+        assert report[slug]["unverified"] is True
+    assert stored["germany"]["record"]["socialSecurity"]["employeeRateTaxDeductible"] is True
+    assert stored["belgium"]["record"]["corporateIncomeTax"]["reducedRate"] == 21
+    assert stored["ukraine"]["record"]["vat"]["target"] == "consumption"
+    assert stored["france"]["record"]["vat"]["zeroRated"] is True
+    # Each refused record names the rule it breaks, in the summary and the report.
+    assert ("  FAILED hong_kong: not imported, it breaks a rule: vat.standard: 0, but "
+            "vat.hasVAT is false (must be null)") in proc.stdout
+    assert ("  FAILED mexico: not imported, it breaks a rule: brackets[0].min: 0.01 must be "
+            "0") in proc.stdout
+    # Cross-checked like any other record: a disputed VAT is held back, a range says so.
+    assert report["canada"]["status"] == "FAILED"
+    assert report["canada"]["reason"].startswith(
+        "DISPUTED vat.standard 16 (taxData.calculator.js (imported)) vs 5 "
+        "(calculator_check.csv)")
+    assert "canada" not in stored
+    assert report["united_states"]["crosscheck"]["classification"] == "IN RANGE"
+    assert report["germany"]["crosscheck"]["classification"] == "CORROBORATED"
+    assert stored["germany"]["provenance"]["crosscheck"]["classification"] == "CORROBORATED"
+    # The last line says what the whole run wrote.
+    assert proc.stdout.rstrip().splitlines()[-1] == (
+        "  All 7 records written in this run are UNVERIFIED (imported: no source checked "
+        "them); review them before publishing")
+    # taxData.js writes the calculator's fields back, and says the records are unverified.
+    js_path = data / "taxData.js"
+    rendered = js_path.read_text(encoding="utf-8")
+    assert parse_tax_data_js(rendered) == {slug: parsed[slug] for slug in stored}
+    assert js_comments(rendered)["germany"] == [
+        "// [ADDED] (UNVERIFIED: imported, not checked against a source)"]
+    check_with_node(js_path, json.loads(json.dumps({s: parsed[s] for s in stored})), tmp_path)
+
+
+def test_accept_disputed_imports_a_disputed_record(server, data):
+    proc = run_updater(data, server.url("proxy"), "--import-js", str(CALCULATOR),
+                       "--import-only", "--reference", str(CALCULATOR_CHECK),
+                       "--no-list-reference", "--accept-disputed")
+    assert proc.returncode == 1, explain(proc)  # hong_kong and mexico still break a rule
+    canada = dataset(data)["countries"]["canada"]
+    assert canada["provenance"]["crosscheck"]["classification"] == "DISPUTED"
+    assert "  DISPUTED canada (written): vat.standard 16" in proc.stdout
+
+
+def test_an_update_keeps_the_calculator_fields_of_the_record_it_replaces(server, data):
+    one = data.parent / "germany.js"
+    text = CALCULATOR.read_text(encoding="utf-8")
+    one.write_text(text[:text.index('    "france"')] + "};\n", encoding="utf-8")
+    proc = run_updater(data, server.url("proxy"), "--import-js", str(one), "--import-only",
+                       "--no-list-reference")
+    assert proc.returncode == 0, explain(proc)
+    put_taxation(data, "germany")
+    server.responder = Script({"germany": HAPPY["germany"]})
+    proc = run_updater(data, server.url("proxy"), "--countries", "germany",
+                       "--no-list-reference")
+    assert proc.returncode == 0, explain(proc)
+    entry = dataset(data)["countries"]["germany"]
+    assert entry["record"]["socialSecurity"]["employeeRateTaxDeductible"] is True
+    assert entry["provenance"]["carried_over"] == ["socialSecurity.employeeRateTaxDeductible"]
+    assert entry["provenance"]["unverified"] is False  # the figures are the source's
+    assert ("kept from the previous record, not from the source: "
+            "socialSecurity.employeeRateTaxDeductible") in report_of(proc)["countries"][
+                "germany"]["warnings"]
+    assert "written in this run" not in proc.stdout  # a checked record: no closing line
 
 
 def test_import_of_malformed_file_is_one_line_and_writes_nothing(server, data):
@@ -564,12 +650,31 @@ def test_research_sourced_file_is_marked_unverified(server, data):
     assert report["albania"]["source_kind"] == "research"
     assert report["albania"]["evidence"] == {} and report["albania"]["unsupported"] == []
     assert report["germany"]["unverified"] is False
-    assert re.search(r"^  UNVERIFIED \(model-knowledge sources, check by hand\): albania$",
+    assert re.search(r"^  UNVERIFIED \(model knowledge or imported, not checked against a "
+                     r"source; check by hand\): albania$",
                      proc.stdout, re.MULTILINE), explain(proc)
     comments = js_comments((data / "taxData.js").read_text(encoding="utf-8"))
     assert comments["albania"] == [
         "// [ADDED] (UNVERIFIED: from model knowledge, not a cited source)"]
     assert comments["germany"] == ["// [ADDED]"]
+
+
+def test_a_run_that_wrote_only_unverified_records_says_so_last(server, data):
+    albania = reply("albania", brackets=((0, None, 14),), vat=18, reduced=(), ss=None,
+                    evidence=[])
+    put_taxation(data, "albania")  # a research file (FIXTURE): the model's own knowledge
+    server.responder = Script({"albania": albania})
+    proc = run_updater(data, server.url("proxy"), "--countries", "albania")
+    assert proc.returncode == 0, explain(proc)
+    assert proc.stdout.rstrip().splitlines()[-1] == (
+        "  The one record written in this run is UNVERIFIED (research: no source checked it); "
+        "review it before publishing")
+    # A run that also wrote a checked record ends as before (the UNVERIFIED line lists the rest).
+    put_taxation(data, "germany")
+    server.responder = Script({"albania": albania, "germany": HAPPY["germany"]})
+    mixed = run_updater(data, server.url("proxy"), "--countries", "albania,germany", "--force")
+    assert mixed.returncode == 0, explain(mixed)
+    assert "written in this run" not in mixed.stdout
 
 
 # -- 10. long files are split into parts ------------------------------------------------------
