@@ -28,6 +28,7 @@ import requests
 
 from taxdata import events
 from taxdata.clients import http, limiter
+from taxdata.clients.address import no_answer, resolve_all
 from taxdata.clients.answers import (
     LLMBadResponse,
     LLMConnectionError,
@@ -169,11 +170,18 @@ class LLMClient:
 
     @classmethod
     def from_settings(cls, settings: Settings, pool_size: int | None = None) -> "LLMClient":
-        endpoints = [Endpoint(url, DIALECTS[settings.llm_api]) for url in settings.llm_urls]
+        """The client the settings describe; a server's bare address (``http://localhost:11434``)
+        is resolved to its API and chat URL first, by asking it (taxdata.clients.address)."""
+        pool_size = max(pool_size or settings.max_workers, 10)
+        session = make_session(pool_size)
+        if settings.api_key:  # the resolving questions need it too
+            session.headers["Authorization"] = f"Bearer {settings.api_key}"
+        endpoints = [Endpoint(a.chat_url, DIALECTS[a.dialect])
+                     for a in resolve_all(settings, session)]
         policy = RetryPolicy.from_settings(settings)
         return cls(endpoints, model=settings.model, api_key=settings.api_key,
                    timeout=settings.timeout, connect_timeout=settings.connect_timeout,
-                   retry=policy, pool_size=max(pool_size or settings.max_workers, 10),
+                   retry=policy, pool_size=pool_size, session=session,
                    max_in_flight=settings.max_workers, adaptive=settings.adaptive,
                    max_tokens=settings.max_tokens, breaker_wait=settings.breaker_wait)
 
@@ -206,12 +214,12 @@ class LLMClient:
         Returns the model name. Raises :class:`PreflightError` with a one-line fix.
         """
         for endpoint in self.endpoints:
-            try:
-                names = self.list_models(endpoint)
-            except requests.RequestException:
-                raise PreflightError(
-                    f"LLM server not reachable at {endpoint.url} - start it (ollama serve) "
-                    "or set TAXDATA_LLM_URL") from None
+            try:  # a model list is small: it comes within the connect limit, or never
+                names = self.list_models(endpoint, timeout=self.connect_timeout)
+            except requests.RequestException as exc:
+                raise PreflightError(no_answer(endpoint.url, exc, endpoint.models_url,
+                                               endpoint.dialect.name,
+                                               min(self.connect_timeout, self.timeout))) from None
             except LLMHTTPError as exc:
                 hint = ("check TAXDATA_API_KEY" if exc.status in (401, 403)
                         else "check TAXDATA_LLM_URL and TAXDATA_LLM_API")

@@ -99,8 +99,11 @@ class StandInLLM(StandInServer):
                  reject_forms: tuple[str, ...] = (), reject_status: int = 400,
                  garbage_rate: float = 0.0, error_rate: float = 0.0, seed: int | None = None,
                  host: str = "127.0.0.1", port: int = 0,
-                 responder: Callable[[dict], Any] | None = None) -> None:
+                 responder: Callable[[dict], Any] | None = None,
+                 dialects: tuple[str, ...] = ("proxy", "ollama", "openai")) -> None:
         super().__init__(host, port)
+        # The APIs it speaks; the others' paths are 404, as on a real server of one API.
+        self.dialects = set(dialects)
         if overflow not in ("queue", "503", "429"):
             raise ValueError("overflow must be queue, 503 or 429")
         self.latency = latency
@@ -141,11 +144,11 @@ class StandInLLM(StandInServer):
         if request.method == "GET":
             if request.path == "/health":
                 return Reply(200, {"status": "ok"})
-            if request.path in MODEL_PATHS:
+            if MODEL_PATHS.get(request.path) in self.dialects:
                 return Reply(200, self._model_list(MODEL_PATHS[request.path]))
             return Reply(404, {"error": f"no route {request.path}"})
         dialect = CHAT_PATHS.get(request.path)
-        if dialect is None:
+        if dialect not in self.dialects:
             return Reply(404, {"error": f"no route {request.path}"})
         try:
             body = request.json()

@@ -233,3 +233,46 @@ def serve_until_interrupted(server: StandInServer, banner: str) -> int:
     finally:
         server.stop()
     return 0
+
+
+class SilentServer:
+    """A server that accepts connections and never answers (a hung process on the port).
+
+    ``with SilentServer() as silent: ... silent.base_url``: every connection is accepted and
+    held open, nothing is ever read or written, until the block ends.
+    """
+
+    def __init__(self, host: str = "127.0.0.1") -> None:
+        self._socket = socket.create_server((host, 0), backlog=64)
+        self.port = self._socket.getsockname()[1]
+        self._held: list[socket.socket] = []
+        self._closed = threading.Event()
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+        self.accepted = 0
+
+    def _accept(self) -> None:
+        while not self._closed.is_set():
+            try:
+                connection, _ = self._socket.accept()
+            except OSError:  # closed under us: the block ended
+                return
+            self._held.append(connection)
+            self.accepted += 1
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def __enter__(self) -> "SilentServer":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._closed.set()
+        with contextlib.suppress(OSError):
+            self._socket.shutdown(socket.SHUT_RDWR)
+        self._socket.close()
+        for connection in self._held:
+            with contextlib.suppress(OSError):
+                connection.close()
+        self._thread.join(5)

@@ -818,8 +818,10 @@ def test_llm_down_exits_2_with_the_preflight_line(suite, script):
     result = suite.run(script, "--countries", "germany", env={"TAXDATA_LLM_URL": down})
     assert result.returncode == 2
     (line,) = result.stderr.strip().splitlines()
-    assert line == (f"{SCRIPTS[script].name}: error: LLM server not reachable at {down} - "
-                    "start it (ollama serve) or set TAXDATA_LLM_URL")
+    assert line.startswith(f"{SCRIPTS[script].name}: error: LLM server at {down} refused the "
+                           "connection (nothing listens on ")
+    assert line.endswith("- start your Ollama proxy there, or use Ollama itself: "
+                         "TAXDATA_LLM_URL=http://localhost:11434")
     assert suite.wiki.requests == [] and suite.files() == []
 
 

@@ -533,8 +533,9 @@ def test_server_down_is_a_one_line_preflight_error(data):
     proc = run_updater(data, url, "--countries", "germany")
     assert proc.returncode == 2, explain(proc)
     assert proc.stderr.strip().splitlines() == [
-        f"tax_data_updater.py: error: LLM server not reachable at {url} - start it "
-        "(ollama serve) or set TAXDATA_LLM_URL"]
+        f"tax_data_updater.py: error: LLM server at {url} refused the connection (nothing "
+        f"listens on {url.split('/')[2]}) - start your Ollama proxy there, or use Ollama itself: "
+        "TAXDATA_LLM_URL=http://localhost:11434"]
     assert not (data / "tax_data.json").exists()
 
 
