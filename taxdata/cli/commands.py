@@ -128,7 +128,7 @@ def _enhanced_options(args: argparse.Namespace) -> EnhancedOptions:
 
 def raw_main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
     """generate_taxation_files.py / taxdata-raw."""
-    parser = _parser(RAW, argv, prog)
+    parser = _parser(RAW, argv, prog, llm=False)
     parser.add_argument("--extractor", choices=("service", "builtin"), default="service",
                         help="service: the Web Content Extractor at TAXDATA_EXTRACTOR_URL; "
                              "builtin: extract in-process (default %(default)s)")
@@ -143,7 +143,7 @@ def _raw_options(args: argparse.Namespace) -> RawOptions:
 def research_main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
     """research_and_format.py / taxdata-research."""
     parser = _parser(RESEARCH, argv, prog,
-                     countries_default="the 10 countries listed in the README")
+                     countries_default=", ".join(research.DEFAULT_COUNTRIES))
     parser.add_argument("--missing", action="store_true",
                         help="research every registry country that has no taxation file")
     return run_main(research.run, parser, argv, default_workers=DEFAULT_WORKERS[RESEARCH],

@@ -60,7 +60,7 @@ from taxdata.log import logger, redact, thread_label, truncate
 # The client's face: callers import the errors (taxdata.clients.answers) and DIALECTS from here.
 __all__ = ["DIALECTS", "ChatReply", "Endpoint", "LLMBadResponse", "LLMClient",
            "LLMConnectionError", "LLMError", "LLMHTTPError", "LLMServerGone", "LLMTimeout",
-           "LLMTruncated", "gone_note", "report_endpoints", "server_gone"]
+           "LLMTruncated", "gone_note", "model_listed", "report_endpoints", "server_gone"]
 
 
 # -- endpoints, replies ---------------------------------------------------------------------
@@ -233,7 +233,7 @@ class LLMClient:
             if not self.model:
                 self.model = names[0]
                 logger.info("[LLM] No model set; using %s, the first the server lists", self.model)
-            elif self.model not in names and f"{self.model}:latest" not in names:
+            elif not model_listed(self.model, names):
                 others = ("" if len(self.endpoints) == 1
                           else " (every server in TAXDATA_LLM_URL needs it)")
                 raise PreflightError(
@@ -335,6 +335,11 @@ class LLMClient:
         logger.warning("[FALLBACK] %s server rejected structured output %r (HTTP %d: %s); "
                        "using %r from now on", thread_label(), form, error.status,
                        error.server_message, new)
+
+
+def model_listed(model: str, names: Sequence[str]) -> bool:
+    """``model`` is among a server's ``names`` (``gemma3`` is Ollama's ``gemma3:latest``)."""
+    return model in names or f"{model}:latest" in names
 
 
 def server_gone(error: BaseException | None) -> LLMServerGone | None:

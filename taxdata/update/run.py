@@ -46,7 +46,12 @@ from taxdata.update.extract import PROMPT_VERSION, Extractor
 from taxdata.update.imports import merge_import, read_import
 from taxdata.update.options import UpdateOptions
 from taxdata.update.outcome import CountryOutcome, report_counts
-from taxdata.update.summary import crosscheck_counts, few_words, print_update_summary
+from taxdata.update.summary import (
+    crosscheck_counts,
+    few_words,
+    print_report_paths,
+    print_update_summary,
+)
 
 SCRIPT_NAME = "tax_data_updater.py"
 
@@ -147,7 +152,7 @@ class UpdateRun:
 
     def print_summary(self, seconds: float) -> None:
         print_update_summary(self.outcomes, seconds, model=self.model,
-                             references=self.references, report_path=self.report_path)
+                             references=self.references)
 
 
 @run_lock_scope()
@@ -196,6 +201,7 @@ def run(options: UpdateOptions, settings: Settings) -> int:
     update.finish(summary.interrupted)
     update.print_summary(time.monotonic() - started)
     report_endpoints(client, (r.error for r in summary.results.values()))
+    print_report_paths(update.report_path)  # the last lines: where to look
     return exit_code(update.outcomes, summary.interrupted)
 
 
@@ -234,6 +240,7 @@ def run_import(update: UpdateRun, started: float) -> int | None:
         update.store.journal.open()
         update.finish(interrupted=False)
         update.print_summary(time.monotonic() - started)
+        print_report_paths(update.report_path)
         return exit_code(update.outcomes, interrupted=False)
     return None
 

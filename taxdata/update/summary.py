@@ -18,16 +18,29 @@ from taxdata.update.outcome import STATUSES, CountryOutcome
 
 
 def print_update_summary(outcomes: Mapping[str, CountryOutcome], seconds: float, *,
-                         model: str | None, references: Sequence[Reference],
-                         report_path: Path | None) -> None:
-    """The summary of a finished run (or import)."""
-    sections = [*unsupported_lines(outcomes), *unverified_lines(outcomes),
-                *crosscheck_lines(outcomes, references)]
-    if report_path is not None:
-        sections.append(f"Report: {report_path}")
+                         model: str | None, references: Sequence[Reference]) -> None:
+    """The summary of a finished run (or import); :func:`print_report_paths` follows it."""
+    sections = [*removed_lines(outcomes), *unsupported_lines(outcomes),
+                *unverified_lines(outcomes), *crosscheck_lines(outcomes, references)]
     print_summary("Update summary", dict(sorted(outcomes.items())), seconds, statuses=STATUSES,
                   note=f"model {model or 'n/a'}", listed=_listed,
                   detail=lambda outcome: few_words(outcome.reason), sections=sections)
+
+
+def print_report_paths(report_path: Path | None) -> None:
+    """The run's last lines: where its report and its review page are."""
+    if report_path is not None:
+        print(f"  Report: {report_path}")
+        print(f"  Review page: {report_path.with_suffix('.html')}")
+
+
+def removed_lines(outcomes: Mapping[str, CountryOutcome], most: int = 20) -> Iterator[str]:
+    """The REMOVED countries by name (a count alone says nothing about which)."""
+    removed = sorted(o.slug for o in outcomes.values() if o.status == Status.REMOVED)
+    if removed:
+        shown = ", ".join(removed[:most]) + (f" and {len(removed) - most} more"
+                                             if len(removed) > most else "")
+        yield f"REMOVED: {shown}"
 
 
 def _listed(outcome: CountryOutcome) -> bool:
