@@ -121,6 +121,8 @@ class _Attempt:
 
 # How an attempt's outcome feeds the endpoint's adaptive limit (see taxdata.clients.limiter).
 _SIGNALS = {http.DONE: limiter.OK, http.BUSY: limiter.BUSY, http.NOW: limiter.NEUTRAL}
+# Characters of a reply a -v log line shows (the run report keeps as many per ask).
+REPLY_LOG_LIMIT = 4096
 # One numbering for the process, so ids are unique in any recording (next() on it is atomic).
 _request_ids = itertools.count(1)
 
@@ -258,7 +260,11 @@ class LLMClient:
         chat = _Chat(messages, schema, schema_name, label,
                      self.temperature if temperature is None else temperature,
                      thread_label(), time.monotonic())
-        return send(lambda number: self._attempt(chat, number), self.retry).value
+        reply = send(lambda number: self._attempt(chat, number), self.retry).value
+        if logger.isEnabledFor(logging.DEBUG):  # -v: what the model said, as it said it
+            logger.debug("[LLM-REPLY] %s %s (%d chars): %s", chat.worker, label or "reply",
+                         len(reply.text), truncate(reply.text, REPLY_LOG_LIMIT))
+        return reply
 
     def _attempt(self, chat: _Chat, number: int) -> Outcome:
         """Attempt ``number`` of ``chat`` on the best endpoint; its pool hears how it went."""
