@@ -51,11 +51,11 @@ def run(options: ResearchOptions, settings: Settings) -> int:
             return "research file exists (--force to research again)"
         return f"has a {kind}-sourced file; research never replaces it (--force to do so)"
 
+    formatter = start_formatter(settings)  # a dry run checks the server too
     if options.dry_run:
         for slug in by_slug:
             print(f"  {slug:<24} {existing_reason(slug) or 'research'}")
         return 0
-    formatter = start_formatter(settings)
 
     def work(slug: str) -> FileOutcome:
         reason = existing_reason(slug)

@@ -170,10 +170,11 @@ def run(options: UpdateOptions, settings: Settings) -> int:
     sources = update.plan()
     client = LLMClient.from_settings(settings)
     extractor = Extractor(client, options.max_chars, settings.max_reasks)
-    if options.dry_run:
-        return dry_run(update, extractor, sources)
+    # A dry run checks the server too: a dead URL must not pass as "would work".
     update.model = client.preflight()
     update.previous = dict(update.store.dataset["countries"])
+    if options.dry_run:
+        return dry_run(update, extractor, sources)
     update.store.journal.open()
     if update.store.dirty:  # the import is on disk before the first request
         update.checkpoint()
@@ -254,11 +255,20 @@ def dry_run_import(update: UpdateRun) -> int:
 
 
 def dry_run(update: UpdateRun, extractor: Extractor, sources: dict[str, Path]) -> int:
-    """List what would run and each prompt's size; send nothing, write nothing."""
-    noun = "country" if len(sources) == 1 else "countries"
-    print(f"Dry run: {len(sources)} {noun} would be sent to {update.settings.llm_url} "
+    """List what a real run would send (the up-to-date countries are not sent, as in a real
+    run) and each prompt's size; send no work, write nothing."""
+    judge = CountryUpdater(update.registry, extractor, [], update.previous,
+                           force=update.options.force)
+    current = [slug for slug, path in sources.items()
+               if judge.up_to_date(slug, path.read_bytes(), update.model)]
+    sent = {slug: path for slug, path in sources.items() if slug not in current}
+    noun = "country" if len(sent) == 1 else "countries"
+    print(f"Dry run: {len(sent)} {noun} would be sent to "
+          f"{', '.join(e.url for e in extractor.client.endpoints)} (model {update.model}) "
           f"with {update.settings.max_workers} workers")
-    for slug, path in sources.items():
+    if current:
+        print(f"  UNCHANGED (up to date, not sent; --force sends them): {', '.join(current)}")
+    for slug, path in sent.items():
         text = path.read_text(encoding="utf-8", errors="replace")
         parts = extractor.parts(text)
         sizes = [sum(len(m["content"]) for m in extractor.messages(update.registry.get(slug), p))
