@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import json
 import socket
 import sys
@@ -223,9 +224,26 @@ def sample_server_parser(prog: str, description: str, port: int,
     return parser
 
 
-def serve_until_interrupted(server: StandInServer, banner: str) -> int:
-    """Run a stand-in in the foreground (its ``main()``): print ``banner``, stop on Ctrl-C."""
-    server.start()
+def start_by_hand(server: StandInServer, prog: str, port: int) -> bool:
+    """Start a stand-in run by hand; a port that is taken is one line on stderr, not a
+    traceback (False: it did not start)."""
+    try:
+        server.start()
+    except OSError as exc:
+        taken = exc.errno == errno.EADDRINUSE
+        print(f"{prog}: error: port {port} is " + (
+            "in use (another server there?) - stop it, or pick another with --port N (0: any "
+            "free port)" if taken else f"not usable: {exc.strerror or exc}"), file=sys.stderr)
+        return False
+    return True
+
+
+def serve_until_interrupted(server: StandInServer, banner: str, *, prog: str = "stand-in",
+                            port: int = 0) -> int:
+    """Run a stand-in in the foreground (its ``main()``): print ``banner``, stop on Ctrl-C.
+    Exit code 2 when it cannot listen on ``port``."""
+    if not start_by_hand(server, prog, port):
+        return 2
     print(banner.format(base_url=server.base_url), flush=True)
     try:
         with contextlib.suppress(KeyboardInterrupt):
