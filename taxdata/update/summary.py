@@ -48,12 +48,22 @@ def _listed(outcome: CountryOutcome) -> bool:
     return outcome.status == Status.FAILED and not outcome.reason.startswith("DISPUTED ")
 
 
+def summary_totals(outcomes: Mapping[str, CountryOutcome]) -> dict[str, int]:
+    """The totals the summary prints, for the report (its review page shows these very ones)."""
+    held = [u for o in outcomes.values() for u in o.unsupported]
+    return {"unsupported": sum(not u["withheld"] for u in held),
+            "withheld": sum(bool(u["withheld"]) for u in held),
+            "unsupported_countries": sum(bool(o.unsupported) for o in outcomes.values()),
+            "unverified": len(unverified_slugs(outcomes)),
+            "disputed": crosscheck_counts(outcomes)[crosscheck.DISPUTED]}
+
+
 def unsupported_lines(outcomes: Mapping[str, CountryOutcome], most: int = 20) -> Iterator[str]:
     """Figures not written for want of a verified quote: counts, then a line per country
     (at most ``most`` lines)."""
     held = {slug: o.unsupported for slug, o in sorted(outcomes.items()) if o.unsupported}
-    own = sum(not u["withheld"] for items in held.values() for u in items)
-    withheld = sum(u["withheld"] for items in held.values() for u in items)
+    totals = summary_totals(outcomes)
+    own, withheld = totals["unsupported"], totals["withheld"]
     noun = "country" if len(held) == 1 else "countries"
     yield (f"UNSUPPORTED figures: {own} in {len(held)} {noun} (no verified quote; not written)"
            + (f", {withheld} more withheld with them" if withheld else ""))
@@ -64,10 +74,15 @@ def unsupported_lines(outcomes: Mapping[str, CountryOutcome], most: int = 20) ->
         yield f"... and {len(held) - most} more countries with UNSUPPORTED figures (see the report)"
 
 
+def unverified_slugs(outcomes: Mapping[str, CountryOutcome]) -> list[str]:
+    """The countries with a record from the model's own knowledge (not failed, not skipped)."""
+    return sorted(o.slug for o in outcomes.values()
+                  if o.unverified and o.status not in (Status.FAILED, Status.SKIPPED))
+
+
 def unverified_lines(outcomes: Mapping[str, CountryOutcome]) -> Iterator[str]:
     """The written countries whose source is the model's own knowledge, if any."""
-    unverified = sorted(o.slug for o in outcomes.values()
-                        if o.unverified and o.status not in (Status.FAILED, Status.SKIPPED))
+    unverified = unverified_slugs(outcomes)
     if unverified:
         yield f"UNVERIFIED (model-knowledge sources, check by hand): {', '.join(unverified)}"
 
