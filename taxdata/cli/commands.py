@@ -110,7 +110,7 @@ def enhanced_main(argv: Sequence[str] | None = None, prog: str | None = None) ->
     parser.add_argument("--refresh", action="store_true",
                         help="fetch articles again instead of using the cache")
     parser.add_argument("--from-raw", action="store_true",
-                        help="use data/raw/<slug>.txt (generate_taxation_files.py) as the source")
+                        help="use <data dir>/raw/<slug>.txt (taxdata raw) as the source")
     parser.add_argument("--process-existing", action="store_true",
                         help="reformat the extractor service's saved taxation* files instead")
     parser.add_argument("--list-txt-files", action="store_true",

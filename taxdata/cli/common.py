@@ -75,13 +75,15 @@ def add_llm_flags(parser: argparse.ArgumentParser) -> None:
                              "server; env TAXDATA_LLM_API)")
 
 
-def add_verbosity_flags(parser: argparse.ArgumentParser) -> None:
-    """-v / -q (one or the other)."""
+def add_verbosity_flags(parser: argparse.ArgumentParser, *,
+                        verbose: str = "debug logs: request payloads (API key redacted) and "
+                                       "each reply",
+                        quiet: str = "only warnings, errors and the summary; no progress bar"
+                        ) -> None:
+    """-v / -q (one or the other), with what each means for this command."""
     loudness = parser.add_mutually_exclusive_group()
-    loudness.add_argument("-v", "--verbose", action="store_true",
-                          help="debug logs: request payloads (API key redacted) and each reply")
-    loudness.add_argument("-q", "--quiet", action="store_true",
-                          help="only warnings, errors and the summary; no progress bar")
+    loudness.add_argument("-v", "--verbose", action="store_true", help=verbose)
+    loudness.add_argument("-q", "--quiet", action="store_true", help=quiet)
 
 
 def common_options(args: argparse.Namespace) -> dict[str, Any]:

@@ -118,7 +118,8 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
                         help="seconds each stand-in answer takes (default %(default)s)")
     parser.add_argument("-w", "--max-workers", type=int, default=2, metavar="N",
                         help="worker threads per step (default %(default)s)")
-    add_verbosity_flags(parser)
+    add_verbosity_flags(parser, verbose="every step's debug logs",
+                        quiet="every step: only warnings, errors and its summary")
     args = parser.parse_args(argv)
     if args.max_workers < 1 or args.latency < 0:
         print(f"{parser.prog}: error: --max-workers must be at least 1 and --latency not "

@@ -246,7 +246,8 @@ def main(argv: Sequence[str] | None = None, prog: str = "taxdata doctor") -> int
     parser.add_argument("--data-dir", metavar="DIR",
                         help=f"data directory (default ./{Settings.data_dir}; env "
                              "TAXDATA_DATA_DIR)")
-    add_verbosity_flags(parser)
+    add_verbosity_flags(parser, verbose="debug logs of the questions asked",
+                        quiet="only the checks that failed")
     args = parser.parse_args(argv)
     sources: dict[str, str] = {}
     out = sys.stdout
