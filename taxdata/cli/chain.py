@@ -75,6 +75,10 @@ def _without_article(args: argparse.Namespace) -> list[str]:
         raise TaxdataError(str(exc)) from None
 
 
+def _taxation_dir(args: argparse.Namespace) -> Path:
+    return Path(settings_from_args(args, default_workers=None).data_dir, "taxation")
+
+
 def _latest_review(args: argparse.Namespace) -> Path | None:
     settings = settings_from_args(args, default_workers=None)
     pages = sorted(Path(settings.data_dir, "reports").glob("update-*.html"))
@@ -95,6 +99,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "taxdata run") -> int:
     except TaxdataError as exc:  # a bad setting or registry: the steps would all stop on it
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    nothing_to_update = args.dry_run and not _taxation_dir(args).is_dir()
     steps: list[tuple[str, Callable[..., int] | None, list[str], str]] = [
         ("generate", commands.enhanced_main,
          common + ["--max-chars", str(args.max_chars)] + (["--refresh"] if args.refresh else []),
@@ -102,7 +107,9 @@ def main(argv: Sequence[str] | None = None, prog: str = "taxdata run") -> int:
         ("research", commands.research_main,
          [*_replace_countries(common, research), "--missing"],
          "" if research else "not needed: every chosen country has a Wikipedia article"),
-        ("update", commands.update_main, common + update_flags, ""),
+        ("update", commands.update_main, common + update_flags,
+         "not run: no taxation files yet (a real run writes them first)"
+         if nothing_to_update else ""),
     ]
     results: list[tuple[str, str]] = []
     code = EXIT_OK

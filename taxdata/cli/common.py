@@ -47,6 +47,9 @@ def common_parser(prog: str, description: str, *, default_workers: int | None,
                                  "to busy answers (env TAXDATA_ADAPTIVE=0)")
     if llm:
         add_llm_flags(parser)
+    else:  # accepted and ignored, so command lines that passed them keep working; not listed
+        for flag in ("--model", "--llm-url", "--llm-api"):
+            parser.add_argument(flag, help=argparse.SUPPRESS, dest=f"ignored_{flag[2:]}")
     parser.add_argument("--data-dir", metavar="DIR",
                         help=f"data directory (default ./{Settings.data_dir}; env "
                              "TAXDATA_DATA_DIR)")

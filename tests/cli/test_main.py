@@ -183,3 +183,19 @@ def test_run_goes_on_past_a_country_that_fails(servers):
     dataset = json.loads((servers.data / "tax_data.json").read_text())
     assert sorted(dataset["countries"]) == ["demoria", "fictonia", "sampleland"]
     assert "  update    done, some countries failed (exit 1)" in result.stdout
+
+
+def test_run_dry_run_checks_the_servers_and_writes_nothing(servers):
+    result = servers.run("run", "--dry-run", "--no-list-reference")
+    assert result.returncode == 0, result.stderr
+    assert "  update    not run: no taxation files yet (a real run writes them first)" in \
+        result.stdout
+    assert [r.method for r in servers.llm.requests] and \
+        all(r.method == "GET" for r in servers.llm.requests)  # the preflights, no chat
+    assert not servers.data.exists() or list(servers.data.rglob("*")) == []
+
+
+def test_raw_still_accepts_the_llm_flags_it_never_used(servers):
+    result = servers.run("raw", "--countries", "sampleland", "--no-progress", "--model", "x",
+                         "--llm-url", "http://127.0.0.1:9/chat")
+    assert result.returncode == 0, result.stderr
