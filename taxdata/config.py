@@ -31,7 +31,9 @@ class ConfigError(UsageError):
 @dataclass(frozen=True)
 class Settings:
     llm_url: str = "http://localhost:5001/chat"
-    llm_api: str = "proxy"  # resolved dialect: proxy | ollama | openai (auto is resolved on load)
+    # proxy | ollama | openai, as the URL says on load; "auto" stays when a URL is a server's
+    # address (http://localhost:11434): taxdata.clients.address asks the server which API it is.
+    llm_api: str = "proxy"
     model: str = ""  # empty: the first model the server lists
     api_key: str = field(default="", repr=False)
     max_workers: int = 4
@@ -174,18 +176,28 @@ _SPEC: dict[str, tuple[str, Callable[[str], Any]]] = {
 ENV_VARS = {name: env for name, (env, _) in _SPEC.items()}
 
 
-def infer_dialect(url: str) -> str:
-    """``auto``: the URL path says which API the server speaks."""
+def infer_dialect(url: str) -> str | None:
+    """What the URL path says about the API: a dialect, or None for a server's address.
+
+    A chat URL (``/api/chat``, ``/v1/chat/completions``, ``/chat``) or a model-list URL
+    (``/api/tags``, ``/v1/models``, ``/models``) names its API; ``/v1`` is an OpenAI-compatible
+    server's address; an empty path is a server's address whose API is found by asking it
+    (:mod:`taxdata.clients.address`). Any other path cannot be used: a ConfigError that says what
+    can, so a typo (``/api/chatt``) never becomes a request to a made-up URL.
+    """
     path = urlsplit(url).path.rstrip("/")
-    if path.endswith("/api/chat"):
-        return "ollama"
-    if "/v1/" in path + "/" and path.endswith(("/chat/completions", "/v1")):
-        return "openai"
-    if path.endswith("/chat"):
-        return "proxy"
+    if not path:
+        return None
+    for dialect, tail in (("ollama", "/api/chat"), ("ollama", "/api/tags"),
+                          ("openai", "/chat/completions"), ("openai", "/v1/models"),
+                          ("openai", "/v1"), ("proxy", "/chat"), ("proxy", "/models")):
+        if path.endswith(tail):
+            return dialect
     raise ConfigError(
-        f"TAXDATA_LLM_API=auto cannot tell the API from {url!r}: use a URL ending in /chat, "
-        "/api/chat or /v1/chat/completions, or set TAXDATA_LLM_API=proxy|ollama|openai")
+        f"TAXDATA_LLM_URL={url!r}: {path!r} is not a path taxdata knows - give the server's "
+        "address (http://localhost:11434, http://host:8000/v1; its API is found by asking it) "
+        "or its chat URL (ending in /api/chat, /v1/chat/completions or /chat; "
+        "TAXDATA_LLM_API=proxy|ollama|openai overrides the API a path implies)")
 
 
 def load_settings(
@@ -194,11 +206,15 @@ def load_settings(
     defaults: Mapping[str, Any] | None = None,
     environ: Mapping[str, str] | None = None,
     env_file: str | Path | None = ".env",
+    sources: dict[str, str] | None = None,
 ) -> Settings:
     """Build the settings from flags, the environment, ``.env`` and in-code ``defaults``.
 
     ``flags`` maps field names to command-line values (None = not given); their names in error
     messages are ``--field-name``. ``defaults`` are the script's own (e.g. ``max_workers=3``).
+    ``sources``, when given, is filled with where each setting came from: ``--llm-url``,
+    ``TAXDATA_LLM_URL`` (the environment), ``TAXDATA_LLM_URL in .env``, ``program default`` or
+    ``default`` (``taxdata doctor`` prints them).
     """
     environ = os.environ if environ is None else environ
     from_file: dict[str, str | None] = {}
@@ -208,11 +224,11 @@ def load_settings(
     for name, (env, parse) in _SPEC.items():
         given = (flags or {}).get(name)
         if given is not None:
-            source, raw = f"--{name.replace('_', '-')}", given
+            source, raw, origin = f"--{name.replace('_', '-')}", given, None
         elif environ.get(env, "").strip():
-            source, raw = env, environ[env]
+            source, raw, origin = env, environ[env], f"{env} (environment)"
         elif (from_file.get(env) or "").strip():
-            source, raw = f"{env} (in {env_file})", from_file[env]
+            source, raw, origin = f"{env} (in {env_file})", from_file[env], None
         else:
             continue
         try:
@@ -220,14 +236,21 @@ def load_settings(
         except ValueError as exc:
             shown = "***" if name == "api_key" else str(raw)
             raise ConfigError(f"{source}={shown!r}: {exc}") from None
+        if sources is not None:
+            sources[name] = origin or source
     merged = {f.name: f.default for f in fields(Settings)}
     merged["llm_api"] = "auto"
     merged.update(defaults or {})
     merged.update(values)
+    if sources is not None:
+        for name in _SPEC:
+            sources.setdefault(name, "program default" if name in (defaults or {}) else "default")
+    dialects = {infer_dialect(url) for url in merged["llm_url"].split(",")}  # checks each path
     if merged["llm_api"] == "auto":
-        dialects = {infer_dialect(url) for url in merged["llm_url"].split(",")}
-        if len(dialects) > 1:
+        known = dialects - {None}
+        if len(known) > 1:
             raise ConfigError("TAXDATA_LLM_URL lists servers of different APIs "
-                              f"({', '.join(sorted(dialects))}): use one API for all")
-        merged["llm_api"] = dialects.pop()
+                              f"({', '.join(sorted(known))}): use one API for all")
+        if None not in dialects:  # every URL says its API; else they are asked (clients.address)
+            merged["llm_api"] = known.pop()
     return Settings(**merged)

@@ -23,11 +23,13 @@ from pathlib import Path
 from typing import Callable, Iterator, Mapping, Sequence
 
 from taxdata.cli import commands
+from taxdata.cli.main import main as taxdata_main
 
 ROOT = Path(__file__).resolve().parent.parent
 
 # script file name -> its main(argv); the scripts in scripts/ are thin shells over these.
-MAINS: dict[str, Callable[..., int]] = commands.MAINS
+# "taxdata" is the one command (taxdata.cli.main): run_main("taxdata", ["doctor", ...]).
+MAINS: dict[str, Callable[..., int]] = {**commands.MAINS, "taxdata": taxdata_main}
 
 
 @dataclass

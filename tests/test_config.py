@@ -9,7 +9,7 @@ import pytest
 
 from taxdata.cli.common import common_parser, run_main
 from taxdata.clients.llm import LLMClient
-from taxdata.config import ConfigError, Settings, infer_dialect, load_settings
+from taxdata.config import ENV_VARS, ConfigError, Settings, infer_dialect, load_settings
 
 
 def write_env(text: str) -> None:
@@ -154,10 +154,52 @@ def test_explicit_dialect_wins_over_the_url(monkeypatch):
     assert load_settings().llm_api == "ollama"
 
 
-def test_auto_dialect_unknown_url(monkeypatch):
-    monkeypatch.setenv("TAXDATA_LLM_URL", "http://localhost:5001/generate")
-    with pytest.raises(ConfigError, match="TAXDATA_LLM_API"):
+@pytest.mark.parametrize("api", [None, "ollama"])
+@pytest.mark.parametrize("url", ["http://localhost:5001/generate",
+                                 "http://localhost:11434/api/chatt"])
+def test_a_path_taxdata_does_not_know_is_refused_on_load(monkeypatch, url, api):
+    monkeypatch.setenv("TAXDATA_LLM_URL", url)
+    if api:
+        monkeypatch.setenv("TAXDATA_LLM_API", api)
+    with pytest.raises(ConfigError) as info:
         load_settings()
+    message = str(info.value)
+    assert message.startswith(f"TAXDATA_LLM_URL={url!r}: ") and "server's address" in message
+    assert "/api/chatt/" not in message and "/api/tags" not in message  # no made-up probe URL
+
+
+@pytest.mark.parametrize("url", ["http://localhost:11434", "http://localhost:11434/",
+                                 "http://10.0.0.5:5001"])
+def test_a_server_address_leaves_the_api_to_be_asked(monkeypatch, url):
+    monkeypatch.setenv("TAXDATA_LLM_URL", url)
+    assert infer_dialect(url) is None
+    assert load_settings().llm_api == "auto"
+
+
+@pytest.mark.parametrize("url,dialect", [("http://gpu:8000/v1", "openai"),
+                                         ("http://localhost:11434/api/tags", "ollama"),
+                                         ("http://gpu:8000/v1/models", "openai"),
+                                         ("http://localhost:5001/models", "proxy")])
+def test_an_address_or_model_list_url_that_names_its_api(monkeypatch, url, dialect):
+    monkeypatch.setenv("TAXDATA_LLM_URL", url)
+    assert load_settings().llm_api == dialect
+
+
+def test_settings_say_where_each_value_came_from(monkeypatch, tmp_path):
+    (tmp_path / ".env").write_text("TAXDATA_MODEL=from-file\nTAXDATA_TIMEOUT=60\n")
+    monkeypatch.setenv("TAXDATA_TIMEOUT", "90")
+    sources: dict[str, str] = {}
+    settings = load_settings({"llm_url": "http://localhost:11434", "data_dir": None},
+                             defaults={"max_workers": 3}, env_file=tmp_path / ".env",
+                             sources=sources)
+    assert (settings.llm_url, settings.model, settings.timeout) == (
+        "http://localhost:11434", "from-file", 90.0)
+    assert sources["llm_url"] == "--llm-url"
+    assert sources["timeout"] == "TAXDATA_TIMEOUT (environment)"
+    assert sources["model"] == f"TAXDATA_MODEL (in {tmp_path / '.env'})"
+    assert sources["max_workers"] == "program default"
+    assert sources["log_level"] == "default"
+    assert set(sources) == set(ENV_VARS)
 
 
 def test_client_from_settings(monkeypatch):

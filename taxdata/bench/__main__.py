@@ -170,7 +170,7 @@ def bench_server(args: argparse.Namespace, say: Callable[[str], None]) -> BenchR
     try:
         model = probe.preflight()
         settings = dataclasses.replace(settings, model=model)
-        say(f"server {settings.llm_url} ({settings.llm_api} API), model {model}; measuring "
+        say(f"server {probe.url} ({probe.endpoints[0].dialect.name} API), model {model}; measuring "
             "latency with sequential calls (the first one may load the model)")
         probe.chat(PROMPT)  # model load, connection: not timed
         seconds = []

@@ -61,7 +61,9 @@ class StandInProcess:
         self._stderr = tempfile.TemporaryFile()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "taxdata.testing.llm_server", "--port", "0",
-             "--latency", repr(float(self.latency)), *self.extra],
+             "--latency", repr(float(self.latency)),
+             # the benchmarks time the client, not a model: the fixed answers, as always
+             *([] if "--responder" in self.extra else ["--responder", "fixed"]), *self.extra],
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=self._stderr, text=True,
             env=env)
         try:

@@ -114,7 +114,7 @@ def enhanced_main(argv: Sequence[str] | None = None, prog: str | None = None) ->
     parser.add_argument("--refresh", action="store_true",
                         help="fetch articles again instead of using the cache")
     parser.add_argument("--from-raw", action="store_true",
-                        help="use data/raw/<slug>.txt (generate_taxation_files.py) as the source")
+                        help="use <data dir>/raw/<slug>.txt (taxdata raw) as the source")
     parser.add_argument("--process-existing", action="store_true",
                         help="reformat the extractor service's saved taxation* files instead")
     parser.add_argument("--list-txt-files", action="store_true",
@@ -132,7 +132,7 @@ def _enhanced_options(args: argparse.Namespace) -> EnhancedOptions:
 
 def raw_main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
     """generate_taxation_files.py / taxdata-raw."""
-    parser = _parser(RAW, argv, prog)
+    parser = _parser(RAW, argv, prog, llm=False)
     parser.add_argument("--extractor", choices=("service", "builtin"), default="service",
                         help="service: the Web Content Extractor at TAXDATA_EXTRACTOR_URL; "
                              "builtin: extract in-process (default %(default)s)")
@@ -147,7 +147,7 @@ def _raw_options(args: argparse.Namespace) -> RawOptions:
 def research_main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
     """research_and_format.py / taxdata-research."""
     parser = _parser(RESEARCH, argv, prog,
-                     countries_default="the 10 countries listed in the README")
+                     countries_default=", ".join(research.DEFAULT_COUNTRIES))
     parser.add_argument("--missing", action="store_true",
                         help="research every registry country that has no taxation file")
     return run_main(research.run, parser, argv, default_workers=DEFAULT_WORKERS[RESEARCH],

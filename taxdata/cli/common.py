@@ -26,8 +26,11 @@ _SETTING_FLAGS = {"max_workers": "max_workers", "model": "model", "llm_url": "ll
 
 
 def common_parser(prog: str, description: str, *, default_workers: int | None,
-                  countries_default: str = "all") -> argparse.ArgumentParser:
-    """The flags every script accepts. ``default_workers=None`` marks a sequential script."""
+                  countries_default: str = "all", llm: bool = True,
+                  workers_default: str | None = None) -> argparse.ArgumentParser:
+    """The flags every script accepts. ``default_workers=None`` marks a sequential script;
+    ``llm=False`` one that talks to no LLM (no --model, --llm-url, --llm-api);
+    ``workers_default`` words the worker default when one number cannot (``taxdata run``)."""
     parser = argparse.ArgumentParser(prog=prog, description=description)
     parser.add_argument("--countries", metavar="LIST",
                         help="comma-separated country slugs or names "
@@ -35,34 +38,61 @@ def common_parser(prog: str, description: str, *, default_workers: int | None,
     if default_workers is not None:
         workers = parser.add_mutually_exclusive_group()
         workers.add_argument("-w", "--max-workers", type=str, metavar="N",
-                             help=f"worker threads (default {default_workers}; "
-                                  "env TAXDATA_MAX_WORKERS)")
+                             help=f"worker threads (default {workers_default or default_workers}"
+                                  "; env TAXDATA_MAX_WORKERS)")
         workers.add_argument("--no-parallel", action="store_true",
                              help="one worker thread (same code path)")
         parser.add_argument("--fixed-concurrency", action="store_true",
                             help="keep max-workers requests per LLM server instead of adapting "
                                  "to busy answers (env TAXDATA_ADAPTIVE=0)")
-    parser.add_argument("--model",
-                        help="model name (env TAXDATA_MODEL; default: the server's first)")
-    parser.add_argument("--llm-url", metavar="URL",
-                        help="chat endpoint; several: comma-separated (env TAXDATA_LLM_URL)")
-    parser.add_argument("--llm-api", choices=("auto", "proxy", "ollama", "openai"),
-                        help="API dialect (env TAXDATA_LLM_API; default auto: from the URL)")
-    parser.add_argument("--data-dir", metavar="DIR", help="data directory (env TAXDATA_DATA_DIR)")
+    if llm:
+        add_llm_flags(parser)
+    else:  # accepted and ignored, so command lines that passed them keep working; not listed
+        for flag in ("--model", "--llm-url", "--llm-api"):
+            parser.add_argument(flag, help=argparse.SUPPRESS, dest=f"ignored_{flag[2:]}")
+    parser.add_argument("--data-dir", metavar="DIR",
+                        help=f"data directory (default ./{Settings.data_dir}; env "
+                             "TAXDATA_DATA_DIR)")
     parser.add_argument("--force", action="store_true", help="redo work that is up to date")
     parser.add_argument("--dry-run", action="store_true",
-                        help="show what would run; send nothing, write nothing")
+                        help="check the servers, then show what would run; send no work, "
+                             "write nothing")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    parser.add_argument("-v", "--verbose", action="store_true",
-                        help="debug logs with request payloads (API key redacted)")
-    parser.add_argument("--log-file", metavar="PATH", help="also write the log lines to PATH")
+    add_verbosity_flags(parser)
+    parser.add_argument("--log-file", metavar="PATH",
+                        help="also write the log lines to PATH (default: none; env "
+                             "TAXDATA_LOG_FILE)")
     return parser
+
+
+def add_llm_flags(parser: argparse.ArgumentParser) -> None:
+    """--model, --llm-url, --llm-api: which LLM server and model."""
+    parser.add_argument("--model",
+                        help="model name (default: the server's first; env TAXDATA_MODEL)")
+    parser.add_argument("--llm-url", metavar="URL",
+                        help="the LLM server: its address (http://localhost:11434, "
+                             "http://host:8000/v1) or chat URL; several: comma-separated "
+                             f"(default {Settings.llm_url}; env TAXDATA_LLM_URL)")
+    parser.add_argument("--llm-api", choices=("auto", "proxy", "ollama", "openai"),
+                        help="API dialect (default auto: from the URL, else asked of the "
+                             "server; env TAXDATA_LLM_API)")
+
+
+def add_verbosity_flags(parser: argparse.ArgumentParser, *,
+                        verbose: str = "debug logs: request payloads (API key redacted) and "
+                                       "each reply",
+                        quiet: str = "only warnings, errors and the summary; no progress bar"
+                        ) -> None:
+    """-v / -q (one or the other), with what each means for this command."""
+    loudness = parser.add_mutually_exclusive_group()
+    loudness.add_argument("-v", "--verbose", action="store_true", help=verbose)
+    loudness.add_argument("-q", "--quiet", action="store_true", help=quiet)
 
 
 def common_options(args: argparse.Namespace) -> dict[str, Any]:
     """The :class:`RunOptions` fields of the common flags, to build any pipeline's options."""
     return {"countries": args.countries, "force": args.force, "dry_run": args.dry_run,
-            "progress": not args.no_progress}
+            "progress": not (args.no_progress or args.quiet)}
 
 
 def run_options(args: argparse.Namespace) -> RunOptions:
@@ -102,7 +132,8 @@ def run_main(pipeline: Callable[[OptionsT, Settings], int],
     try:
         settings = settings_from_args(args, default_workers=default_workers)
         try:
-            setup_logging(settings.log_level, settings.log_file, verbose=args.verbose)
+            setup_logging("WARNING" if args.quiet else settings.log_level, settings.log_file,
+                          verbose=args.verbose)
         except OSError as exc:  # e.g. --log-file names a directory or an unwritable place
             raise UsageError(f"log file {settings.log_file}: {exc.strerror or exc}") from None
         with recording():  # the events of this run feed the HTML run report

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Iterator, Sequence
 
 from taxdata.cli import commands
+from taxdata.cli.common import add_verbosity_flags
 from taxdata.errors import EXIT_USAGE
 from taxdata.testing.extractor_server import StandInExtractor, add_samples
 from taxdata.testing.llm_server import StandInLLM
@@ -62,8 +63,10 @@ def _real_data_dir() -> Path:
     return Path(os.environ.get("TAXDATA_DATA_DIR", "").strip() or "data").expanduser().resolve()
 
 
-def run_demo(out: Path, *, latency: float = 0.0, workers: int = 2) -> tuple[int, dict[str, Path]]:
-    """Run the four steps into ``out``; (exit code, paths of what was written)."""
+def run_demo(out: Path, *, latency: float = 0.0, workers: int = 2,
+             loudness: Sequence[str] = ()) -> tuple[int, dict[str, Path]]:
+    """Run the four steps into ``out``; (exit code, paths of what was written). ``loudness``:
+    ``-q`` or ``-v`` for every step."""
     out.mkdir(parents=True, exist_ok=True)
     (out / "DEMO-OUTPUT.txt").write_text(NOTICE.format(model=DEMO_MODEL), encoding="utf-8")
     llm = StandInLLM(latency=latency, models=(DEMO_MODEL,), responder=rule_based_reply)
@@ -75,11 +78,12 @@ def run_demo(out: Path, *, latency: float = 0.0, workers: int = 2) -> tuple[int,
     with llm, wiki, extractor:
         env = {"TAXDATA_WIKIPEDIA_API": wiki.api_url, "TAXDATA_EXTRACTOR_URL": extractor.base_url,
                "TAXDATA_COUNTRIES": str(REGISTRY_FILE), "TAXDATA_DATA_DIR": str(out)}
-        common = ["--data-dir", str(out), "--llm-url", llm.url("proxy"), "--llm-api", "proxy",
-                  "--model", DEMO_MODEL, "--no-progress"]
+        raw = ["--data-dir", str(out), "--no-progress", *loudness]
+        common = raw + ["--llm-url", llm.url("proxy"), "--llm-api", "proxy", "--model",
+                        DEMO_MODEL]
         parallel = common + ["--max-workers", str(workers)]
         steps = [
-            ("raw page text through the extractor", commands.raw_main, common),
+            ("raw page text through the extractor", commands.raw_main, raw),
             ("enhanced generator (Wikipedia -> taxation files)", commands.enhanced_main, parallel),
             ("research for the gaps (SAMPLE answers)", commands.research_main,
              parallel + ["--missing"]),
@@ -100,10 +104,10 @@ def run_demo(out: Path, *, latency: float = 0.0, workers: int = 2) -> tuple[int,
     return (failed[0] if failed else 0), paths
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
     installed = Path(sys.argv[0]).name == "taxdata-demo"  # the entry point, else python -m
     parser = argparse.ArgumentParser(
-        prog="taxdata-demo" if installed else "python -m taxdata.cli.demo",
+        prog=prog or ("taxdata-demo" if installed else "python -m taxdata.cli.demo"),
         description="Run the whole pipeline without a model, against stand-in servers and "
                     "bundled SAMPLE data (made-up figures), into a new temporary directory.")
     parser.add_argument("--out", metavar="DIR",
@@ -114,6 +118,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="seconds each stand-in answer takes (default %(default)s)")
     parser.add_argument("-w", "--max-workers", type=int, default=2, metavar="N",
                         help="worker threads per step (default %(default)s)")
+    add_verbosity_flags(parser, verbose="every step's debug logs",
+                        quiet="every step: only warnings, errors and its summary")
     args = parser.parse_args(argv)
     if args.max_workers < 1 or args.latency < 0:
         print(f"{parser.prog}: error: --max-workers must be at least 1 and --latency not "
@@ -131,7 +137,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         out = Path(tempfile.mkdtemp(prefix="taxdata-demo-"))
     started = time.monotonic()
-    code, paths = run_demo(out, latency=args.latency, workers=args.max_workers)
+    code, paths = run_demo(out, latency=args.latency, workers=args.max_workers,
+                           loudness=["-q"] if args.quiet else ["-v"] if args.verbose else [])
     print(f"\nDemo finished in {time.monotonic() - started:.1f}s (exit {code}); DEMO OUTPUT, "
           f"SAMPLE data with made-up figures, in {out}:")
     for label, key in (("tax_data.json", "dataset"), ("taxData.js", "js"),

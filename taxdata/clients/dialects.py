@@ -21,6 +21,8 @@ from typing import Any, ClassVar, NamedTuple, Sequence
 from urllib.parse import urlsplit, urlunsplit
 
 Messages = Sequence[dict[str, str]]
+# Every family's chat path, longest first (see Dialect.models_url).
+_CHAT_TAILS = ("/v1/chat/completions", "/chat/completions", "/api/chat", "/chat")
 
 
 class ReplyParts(NamedTuple):
@@ -42,11 +44,18 @@ class Dialect:
     forms: ClassVar[tuple[str, ...]]  # structured-output forms, strongest first
 
     def models_url(self, chat_url: str) -> str:
-        """The model list's URL beside ``chat_url`` (any prefix before the chat path kept)."""
+        """The model list's URL beside ``chat_url`` (any prefix before the chat path kept).
+
+        A chat URL of another family's shape (an explicit TAXDATA_LLM_API wins over the path)
+        loses that family's tail, so the list is never asked for under a chat path.
+        """
         parts = urlsplit(chat_url)
         path = parts.path.rstrip("/")
-        base = path[: -len(self.chat_path)] if path.endswith(self.chat_path) else path
-        return urlunsplit((parts.scheme, parts.netloc, base + self.models_path, "", ""))
+        for tail in (self.chat_path, *_CHAT_TAILS):
+            if path.endswith(tail):
+                path = path[: -len(tail)]
+                break
+        return urlunsplit((parts.scheme, parts.netloc, path + self.models_path, "", ""))
 
     def body(self, model: str, messages: Messages, temperature: float,
              form: str | None, schema: dict | None, schema_name: str,

@@ -28,6 +28,7 @@ import requests
 
 from taxdata import events
 from taxdata.clients import http, limiter
+from taxdata.clients.address import no_answer, resolve_all
 from taxdata.clients.answers import (
     LLMBadResponse,
     LLMConnectionError,
@@ -59,7 +60,7 @@ from taxdata.log import logger, redact, thread_label, truncate
 # The client's face: callers import the errors (taxdata.clients.answers) and DIALECTS from here.
 __all__ = ["DIALECTS", "ChatReply", "Endpoint", "LLMBadResponse", "LLMClient",
            "LLMConnectionError", "LLMError", "LLMHTTPError", "LLMServerGone", "LLMTimeout",
-           "LLMTruncated", "gone_note", "report_endpoints", "server_gone"]
+           "LLMTruncated", "gone_note", "model_listed", "report_endpoints", "server_gone"]
 
 
 # -- endpoints, replies ---------------------------------------------------------------------
@@ -120,6 +121,8 @@ class _Attempt:
 
 # How an attempt's outcome feeds the endpoint's adaptive limit (see taxdata.clients.limiter).
 _SIGNALS = {http.DONE: limiter.OK, http.BUSY: limiter.BUSY, http.NOW: limiter.NEUTRAL}
+# Characters of a reply a -v log line shows (the run report keeps as many per ask).
+REPLY_LOG_LIMIT = 4096
 # One numbering for the process, so ids are unique in any recording (next() on it is atomic).
 _request_ids = itertools.count(1)
 
@@ -169,11 +172,18 @@ class LLMClient:
 
     @classmethod
     def from_settings(cls, settings: Settings, pool_size: int | None = None) -> "LLMClient":
-        endpoints = [Endpoint(url, DIALECTS[settings.llm_api]) for url in settings.llm_urls]
+        """The client the settings describe; a server's bare address (``http://localhost:11434``)
+        is resolved to its API and chat URL first, by asking it (taxdata.clients.address)."""
+        pool_size = max(pool_size or settings.max_workers, 10)
+        session = make_session(pool_size)
+        if settings.api_key:  # the resolving questions need it too
+            session.headers["Authorization"] = f"Bearer {settings.api_key}"
+        endpoints = [Endpoint(a.chat_url, DIALECTS[a.dialect])
+                     for a in resolve_all(settings, session)]
         policy = RetryPolicy.from_settings(settings)
         return cls(endpoints, model=settings.model, api_key=settings.api_key,
                    timeout=settings.timeout, connect_timeout=settings.connect_timeout,
-                   retry=policy, pool_size=max(pool_size or settings.max_workers, 10),
+                   retry=policy, pool_size=pool_size, session=session,
                    max_in_flight=settings.max_workers, adaptive=settings.adaptive,
                    max_tokens=settings.max_tokens, breaker_wait=settings.breaker_wait)
 
@@ -206,12 +216,12 @@ class LLMClient:
         Returns the model name. Raises :class:`PreflightError` with a one-line fix.
         """
         for endpoint in self.endpoints:
-            try:
-                names = self.list_models(endpoint)
-            except requests.RequestException:
-                raise PreflightError(
-                    f"LLM server not reachable at {endpoint.url} - start it (ollama serve) "
-                    "or set TAXDATA_LLM_URL") from None
+            try:  # a model list is small: it comes within the connect limit, or never
+                names = self.list_models(endpoint, timeout=self.connect_timeout)
+            except requests.RequestException as exc:
+                raise PreflightError(no_answer(endpoint.url, exc, endpoint.models_url,
+                                               endpoint.dialect.name,
+                                               min(self.connect_timeout, self.timeout))) from None
             except LLMHTTPError as exc:
                 hint = ("check TAXDATA_API_KEY" if exc.status in (401, 403)
                         else "check TAXDATA_LLM_URL and TAXDATA_LLM_API")
@@ -225,7 +235,7 @@ class LLMClient:
             if not self.model:
                 self.model = names[0]
                 logger.info("[LLM] No model set; using %s, the first the server lists", self.model)
-            elif self.model not in names and f"{self.model}:latest" not in names:
+            elif not model_listed(self.model, names):
                 others = ("" if len(self.endpoints) == 1
                           else " (every server in TAXDATA_LLM_URL needs it)")
                 raise PreflightError(
@@ -250,7 +260,11 @@ class LLMClient:
         chat = _Chat(messages, schema, schema_name, label,
                      self.temperature if temperature is None else temperature,
                      thread_label(), time.monotonic())
-        return send(lambda number: self._attempt(chat, number), self.retry).value
+        reply = send(lambda number: self._attempt(chat, number), self.retry).value
+        if logger.isEnabledFor(logging.DEBUG):  # -v: what the model said, as it said it
+            logger.debug("[LLM-REPLY] %s %s (%d chars): %s", chat.worker, label or "reply",
+                         len(reply.text), truncate(reply.text, REPLY_LOG_LIMIT))
+        return reply
 
     def _attempt(self, chat: _Chat, number: int) -> Outcome:
         """Attempt ``number`` of ``chat`` on the best endpoint; its pool hears how it went."""
@@ -327,6 +341,11 @@ class LLMClient:
         logger.warning("[FALLBACK] %s server rejected structured output %r (HTTP %d: %s); "
                        "using %r from now on", thread_label(), form, error.status,
                        error.server_message, new)
+
+
+def model_listed(model: str, names: Sequence[str]) -> bool:
+    """``model`` is among a server's ``names`` (``gemma3`` is Ollama's ``gemma3:latest``)."""
+    return model in names or f"{model}:latest" in names
 
 
 def server_gone(error: BaseException | None) -> LLMServerGone | None:

@@ -188,6 +188,13 @@ class WikipediaClient:
             self._write_cache(cache_key, article)
         return article
 
+    def cached(self, title: str) -> Article | None:
+        """The cached article for ``title``, without a request (None: not cached, no cache)."""
+        requested = " ".join(title.replace("_", " ").split())
+        if self.cache_dir is None or not requested:
+            return None
+        return self._read_cache(cache_relpath(_canonical(requested)), requested)
+
     def article_url(self, title: str) -> str:
         """The reader-facing URL of ``title`` on the wiki this client talks to."""
         return self._wiki_base + quote(title.replace(" ", "_"), safe="/:(),'!*;@$-._~")

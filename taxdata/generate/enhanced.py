@@ -69,15 +69,13 @@ def run(options: EnhancedOptions, settings: Settings) -> int:
     wikipedia = WikipediaClient(settings.wikipedia_api, settings.user_agent, cache_dir=data,
                                 retry=retry)
     by_slug = {c.slug: c for c in countries}
-    if options.dry_run:
-        for country in countries:
-            source = (data.path(raw_relpath(country.slug)) if options.from_raw
-                      else country.wikipedia_title or "no Wikipedia article (use research)")
-            print(f"  {country.slug:<24} {source}")
-        return 0
-    formatter = start_formatter(settings, options.max_chars)
+    formatter = start_formatter(settings, options.max_chars)  # a dry run checks the servers too
     if not options.from_raw and any(c.wikipedia_title for c in countries):
         wikipedia.check(settings.connect_timeout)
+    if options.dry_run:
+        for country in countries:
+            print(f"  {country.slug:<24} {_plan(country, options, data, wikipedia)}")
+        return 0
 
     def from_wikipedia(country: Country) -> FileOutcome:
         if not country.wikipedia_title:
@@ -124,6 +122,29 @@ def run(options: EnhancedOptions, settings: Settings) -> int:
                            what="LLM processing", client=formatter.client)
 
 
+def _plan(country: Country, options: EnhancedOptions, data: DataDir,
+          wikipedia: WikipediaClient) -> str:
+    """What a real run would do for ``country``, as far as it can be known without a request
+    (the same skip rules; an article's current revision is known only when it is cached)."""
+    cached = None
+    if options.from_raw:
+        if not data.path(raw_relpath(country.slug)).is_file():
+            return f"SKIPPED: no {raw_relpath(country.slug)} (run generate_taxation_files.py)"
+        action = f"format {data.path(raw_relpath(country.slug))}"
+    elif not country.wikipedia_title:
+        return "SKIPPED: no Wikipedia article in the registry (use research_and_format.py)"
+    else:
+        cached = None if options.refresh else wikipedia.cached(country.wikipedia_title)
+        action = (f"format {cached.title!r} rev {cached.revision_id} (cached)" if cached
+                  else f"fetch and format {country.wikipedia_title!r}")
+    try:
+        _keep_existing(data, country.slug, options.force,
+                       str(cached.revision_id) if cached else None)
+    except Skip as skip:
+        return f"SKIPPED: {skip}"
+    return action
+
+
 def _process_existing(options: EnhancedOptions, settings: Settings, data: DataDir,
                       retry: RetryPolicy) -> int:
     """Reformat the extractor's saved ``taxation*`` files (``--process-existing``)."""
@@ -147,11 +168,11 @@ def _process_existing(options: EnhancedOptions, settings: Settings, data: DataDi
             jobs[slug] = (name, wanted[slug])
         elif options.countries is None:
             logger.warning("[SKIPPED] %s: no registry country %r", name, slug)
+    formatter = start_formatter(settings, options.max_chars)  # a dry run checks it too
     if options.dry_run:
         for slug, (name, _) in jobs.items():
             print(f"  {slug:<24} {name}")
         return 0
-    formatter = start_formatter(settings, options.max_chars)
 
     def work(slug: str) -> FileOutcome:
         name, country = jobs[slug]

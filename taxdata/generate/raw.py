@@ -57,17 +57,22 @@ def run(options: RawOptions, settings: Settings) -> int:
     wikipedia = WikipediaClient(settings.wikipedia_api, settings.user_agent, cache_dir=data,
                                 retry=retry, session=session) if builtin else None
     by_slug = {c.slug: c for c in countries}
+    # Before any work (and in a dry run): the source answers. Without it every country would
+    # wait out its retries, one at a time.
+    if builtin:
+        if wikipedia is not None and any(c.wikipedia_url for c in countries):
+            wikipedia.check(settings.connect_timeout)
+    else:
+        try:
+            service.check()
+        except ExtractorError as exc:
+            raise PreflightError(str(exc)) from None
     if options.dry_run:
         for country in countries:
             exists = data.path(raw_relpath(country.slug)).exists()
             action = "skip (exists)" if exists and not options.force else "extract"
             print(f"  {country.slug:<24} {action:<14} {country.wikipedia_url or 'no article URL'}")
         return 0
-    if not builtin:
-        try:
-            service.check()
-        except ExtractorError as exc:
-            raise PreflightError(str(exc)) from None
     label = "built-in extraction" if builtin else settings.extractor_url
 
     def work(slug: str) -> FileOutcome:

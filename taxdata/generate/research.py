@@ -68,6 +68,7 @@ def run(options: ResearchOptions, settings: Settings) -> int:
             return "research file exists (--force to research again)"
         return f"has a {kind}-sourced file; research never replaces it (--force to do so)"
 
+    formatter = start_formatter(settings)  # a dry run checks the server too
     if options.dry_run:
         for slug, country in by_slug.items():
             reason = existing_reason(slug)
@@ -79,7 +80,6 @@ def run(options: ResearchOptions, settings: Settings) -> int:
     articles = ArticleCheck(settings, data) if options.missing else None
     if articles is not None and any(c.wikipedia_title for c in by_slug.values()):
         articles.check()
-    formatter = start_formatter(settings)
 
     def work(slug: str) -> FileOutcome:
         reason = existing_reason(slug)

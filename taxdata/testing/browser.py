@@ -24,7 +24,8 @@ _CONSOLE = re.compile(r":CONSOLE(?::\d+|\(\d+\))\] (.*)$")
 
 @dataclass
 class PageCheck:
-    """What the browser saw: console messages (the report page has no script: any is a fault)."""
+    """What the browser saw: console messages (the report page's one small script logs nothing:
+    any message is a fault)."""
 
     console: list[str] = field(default_factory=list)
     screenshot: Path | None = None
@@ -60,3 +61,17 @@ def check_page(page: Path, screenshot: Path, *, width: int = 1400, height: int =
         result.problems.append(f"no screenshot (exit {proc.returncode}): "
                                + " ".join(proc.stderr.split()[-30:]))
     return result
+
+
+def rendered_dom(page: Path, *, timeout: float = 120) -> str:
+    """The page's DOM after it loaded and its scripts ran (``--dump-dom``), as HTML text; empty
+    without chromium."""
+    chromium = find_chromium()
+    if chromium is None:
+        return ""
+    with tempfile.TemporaryDirectory(prefix="taxdata-chromium-") as profile:
+        proc = subprocess.run(
+            [chromium, *FLAGS, f"--user-data-dir={profile}", "--dump-dom",
+             Path(page).resolve().as_uri()],
+            capture_output=True, text=True, timeout=timeout, check=False)
+    return proc.stdout

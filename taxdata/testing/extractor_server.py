@@ -127,7 +127,8 @@ def main(argv: list[str] | None = None) -> int:
     names = [] if args.no_samples else add_samples(server)
     return serve_until_interrupted(
         server, f"stand-in extractor listening on {{base_url}} (SAMPLE files: "
-                f"{', '.join(names) or 'none'})")
+                f"{', '.join(names) or 'none'})\nuse it with: TAXDATA_EXTRACTOR_URL={{base_url}}",
+        prog=parser.prog, port=args.port)
 
 
 if __name__ == "__main__":

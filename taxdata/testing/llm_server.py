@@ -4,6 +4,8 @@ For tests, the benchmark and for trying the scripts without a model::
 
     python -m taxdata.testing.llm_server --port 5001 --latency 0.5
 
+Started by hand it answers with the rule-based responder (``--responder fixed``: OK / {}).
+
 Replies are scripted like a fake model: ``enqueue()`` strings (the reply text), dicts (sent as
 JSON text) or :class:`Fault` objects; or set ``responder`` to compute a reply per request. Every
 chat request is kept in ``history``; ``peak_in_flight`` tells how many were served at once.
@@ -33,7 +35,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from taxdata.testing.responder import rule_based_reply
-from taxdata.testing.server import RecordedRequest, Reply, StandInServer
+from taxdata.testing.server import RecordedRequest, Reply, StandInServer, start_by_hand
 
 CHAT_PATHS = {"/chat": "proxy", "/api/chat": "ollama", "/v1/chat/completions": "openai"}
 MODEL_PATHS = {"/models": "proxy", "/api/tags": "ollama", "/v1/models": "openai"}
@@ -99,8 +101,11 @@ class StandInLLM(StandInServer):
                  reject_forms: tuple[str, ...] = (), reject_status: int = 400,
                  garbage_rate: float = 0.0, error_rate: float = 0.0, seed: int | None = None,
                  host: str = "127.0.0.1", port: int = 0,
-                 responder: Callable[[dict], Any] | None = None) -> None:
+                 responder: Callable[[dict], Any] | None = None,
+                 dialects: tuple[str, ...] = ("proxy", "ollama", "openai")) -> None:
         super().__init__(host, port)
+        # The APIs it speaks; the others' paths are 404, as on a real server of one API.
+        self.dialects = set(dialects)
         if overflow not in ("queue", "503", "429"):
             raise ValueError("overflow must be queue, 503 or 429")
         self.latency = latency
@@ -141,11 +146,11 @@ class StandInLLM(StandInServer):
         if request.method == "GET":
             if request.path == "/health":
                 return Reply(200, {"status": "ok"})
-            if request.path in MODEL_PATHS:
+            if MODEL_PATHS.get(request.path) in self.dialects:
                 return Reply(200, self._model_list(MODEL_PATHS[request.path]))
             return Reply(404, {"error": f"no route {request.path}"})
         dialect = CHAT_PATHS.get(request.path)
-        if dialect is None:
+        if dialect not in self.dialects:
             return Reply(404, {"error": f"no route {request.path}"})
         try:
             body = request.json()
@@ -239,31 +244,40 @@ class StandInLLM(StandInServer):
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Run the stand-in LLM server (no model).")
-    parser.add_argument("--port", type=int, default=5001, help="0 picks a free port")
-    parser.add_argument("--latency", type=float, default=0.0, help="seconds per reply")
+    prog = "python -m taxdata.testing.llm_server"
+    parser = argparse.ArgumentParser(
+        prog=prog, description="Run the stand-in LLM server on 127.0.0.1 (no model): it speaks "
+        "the proxy, Ollama and OpenAI APIs on one port and, by default, answers with the "
+        "rule-based responder, which reads the figures out of the source text in each prompt.")
+    parser.add_argument("--port", type=int, default=5001,
+                        help="0 picks a free port (default %(default)s)")
+    parser.add_argument("--latency", type=float, default=0.0,
+                        help="seconds per reply (default %(default)s)")
     parser.add_argument("--capacity", type=int, default=None,
                         help="parallel slots (default: no limit)")
     parser.add_argument("--overflow", choices=("queue", "503", "429"), default="queue",
                         help="requests beyond --capacity: wait, or 503 (Ollama's queue-full "
-                             "message) or 429")
+                             "message) or 429 (default %(default)s)")
     parser.add_argument("--retry-after", type=float, default=None, metavar="S",
                         help="Retry-After header on 503/429 overflow answers (default: none)")
     parser.add_argument("--garbage-rate", type=float, default=0.0, metavar="P",
-                        help="share of replies that are HTTP 200 but not API JSON (e.g. 0.3)")
+                        help="share of replies that are HTTP 200 but not API JSON, e.g. 0.3 "
+                             "(default %(default)s)")
     parser.add_argument("--error-rate", type=float, default=0.0, metavar="P",
-                        help="share of replies that are HTTP 500")
-    parser.add_argument("--seed", type=int, default=None, help="seed for the fault draws")
+                        help="share of replies that are HTTP 500 (default %(default)s)")
+    parser.add_argument("--seed", type=int, default=None,
+                        help="seed for the fault draws (default: a new one each start)")
     parser.add_argument("--down-after", type=float, default=None, metavar="S",
-                        help="stop answering S seconds after start (connections cut)")
+                        help="stop answering S seconds after start, connections cut (default: "
+                             "never)")
     parser.add_argument("--down-for", type=float, default=None, metavar="S",
                         help="with --down-after: come back after S seconds (default: never)")
     parser.add_argument("--model", action="append", dest="models",
-                        help="model name to list (repeatable)")
-    parser.add_argument("--responder", choices=("fixed", "rules"), default="fixed",
-                        help="fixed: answer OK / {} to everything; rules: read the prompt and "
-                             "answer with the figures its source text states (see "
-                             "taxdata/testing/responder.py) (default %(default)s)")
+                        help="model name to list, repeatable (default: stand-in:latest)")
+    parser.add_argument("--responder", choices=("fixed", "rules"), default="rules",
+                        help="rules: read the prompt and answer with the figures its source "
+                             "text states (taxdata/testing/responder.py); fixed: answer OK / {} "
+                             "to everything (default %(default)s)")
     args = parser.parse_args(argv)
     responder = rule_based_reply if args.responder == "rules" else None
     server = StandInLLM(latency=args.latency, capacity=args.capacity, overflow=args.overflow,
@@ -271,8 +285,10 @@ def main(argv: list[str] | None = None) -> int:
                         error_rate=args.error_rate, seed=args.seed,
                         models=tuple(args.models or ("stand-in:latest",)), port=args.port,
                         responder=responder)
-    server.start()
-    print(f"stand-in LLM listening on {server.base_url}", flush=True)
+    if not start_by_hand(server, prog, args.port):
+        return 2
+    print(f"stand-in LLM listening on {server.base_url} ({args.responder} responder)\n"
+          f"use it with: TAXDATA_LLM_URL={server.base_url}", flush=True)
     forever = threading.Event()
     try:
         with contextlib.suppress(KeyboardInterrupt):

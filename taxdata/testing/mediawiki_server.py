@@ -15,7 +15,7 @@ import threading
 from dataclasses import dataclass, field
 from urllib.parse import parse_qs
 
-from taxdata.testing.samples import sample_articles
+from taxdata.testing.samples import REGISTRY_FILE, sample_articles
 from taxdata.testing.server import (
     RecordedRequest,
     Reply,
@@ -230,7 +230,10 @@ def main(argv: list[str] | None = None) -> int:
             titles.append(article.title)
     served = ", ".join(titles) or "no pages"
     return serve_until_interrupted(
-        server, f"stand-in MediaWiki listening on {{base_url}}{API_PATH} (SAMPLE pages: {served})")
+        server, f"stand-in MediaWiki listening on {{base_url}}{API_PATH} (SAMPLE pages: {served})"
+                f"\nuse it with: TAXDATA_WIKIPEDIA_API={{base_url}}{API_PATH} "
+                f"TAXDATA_COUNTRIES={REGISTRY_FILE} (the SAMPLE registry)",
+        prog=parser.prog, port=args.port)
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import json
 import socket
 import sys
@@ -223,9 +224,26 @@ def sample_server_parser(prog: str, description: str, port: int,
     return parser
 
 
-def serve_until_interrupted(server: StandInServer, banner: str) -> int:
-    """Run a stand-in in the foreground (its ``main()``): print ``banner``, stop on Ctrl-C."""
-    server.start()
+def start_by_hand(server: StandInServer, prog: str, port: int) -> bool:
+    """Start a stand-in run by hand; a port that is taken is one line on stderr, not a
+    traceback (False: it did not start)."""
+    try:
+        server.start()
+    except OSError as exc:
+        taken = exc.errno == errno.EADDRINUSE
+        print(f"{prog}: error: port {port} is " + (
+            "in use (another server there?) - stop it, or pick another with --port N (0: any "
+            "free port)" if taken else f"not usable: {exc.strerror or exc}"), file=sys.stderr)
+        return False
+    return True
+
+
+def serve_until_interrupted(server: StandInServer, banner: str, *, prog: str = "stand-in",
+                            port: int = 0) -> int:
+    """Run a stand-in in the foreground (its ``main()``): print ``banner``, stop on Ctrl-C.
+    Exit code 2 when it cannot listen on ``port``."""
+    if not start_by_hand(server, prog, port):
+        return 2
     print(banner.format(base_url=server.base_url), flush=True)
     try:
         with contextlib.suppress(KeyboardInterrupt):
@@ -233,3 +251,46 @@ def serve_until_interrupted(server: StandInServer, banner: str) -> int:
     finally:
         server.stop()
     return 0
+
+
+class SilentServer:
+    """A server that accepts connections and never answers (a hung process on the port).
+
+    ``with SilentServer() as silent: ... silent.base_url``: every connection is accepted and
+    held open, nothing is ever read or written, until the block ends.
+    """
+
+    def __init__(self, host: str = "127.0.0.1") -> None:
+        self._socket = socket.create_server((host, 0), backlog=64)
+        self.port = self._socket.getsockname()[1]
+        self._held: list[socket.socket] = []
+        self._closed = threading.Event()
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+        self.accepted = 0
+
+    def _accept(self) -> None:
+        while not self._closed.is_set():
+            try:
+                connection, _ = self._socket.accept()
+            except OSError:  # closed under us: the block ended
+                return
+            self._held.append(connection)
+            self.accepted += 1
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def __enter__(self) -> "SilentServer":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._closed.set()
+        with contextlib.suppress(OSError):
+            self._socket.shutdown(socket.SHUT_RDWR)
+        self._socket.close()
+        for connection in self._held:
+            with contextlib.suppress(OSError):
+                connection.close()
+        self._thread.join(5)

@@ -7,6 +7,7 @@ nothing (the run saves each outcome as it arrives, on one thread).
 from __future__ import annotations
 
 import hashlib
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,6 +46,12 @@ class CountryUpdater:
                 and provenance.get("prompt_version") == PROMPT_VERSION
                 and provenance.get("model") == model)
 
+    def fate(self, slug: str) -> str:
+        """What a failed country's dataset entry keeps: its record, or none exists yet."""
+        if (self.previous.get(slug) or {}).get("record") is not None:
+            return "previous record kept"
+        return "no record exists yet (none written)"
+
     def process(self, slug: str, path: Path) -> CountryOutcome:
         """The country's outcome: PENDING with the new record, UNCHANGED when up to date; or
         :class:`CountryFailed` with a FAILED outcome."""
@@ -63,14 +70,15 @@ class CountryUpdater:
         try:
             result = self.extractor.extract(country, text, check_quotes=not info.unverified)
         except ExtractionFailed as exc:
-            outcome.status, outcome.reason = Status.FAILED, str(exc)
-            outcome.unsupported = exc.unsupported
+            outcome.status, outcome.reason = Status.FAILED, f"{_cause(exc)}; {self.fate(slug)}"
+            outcome.unsupported, outcome.replies = exc.unsupported, exc.replies
             outcome.attempts, outcome.http_attempts = exc.attempts, exc.http_attempts
             outcome.latency_s = round(time.monotonic() - started, 3)
             outcome.model = client.model
             raise CountryFailed(outcome) from exc
         outcome.latency_s = round(time.monotonic() - started, 3)
         outcome.attempts, outcome.http_attempts = result.asked, result.http_attempts
+        outcome.replies = result.replies
         outcome.model = result.model
         outcome.warnings, outcome.missing = result.warnings, missing_fields(result.extraction)
         check = result.check
@@ -105,9 +113,15 @@ class CountryUpdater:
             logger.warning("[DISPUTED] %s %s %s", thread_label(), outcome.slug, check.summary())
         if check.disputes and not self.accept_disputed:
             outcome.status, outcome.record = Status.FAILED, None
-            outcome.reason = (f"DISPUTED {check.summary()}; held back, previous record kept "
+            outcome.reason = (f"DISPUTED {check.summary()}; held back, {self.fate(outcome.slug)} "
                               "(--accept-disputed writes it)")
             raise CountryFailed(outcome)
+
+
+def _cause(error: ExtractionFailed) -> str:
+    """Why the extraction failed, without a verdict on the record: only the run knows whether
+    there is a previous record to keep (see CountryUpdater.fate)."""
+    return re.sub(r";?\s*previous record kept$", "", str(error))
 
 
 def _provenance(path: Path, raw: bytes, info: SourceInfo, model: str,

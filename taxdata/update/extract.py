@@ -11,14 +11,14 @@ fails the country); every figure whose quote the text does not bear out is withh
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from taxdata.clients.llm import LLMClient, LLMError, LLMTruncated
 from taxdata.countries.registry import Country
 from taxdata.errors import TaxdataError
 from taxdata.events import ReplyRejected, emit
-from taxdata.log import logger, thread_label
+from taxdata.log import logger, thread_label, truncate
 from taxdata.record.evidence import EvidenceCheck, Quote, check_evidence
 from taxdata.record.models import Extraction
 from taxdata.record.replies import ReplyError, parse_reply
@@ -28,6 +28,9 @@ from taxdata.record.validation import validate_extraction
 from taxdata.store.taxfile import DEFAULT_MAX_CHARS, request_parts
 
 PROMPT_VERSION = "updater-2"
+# Characters of each raw reply kept in the run report (and shown by -v): enough to see what the
+# model said, bounded so a runaway reply cannot bloat the report.
+REPLY_LIMIT = 4096
 
 SYSTEM_PROMPT = """\
 You extract personal tax facts for a tax calculator from a source text.
@@ -79,6 +82,7 @@ class Extracted:
     asked: int  # model replies asked for (a validation re-ask counts)
     http_attempts: int
     model: str
+    replies: list[dict[str, Any]] = field(default_factory=list)  # each ask's reply (bounded)
 
 
 @dataclass
@@ -92,10 +96,33 @@ class ExtractionFailed(TaxdataError):
     """The model's replies never passed validation; the message lists why."""
 
     def __init__(self, message: str, attempts: int, http_attempts: int,
-                 unsupported: list[dict[str, Any]] | None = None) -> None:
+                 unsupported: list[dict[str, Any]] | None = None,
+                 replies: list[dict[str, Any]] | None = None) -> None:
         super().__init__(message)
         self.attempts, self.http_attempts = attempts, http_attempts
         self.unsupported = unsupported or []
+        self.replies = replies or []  # each ask's raw reply (bounded) and why it was rejected
+
+
+def reply_entry(ask: int, part: int, parts: int, request_id: int | None, text: str | None,
+                rejected: list[str]) -> dict[str, Any]:
+    """One ask's reply as the report keeps it: the text bounded to REPLY_LIMIT characters, and
+    the errors it was rejected for (empty: accepted)."""
+    return {"ask": ask, "part": f"{part}/{parts}" if parts > 1 else None,
+            "request_id": request_id, "chars": len(text) if text is not None else None,
+            "reply": truncate(text, REPLY_LIMIT) if text is not None else None,
+            "rejected": rejected}
+
+
+def rejected_after_all(country: Country, reason: str, replies: list[dict[str, Any]]) -> None:
+    """Replies that passed validation but whose country then fails (no verified quote, parts
+    that disagree, nothing stated): each is rejected after all, in its entry and as an event,
+    so the run report draws its request as an invalid reply, not as a good one."""
+    for entry in replies:
+        if not entry["rejected"]:
+            entry["rejected"] = [reason]
+            emit(ReplyRejected(thread_label(), f"{country.slug} reply {entry['ask']} rejected",
+                               reason, entry["request_id"]))
 
 
 class Extractor:
@@ -133,16 +160,16 @@ class Extractor:
         merged, conflicts = merge_extractions([r.extraction for r in results])
         asked = sum(r.asked for r in results)
         http = sum(r.http_attempts for r in results)
-        if conflicts:
-            raise ExtractionFailed("parts of the source disagree: " + "; ".join(conflicts),
-                                   asked, http)
-        outcome = validate_extraction(merged.model_dump(), country)
-        if not outcome.ok:
-            raise ExtractionFailed("merged parts invalid: " + "; ".join(outcome.errors),
-                                   asked, http)
+        replies = [entry for r in results for entry in r.replies]
+        outcome = None if conflicts else validate_extraction(merged.model_dump(), country)
+        if outcome is None or not outcome.ok:
+            reason = ("parts of the source disagree: " + "; ".join(conflicts) if conflicts
+                      else "merged parts invalid: " + "; ".join(outcome.errors))
+            rejected_after_all(country, reason, replies)
+            raise ExtractionFailed(reason, asked, http, replies=replies)
         warnings = [w for r in results for w in r.warnings] + outcome.warnings
         return Extracted(outcome.extraction, list(dict.fromkeys(warnings)), asked, http,
-                         results[-1].model), quotes
+                         results[-1].model, replies), quotes
 
     def extract(self, country: Country, text: str, *,
                 check_quotes: bool = True) -> CheckedExtraction:
@@ -162,13 +189,16 @@ class Extractor:
                 logger.warning("[UNSUPPORTED] %s %s %s %s: %s", thread_label(), country.slug,
                                item.path, item.report()["value"], item.reason)
             if check.failed:
+                rejected_after_all(country, check.failed, result.replies)
                 raise ExtractionFailed(check.failed, result.asked, result.http_attempts,
-                                       unsupported)
+                                       unsupported, result.replies)
             outcome = validate_extraction(check.extraction.model_dump(), country)
             if not outcome.ok:  # withholding figures must never make a record invalid
-                raise ExtractionFailed("figures withheld for want of evidence leave an invalid "
-                                       "record: " + "; ".join(outcome.errors),
-                                       result.asked, result.http_attempts, unsupported)
+                reason = ("figures withheld for want of evidence leave an invalid record: "
+                          + "; ".join(outcome.errors))
+                rejected_after_all(country, reason, result.replies)
+                raise ExtractionFailed(reason, result.asked, result.http_attempts, unsupported,
+                                       result.replies)
             result.extraction = check.extraction
             result.warnings = result.warnings + check.notes
             result.check = check
@@ -176,9 +206,11 @@ class Extractor:
         if all(getattr(facts, key) is None
                for key in ("system", "brackets", "vat", "socialSecurity")):
             # A record of nothing but nulls would wipe the previous one: that needs a human.
-            raise ExtractionFailed("the reply states no tax facts (system, brackets, VAT and "
-                                   "social security all null); previous record kept",
-                                   result.asked, result.http_attempts)
+            reason = ("the reply states no tax facts (system, brackets, VAT and social security "
+                      "all null)")
+            rejected_after_all(country, reason, result.replies)
+            raise ExtractionFailed(reason, result.asked, result.http_attempts,
+                                   replies=result.replies)
         return result
 
     def _extract_part(self, country: Country, text: str, part: int,
@@ -187,6 +219,7 @@ class Extractor:
         label = f"Extracting {country.slug}" + (f" part {part}/{parts}" if parts > 1 else "")
         http_attempts = 0
         errors: list[str] = []
+        replies: list[dict[str, Any]] = []  # each ask's reply, for the run report
         asks = 1 + self.max_reasks
         for asked in range(1, asks + 1):  # re-asks carry the exact errors, then give up
             text: str | None = None
@@ -197,7 +230,9 @@ class Extractor:
                 http_attempts += exc.attempts
                 errors = [str(exc)]
             except LLMError as exc:
-                raise ExtractionFailed(str(exc), asked, http_attempts + exc.attempts) from exc
+                replies.append(reply_entry(asked, part, parts, None, None, [str(exc)]))
+                raise ExtractionFailed(str(exc), asked, http_attempts + exc.attempts,
+                                       replies=replies) from exc
             else:
                 http_attempts += reply.attempts
                 text = reply.text
@@ -208,8 +243,12 @@ class Extractor:
                 except ReplyError as exc:
                     outcome, errors = None, [str(exc)]
                 if outcome is not None and outcome.extraction is not None and not errors:
+                    replies.append(reply_entry(asked, part, parts, reply.request_id, text, []))
                     return Extracted(outcome.extraction, outcome.warnings, asked, http_attempts,
-                                     reply.model)
+                                     reply.model, replies)
+            replies.append(reply_entry(asked, part, parts,
+                                       reply.request_id if text is not None else None, text,
+                                       list(errors)))
             emit(ReplyRejected(thread_label(), f"{country.slug} reply {asked} rejected",
                                "; ".join(errors[:3]) + (" ..." if len(errors) > 3 else ""),
                                reply.request_id if text is not None else None))
@@ -220,7 +259,7 @@ class Extractor:
             else:
                 messages = messages + [{"role": "assistant", "content": text},
                                        {"role": "user", "content": retry}]
-        raise ExtractionFailed("; ".join(errors), asks, http_attempts)
+        raise ExtractionFailed("; ".join(errors), asks, http_attempts, replies=replies)
 
 
 def merge_extractions(parts: list[Extraction]) -> tuple[Extraction, list[str]]:

@@ -15,13 +15,15 @@ This module runs it: the plan, the workers, the end, the dry runs. What it is as
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 from taxdata import __version__
 from taxdata.clients.llm import LLMClient, report_endpoints
+from taxdata.clients.wikipedia import WikipediaClient
 from taxdata.config import Settings
 from taxdata.countries.registry import RegistryError, load_registry
 from taxdata.errors import EXIT_OK, UsageError
@@ -46,7 +48,9 @@ from taxdata.update.summary import (
     crosscheck_counts,
     few_words,
     print_closing_line,
+    print_report_paths,
     print_update_summary,
+    summary_totals,
 )
 
 SCRIPT_NAME = "tax_data_updater.py"
@@ -133,8 +137,11 @@ class UpdateRun:
     def checkpoint(self) -> None:
         self.store.checkpoint(self.outcomes, self.model)
 
-    def finish(self, interrupted: bool) -> None:
-        """Write tax_data.json and taxData.js (in step), then the report; drop the journal."""
+    def finish(self, interrupted: bool, seconds: float = 0.0,
+               endpoints: list[str] | None = None) -> None:
+        """Write tax_data.json and taxData.js (in step), then the report and its review page;
+        drop the journal. ``seconds``: the run's wall time; ``endpoints``: the LLM servers'
+        summary lines (the page shows them as the summary prints them)."""
         for slug in self.store.dataset["countries"]:
             if not self.registry.has_slug(slug):
                 self.outcomes[slug] = CountryOutcome(
@@ -145,7 +152,8 @@ class UpdateRun:
             "started_at": self.started, "finished_at": now_utc(), "interrupted": interrupted,
             "model": self.model, "llm_url": self.settings.llm_url,
             "prompt_version": PROMPT_VERSION, "taxdata_version": __version__,
-            "counts": report_counts(self.outcomes),
+            "seconds": round(seconds, 1), "counts": report_counts(self.outcomes),
+            "totals": summary_totals(self.outcomes), "llm_endpoints": endpoints or [],
             "crosscheck": {"references": [r.label for r in self.references],
                            "rule": crosscheck.RULE,
                            "counts": crosscheck_counts(self.outcomes)},
@@ -156,11 +164,40 @@ class UpdateRun:
         self.report_path = self.data.write_new_text(f"reports/update-{stamp}", ".json",
                                                     json.dumps(report, indent=2) + "\n")
         write_html_report(self.data, self.report_path.relative_to(self.data.root).as_posix(),
-                          report, self.store.view())
+                          report, self.store.view(), previous=self.previous,
+                          sources=self.source_text)
+
+    def source_text(self, slug: str, source: Mapping[str, Any] | None) -> str | None:
+        """The text a country's quotes are shown in: its taxation file, or (``source``: the
+        original a grounded figure names) the cached article with that revision or sha256."""
+        outcome = self.outcomes.get(slug)
+        path = self.input_dir / outcome.source_file if outcome and outcome.source_file else None
+        try:
+            raw = path.read_bytes() if path and path.stat().st_size <= \
+                self.settings.max_input_bytes else None
+        except OSError:
+            raw = None
+        if source is None:
+            return None if raw is None else raw.decode("utf-8", errors="replace")
+        wanted = (source.get("sha256"), str(source.get("revision") or ""))
+        if raw is not None and hashlib.sha256(raw).hexdigest() == wanted[0]:
+            return raw.decode("utf-8", errors="replace")
+        title = source.get("title") or (self.registry.get(slug).wikipedia_title
+                                        if self.registry.has_slug(slug) else None)
+        try:
+            cached = WikipediaClient(self.settings.wikipedia_api, self.settings.user_agent,
+                                     cache_dir=DataDir(self.settings.data_dir)).cached(title) \
+                if title else None
+        except ValueError:  # a User-Agent without contact details: no client, no cache
+            return None
+        if cached is not None and (str(cached.revision_id) == wanted[1] or hashlib.sha256(
+                cached.text.encode("utf-8")).hexdigest() == wanted[0]):
+            return cached.text
+        return None
 
     def print_summary(self, seconds: float) -> None:
         print_update_summary(self.outcomes, seconds, model=self.model,
-                             references=self.references, report_path=self.report_path)
+                             references=self.references)
 
 
 @run_lock_scope()
@@ -178,10 +215,11 @@ def run(options: UpdateOptions, settings: Settings) -> int:
     sources = update.plan()
     client = LLMClient.from_settings(settings)
     extractor = Extractor(client, options.max_chars, settings.max_reasks)
-    if options.dry_run:
-        return dry_run(update, extractor, sources)
+    # A dry run checks the server too: a dead URL must not pass as "would work".
     update.model = client.preflight()
     update.previous = dict(update.store.dataset["countries"])
+    if options.dry_run:
+        return dry_run(update, extractor, sources)
     update.store.journal.open()
     if update.store.dirty:  # the import is on disk before the first request
         update.checkpoint()
@@ -203,10 +241,11 @@ def run(options: UpdateOptions, settings: Settings) -> int:
     for slug, result in summary.results.items():
         if slug not in update.outcomes or not result.ok:
             update.outcomes[slug] = outcome_of(result, CountryOutcome)
-    update.finish(summary.interrupted)
+    update.finish(summary.interrupted, time.monotonic() - started, client.endpoint_summary())
     update.print_summary(time.monotonic() - started)
     report_endpoints(client, (r.error for r in summary.results.values()))
-    print_closing_line(update.outcomes)
+    print_report_paths(update.report_path)  # the last lines: where to look ...
+    print_closing_line(update.outcomes)  # ... and, if nothing written was checked, that
     return exit_code(update.outcomes, summary.interrupted)
 
 
@@ -251,8 +290,9 @@ def run_import(update: UpdateRun, started: float) -> int | None:
         return dry_run_import(update)
     if options.import_only:
         update.store.journal.open()
-        update.finish(interrupted=False)
+        update.finish(interrupted=False, seconds=time.monotonic() - started)
         update.print_summary(time.monotonic() - started)
+        print_report_paths(update.report_path)
         print_closing_line(update.outcomes)
         return exit_code(update.outcomes, interrupted=False)
     return None
@@ -267,11 +307,20 @@ def dry_run_import(update: UpdateRun) -> int:
 
 
 def dry_run(update: UpdateRun, extractor: Extractor, sources: dict[str, Path]) -> int:
-    """List what would run and each prompt's size; send nothing, write nothing."""
-    noun = "country" if len(sources) == 1 else "countries"
-    print(f"Dry run: {len(sources)} {noun} would be sent to {update.settings.llm_url} "
+    """List what a real run would send (the up-to-date countries are not sent, as in a real
+    run) and each prompt's size; send no work, write nothing."""
+    judge = CountryUpdater(update.registry, extractor, [], update.previous,
+                           force=update.options.force)
+    current = [slug for slug, path in sources.items()
+               if judge.up_to_date(slug, path.read_bytes(), update.model)]
+    sent = {slug: path for slug, path in sources.items() if slug not in current}
+    noun = "country" if len(sent) == 1 else "countries"
+    print(f"Dry run: {len(sent)} {noun} would be sent to "
+          f"{', '.join(e.url for e in extractor.client.endpoints)} (model {update.model}) "
           f"with {update.settings.max_workers} workers")
-    for slug, path in sources.items():
+    if current:
+        print(f"  UNCHANGED (up to date, not sent; --force sends them): {', '.join(current)}")
+    for slug, path in sent.items():
         text = path.read_text(encoding="utf-8", errors="replace")
         parts = extractor.parts(text)
         sizes = [sum(len(m["content"]) for m in extractor.messages(update.registry.get(slug), p))

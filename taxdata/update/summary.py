@@ -18,16 +18,29 @@ from taxdata.update.outcome import STATUSES, CountryOutcome
 
 
 def print_update_summary(outcomes: Mapping[str, CountryOutcome], seconds: float, *,
-                         model: str | None, references: Sequence[Reference],
-                         report_path: Path | None) -> None:
-    """The summary of a finished run (or import)."""
-    sections = [*unsupported_lines(outcomes), *unverified_lines(outcomes),
-                *crosscheck_lines(outcomes, references)]
-    if report_path is not None:
-        sections.append(f"Report: {report_path}")
+                         model: str | None, references: Sequence[Reference]) -> None:
+    """The summary of a finished run (or import); :func:`print_report_paths` follows it."""
+    sections = [*removed_lines(outcomes), *unsupported_lines(outcomes),
+                *unverified_lines(outcomes), *crosscheck_lines(outcomes, references)]
     print_summary("Update summary", dict(sorted(outcomes.items())), seconds, statuses=STATUSES,
                   note=f"model {model or 'n/a'}", listed=_listed,
                   detail=lambda outcome: few_words(outcome.reason), sections=sections)
+
+
+def print_report_paths(report_path: Path | None) -> None:
+    """The run's last lines: where its report and its review page are."""
+    if report_path is not None:
+        print(f"  Report: {report_path}")
+        print(f"  Review page: {report_path.with_suffix('.html')}")
+
+
+def removed_lines(outcomes: Mapping[str, CountryOutcome], most: int = 20) -> Iterator[str]:
+    """The REMOVED countries by name (a count alone says nothing about which)."""
+    removed = sorted(o.slug for o in outcomes.values() if o.status == Status.REMOVED)
+    if removed:
+        shown = ", ".join(removed[:most]) + (f" and {len(removed) - most} more"
+                                             if len(removed) > most else "")
+        yield f"REMOVED: {shown}"
 
 
 def _listed(outcome: CountryOutcome) -> bool:
@@ -35,12 +48,22 @@ def _listed(outcome: CountryOutcome) -> bool:
     return outcome.status == Status.FAILED and not outcome.reason.startswith("DISPUTED ")
 
 
+def summary_totals(outcomes: Mapping[str, CountryOutcome]) -> dict[str, int]:
+    """The totals the summary prints, for the report (its review page shows these very ones)."""
+    held = [u for o in outcomes.values() for u in o.unsupported]
+    return {"unsupported": sum(not u["withheld"] for u in held),
+            "withheld": sum(bool(u["withheld"]) for u in held),
+            "unsupported_countries": sum(bool(o.unsupported) for o in outcomes.values()),
+            "unverified": len(unverified_slugs(outcomes)),
+            "disputed": crosscheck_counts(outcomes)[crosscheck.DISPUTED]}
+
+
 def unsupported_lines(outcomes: Mapping[str, CountryOutcome], most: int = 20) -> Iterator[str]:
     """Figures not written for want of a verified quote: counts, then a line per country
     (at most ``most`` lines)."""
     held = {slug: o.unsupported for slug, o in sorted(outcomes.items()) if o.unsupported}
-    own = sum(not u["withheld"] for items in held.values() for u in items)
-    withheld = sum(u["withheld"] for items in held.values() for u in items)
+    totals = summary_totals(outcomes)
+    own, withheld = totals["unsupported"], totals["withheld"]
     noun = "country" if len(held) == 1 else "countries"
     yield (f"UNSUPPORTED figures: {own} in {len(held)} {noun} (no verified quote; not written)"
            + (f", {withheld} more withheld with them" if withheld else ""))
@@ -51,10 +74,15 @@ def unsupported_lines(outcomes: Mapping[str, CountryOutcome], most: int = 20) ->
         yield f"... and {len(held) - most} more countries with UNSUPPORTED figures (see the report)"
 
 
-def unverified_lines(outcomes: Mapping[str, CountryOutcome], most: int = 20) -> Iterator[str]:
+def unverified_slugs(outcomes: Mapping[str, CountryOutcome]) -> list[str]:
     """The written countries whose record no source bears out (model knowledge, an import)."""
-    unverified = sorted(o.slug for o in outcomes.values()
-                        if o.unverified and o.status not in (Status.FAILED, Status.SKIPPED))
+    return sorted(o.slug for o in outcomes.values()
+                  if o.unverified and o.status not in (Status.FAILED, Status.SKIPPED))
+
+
+def unverified_lines(outcomes: Mapping[str, CountryOutcome], most: int = 20) -> Iterator[str]:
+    """The written countries whose record no source bears out, at most ``most`` by name."""
+    unverified = unverified_slugs(outcomes)
     if unverified:
         shown = ", ".join(unverified[:most])
         more = f" and {len(unverified) - most} more" if len(unverified) > most else ""

@@ -113,7 +113,7 @@ def test_unreachable_server_is_a_preflight_error(capsys):
     code = bench.main(["--llm-url", "http://127.0.0.1:9/api/chat", "--tasks", "1",
                        "--workers", "1"])
     assert code == bench.EXIT_USAGE
-    assert "not reachable" in capsys.readouterr().err
+    assert "refused the connection" in capsys.readouterr().err
 
 
 def test_stand_in_process_is_stopped_even_on_errors():

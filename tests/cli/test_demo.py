@@ -153,6 +153,8 @@ def test_stand_in_servers_start_alone_with_help_and_sample_pages():
         assert text.startswith("usage: "), (module, text)
         assert "--port" in text and "--latency" in text, module
     assert "--responder {fixed,rules}" in helps[2]  # the LLM stand-in's rule-based model
+    assert "(default rules)" in " ".join(helps[2].split())
+    assert all("(default" in text for text in helps[:-1])
     article = sample_articles()[0]
     wiki, api = _start("taxdata.testing.mediawiki_server")
     extractor, base = _start("taxdata.testing.extractor_server")
@@ -195,3 +197,27 @@ def test_wikipedia_preflight_is_one_request_before_the_work(monkeypatch):
         actions = [r.query.get("action", ["?"])[0] for r in wiki.requests]
     assert actions[0] == "query" and actions.count("query") == 1
     assert actions[1:] == ["parse"] * len(sample_articles())
+
+
+def test_a_stand_in_on_a_busy_port_says_so_in_one_line():
+    with StandInLLM() as taken:
+        for module in STAND_INS:
+            result = subprocess.run([sys.executable, "-m", module, "--port", str(taken.port)],
+                                    capture_output=True, text=True, cwd=ROOT, timeout=60)
+            assert result.returncode == 2, (module, result.stderr)
+            assert result.stderr.strip().splitlines() == [
+                f"python -m {module}: error: port {taken.port} is in use (another server "
+                "there?) - stop it, or pick another with --port N (0: any free port)"]
+
+
+def test_the_llm_stand_in_started_by_hand_answers_with_the_rules_responder():
+    proc, base = _start("taxdata.testing.llm_server")
+    try:
+        body = _chat(extraction_json_schema(), SOURCE)
+        body["stream"] = False
+        answer = requests.post(base + "/api/chat", json=body, timeout=10).json()
+        figures = json.loads(answer["message"]["content"])
+        assert figures["vat"]["standard"] == 14  # read out of the prompt, not "{}"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)

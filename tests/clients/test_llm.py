@@ -27,6 +27,7 @@ from taxdata.clients.llm import (
 from taxdata.errors import PreflightError
 from taxdata.events import GaveUp, RequestEnded, RequestStarted, Retry, recording
 from taxdata.testing.llm_server import Fault, structured_form
+from taxdata.testing.server import SilentServer
 
 SCHEMA = {"type": "object", "properties": {"rate": {"type": "number"}}, "required": ["rate"]}
 MESSAGES = [{"role": "system", "content": "s" * 16}, {"role": "user", "content": "u" * 24}]
@@ -355,13 +356,35 @@ def test_stop_during_backoff_gives_up(llm_server, client_for):
 
 # -- preflight --------------------------------------------------------------------------------
 
-def test_preflight_server_down():
-    url = f"http://127.0.0.1:{free_port()}/chat"
-    client = LLMClient(Endpoint(url, DIALECTS["proxy"]), connect_timeout=2)
+@pytest.mark.parametrize("dialect,path,fix", [
+    ("proxy", "/chat", "start your Ollama proxy there, or use Ollama itself: "
+                       "TAXDATA_LLM_URL=http://localhost:11434"),
+    ("ollama", "/api/chat", "start Ollama (`ollama serve`, it listens on port 11434)"),
+    ("openai", "/v1/chat/completions", "start your OpenAI-compatible server"),
+])
+def test_preflight_server_down_names_the_fix_for_its_kind_of_server(dialect, path, fix):
+    port = free_port()
+    url = f"http://127.0.0.1:{port}{path}"
+    client = LLMClient(Endpoint(url, DIALECTS[dialect]), connect_timeout=2)
     with pytest.raises(PreflightError) as info:
         client.preflight()
-    assert str(info.value) == (f"LLM server not reachable at {url} - start it (ollama serve) "
-                               "or set TAXDATA_LLM_URL")
+    message = str(info.value)
+    assert message.startswith(f"LLM server at {url} refused the connection (nothing listens on "
+                              f"127.0.0.1:{port}) - ")
+    assert fix in message and "\n" not in message
+    assert ("ollama serve" in message) == (dialect == "ollama")
+
+
+def test_preflight_server_that_never_answers_says_it_connected():
+    with SilentServer() as silent:
+        url = silent.base_url + "/api/chat"
+        client = LLMClient(Endpoint(url, DIALECTS["ollama"]), connect_timeout=0.3)
+        with pytest.raises(PreflightError) as info:
+            client.preflight()
+    assert str(info.value).startswith(
+        f"LLM server at {url} accepted the connection but did not answer GET "
+        f"{silent.base_url}/api/tags within 0.3s (TAXDATA_CONNECT_TIMEOUT)")
+    assert silent.accepted == 1
 
 
 def test_preflight_unknown_model_names_it_and_the_available_ones(make_llm_server, client_for):

@@ -38,9 +38,11 @@ def test_research_runs_from_python_with_keyword_options(llm_server, tmp_path, ca
     assert re.search(rf"^  WRITTEN fictonia: {re.escape(str(written))}$", out, re.M), out
 
 
-def test_research_without_countries_takes_its_defaults_and_leaves_the_options_as_given(capsys):
+def test_research_without_countries_takes_its_defaults_and_leaves_the_options_as_given(
+        capsys, llm_server):
     options = ResearchOptions(dry_run=True)
-    assert research.run(options, load_settings(env_file=None)) == EXIT_OK
+    settings = load_settings({"llm_url": llm_server.url()}, env_file=None)
+    assert research.run(options, settings) == EXIT_OK  # a dry run asks the server (preflight)
     listed = [line.split()[0] for line in capsys.readouterr().out.splitlines()]
     assert listed == list(research.DEFAULT_COUNTRIES)
     assert options.countries is None

@@ -679,7 +679,7 @@ def test_research_dry_run_lists_the_ten_documented_countries(suite):
     assert listed == RESEARCH_DEFAULTS
     assert all(line.split()[1] == "research" for line in result.stdout.splitlines()
                if line.startswith("  "))
-    assert suite.llm.requests == [] and suite.files() == []
+    assert suite.chats() == [] and suite.files() == []
 
 
 def test_research_files_are_marked_unverified(suite):
@@ -755,7 +755,7 @@ def test_research_missing_picks_registry_countries_without_a_file(suite, tmp_pat
     dry = suite.run("research", "--missing", "--dry-run", env={"TAXDATA_COUNTRIES": str(registry)})
     assert dry.returncode == 0, dry.stderr
     assert [line.split()[0] for line in dry.stdout.splitlines()] == ["france", "italy"]
-    assert suite.llm.requests == []
+    assert suite.chats() == []
 
     result = suite.run("research", "--missing", env={"TAXDATA_COUNTRIES": str(registry)})
     assert result.returncode == 0, result.stderr
@@ -836,10 +836,24 @@ def test_dry_run_sends_nothing_and_writes_nothing(suite, script, args):
     assert result.returncode == 0, result.stderr
     listed = [line.split()[0] for line in result.stdout.splitlines() if line.startswith("  ")]
     assert listed == ["germany", "france", "albania"]
-    assert suite.llm.requests == []
-    assert suite.wiki.requests == []
-    assert suite.extractor.requests == []
+    assert only_preflights(suite)
     assert suite.files() == []
+
+
+def only_preflights(suite) -> bool:
+    """The servers were asked whether they answer (model list, siteinfo, health) and nothing
+    else: no chat, no article, no page."""
+    return (all(r.method == "GET" for r in suite.llm.requests)
+            and all(r.query.get("action") == ["query"] for r in suite.wiki.requests)
+            and all(r.path in ("/health", "/txt-files") for r in suite.extractor.requests))
+
+
+@pytest.mark.parametrize("script", ["enhanced", "research"])
+def test_a_dry_run_with_the_llm_down_is_a_preflight_error(suite, script):
+    result = suite.run(script, "--dry-run", "--countries", "germany",
+                       env={"TAXDATA_LLM_URL": dead_url("/chat")})
+    assert result.returncode == 2
+    assert "refused the connection" in result.stderr
 
 
 @pytest.mark.parametrize("script", list(SCRIPTS))
@@ -869,8 +883,10 @@ def test_llm_down_exits_2_with_the_preflight_line(suite, script):
     result = suite.run(script, "--countries", "germany", env={"TAXDATA_LLM_URL": down})
     assert result.returncode == 2
     (line,) = result.stderr.strip().splitlines()
-    assert line == (f"{SCRIPTS[script].name}: error: LLM server not reachable at {down} - "
-                    "start it (ollama serve) or set TAXDATA_LLM_URL")
+    assert line.startswith(f"{SCRIPTS[script].name}: error: LLM server at {down} refused the "
+                           "connection (nothing listens on ")
+    assert line.endswith("- start your Ollama proxy there, or use Ollama itself: "
+                         "TAXDATA_LLM_URL=http://localhost:11434")
     assert suite.wiki.requests == [] and suite.files() == []
 
 
@@ -978,3 +994,14 @@ def test_generator_with_a_file_as_data_dir_exits_2_before_any_request(suite, tmp
     (line,) = result.stderr.strip().splitlines()
     assert "is a file, not a directory" in line
     assert suite.chats() == [] and plain.read_text() == "FIXTURE: not a directory\n"
+
+
+def test_builtin_raw_extraction_checks_wikipedia_once_before_any_country(suite):
+    # Without the check each country waited out its retries, one at a time (minutes for 60).
+    dead = dead_url("/w/api.php")
+    result = suite.run("raw", "--extractor", "builtin", "--countries", "germany,france",
+                       env={"TAXDATA_WIKIPEDIA_API": dead})
+    assert result.returncode == 2
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith(f"generate_taxation_files.py: error: Wikipedia not reachable at {dead}")
+    assert "[RETRY]" not in result.stderr and suite.files() == []

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import html
 import io
 import json
 import re
@@ -33,7 +34,7 @@ from taxdata.events import (
 )
 from taxdata.report.html import build_timeline, render_html
 from taxdata.store.taxfile import SourceInfo, compose
-from taxdata.testing.browser import check_page, find_chromium
+from taxdata.testing.browser import check_page, find_chromium, rendered_dom
 from taxdata.testing.llm_server import Fault, StandInLLM
 from taxdata.testing.responder import rule_based_reply
 from taxdata.testing.samples import research_answer
@@ -129,7 +130,9 @@ def big_run(tmp_path_factory):
         return fault if fault is not None else rule_based_reply(body)
 
     llm = StandInLLM(latency=0.005, responder=respond, models=("sample-rules",))
-    with llm, pytest.MonkeyPatch.context() as mp, logger_restored():
+    printed = io.StringIO()
+    with llm, pytest.MonkeyPatch.context() as mp, logger_restored(), \
+            contextlib.redirect_stdout(printed), contextlib.redirect_stderr(io.StringIO()):
         unreachable_wikipedia(mp)  # (this module-scoped run comes before conftest's _isolated)
         mp.setenv("TAXDATA_COUNTRIES", str(registry))
         code = commands.update_main(["--data-dir", str(tmp), "--input-dir", str(taxation),
@@ -137,7 +140,7 @@ def big_run(tmp_path_factory):
                                      "-w", "8", "--no-progress"])
         requests = [r for r in llm.requests if r.method == "POST"]  # chats, not the preflight
     reports = sorted((tmp / "reports").glob("update-*"))
-    return code, reports, requests, tmp
+    return code, reports, requests, tmp, printed.getvalue()
 
 
 def _small_run(tmp: Path, respond, *, level: str = "INFO") -> tuple[int, str, list, str]:
@@ -195,14 +198,19 @@ def test_the_report_has_every_request_when_the_log_level_hides_them(tmp_path):
 
 
 def test_200_country_run_writes_a_readable_html_report(big_run):
-    code, reports, requests, _ = big_run
+    code, reports, requests, _, _ = big_run
     assert code == 1  # the refused country and the invalid one failed
     assert [p.suffix for p in reports] == [".html", ".json"]
     report = json.loads(reports[1].read_text())
     page = reports[0].read_text(encoding="utf-8")
     assert report["counts"]["ADDED"] == 198 and report["counts"]["FAILED"] == 2
-    rows = re.findall(r'<tr id="c-(sample_\d{3})">', page)
-    assert rows == sorted(report["countries"])
+    anchors = re.findall(r'id="c-(sample_\d{3})"', page)
+    assert sorted(anchors) == sorted(report["countries"])  # every country, once
+    # the failed ones first, in full, then the written ones
+    sections = re.findall(r'<section class="country" id="c-(sample_\d{3})" '
+                          r'data-status="(\w+)">', page)
+    assert [s for s, status in sections if status == "FAILED"] == ["sample_007", "sample_060"]
+    assert [status for _, status in sections[:2]] == ["FAILED", "FAILED"]
     # one lane per worker thread, one bar per request the server saw
     lanes = re.findall(r'<text class="lane" x="0" y="[\d.]+">(Thread-\d+)<', page)
     assert lanes == [f"Thread-{i}" for i in range(1, 9)]
@@ -213,22 +221,80 @@ def test_200_country_run_writes_a_readable_html_report(big_run):
     # 2 broken replies + the gap country, asked once and re-asked TAXDATA_MAX_REASKS times
     assert bars.count("invalid") == 2 + 1 + Settings().max_reasks
     assert page.count('<rect class="wait"') == 3
-    assert "sample_007" in page and "leaves a gap" in page
+    assert "leaves a gap" in page
     # revision and source from the provenance
-    assert ">1042<" in page and 'href="https://example.org/sample_042"' in page
+    assert "revision 1042" in page and 'href="https://example.org/sample_042"' in page
+
+
+def _summary_number(printed: str, pattern: str) -> int:
+    return int(re.search(pattern, printed, re.M).group(1))
+
+
+def test_the_page_header_says_what_the_summary_printed(big_run):
+    _, reports, _, _, printed = big_run
+    page = reports[0].read_text(encoding="utf-8")
+    header = page.split("<h2>Countries</h2>")[0]
+    shown = dict((status, int(n)) for n, status in re.findall(
+        r'<span class="n">(\d+)</span> <span class="status st-\w+">(\w+)</span>', header))
+    printed_counts = {status: _summary_number(printed, rf"^  {status}\s+(\d+)$")
+                      for status in shown}
+    assert shown == printed_counts and shown["FAILED"] == 2
+    unsupported = _summary_number(printed, r"^  UNSUPPORTED figures: (\d+) in")
+    assert f'<span class="n">{unsupported}</span> unsupported figure' in header
+    assert re.search(r'<span class="n">0</span> disputed', header)
+    assert re.search(r'<span class="n">0</span> unverified', header)
+    assert re.search(r"\(\d+\.\ds wall time\)", header)
+    # the servers' lines as the summary printed them
+    [line] = re.findall(r"^  LLM (127\.0\.0\.1:\d+: .*)$", printed, re.M)
+    assert f"<code>{line}</code>" in page
+    # the last lines name the report and its page
+    assert printed.rstrip().splitlines()[-2:] == [f"  Report: {reports[1]}",
+                                                  f"  Review page: {reports[0]}"]
+
+
+def test_written_figures_stand_highlighted_in_their_source_passage(big_run):
+    _, reports, _, tmp, _ = big_run
+    page = reports[0].read_text(encoding="utf-8")
+    dataset = json.loads((tmp / "tax_data.json").read_text())
+    entry = dataset["countries"]["sample_042"]
+    section = page.split('id="c-sample_042"')[1].split("</section>")[0]
+    quotes = entry["provenance"]["evidence"]
+    assert quotes and all(f"<mark>{html.escape(q, quote=True)}</mark>" in section
+                          for q in quotes.values())
+    assert f'<td class="value">{entry["record"]["vat"]["standard"]}</td>' in section
+    assert "DEMO / SAMPLE DATA" in page  # the SAMPLE registry's countries
+
+
+def test_a_failed_country_shows_the_models_raw_replies(big_run):
+    _, reports, _, _, _ = big_run
+    page = reports[0].read_text(encoding="utf-8")
+    section = page.split('id="c-sample_007"')[1].split("</section>")[0]
+    asks = 1 + Settings().max_reasks
+    assert section.count('<pre class="reply">') == asks
+    assert "no record exists yet" in section
+    assert "leaves a gap" in section
 
 
 def test_report_page_loads_nothing_from_the_network(big_run):
     page = big_run[1][0].read_text(encoding="utf-8")
-    assert not re.search(r"<script|<link|<img|<iframe|@import|url\(", page, re.I)
+    assert not re.search(r"<script[^>]*\bsrc=|<link|<img|<iframe|@import|url\(", page, re.I)
+    assert page.count("<script>") == 1  # the one inline filter
 
 
 @pytest.mark.skipif(find_chromium() is None, reason="chromium not installed (.ci/run installs it)")
 def test_report_renders_in_headless_chromium_without_console_errors(big_run, tmp_path):
-    html = big_run[1][0]
-    result = check_page(html, tmp_path / "report.png", height=3000)
+    _, reports, _, tmp, _ = big_run
+    html_page = reports[0]
+    result = check_page(html_page, tmp_path / "report.png", height=3000)
     assert result.problems == [] and result.console == []
     assert result.screenshot is not None and result.screenshot.stat().st_size > 10_000
+    dom = rendered_dom(html_page)
+    assert re.search(r'<div id="filter">', dom)  # the script ran: the filter shows
+    text = html.unescape(re.sub(r"<[^>]+>", "", dom))
+    dataset = json.loads((tmp / "tax_data.json").read_text())
+    for slug in ("sample_000", "sample_123", "sample_199"):
+        for quote in dataset["countries"][slug]["provenance"]["evidence"].values():
+            assert quote in text, (slug, quote)
 
 
 @pytest.mark.skipif(find_chromium() is None, reason="chromium not installed (.ci/run installs it)")
@@ -244,8 +310,96 @@ def test_browser_check_reports_console_errors(tmp_path):
 def test_unsupported_figures_are_listed_and_flagged():
     report = {"counts": {"ADDED": 2}, "countries": {
         "a": {"status": "ADDED", "unsupported": [{"path": "vat.standard", "value": 5,
-                                                   "quote": "x", "reason": "not found"}]},
+                                                   "quote": "x", "reason": "not found",
+                                                   "withheld": False}]},
         "b": {"status": "ADDED"}}}
     page = render_html(report, [])
-    assert "UNSUPPORTED (not written): vat.standard" in page
-    assert re.search(r'Needs a look \(1\):\s*<a href="#c-a">a</a> \(unsupported\)', page)
+    section = page.split('id="c-a"')[1].split("</section>")[0]
+    assert "UNSUPPORTED, not written" in section
+    assert re.search(r'<td class="path">vat.standard</td><td class="value">5</td>'
+                     r'<td>&ldquo;x&rdquo;</td><td>not found</td>', section)
+    assert re.search(r'Look at these first \(1\):\s*<a href="#c-a">a</a> \(unsupported\)', page)
+    assert re.search(r'<span class="n">1</span> unsupported figure ', page)
+    assert "DEMO / SAMPLE" not in page
+
+
+TEXT = """# Taxation in Examplia (FIXTURE)
+
+## VAT
+
+The standard VAT rate is **21 %**. A reduced rate of 9 % applies to food.
+
+## Social security
+
+| Contribution | Employee | Employer |
+|---|---|---|
+""" + "".join(f"| Fund {i} | 1.{i} % | 2.{i} % |\n" for i in range(20)) + """| Pension | 10 % | 20 % |
+"""
+RECORD = {"name": "Examplia", "system": None, "brackets": [],
+          "vat": {"standard": 21, "reduced": [9]},
+          "socialSecurity": {"employeeRate": 10, "employerRate": 20}}
+
+
+def _report_with(evidence: dict, grounding: dict | None = None, old: dict | None = None):
+    provenance = {"evidence": evidence, "source_kind": "wikipedia",
+                  "source_url": "http://127.0.0.1:8080/wiki/Taxation_in_Examplia"}
+    if grounding is not None:
+        provenance["grounding"] = grounding
+    report = {"counts": {"MODIFIED": 1}, "model": "m", "countries": {"examplia": {
+        "status": "MODIFIED", "evidence": evidence, "source_file": "examplia.md",
+        "changes": [{"path": "vat.standard", "old": 20, "new": 21},
+                    {"path": "notes", "old": None, "new": "x"}]}}}
+    dataset = {"countries": {"examplia": {"record": RECORD, "provenance": provenance}}}
+    previous = {"examplia": {"record": old or dict(RECORD, vat={"standard": 20, "reduced": [9]})}}
+    return report, dataset, previous
+
+
+def test_a_quote_is_found_across_markdown_and_shown_with_its_context():
+    evidence = {"vat.standard": "The standard VAT rate is 21 %",
+                "socialSecurity.employerRate": "| Pension | 10 % | 20 % |"}
+    report, dataset, previous = _report_with(evidence)
+    seen = []
+
+    def sources(slug, source):
+        seen.append((slug, source))
+        return TEXT
+
+    page = render_html(report, [], dataset, previous=previous, sources=sources)
+    assert seen == [("examplia", None)]  # one read per source text
+    assert '<mark>The standard VAT rate is **21 %</mark>**. A reduced rate' in page
+    assert '<span class="old">20</span> &rarr; 21' in page  # old -> new
+    # a long table: the row, and the header row that labels its cells
+    assert "| Contribution | Employee | Employer |\n&hellip;" in page
+    assert "<mark>| Pension | 10 % | 20 % |</mark>" in page
+    assert "Also changed: notes" in page
+    # a stand-in's URL is named, not linked
+    assert 'href="http://127.0.0.1:8080' not in page and "a server on this machine" in page
+
+
+def test_grounding_offsets_are_used_when_they_point_at_the_quote():
+    start = TEXT.index("A reduced rate of 9 %")
+    grounding = {"vat.reduced[0]": {"quote": "A reduced rate of 9 %", "start": start,
+                                    "end": start + len("A reduced rate of 9 %"),
+                                    "source": {"url": "https://example.org/a", "revision": 7}}}
+    report, dataset, previous = _report_with({}, grounding)
+    asked = []
+
+    def sources(slug, source):
+        asked.append(source)
+        return TEXT if source else None
+
+    page = render_html(report, [], dataset, previous=previous, sources=sources)
+    assert asked[0] == {"url": "https://example.org/a", "revision": 7}
+    assert "(at its recorded offsets)" in page
+    assert "<mark>A reduced rate of 9 %</mark>" in page
+    # offsets that no longer point at the quote: found by search instead
+    grounding["vat.reduced[0]"]["start"] += 3
+    page = render_html(report, [], dataset, previous=previous, sources=sources)
+    assert "(at its recorded offsets)" not in page and "<mark>A reduced rate of 9 %</mark>" in page
+
+
+def test_a_quote_that_is_not_in_the_text_says_so():
+    report, dataset, previous = _report_with({"vat.standard": "VAT is 22 percent"})
+    page = render_html(report, [], dataset, previous=previous, sources=lambda *_: TEXT)
+    assert ("&ldquo;VAT is 22 percent&rdquo; <span class=\"small\">(quote not located in the "
+            "source text available here)</span>") in page

@@ -361,10 +361,11 @@ def test_dry_run_sends_nothing_and_writes_nothing(server, data):
     url = server.url("proxy")
     proc = run_updater(data, url, "--countries", "germany,france,estonia,spain", "--dry-run")
     assert proc.returncode == 0, explain(proc)
-    assert server.requests == []  # not even the preflight
+    assert [r.method for r in server.requests] == ["GET"]  # the preflight's model list only
     assert snapshot(data) == before
 
-    assert f"Dry run: 3 countries would be sent to {url} with 4 workers" in proc.stdout
+    assert (f"Dry run: 3 countries would be sent to {url} (model {MODEL}) with 4 workers"
+            in proc.stdout)
     sizes = {}
     for slug in HAPPY:
         match = re.search(rf"^  {slug} +{slug}\.md +1 request\(s\), prompt ([\d,]+) chars "
@@ -381,6 +382,23 @@ def test_dry_run_sends_nothing_and_writes_nothing(server, data):
     for slug, chars in sizes.items():
         (body,) = chats_for(server, slug)
         assert sum(len(m["content"]) for m in body["messages"]) == chars
+
+    # Now all three are up to date: the dry run predicts what the real run does, sending none.
+    again = run_updater(data, url, "--countries", "germany,france,estonia", "--dry-run")
+    assert f"Dry run: 0 countries would be sent to {url}" in again.stdout
+    assert ("UNCHANGED (up to date, not sent; --force sends them): germany, france, estonia"
+            in again.stdout)
+    chats = len(server.history)
+    real = run_updater(data, url, "--countries", "germany,france,estonia")
+    assert len(server.history) == chats and summary_counts(real.stdout)["UNCHANGED"] == 3
+
+
+def test_dry_run_against_a_dead_server_is_a_preflight_error(data):
+    put_taxation(data, "germany")
+    url = f"http://127.0.0.1:{free_port()}/chat"
+    proc = run_updater(data, url, "--countries", "germany", "--dry-run")
+    assert proc.returncode == 2
+    assert "refused the connection" in proc.stderr
 
 
 # -- 6. API dialects --------------------------------------------------------------------------
@@ -619,8 +637,9 @@ def test_server_down_is_a_one_line_preflight_error(data):
     proc = run_updater(data, url, "--countries", "germany")
     assert proc.returncode == 2, explain(proc)
     assert proc.stderr.strip().splitlines() == [
-        f"tax_data_updater.py: error: LLM server not reachable at {url} - start it "
-        "(ollama serve) or set TAXDATA_LLM_URL"]
+        f"tax_data_updater.py: error: LLM server at {url} refused the connection (nothing "
+        f"listens on {url.split('/')[2]}) - start your Ollama proxy there, or use Ollama itself: "
+        "TAXDATA_LLM_URL=http://localhost:11434"]
     assert not (data / "tax_data.json").exists()
 
 
