@@ -23,6 +23,7 @@ from taxdata.cli import commands
 from taxdata.cli.common import common_parser, settings_from_args
 from taxdata.countries.registry import RegistryError, load_registry
 from taxdata.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, TaxdataError
+from taxdata.generate import research
 from taxdata.store.taxfile import DEFAULT_MAX_CHARS
 
 DESCRIPTION = ("Run the whole job: generate the taxation files from Wikipedia, research the "
@@ -70,7 +71,7 @@ def _without_article(args: argparse.Namespace) -> list[str]:
     settings = settings_from_args(args, default_workers=None)
     try:
         registry = load_registry(settings.countries_file, data_dir=settings.data_dir)
-        return [c.slug for c in registry.select(args.countries) if not c.wikipedia_title]
+        return [c.slug for c in research.without_article(registry.select(args.countries))]
     except RegistryError as exc:
         raise TaxdataError(str(exc)) from None
 

@@ -147,7 +147,7 @@ def _raw_options(args: argparse.Namespace) -> RawOptions:
 def research_main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
     """research_and_format.py / taxdata-research."""
     parser = _parser(RESEARCH, argv, prog,
-                     countries_default=", ".join(research.DEFAULT_COUNTRIES))
+                     countries_default=research.DEFAULT_CHOICE)
     parser.add_argument("--missing", action="store_true",
                         help="research every registry country that has no taxation file")
     return run_main(research.run, parser, argv, default_workers=DEFAULT_WORKERS[RESEARCH],

@@ -14,7 +14,7 @@ SKIPPED with that reason, never filled from the model's memory.
 
 from __future__ import annotations
 
-from dataclasses import replace
+from typing import Iterable
 
 from taxdata.clients.http import RetryPolicy
 from taxdata.clients.wikipedia import (
@@ -43,17 +43,23 @@ from taxdata.store.locks import run_lock_scope
 from taxdata.store.taxfile import SourceInfo, compose, parse_sources
 from taxdata.timestamps import now_utc
 
-# Countries the original tool had no usable source for; --countries or --missing choose others.
-DEFAULT_COUNTRIES = ("france", "italy", "spain", "netherlands", "sweden", "norway", "denmark",
-                     "finland", "poland", "switzerland")
+# What research does without --countries: the countries it is for (see without_article).
+DEFAULT_CHOICE = "the registry's countries with no Wikipedia article"
+
+
+def without_article(countries: Iterable[Country]) -> list[Country]:
+    """The countries research is for: those the registry knows no Wikipedia article for. A
+    country with an article gets its file from the article (``generate``), never from the model's
+    memory, even when the article could not be fetched this time."""
+    return [c for c in countries if not c.wikipedia_title]
 
 
 @run_lock_scope()
 def run(options: ResearchOptions, settings: Settings) -> int:
     """The whole run (the script's one call)."""
-    if options.countries is None and not options.missing:  # a copy: the caller's stay as given
-        options = replace(options, countries=",".join(DEFAULT_COUNTRIES))
     countries, data = select_countries(options, settings, "research_and_format.py")
+    if options.countries is None and not options.missing:
+        countries = without_article(countries)
 
     if options.missing:
         countries = [c for c in countries if read_taxation(data, c.slug) is None]

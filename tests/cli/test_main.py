@@ -13,7 +13,7 @@ import pytest
 from _programs import ROOT, run_main
 
 from taxdata import __version__
-from taxdata.generate.research import DEFAULT_COUNTRIES
+from taxdata.generate.research import DEFAULT_CHOICE
 from taxdata.testing.extractor_server import StandInExtractor, add_samples
 from taxdata.testing.llm_server import StandInLLM
 from taxdata.testing.mediawiki_server import StandInMediaWiki
@@ -88,7 +88,7 @@ def test_help_shows_defaults_and_only_the_flags_a_command_uses(tmp_path):
     raw = help_of("raw")
     assert "--llm-url" not in raw and "--model" not in raw and "--llm-api" not in raw
     research = " ".join(help_of("research").split())
-    assert f"(default: {', '.join(DEFAULT_COUNTRIES)})" in research
+    assert f"(default: {DEFAULT_CHOICE})" in research
     assert "README" not in research
 
 

@@ -11,6 +11,7 @@ import re
 import pytest
 
 from taxdata.config import load_settings
+from taxdata.countries.registry import load_registry
 from taxdata.errors import EXIT_OK, UsageError
 from taxdata.generate import research
 from taxdata.generate.options import EnhancedOptions, ResearchOptions
@@ -44,7 +45,10 @@ def test_research_without_countries_takes_its_defaults_and_leaves_the_options_as
     settings = load_settings({"llm_url": llm_server.url()}, env_file=None)
     assert research.run(options, settings) == EXIT_OK  # a dry run asks the server (preflight)
     listed = [line.split()[0] for line in capsys.readouterr().out.splitlines()]
-    assert listed == list(research.DEFAULT_COUNTRIES)
+    # Research is for the countries without an article, never one that has one.
+    registry = load_registry()
+    assert listed == [c.slug for c in registry if not c.wikipedia_title]
+    assert listed and all(not registry.get(slug).wikipedia_title for slug in listed)
     assert options.countries is None
 
 

@@ -22,7 +22,7 @@ import pytest
 from _programs import Run, run_lock_held_elsewhere, run_main, script_command, signal_when
 
 from taxdata.clients.htmlclean import clean_html
-from taxdata.countries.registry import BUNDLED_FILE
+from taxdata.countries.registry import BUNDLED_FILE, load_registry
 from taxdata.generate.common import FileOutcome, run_per_country
 from taxdata.generate.formatter import PROMPT_VERSION
 from taxdata.generate.raw import read_raw
@@ -41,8 +41,6 @@ SCRIPTS = {
 }
 MODEL = "stand-in:latest"
 TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ")
-RESEARCH_DEFAULTS = ["france", "italy", "spain", "netherlands", "sweden", "norway", "denmark",
-                     "finland", "poland", "switzerland"]
 
 
 def fixture(name: str) -> str:
@@ -672,11 +670,13 @@ def test_raw_files_builtin_extractor_uses_the_wikipedia_api(suite):
 
 # == 10. research_and_format.py ===============================================================
 
-def test_research_dry_run_lists_the_ten_documented_countries(suite):
+def test_research_dry_run_lists_the_countries_without_an_article(suite):
     result = suite.run("research", "--dry-run")
     assert result.returncode == 0, result.stderr
     listed = [line.split()[0] for line in result.stdout.splitlines() if line.startswith("  ")]
-    assert listed == RESEARCH_DEFAULTS
+    registry = load_registry(BUNDLED_FILE)
+    assert listed == [c.slug for c in registry if not c.wikipedia_title]
+    assert "france" not in listed  # the old default list: each of these has an article
     assert all(line.split()[1] == "research" for line in result.stdout.splitlines()
                if line.startswith("  "))
     assert suite.chats() == [] and suite.files() == []
