@@ -20,6 +20,7 @@ from taxdata.errors import TaxdataError
 from taxdata.events import ReplyRejected, emit
 from taxdata.log import logger, thread_label
 from taxdata.record.evidence import EvidenceCheck, Quote, check_evidence
+from taxdata.record.grounding import Original
 from taxdata.record.models import Extraction
 from taxdata.record.replies import ReplyError, parse_reply
 from taxdata.record.schema import extraction_json_schema
@@ -144,19 +145,21 @@ class Extractor:
         return Extracted(outcome.extraction, list(dict.fromkeys(warnings)), asked, http,
                          results[-1].model), quotes
 
-    def extract(self, country: Country, text: str, *,
-                check_quotes: bool = True) -> CheckedExtraction:
+    def extract(self, country: Country, text: str, *, check_quotes: bool = True,
+                original: Original | None = None) -> CheckedExtraction:
         """The validated extraction, its warnings, costs and evidence check; or ExtractionFailed.
 
         With ``check_quotes`` every figure needs a verified quote (taxdata.record.evidence): the
         returned extraction has the unsupported ones set to null, and a reply whose key figures
         (VAT standard rate, the brackets) all lack one fails. Without it (research sources, the
         model's own knowledge: there is no text to hold quotes against) the check is None.
+        With ``original`` (the text the file was written from) every figure must also be found
+        there (taxdata.record.grounding).
         """
         found, quotes = self._extract_all(country, text)
         result = CheckedExtraction(**vars(found))
         if check_quotes:
-            check = check_evidence(result.extraction, quotes)
+            check = check_evidence(result.extraction, quotes, original)
             unsupported = [u.report() for u in check.unsupported]
             for item in check.unsupported:
                 logger.warning("[UNSUPPORTED] %s %s %s %s: %s", thread_label(), country.slug,

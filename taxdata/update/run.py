@@ -22,12 +22,14 @@ from typing import Any
 
 from taxdata import __version__
 from taxdata.clients.llm import LLMClient, report_endpoints
+from taxdata.clients.wikipedia import WikipediaClient
 from taxdata.config import Settings
 from taxdata.countries.registry import RegistryError, load_registry
 from taxdata.errors import EXIT_OK, UsageError
 from taxdata.log import logger, thread_label
 from taxdata.outcome import Status, exit_code, outcome_of
 from taxdata.record import crosscheck
+from taxdata.record.originals import REVISION_RETRY, Originals
 from taxdata.record.reference import (
     Reference,
     ReferenceTableError,
@@ -179,7 +181,8 @@ def run(options: UpdateOptions, settings: Settings) -> int:
         if listed is not None:
             update.references.insert(0, listed)
     one_country = CountryUpdater(update.registry, extractor, update.references, update.previous,
-                                 force=options.force, accept_disputed=options.accept_disputed)
+                                 force=options.force, accept_disputed=options.accept_disputed,
+                                 originals=originals_for(settings))
 
     def work(slug: str) -> CountryOutcome:
         return one_country.process(slug, sources[slug])
@@ -197,6 +200,15 @@ def run(options: UpdateOptions, settings: Settings) -> int:
     update.print_summary(time.monotonic() - started)
     report_endpoints(client, (r.error for r in summary.results.values()))
     return exit_code(update.outcomes, summary.interrupted)
+
+
+def originals_for(settings: Settings) -> Originals:
+    """Where the run finds each taxation file's original: the data directory the generators
+    wrote (their caches, raw/), and Wikipedia for a revision the cache lacks."""
+    data = DataDir(settings.data_dir)
+    wikipedia = WikipediaClient(settings.wikipedia_api, settings.user_agent, cache_dir=data,
+                                retry=REVISION_RETRY)
+    return Originals(data, wikipedia)
 
 
 def prepare(options: UpdateOptions, settings: Settings) -> UpdateRun:

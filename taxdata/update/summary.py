@@ -1,9 +1,10 @@
 """The updater's summary on stdout: the shared summary (taxdata.outcome) plus its own sections.
 
 After the counts and the FAILED countries: the figures withheld for want of a verified quote
-(UNSUPPORTED), the countries whose source is the model's own knowledge (UNVERIFIED), the
-cross-check against the references (with the disputes) and where the report went. Each section
-is short (at most ``most`` lines per list); the report has everything.
+(UNSUPPORTED; how many of them the original does not state), the countries whose source is
+the model's own knowledge (UNVERIFIED), the cross-check against the references (with the
+disputes) and where the report went. Each section is short (at most ``most`` lines per list);
+the report has everything.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Iterator, Mapping, Sequence
 
 from taxdata.outcome import Status, print_summary
 from taxdata.record import crosscheck
+from taxdata.record.evidence import NOT_STATED
 from taxdata.record.reference import Reference
 from taxdata.update.outcome import STATUSES, CountryOutcome
 
@@ -41,8 +43,11 @@ def unsupported_lines(outcomes: Mapping[str, CountryOutcome], most: int = 20) ->
     held = {slug: o.unsupported for slug, o in sorted(outcomes.items()) if o.unsupported}
     own = sum(not u["withheld"] for items in held.values() for u in items)
     withheld = sum(u["withheld"] for items in held.values() for u in items)
+    unstated = sum(not u["withheld"] and u["reason"].startswith(NOT_STATED)
+                   for items in held.values() for u in items)
     noun = "country" if len(held) == 1 else "countries"
     yield (f"UNSUPPORTED figures: {own} in {len(held)} {noun} (no verified quote; not written)"
+           + (f", {unstated} of them not stated in the original" if unstated else "")
            + (f", {withheld} more withheld with them" if withheld else ""))
     for slug, items in list(held.items())[:most]:
         paths = [u["path"] for u in items if not u["withheld"]]

@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 from _programs import logger_restored
+from _updater import put_original
 from conftest import unreachable_wikipedia
 
 from taxdata import events as ev
@@ -100,9 +101,11 @@ def _write_countries(tmp: Path, count: int) -> tuple[Path, Path]:
         if i == 7:  # a gap between brackets: invalid however often the model is asked
             body = body.replace("| 0 | and above | 12 |", "| 0 | 100 | 5 |\n| 500 | and above | 12 |")
             body = body.replace("System: flat", "System: progressive")
-        (taxation / f"{slug}.md").write_text(compose(body, SourceInfo(
+        text = compose(body, SourceInfo(
             kind="wikipedia", title=f"Taxation in {name}", url=f"https://example.org/{slug}",
-            revision=str(1000 + i))), encoding="utf-8")
+            revision=str(1000 + i)))
+        (taxation / f"{slug}.md").write_text(text, encoding="utf-8")
+        put_original(tmp, slug, text)  # the article it was written from, in the cache
     path = tmp / "sample-countries.json"
     path.write_text(json.dumps({"_comment": "SAMPLE test registry", "countries": registry}))
     return path, taxation
