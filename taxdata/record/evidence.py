@@ -29,9 +29,10 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from taxdata.record.bracketchecks import Bounds
 from taxdata.record.grounding import Original
 from taxdata.record.models import Extraction, Grounding, OriginalRef
-from taxdata.record.quotechecks import Bounds, figure_reason
+from taxdata.record.quotechecks import figure_reason
 from taxdata.record.sourcetext import Source
 
 __all__ = ["Quote", "Unsupported", "EvidenceCheck", "check_evidence", "required_paths",

@@ -30,9 +30,11 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from taxdata.record.bracketchecks import Bounds
 from taxdata.record.models import Extraction, Grounding, OriginalRef
-from taxdata.record.quotechecks import SYSTEM_WORDS, TAX_FREE, TOPIC_WORDS, Bounds, check_figure
+from taxdata.record.quotechecks import check_figure
 from taxdata.record.sourcetext import Passage, Source, numbers_in, same_number
+from taxdata.record.taxwords import SYSTEM_WORDS, TAX_FREE, TOPIC_WORDS
 from taxdata.store.taxfile import strip_sources
 
 __all__ = ["Original", "Unstated", "sha256_text", "unstated_figures"]
@@ -172,15 +174,19 @@ def unstated_figures(rewrite: str, original: Original) -> list[Unstated]:
                 stated[topic] |= numbers
     found: dict[tuple[str, str], Unstated] = {}
     for passage in Source(strip_sources(rewrite)).passages:
-        section = passage.headings.split(" / ")[-1] if passage.headings else ""
         topic = _topic_of_context(passage.headings)
         for number in numbers_in(passage.text):
             if not number.percent and number.value < 10:
                 continue
             have = stated[topic] if topic else stated[None]
-            if any(same_number(number.value, v) for v in have):
+            # A bracket's lower bound written as the bound below plus one ("78,101") is stated
+            # where the bound is ("over 78,100").
+            if any(same_number(number.value, v) or (not number.percent and number.value.is_integer()
+                                                    and same_number(number.value - 1, v))
+                   for v in have):
                 continue
             shown = _fmt(number.value) + ("%" if number.percent else "")
-            found.setdefault((shown, section), Unstated(shown, section, _cut(passage.text)))
+            found.setdefault((shown, passage.section),
+                             Unstated(shown, passage.section, _cut(passage.text)))
     return list(found.values())
 

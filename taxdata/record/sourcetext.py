@@ -1,9 +1,7 @@
-"""Source text prepared for quote look-ups: one normal form for quotes and sources, numbers, and
-the layout of a text (headings, bold pseudo-headings, captions, table columns, sentences).
+"""Source text prepared for quote look-ups: the layout of a text (headings, bold pseudo-headings,
+captions, table columns, sentences), in the normal form of :mod:`taxdata.record.normalform`
+(whose names are re-exported here).
 
-:func:`normalise` puts a text in the form quotes and sources are compared in (whitespace, case,
-markdown table pipes and emphasis, dashes, non-breaking spaces, footnote marks, ``21 %`` /
-``21 per cent``, thousands separators, decimal commas, ``3 lakh`` / ``1.5 million``).
 :class:`Source` reads a text as the passages a quote may come from (sentences, list items, table
 rows), each with the raw character span it has in the text and its context: the headings above
 it (markdown ``#`` headings and bold pseudo-headings such as ``**Personal Income Tax:**``), the
@@ -16,132 +14,23 @@ column. :meth:`Source.find` says where a quote occurs, on word boundaries, and
 from __future__ import annotations
 
 import bisect
-import math
 import re
-import unicodedata
 from dataclasses import dataclass, field
+
+from taxdata.record.normalform import (
+    NUMBER,
+    ROW_BREAK,
+    Number,
+    is_row,
+    normalise,
+    normalise_cell,
+    normalise_quote,
+    numbers_in,
+    same_number,
+)
 
 __all__ = ["ROW_BREAK", "NUMBER", "Number", "Cell", "Passage", "Occurrence", "Source",
            "normalise", "normalise_quote", "numbers_in", "same_number", "find_quote"]
-
-# --------------------------------------------------------------------------------------------
-# Normalisation
-# --------------------------------------------------------------------------------------------
-
-ROW_BREAK = "\u00b6"  # marks the end of a table row; never produced by a quote on one line
-_DASHES = dict.fromkeys(
-    map(ord, "\u2010\u2011\u2012\u2013\u2014\u2015\u2212\ufe58\ufe63\uff0d"), "-")
-_QUOTES = {ord("\u2018"): "'", ord("\u2019"): "'", ord("\u201a"): "'", ord("\u201b"): "'",
-           ord("\u201c"): '"', ord("\u201d"): '"', ord("\u201e"): '"', ord("\u00ab"): '"',
-           ord("\u00bb"): '"'}
-# Footnote marks: superscript digits (NFKC would make "21 %\u00b9" read "21 %1") and daggers.
-_SUPERSCRIPTS = re.compile("[\u00b9\u00b2\u00b3\u2070-\u2079\u2020\u2021]+")
-_PERCENT = re.compile(r"(\d)\s*(?:%|per\s*cent\b|percent\b|pct\b\.?)")
-# A decimal comma: "7,5 %", "2 760,00", "1.234,56" (one or two digits after the comma; three
-# are a thousands group, "1,000").
-_DECIMAL_COMMA = re.compile(
-    r"(?<![\d.,])([1-9]\d{0,2}(?:([ .'])\d{3})(?:\2\d{3})*|\d+),(\d{1,2})(?![\d]|[.,]\d)")
-# Thousands groups: "1,000,000", "1'000", "1 000 000" (one space, NFKC turns NBSP/thin spaces
-# into it), "1.000.000".  A single dot group ("11.604") is a thousands group too unless it is
-# a percentage ("1.125%"); a leading 0 ("0.125") is never a thousands group.
-_GROUPS = re.compile(r"(?<![\d.,])([1-9]\d{0,2})((?:([,' ])\d{3})(?:\3\d{3})*)(?![\d]|[.,]\d)")
-_DOT_GROUPS = re.compile(r"(?<![\d.,])([1-9]\d{0,2})((?:\.\d{3}){2,})(?![\d]|[.,]\d)")
-_DOT_GROUP = re.compile(r"(?<![\d.,])([1-9]\d{0,2})\.(\d{3})(?![\d%]|[.,]\d)")
-# Indian grouping: "3,00,000" (lakh), "1,00,00,000" (crore).
-_INDIAN_GROUPS = re.compile(r"(?<![\d.,])([1-9]\d?)((?:,\d{2})+,\d{3})(?![\d]|[.,]\d)")
-# Amounts in words: "3 lakh", "1.5 million", "2 crore".
-_SCALES = {"thousand": 10**3, "lakh": 10**5, "lakhs": 10**5, "million": 10**6,
-           "crore": 10**7, "crores": 10**7, "billion": 10**9}
-_SCALE = re.compile(r"(?<![\d.,])(\d+(?:\.\d+)?)\s*(" + "|".join(_SCALES) + r")\b")
-_NIL = re.compile(r"\bnil\b")  # "Nil" in a rate column is a rate of 0
-_FOOTNOTE = re.compile(r"\[(?:\d+|[a-z]|note \d+|nb \d+|citation needed)\]")
-_MARKUP = re.compile(r"[|*`]+|^\s*(?:#+|>)\s*")
-_CELL_MARKUP = re.compile(r"[|*`]+")
-_SPACES = re.compile(r"\s+")
-
-
-def _scaled(match: re.Match[str]) -> str:
-    value = float(match.group(1)) * _SCALES[match.group(2)]
-    return str(int(value)) if value.is_integer() else str(value)
-
-
-def _numbers(line: str) -> str:
-    line = _PERCENT.sub(r"\1%", _NIL.sub("0", line))
-    line = _DECIMAL_COMMA.sub(
-        lambda m: re.sub(r"[ .']", "", m.group(1)) + "." + m.group(3), line)
-    line = _INDIAN_GROUPS.sub(lambda m: m.group(1) + m.group(2).replace(",", ""), line)
-    line = _GROUPS.sub(lambda m: m.group(1) + re.sub(r"[,' ]", "", m.group(2)), line)
-    line = _DOT_GROUPS.sub(lambda m: m.group(1) + m.group(2).replace(".", ""), line)
-    line = _DOT_GROUP.sub(r"\1\2", line)
-    return _SCALE.sub(_scaled, line)
-
-
-def _line(line: str) -> str:
-    """One line (already NFKC'd and lower-cased) in normal form, spaces not yet collapsed."""
-    return _MARKUP.sub(" ", _FOOTNOTE.sub("", _numbers(line)))
-
-
-def _cell(cell: str) -> str:
-    """One table cell in normal form: like a line, but a ">" in it is a sign ("> 177 106")."""
-    return _SPACES.sub(" ", _CELL_MARKUP.sub(" ", _FOOTNOTE.sub("", _numbers(
-        _prepare(cell))))).strip()
-
-
-def _prepare(text: str) -> str:
-    text = _SUPERSCRIPTS.sub("", text)
-    return unicodedata.normalize("NFKC", text).translate(_DASHES).translate(_QUOTES).lower()
-
-
-def _is_row(line: str) -> bool:
-    return line.lstrip().startswith("|")
-
-
-def normalise(text: str) -> str:
-    """Text in the one form quotes and sources are compared in (see the module docstring).
-
-    Consecutive markdown table rows are joined with a row-break mark, so a quote that runs
-    from one row into the next can be told apart from a quote within one row.
-    """
-    out: list[str] = []
-    previous_row = False
-    for line in _prepare(text).splitlines():
-        if not line.strip():
-            previous_row = False
-            continue
-        row = _is_row(line)
-        if out:
-            out.append(f" {ROW_BREAK} " if row and previous_row else " ")
-        out.append(_line(line))
-        previous_row = row
-    return _SPACES.sub(" ", "".join(out)).strip()
-
-
-def normalise_quote(quote: str) -> str:
-    # Quotation marks and end punctuation the model puts around a quote are not part of it.
-    return normalise(quote).strip(" \"'.,;:")
-
-
-NUMBER = re.compile(r"(?<![\d.,])(\d+(?:\.\d+)?)(%?)")
-
-
-@dataclass(frozen=True)
-class Number:
-    """A number found in a normalised text, and where."""
-
-    value: float
-    percent: bool
-    start: int
-    end: int
-
-
-def numbers_in(normalised: str) -> list[Number]:
-    """The numbers of a normalised text, with whether each is a percentage."""
-    return [Number(float(m.group(1)), bool(m.group(2)), m.start(), m.end())
-            for m in NUMBER.finditer(normalised)]
-
-
-def same_number(a: float, b: float) -> bool:
-    return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-9)
 
 
 # --------------------------------------------------------------------------------------------
@@ -171,6 +60,7 @@ class Passage:
     cells: tuple[Cell, ...] = ()  # table rows only
     header: bool = False  # a table's header row
     table: int = -1  # which table of the source the row is in (-1: not a row)
+    section: str = ""  # the "#" heading it is under, as the text writes it
 
     @property
     def context(self) -> str:
@@ -272,6 +162,7 @@ class Source:
         self.text = text
         self.passages: list[Passage] = []
         self.tables = 0  # how many tables the text has
+        self._heading = ""  # the "#" heading being read
         self._sections: list[_Section] = [_Section()]
         self._read()
 
@@ -299,18 +190,19 @@ class Source:
                 level = len(heading.group(1))
                 chain = {k: v for k, v in chain.items() if k < level}
                 chain[level] = normalise(heading.group(2))
+                self._heading = heading.group(2).strip()
                 pseudo, lead, items, header, previous = "", "", [], None, ""
                 self._sections.append(_Section())
                 continue
             if lead:
                 lead_followed = True
             pseudo_match = _PSEUDO.match(line)
-            if pseudo_match and not _is_row(line):
+            if pseudo_match and not is_row(line):
                 pseudo = normalise(pseudo_match.group(2)).rstrip(" :")
                 lead, items, previous = "", [], line
                 continue
             headings = " / ".join([*chain.values(), *([pseudo] if pseudo else [])])
-            if _is_row(line):
+            if is_row(line):
                 if _SEPARATOR.match(line):
                     continue
                 first = header is None
@@ -341,7 +233,7 @@ class Source:
     def _caption(line: str) -> str:
         """A table's caption: the line just above it if it reads like one."""
         text = line.strip()
-        if not text or _BULLET.match(line) or _is_row(line):
+        if not text or _BULLET.match(line) or is_row(line):
             return ""
         if (text.endswith(":") or _EMPHASISED.match(text)
                 or (len(text) <= 120 and not text.endswith((".", "!", "?")))):
@@ -351,7 +243,7 @@ class Source:
     def _row(self, start: int, line: str, headings: str, caption: str, header: list[str],
              is_header: bool) -> None:
         spans = _cells(line)
-        texts = [_cell(line[a:b]) for a, b in spans]
+        texts = [normalise_cell(line[a:b]) for a, b in spans]
         if is_header:
             header[:] = texts
         cells, parts, at = [], [], 0
@@ -368,7 +260,8 @@ class Source:
             return
         indent = len(line) - len(line.lstrip())
         passage = Passage(start + indent, start + len(line.rstrip()), " ".join(parts),
-                          headings, caption, tuple(cells), is_header, self.tables - 1)
+                          headings, caption, tuple(cells), is_header, self.tables - 1,
+                          self._heading)
         section = self._sections[-1]
         follows_row = bool(section.passages) and bool(section.passages[-1].cells)
         self._add(passage, f" {ROW_BREAK} " if follows_row and not is_header else " ")
@@ -382,7 +275,8 @@ class Source:
         for a, b in _sentences(line):
             text = normalise(line[a:b])
             if text:
-                self._add(Passage(start + a, start + b, text, headings, lead), " ")
+                self._add(Passage(start + a, start + b, text, headings, lead,
+                                  section=self._heading), " ")
 
     def _add(self, passage: Passage, joiner: str) -> None:
         self.passages.append(passage)
