@@ -169,7 +169,9 @@ def check_evidence(extraction: Extraction, quotes: list[Quote],
         for quote in by_path.get(path, []):
             reason = figure_reason(path, value, quote.quote, quote.source, extraction, bounds)
             if reason is None and original is not None:
-                found = original.ground(path, value, quote.quote, extraction, bounds)
+                # A person's file is its own original: the quote was just checked in it.
+                found = original.ground(path, value, quote.quote, extraction, bounds,
+                                        checked=original.ref.kind == "manual")
                 if isinstance(found, str):
                     reason = found
                 else:

@@ -33,7 +33,7 @@ from typing import Any
 from taxdata.record.bracketchecks import Bounds
 from taxdata.record.models import Extraction, Grounding, OriginalRef
 from taxdata.record.quotechecks import check_figure
-from taxdata.record.sourcetext import Passage, Source, numbers_in, same_number
+from taxdata.record.sourcetext import Passage, Source, numbers_in, same_number, source_of
 from taxdata.record.taxwords import SYSTEM_WORDS, TAX_FREE, TOPIC_WORDS
 from taxdata.store.taxfile import strip_sources
 
@@ -63,7 +63,7 @@ class Original:
     @property
     def source(self) -> Source:
         if self._source is None:  # read once, on first use, by whichever worker needs it
-            self._source = Source(self.text)
+            self._source = source_of(self.text)
         return self._source
 
     def _passage_numbers(self) -> list[frozenset[float]]:
@@ -73,8 +73,15 @@ class Original:
         return self._numbers
 
     def ground(self, path: str, value: Any, quote: str, extraction: Extraction,
-               bounds: Bounds | None) -> Grounding | str:
-        """Where the original states ``path = value`` (see the module docstring), or why not."""
+               bounds: Bounds | None, *, checked: bool = False) -> Grounding | str:
+        """Where the original states ``path = value`` (see the module docstring), or why not.
+
+        ``checked``: the quote has passed the checks in this very text (a hand-written file is
+        its own original), so only where it is remains to be found."""
+        if checked:
+            found = self.source.find(quote)
+            if found:
+                return self._grounding(self.source.raw_span(found[0], quote))
         reason, where = check_figure(path, value, quote, self.source, extraction, bounds)
         if reason is None and where is not None:
             return self._grounding(self.source.raw_span(where, quote))

@@ -10,6 +10,7 @@ normalised text, with whether each is a percentage.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 import unicodedata
@@ -71,6 +72,7 @@ def _line(line: str) -> str:
     return _MARKUP.sub(" ", _FOOTNOTE.sub("", _numbers(line)))
 
 
+@functools.lru_cache(maxsize=16384)
 def normalise_cell(cell: str) -> str:
     """One table cell in normal form: like a line, but a ">" in it is a sign ("> 177 106")."""
     return SPACES.sub(" ", _CELL_MARKUP.sub(" ", _FOOTNOTE.sub("", _numbers(
@@ -86,6 +88,7 @@ def is_row(line: str) -> bool:
     return line.lstrip().startswith("|")
 
 
+@functools.lru_cache(maxsize=16384)  # pure; quotes and lines repeat across figures and files
 def normalise(text: str) -> str:
     """Text in the one form quotes and sources are compared in (see the module docstring).
 
@@ -106,6 +109,7 @@ def normalise(text: str) -> str:
     return SPACES.sub(" ", "".join(out)).strip()
 
 
+@functools.lru_cache(maxsize=16384)
 def normalise_quote(quote: str) -> str:
     # Quotation marks and end punctuation the model puts around a quote are not part of it.
     return normalise(quote).strip(" \"'.,;:")

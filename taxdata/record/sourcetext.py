@@ -14,6 +14,7 @@ column. :meth:`Source.find` says where a quote occurs, on word boundaries, and
 from __future__ import annotations
 
 import bisect
+import functools
 import re
 from dataclasses import dataclass, field
 
@@ -30,7 +31,7 @@ from taxdata.record.normalform import (
 )
 
 __all__ = ["ROW_BREAK", "NUMBER", "Number", "Cell", "Passage", "Occurrence", "Source",
-           "normalise", "normalise_quote", "numbers_in", "same_number", "find_quote"]
+           "normalise", "normalise_quote", "numbers_in", "same_number", "find_quote", "source_of"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -326,6 +327,14 @@ class Source:
             middle = (low + high) // 2
             low, high = (low, middle) if holds(first, middle) else (middle + 1, high)
         return lo + words[first][0], lo + words[low][1]
+
+
+@functools.lru_cache(maxsize=32)
+def source_of(text: str) -> Source:
+    """The :class:`Source` of ``text``, read once: a taxation file is read both as the text the
+    model was sent and, when a person wrote it, as its own original (a Source is never changed
+    once read, so threads share it)."""
+    return Source(text)
 
 
 def _occurrences(quote: str, text: str) -> list[int]:

@@ -24,7 +24,7 @@ from taxdata.record.grounding import Original
 from taxdata.record.models import Extraction
 from taxdata.record.replies import ReplyError, parse_reply
 from taxdata.record.schema import extraction_json_schema
-from taxdata.record.sourcetext import Source
+from taxdata.record.sourcetext import source_of
 from taxdata.record.validation import validate_extraction
 from taxdata.store.taxfile import DEFAULT_MAX_CHARS, request_parts
 
@@ -128,7 +128,8 @@ class Extractor:
         # Each part's quotes must be found in the text of that part, the one its reply saw.
         # One Source per part (it normalises the whole text), shared by that part's quotes.
         quotes = [Quote(e.field, e.quote, source)
-                  for source, r in zip(map(Source, parts), results) for e in r.extraction.evidence]
+                  for source, r in zip(map(source_of, parts), results)
+                  for e in r.extraction.evidence]
         if len(results) == 1:
             return results[0], quotes
         merged, conflicts = merge_extractions([r.extraction for r in results])
