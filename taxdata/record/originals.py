@@ -21,6 +21,7 @@ country before any LLM request: nothing could be verified).
 from __future__ import annotations
 
 import contextlib
+import re
 import threading
 from pathlib import Path
 
@@ -49,6 +50,7 @@ RAW_DIR = "raw"  # taxdata.generate.common.RAW_DIR (generate sits above this lay
 
 
 _NO_LOCK = contextlib.nullcontext()
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
 class OriginalUnavailable(ServerError):
@@ -72,9 +74,7 @@ def _read_exact(path: Path) -> str | None:
     """A file's text exactly as written (no newline translation: offsets must match)."""
     try:
         return path.read_bytes().decode("utf-8")
-    except (FileNotFoundError, IsADirectoryError):
-        return None
-    except (OSError, UnicodeDecodeError):
+    except (OSError, UnicodeDecodeError):  # missing, a directory, unreadable: not the original
         return None
 
 
@@ -141,6 +141,9 @@ class Originals:
 
     def _page(self, slug: str, info: SourceInfo) -> Original:
         label = info.url or info.title or "the extractor's page"
+        if info.original_sha256 and not _SHA256.fullmatch(info.original_sha256):
+            raise OriginalUnavailable(f"its Sources section gives {info.original_sha256!r} as the "
+                                      "original's SHA-256, which is not one; regenerate the file")
         if info.original_sha256:
             text = _read_exact(self.data.path(original_relpath(info.original_sha256)))
             if text is not None and sha256_text(text) == info.original_sha256:

@@ -207,6 +207,13 @@ def test_an_extractor_original_is_found_by_its_sha256(tmp_path):
         found.find("testland", "testland.md", REWRITE, info)
 
 
+def test_a_sources_section_cannot_point_the_updater_outside_the_data_directory(tmp_path):
+    found, _ = originals(tmp_path)
+    info = SourceInfo(kind="extractor", url="u", original_sha256="../../etc/passwd")
+    with pytest.raises(OriginalUnavailable, match="which is not one; regenerate the file"):
+        found.find("testland", "testland.md", REWRITE, info)
+
+
 def test_a_hand_written_file_is_its_own_original_and_research_has_none(tmp_path):
     found, _ = originals(tmp_path)
     got = found.find("testland", "testland.md", REWRITE, SourceInfo())
