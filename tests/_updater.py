@@ -22,9 +22,13 @@ from typing import Any
 import pytest
 from _programs import Run, run_main
 
+from taxdata.clients.wikipedia import cache_relpath
 from taxdata.countries.registry import BUNDLED_FILE, load_registry
 from taxdata.record.replies import ReplyError, parse_reply
 from taxdata.record.validation import validate_extraction
+from taxdata.store.datadir import DataDir
+from taxdata.store.rawfile import read_raw, render_raw
+from taxdata.store.taxfile import parse_sources, strip_sources
 from taxdata.testing.llm_server import Fault, StandInLLM
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -90,9 +94,27 @@ def put_taxation(data: Path, slug: str, *, generic: bool = False, **figures: Any
     source = FIXTURES / "taxation" / f"{slug}.md"
     if source.is_file() and not generic and not figures:
         shutil.copyfile(source, target)
+        put_original(data, slug, target.read_text(encoding="utf-8"))
     else:
         target.write_text(generic_text(REGISTRY.get(slug).name, **figures), encoding="utf-8")
     return target
+
+
+def put_original(data: Path, slug: str, text: str, original: str | None = None) -> None:
+    """Keep the original a generated FIXTURE taxation file ``text`` names, where the generators
+    keep it (the Wikipedia cache, raw/): by default the file's own body, as if the model had
+    copied its source word for word. Hand-written and research files have none."""
+    info = parse_sources(text)
+    body = strip_sources(text).rstrip() + "\n" if original is None else original
+    store = DataDir(data)
+    if info.kind == "wikipedia":
+        entry = {"requested_title": info.title, "title": info.title,
+                 "revision_id": int(info.revision), "url": info.url,
+                 "fetched_at": info.fetched_at or "2024-01-01T00:00:00Z", "text": body}
+        store.write_text(cache_relpath(info.title), json.dumps(entry))
+    elif info.kind == "extractor":
+        store.write_text(f"raw/{slug}.txt", render_raw(info.url, "2024-01-01T00:00:00Z",
+                                                       "FIXTURE", body))
 
 
 def generic_text(name: str, **figures: Any) -> str:
@@ -132,6 +154,15 @@ def generic_evidence(brackets, vat, reduced, ss) -> list[dict[str, str]]:
                                              ("employerRate", "Employer", ss[1]))
                    if value is not None]
     return [{"field": f, "quote": q} for f, q in quotes]
+
+
+def original_text(data: Path, slug: str) -> str:
+    """The original text :func:`put_original` kept for the country's taxation file."""
+    info = parse_sources((data / "taxation" / f"{slug}.md").read_text(encoding="utf-8"))
+    if info.kind == "wikipedia":
+        entry = json.loads((data / cache_relpath(info.title)).read_text(encoding="utf-8"))
+        return entry["text"]
+    return read_raw((data / "raw" / f"{slug}.txt").read_bytes().decode("utf-8"))[1]
 
 
 def reply(slug: str, *, brackets=GENERIC["brackets"], system: str | None = None,

@@ -14,6 +14,7 @@ from taxdata.clients.http import RetryPolicy
 from taxdata.clients.llm import DIALECTS, Endpoint, LLMClient
 from taxdata.record import reference
 from taxdata.testing.llm_server import StandInLLM
+from taxdata.update import run as run_module
 
 CLOSED_WIKIPEDIA_API = "http://127.0.0.1:9/w/api.php"  # port 9 (discard): nothing listens
 
@@ -37,6 +38,9 @@ def unreachable_wikipedia(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TAXDATA_WIKIPEDIA_API", CLOSED_WIKIPEDIA_API)
     monkeypatch.setattr(reference, "LIST_RETRY", dataclasses.replace(
         reference.LIST_RETRY, floor=0.0, base=0.001, cap=0.001))
+    # Likewise the updater's fetch of a revision its cache lacks (taxdata.record.originals).
+    monkeypatch.setattr(run_module, "REVISION_RETRY", dataclasses.replace(
+        run_module.REVISION_RETRY, floor=0.0, base=0.001, cap=0.001))
 
 
 @pytest.fixture(autouse=True)

@@ -1,235 +1,101 @@
-"""Planted-errors measurement: how many wrong figures the checks catch, and by which check.
+"""Planted-errors measurement: how many wrong figures the checks catch, by error kind and check,
+how many correct figures they hold back, and how many correct figures of real-looking text get
+verified.
 
 ``python -m taxdata.bench.planted`` runs the real updater (``tax_data_updater.py``'s main, as a
 subprocess, the way a user runs it) against the stand-in LLM, which answers each country with
-a scripted reply. The planted set (default ``taxdata/bench/fixtures/planted/``: FIXTURE
-taxation files and ``planted.json``, made-up figures, not real tax data) gives, per country,
-the figures its text states with a verbatim quote each, and wrong figures to plant, each with
-the quote a model might give for it.
+a scripted reply, over two FIXTURE sets (taxdata.bench.plantedset; made-up texts and figures,
+not real tax data):
 
-Run 0 sends every country its correct reply: every correct figure must be written with its
-quote (a figure that is not is *held back*). Run k sends each country its k-th planted reply
-(the correct reply with one wrong figure), or its correct reply when it has no k-th one. A
-planted figure is *caught* when it is not written, and the catch is labelled with the first
-check in :data:`CHECKS` that explains it; a planted figure that is written is *missed*.
-Correct figures withheld beside a planted one (the rest of a bracket schedule, or a whole
-record that failed) are counted apart: that is by design, not a wrong hold-back.
+* ``fixtures/planted/``: short taxation files, each its own model's copy of its original, with
+  misreadings of them and the same errors made by the model's rewrite instead (the file states
+  the wrong figure; the original does not);
+* ``fixtures/realtext/``: taxation files written the way real models write (bold pseudo-
+  headings, tables with Employer/Employee columns, ``€46 600``, ``2 760,00``, ranges, notes,
+  worked examples), each rewritten from a Wikipedia-like or extractor-like original, with the
+  errors real pipelines make: another tax's rate for the VAT, a national rate mixed with a
+  local-inclusive total, a stale rate stated as history, an average, a worked example's
+  computed rate, one end of a range, a monthly threshold, and rewrites that state what the
+  original does not.
+
+Every original is kept where the generators keep it (the Wikipedia cache, ``raw/``,
+``.cache/originals/``), so the updater verifies each figure in it (taxdata.record.grounding).
+
+The first run sends every country its correct reply, quoting the best verbatim part of its
+file: every correct figure must be written with its quote (one that is not is *held back*); a
+second run sends the real-text countries their correct reply quoted line by line (the whole
+line that holds each figure). Their share of correct figures verified is the *real-text
+recall*. Run k sends each country its k-th planted reply (its rewrite applied for a rewrite
+error), or its correct one. A planted figure is *caught* when it is not written, labelled with
+the first check in :data:`CHECKS` that explains it; written, it is *missed*. Correct figures
+withheld beside a planted one because they go with it (the rest of a bracket schedule, a record
+that failed) are by design; any other correct figure not written is held back.
 
 The updater also cross-checks against a second source: a stand-in MediaWiki serves a FIXTURE
-"List of countries by tax rates" that states each country's correct standard VAT and top
-income-tax rate (an independent reference that agrees with the source texts), so the
-``reference`` check (a DISPUTED VAT held back) counts too; ``--no-reference`` leaves it out.
-
-To add a check, append a ``(label, predicate)`` to :data:`CHECKS`; the predicate sees the
-country's report entry, its stored record (None if nothing was written) and the planted figure.
+"List of countries by tax rates" with each country's correct standard VAT and top income-tax
+rate, so the ``reference`` check (a DISPUTED VAT held back) counts too; ``--no-reference``
+measures the checks alone, with the list page off.
 """
 
 from __future__ import annotations
 
 import argparse
-import copy
-import json
 import math
-import os
 import re
-import subprocess
 import sys
 import tempfile
-from collections import Counter
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from taxdata.bench.process import UPDATER_COMMAND
-from taxdata.countries.registry import load_registry
+from taxdata.bench.plantedrun import (
+    ProgramRunner,
+    Run,
+    reference_page,
+    run_process,
+    run_updater,
+)
+from taxdata.bench.plantedset import (
+    Country,
+    Planted,
+    PlantedSet,
+    correct_reply,
+    planted_reply,
+)
+from taxdata.bench.plantedset import load_set as _load_set
 from taxdata.errors import EXIT_FAILED, EXIT_OK
-from taxdata.record.evidence import required_paths
+from taxdata.record.evidence import NOT_STATED, required_paths
 from taxdata.record.models import Extraction
-from taxdata.testing.llm_server import Fault, StandInLLM
+from taxdata.testing.llm_server import StandInLLM
 from taxdata.testing.mediawiki_server import StandInMediaWiki
 
-# The FIXTURE set ships inside the package, so the measurement runs from an installed wheel too.
-DEFAULT_SET = Path(__file__).resolve().parent / "fixtures" / "planted"
+# The FIXTURE sets ship inside the package, so the measurement runs from an installed wheel too.
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+DEFAULT_SET = FIXTURES / "planted"
+REALTEXT_SET = FIXTURES / "realtext"
+DEFAULT_SETS = (DEFAULT_SET, REALTEXT_SET)
 GOAL_CAUGHT = 0.95
-RUN_TIMEOUT = 300
+GOAL_HELD_BACK = 0.05
+GOAL_RECALL = 0.90
+# The error kinds, in the order the table lists them.
+KINDS = ("misreading", "misstated", "invented", "other-tax", "local-inclusive", "stale",
+         "average", "worked-example", "range", "period")
+STRATEGIES = {"best": "quoting the best verbatim part", "line": "quoting line by line"}
 
 # The reason the updater gives when evidence leaves a record without any key figure.
 EVIDENCE_FAILED = "no key figure is supported by a verified quote"
 
 
-@dataclass(frozen=True)
-class Planted:
-    """One wrong figure: where, what value, the quote the model gives, and what kind of error."""
-
-    slug: str
-    path: str
-    value: Any
-    what: str
-    changes: dict[str, Any]  # path -> value, the wrong figure and anything planted with it
-    quotes: dict[str, str | None]  # path -> the model's quote (None: no quote given)
-
-
-@dataclass
-class PlantedSet:
-    directory: Path
-    countries: dict[str, dict[str, Any]]  # slug -> {"figures", "quotes", "planted"}
-    planted: list[Planted]
-
-
 def load_set(directory: Path = DEFAULT_SET) -> PlantedSet:
-    spec = json.loads((directory / "planted.json").read_text(encoding="utf-8"))
-    planted = []
-    for slug, country in spec["countries"].items():
-        for item in country["planted"]:
-            changes = {item["path"]: item["value"], **item.get("set", {})}
-            quotes = {item["path"]: item.get("quote"), **item.get("quotes", {})}
-            planted.append(Planted(slug, item["path"], item["value"], item["what"], changes,
-                                   quotes))
-    return PlantedSet(directory, spec["countries"], planted)
-
-
-# -- replies ----------------------------------------------------------------------------------
-
-_STEP = re.compile(r"([A-Za-z]+)(?:\[(\d+)\])?")
-_BRACKET_KEYS = {"min": 0, "max": 1, "rate": 2}
-
-
-def _set_figure(figures: dict[str, Any], path: str, value: Any) -> None:
-    """Set ``path`` (``vat.standard``, ``brackets[1].rate``, ``system``) in a figures spec."""
-    steps = [(m.group(1), m.group(2)) for m in _STEP.finditer(path)]
-    if steps[0][0] == "brackets" and len(steps) == 2:
-        figures["brackets"][int(steps[0][1])][_BRACKET_KEYS[steps[1][0]]] = value
-        return
-    target = figures
-    for i, (key, index) in enumerate(steps):
-        last = i == len(steps) - 1
-        if index is not None:
-            target = target[key]
-            key = int(index)
-        if last:
-            target[key] = value
-        else:
-            target = target[key]
-
-
-def build_reply(slug: str, figures: dict[str, Any],
-                quotes: dict[str, str | None]) -> dict[str, Any]:
-    """The structured reply a model gives for these figures and quotes (FIXTURE data)."""
-    country = load_registry().get(slug)
-    brackets = figures["brackets"]
-    vat = figures["vat"]
-    ss = figures["socialSecurity"]
-    return {
-        "currency": country.currency,
-        "countryCode": country.code,
-        "system": figures["system"],
-        "brackets": None if brackets is None else [
-            {"min": lo, "max": hi, "rate": rate, "description": None} for lo, hi, rate in brackets],
-        "vat": None if vat is None else {**vat, "description": None, "notes": None},
-        "socialSecurity": None if ss is None else {**ss, "notes": None},
-        "special_taxes": [],
-        "notes": "FIXTURE reply of the planted-errors measurement",
-        "evidence": [{"field": f, "quote": q} for f, q in quotes.items() if q is not None],
-    }
-
-
-def correct_reply(pset: PlantedSet, slug: str) -> dict[str, Any]:
-    spec = pset.countries[slug]
-    return build_reply(slug, spec["figures"], spec["quotes"])
-
-
-def planted_reply(pset: PlantedSet, item: Planted) -> dict[str, Any]:
-    spec = pset.countries[item.slug]
-    figures = copy.deepcopy(spec["figures"])
-    for path, value in item.changes.items():
-        _set_figure(figures, path, value)
-    return build_reply(item.slug, figures, {**spec["quotes"], **item.quotes})
-
-
-class _Responder:
-    """Answers each chat with the reply scripted for the country named in the user message."""
-
-    _COUNTRY = re.compile(r"^Country: (.+?) \(ISO code", re.MULTILINE)
-
-    def __init__(self, replies: dict[str, dict[str, Any]]) -> None:
-        registry = load_registry()
-        self.by_name = {registry.get(slug).name: reply for slug, reply in replies.items()}
-
-    def __call__(self, body: dict) -> Any:
-        user = next(m["content"] for m in body["messages"] if m["role"] == "user")
-        match = self._COUNTRY.search(user)
-        reply = self.by_name.get(match.group(1)) if match else None
-        return reply if reply is not None else Fault.http(400, "not in the planted set")
-
-
-# -- running the updater ----------------------------------------------------------------------
-
-def reference_page(pset: PlantedSet) -> str:
-    """A FIXTURE "List of countries by tax rates" stating each country's correct standard VAT
-    and top income-tax rate (from the set's figures), shaped like the real page's main table."""
-    registry = load_registry()
-    rows = []
-    for slug, country in sorted(pset.countries.items()):
-        figures = country["figures"]
-        vat = (figures.get("vat") or {}).get("standard")
-        brackets = figures.get("brackets") or []
-        top = max((b[2] for b in brackets), default=None)
-        lowest = min((b[2] for b in brackets), default=None)
-        cells = ["" if v is None else f"{v:g}%" for v in (lowest, top, vat)]
-        name = registry.get(slug).name
-        rows.append(f'<tr><td><a href="/wiki/{name}" title="{name}">{name}</a></td>'
-                    f"<td>FIXTURE</td><td>{cells[0]}</td><td>{cells[1]}</td><td>{cells[2]}</td>"
-                    "<td></td></tr>")
-    return ('<div class="mw-parser-output"><p>FIXTURE: made-up reference rates for the planted '
-            'set, not real tax data.</p><table class="wikitable sortable"><tbody><tr>'
-            '<th rowspan="2">Country</th><th rowspan="2">Corporate tax</th>'
-            '<th colspan="2">Individual income tax</th>'
-            '<th rowspan="2">VAT or GST or sales tax</th><th rowspan="2">Further reading</th>'
-            '</tr><tr><th>Lowest marginal rate</th><th>Highest marginal rate</th></tr>'
-            + "".join(rows) + "</tbody></table></div>")
-
-
-# How the updater is started: (argv, environment, working directory) -> (exit code, stdout,
-# stderr). Default: a process, the way a user runs it; the tests run it in their own process.
-ProgramRunner = Callable[[list[str], dict[str, str], Path], tuple[int, str, str]]
-
-
-def run_process(argv: list[str], env: dict[str, str], cwd: Path) -> tuple[int, str, str]:
-    """The updater (``python scripts/tax_data_updater.py ARGV``) as a process."""
-    proc = subprocess.run([*UPDATER_COMMAND, *argv], env=env, cwd=cwd,
-                          capture_output=True, text=True, timeout=RUN_TIMEOUT)
-    return proc.returncode, proc.stdout, proc.stderr
-
-
-def run_updater(pset: PlantedSet, replies: dict[str, dict[str, Any]], server: StandInLLM,
-                workdir: Path, workers: int = 4, wikipedia_api: str | None = None,
-                run: ProgramRunner = run_process) -> tuple[dict[str, Any], dict[str, Any]]:
-    """One updater run over a fresh data directory: (report's countries, stored countries)."""
-    data = workdir / "data"
-    (data / "taxation").mkdir(parents=True)
-    for slug in replies:
-        source = pset.directory / f"{slug}.md"
-        (data / "taxation" / f"{slug}.md").write_bytes(source.read_bytes())
-    server.responder = _Responder(replies)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TAXDATA_")}
-    env.update({"TAXDATA_DATA_DIR": str(data), "TAXDATA_LLM_URL": server.url("proxy"),
-                "PYTHONUNBUFFERED": "1"})
-    reference = ["--no-list-reference"]
-    if wikipedia_api:
-        env["TAXDATA_WIKIPEDIA_API"], reference = wikipedia_api, []
-    code, stdout, stderr = run(["--no-progress", "-w", str(workers),
-                                "--countries", ",".join(replies), *reference], env, workdir)
-    match = re.search(r"^  Report: (.+)$", stdout, re.MULTILINE)
-    if code not in (0, 1) or not match:
-        raise RuntimeError(f"the updater run failed (exit {code}): {stderr.strip()[-500:]}")
-    report = json.loads(Path(match.group(1)).read_text(encoding="utf-8"))
-    dataset_file = data / "tax_data.json"
-    stored = (json.loads(dataset_file.read_text(encoding="utf-8"))["countries"]
-              if dataset_file.exists() else {})
-    return report["countries"], stored
+    """A FIXTURE set (default: the planted set)."""
+    return _load_set(directory)
 
 
 # -- classifying ------------------------------------------------------------------------------
+
+_STEP = re.compile(r"([A-Za-z]+)(?:\[(\d+)\])?")
+
 
 def record_value(record: dict[str, Any] | None, path: str) -> Any:
     """The value at ``path`` (``brackets[1].rate``) in a stored record; None if absent."""
@@ -248,6 +114,10 @@ def _same(a: Any, b: Any) -> bool:
     return a == b
 
 
+def _own_unsupported(entry: dict[str, Any], item: Planted) -> list[dict[str, Any]]:
+    return [u for u in entry.get("unsupported", []) if u["path"] == item.path and not u["withheld"]]
+
+
 Check = Callable[[dict[str, Any], "dict[str, Any] | None", Planted], bool]
 
 # In order: the first check that explains a catch gets the credit.
@@ -255,9 +125,12 @@ CHECKS: list[tuple[str, Check]] = [
     # Validation (ranges, bracket layout, system vs brackets) rejected the reply.
     ("sanity", lambda entry, record, item: entry["status"] == "FAILED"
      and not entry["reason"].startswith((EVIDENCE_FAILED, "DISPUTED "))),
-    # The figure's own quote failed verification (taxdata.record.evidence).
-    ("evidence", lambda entry, record, item: any(
-        u["path"] == item.path and not u["withheld"] for u in entry.get("unsupported", []))
+    # The quote passed in the taxation file, but the original does not state the figure
+    # (taxdata.record.grounding).
+    ("original", lambda entry, record, item: any(
+        u["reason"].startswith(NOT_STATED) for u in _own_unsupported(entry, item))),
+    # The figure's own quote failed verification (taxdata.record.quotechecks).
+    ("evidence", lambda entry, record, item: bool(_own_unsupported(entry, item))
      or (entry["status"] == "FAILED" and entry["reason"].startswith(EVIDENCE_FAILED))),
     # A second source disagrees: a DISPUTED VAT is held back (taxdata.record.crosscheck).
     ("reference", lambda entry, record, item: entry["status"] == "FAILED"
@@ -285,8 +158,12 @@ class Measurement:
     runs: int = 0
     results: list[tuple[Planted, str | None, str]] = field(default_factory=list)  # check, why
     correct_written: int = 0
-    held_back: list[str] = field(default_factory=list)  # "slug path: why"
+    # ("kind/step" of the planted figure beside it, or "(none planted)"; "slug path: why")
+    held_back: list[tuple[str, str]] = field(default_factory=list)
     withheld_beside: int = 0  # correct figures withheld together with a planted one
+    beside: dict[str, Counter] = field(default_factory=lambda: defaultdict(Counter))
+    # strategy -> (slug, path, verified, why) for every correct figure of the real-text set
+    recall: dict[str, list[tuple[str, str, bool, str]]] = field(default_factory=dict)
 
     @property
     def caught(self) -> int:
@@ -297,77 +174,130 @@ class Measurement:
         return Counter(label for _, label, _ in self.results if label is not None)
 
     @property
+    def correct_total(self) -> int:
+        return self.correct_written + len(self.held_back)
+
+    @property
+    def held_back_share(self) -> float:
+        return len(self.held_back) / self.correct_total if self.correct_total else 0.0
+
+    def recall_share(self, strategy: str) -> float:
+        found = self.recall.get(strategy) or []
+        return sum(ok for _, _, ok, _ in found) / len(found) if found else 0.0
+
+    @property
     def met_goals(self) -> bool:
-        return bool(self.results) and (self.caught / len(self.results) >= GOAL_CAUGHT
-                                       and not self.held_back)
+        return (bool(self.results) and self.caught / len(self.results) >= GOAL_CAUGHT
+                and self.held_back_share <= GOAL_HELD_BACK
+                and all(self.recall_share(s) >= GOAL_RECALL for s in self.recall))
 
 
-def _correct_figures(pset: PlantedSet, slug: str) -> dict[str, Any]:
-    return required_paths(Extraction.model_validate(correct_reply(pset, slug)))
+def _correct_figures(country: Country) -> dict[str, Any]:
+    return required_paths(Extraction.model_validate(correct_reply(country)))
 
 
-def _check_correct(pset: PlantedSet, slug: str, entry: dict[str, Any],
-                   stored: dict[str, Any], result: Measurement, skip: set[str] = frozenset(),
-                   planted: bool = False) -> None:
-    """Count the correct figures of ``slug`` that were written, with their quotes."""
-    written = stored.get(slug) if entry["status"] != "FAILED" else None
+def _written(country: Country, path: str, value: Any, entry: dict[str, Any],
+             stored: dict[str, Any]) -> bool:
+    """The figure was written with a verified quote, found in the original."""
+    written = stored.get(country.slug) if entry["status"] != "FAILED" else None
     record = (written or {}).get("record")
-    evidence = ((written or {}).get("provenance") or {}).get("evidence") or {}
-    for path, value in _correct_figures(pset, slug).items():
-        if path in skip:
+    provenance = (written or {}).get("provenance") or {}
+    paths = [path]
+    if path.startswith("vat.reduced["):  # a reduced rate withheld moves the later ones up
+        reduced = record_value(record, "vat.reduced") or []
+        paths = [f"vat.reduced[{i}]" for i, rate in enumerate(reduced) if _same(rate, value)]
+    return record is not None and any(
+        _same(record_value(record, p), value) and p in (provenance.get("evidence") or {})
+        and p in (provenance.get("grounding") or {}) for p in paths)
+
+
+def _goes_with(path: str, changed: tuple[str, ...]) -> bool:
+    """A correct figure that stands or falls with a planted one: the figures of one bracket
+    schedule (a bracket's quote names its bounds), the reduced VAT rates (one list)."""
+    def group(p: str) -> str:
+        return ("income" if p == "system" or p.startswith("brackets")
+                else "reduced" if p.startswith("vat.reduced") else p)
+    return any(group(path) == group(c) for c in changed)
+
+
+def _why(entry: dict[str, Any], path: str) -> str:
+    return next((u["reason"] for u in entry.get("unsupported", []) if u["path"] == path),
+                entry["reason"] or "written with another value")
+
+
+def _check_correct(country: Country, entry: dict[str, Any], stored: dict[str, Any],
+                   result: Measurement, item: Planted | None = None) -> None:
+    """Count the correct figures of a country that were written, with their quotes: beside a
+    planted figure (``item``) those withheld with it are by design, the rest held back."""
+    kind = f"{item.kind}/{item.step}" if item else "(none planted)"
+    changed = tuple(item.changes) if item else ()
+    for path, value in _correct_figures(country).items():
+        if any(path == c or path.startswith((c + ".", c + "[")) for c in changed) or (
+                item is not None and "brackets" in changed and path == "system"):
             continue
-        shown = value if path == "system" else record_value(record, path)
-        ok = record is not None and _same(record_value(record, path), value) and path in evidence
-        if ok:
+        if _written(country, path, value, entry, stored):
             result.correct_written += 1
-        elif planted:
+            result.beside[kind]["written"] += 1
+            continue
+        own = [u for u in entry.get("unsupported", []) if u["path"] == path]
+        if item is not None and (entry["status"] == "FAILED" or any(u["withheld"] for u in own)
+                                 or _goes_with(path, changed)):
             result.withheld_beside += 1
+            result.beside[kind]["withheld"] += 1
         else:
-            why = next((u["reason"] for u in entry.get("unsupported", []) if u["path"] == path),
-                       entry["reason"] or f"written as {shown!r}")
-            result.held_back.append(f"{slug} {path}: {why}")
+            result.held_back.append((kind, f"{country.slug} {path}: {_why(entry, path)}"))
+            result.beside[kind]["held back"] += 1
 
 
-def measure(directory: Path = DEFAULT_SET, workers: int = 4, reference: bool = True,
-            run: ProgramRunner = run_process) -> Measurement:
-    """Run the planted set through the updater; see the module docstring. ``run`` starts the
-    updater (default: as a process)."""
-    pset = load_set(directory)
-    result = Measurement(countries=len(pset.countries))
+def _plan(sets: list[PlantedSet]) -> list[tuple[str, Run, dict[str, Planted]]]:
+    """The runs: all correct (best quotes), the real-text countries quoted line by line, then
+    one round per planted figure of each country."""
+    countries = {slug: c for s in sets for slug, c in s.countries.items()}
+    realtext = [slug for s in sets if s.name == "realtext" for slug in s.countries]
+    runs: list[tuple[str, Run, dict[str, Planted]]] = [
+        ("best", Run({slug: correct_reply(c) for slug, c in countries.items()}, {}), {})]
+    if realtext:
+        runs.append(("line", Run({slug: correct_reply(countries[slug], "line")
+                                   for slug in realtext}, {}), {}))
     rounds: list[dict[str, Planted]] = []
-    for item in pset.planted:
-        index = sum(p.slug == item.slug for p in pset.planted[: pset.planted.index(item)])
+    per_country: Counter = Counter()
+    for item in (p for s in sets for p in s.planted):
+        index = per_country[item.slug]
+        per_country[item.slug] += 1
         while len(rounds) <= index:
             rounds.append({})
         rounds[index][item.slug] = item
+    for number, planted in enumerate(rounds, 1):
+        replies = {slug: planted_reply(c, planted[slug]) if slug in planted else correct_reply(c)
+                   for slug, c in countries.items()}
+        rewrites = {slug: item.rewrite for slug, item in planted.items() if item.rewrite}
+        runs.append((f"round {number}", Run(replies, rewrites), planted))
+    return runs
 
+
+def measure(directories: tuple[Path, ...] | list[Path] = DEFAULT_SETS, workers: int = 4,
+            reference: bool = True, run: ProgramRunner = run_process) -> Measurement:
+    """Run the sets through the updater; see the module docstring. ``run`` starts the updater
+    (default: as a process)."""
+    sets = [_load_set(Path(d)) for d in directories]
+    countries = {slug: c for s in sets for slug, c in s.countries.items()}
+    realtext = {slug for s in sets if s.name == "realtext" for slug in s.countries}
+    result = Measurement(countries=len(countries))
     server = StandInLLM()
     server.start()
     wiki = StandInMediaWiki()
     if reference:
-        wiki.add_tax_rates_list(reference_page(pset), revid=1)
+        wiki.add_tax_rates_list(reference_page(countries), revid=1)
         wiki.start()
     try:
         with tempfile.TemporaryDirectory(prefix="taxdata-planted-") as tmp:
-            for number, planted in enumerate([{}] + rounds):
-                replies = {slug: planted_reply(pset, planted[slug]) if slug in planted
-                           else correct_reply(pset, slug) for slug in pset.countries}
-                report, stored = run_updater(pset, replies, server, Path(tmp) / f"run{number}",
+            for number, (name, plan, planted) in enumerate(_plan(sets)):
+                report, stored = run_updater(countries, plan, server, Path(tmp) / f"run{number}",
                                              workers, wiki.api_url if reference else None, run)
                 result.runs += 1
-                for slug in pset.countries:
-                    entry = report[slug]
-                    item = planted.get(slug)
-                    if item is None:
-                        _check_correct(pset, slug, entry, stored, result)
-                        continue
-                    record = (stored.get(slug) or {}).get("record")
-                    label = classify(entry, record, item)
-                    why = next((u["reason"] for u in entry.get("unsupported", [])
-                                if u["path"] == item.path), entry["reason"])
-                    result.results.append((item, label, why if label else "written"))
-                    _check_correct(pset, slug, entry, stored, result,
-                                   skip=set(item.changes), planted=True)
+                for slug in plan.replies:
+                    _record(name, countries[slug], report[slug], stored, planted.get(slug),
+                            slug in realtext, result)
     finally:
         server.stop()
         if reference:
@@ -375,43 +305,94 @@ def measure(directory: Path = DEFAULT_SET, workers: int = 4, reference: bool = T
     return result
 
 
+def _record(name: str, country: Country, entry: dict[str, Any], stored: dict[str, Any],
+            item: Planted | None, realtext: bool, result: Measurement) -> None:
+    if name in STRATEGIES:
+        if realtext:
+            result.recall.setdefault(name, []).extend(
+                (country.slug, path, _written(country, path, value, entry, stored),
+                 _why(entry, path)) for path, value in _correct_figures(country).items())
+        if name == "best":
+            _check_correct(country, entry, stored, result)
+        return
+    if item is None:
+        _check_correct(country, entry, stored, result)
+        return
+    record = (stored.get(country.slug) or {}).get("record")
+    label = classify(entry, record, item)
+    why = next((u["reason"] for u in _own_unsupported(entry, item)), entry["reason"])
+    result.results.append((item, label, why if label else "written"))
+    _check_correct(country, entry, stored, result, item)
+
+
 def render(result: Measurement) -> str:
     total = len(result.results)
     lines = [f"Planted-errors measurement: {total} planted wrong figures in {result.countries} "
-             f"FIXTURE countries, {result.runs} updater runs", "", "  check        caught"]
-    for label, _ in CHECKS:
-        lines.append(f"  {label:<12} {result.by_check.get(label, 0):>6}")
-    lines.append(f"  {'(missed)':<12} {total - result.caught:>6}")
+             f"FIXTURE countries, {result.runs} updater runs", "",
+             f"  {'error kind':<16} {'step':<11} {'planted':>7} {'caught':>7} {'missed':>7}"
+             f"   beside it: {'written':>7} {'withheld':>8} {'held back':>9}"]
+    for kind in KINDS:
+        for step in ("extraction", "rewrite"):
+            items = [(i, label) for i, label, _ in result.results
+                     if i.kind == kind and i.step == step]
+            if not items:
+                continue
+            caught = sum(label is not None for _, label in items)
+            beside = result.beside.get(f"{kind}/{step}", Counter())
+            lines.append(f"  {kind:<16} {step:<11} {len(items):>7} {caught:>7} "
+                         f"{len(items) - caught:>7}   {'':>10} {beside.get('written', 0):>7} "
+                         f"{beside.get('withheld', 0):>8} {beside.get('held back', 0):>9}")
+    none = result.beside.get("(none planted)", Counter())
+    lines.append(f"  {'(none planted)':<16} {'':<11} {'':>7} {'':>7} {'':>7}   {'':>10} "
+                 f"{none.get('written', 0):>7} {'':>8} {none.get('held back', 0):>9}")
     share = result.caught / total if total else 0.0
+    checks = ", ".join(f"{label} {result.by_check.get(label, 0)}" for label, _ in CHECKS)
     lines += [
         "",
+        f"  caught by check: {checks}; missed {total - result.caught}",
         f"  caught {result.caught}/{total} = {share:.1%} (goal >= {GOAL_CAUGHT:.0%})",
-        f"  correct figures written with a verified quote: {result.correct_written}; "
-        f"held back: {len(result.held_back)} (goal 0)",
+        f"  correct figures held back: {len(result.held_back)} of {result.correct_total} = "
+        f"{result.held_back_share:.1%} (goal <= {GOAL_HELD_BACK:.0%})",
         f"  correct figures withheld beside a planted one (by design): {result.withheld_beside}",
-        "", "Per planted figure:",
     ]
+    if result.recall:
+        found = next(iter(result.recall.values()))
+        lines += ["", f"Real-text recall ({len({s for s, *_ in found})} FIXTURE countries, "
+                      f"{len(found)} correct figures, each verified in its original):"]
+        for strategy, text in STRATEGIES.items():
+            items = result.recall.get(strategy) or []
+            verified = sum(ok for _, _, ok, _ in items)
+            lines.append(f"  {text:<32} {verified:>4}/{len(items)} = "
+                         f"{result.recall_share(strategy):.1%} (goal >= {GOAL_RECALL:.0%})")
+    lines += ["", "Per planted figure:"]
     for item, label, why in result.results:
         lines.append(f"  {item.slug:<21} {item.path:<28} {str(item.value):<10} "
-                     f"{(label or 'MISSED'):<9} {item.what}; {why}")
-    for line in result.held_back:
-        lines.append(f"  HELD BACK {line}")
+                     f"{(label or 'MISSED'):<9} {item.kind}/{item.step}: {item.what}; {why}")
+    for kind, line in result.held_back:
+        lines.append(f"  HELD BACK ({kind}) {line}")
+    for strategy, items in result.recall.items():
+        for slug, path, ok, why in items:
+            if not ok:
+                lines.append(f"  NOT VERIFIED ({strategy}) {slug} {path}: {why}")
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m taxdata.bench.planted",
                                      description=__doc__.split("\n\n")[0])
-    parser.add_argument("--set", type=Path, default=DEFAULT_SET, metavar="DIR",
-                        help="planted set: planted.json and <slug>.md files (default: %(default)s)")
+    parser.add_argument("--set", type=Path, action="append", metavar="DIR", dest="sets",
+                        help="a FIXTURE set: planted.json or realtext.json and its files; "
+                             "repeatable (default: the planted and the real-text set)")
     parser.add_argument("-w", "--workers", type=int, default=4, metavar="N",
                         help="updater worker threads (default %(default)s)")
     parser.add_argument("--no-reference", action="store_true",
-                        help="no second source: measure the evidence and sanity checks alone")
+                        help="no second source (the list page off): the checks alone")
     args = parser.parse_args(argv)
-    if not (args.set / "planted.json").is_file():
-        parser.error(f"{args.set}: no planted.json there")
-    result = measure(args.set, args.workers, reference=not args.no_reference)
+    sets = args.sets or list(DEFAULT_SETS)
+    for directory in sets:
+        if not any((directory / name).is_file() for name in ("planted.json", "realtext.json")):
+            parser.error(f"{directory}: no planted.json there")
+    result = measure(sets, args.workers, reference=not args.no_reference)
     print(render(result))
     return EXIT_OK if result.met_goals else EXIT_FAILED
 

@@ -62,6 +62,14 @@ class ArticleNotFound(WikipediaError):
         self.title = title
 
 
+class RevisionNotFound(WikipediaError):
+    """No revision by that id (the API's ``nosuchrevid``: never existed, or deleted)."""
+
+    def __init__(self, revision: int) -> None:
+        super().__init__(f"no Wikipedia revision {revision}")
+        self.revision = revision
+
+
 class DisambiguationPage(WikipediaError):
     """The title names a disambiguation page: a list of other articles, not an article."""
 
@@ -92,6 +100,11 @@ class WikipediaClient:
     ``<cache_dir>/.cache/wikipedia/<safe title>.json``. A cached entry is returned as is, with no
     request at all, unless ``refresh=True``: knowing whether the article changed would itself
     cost a request per title, so freshness is the user's call (``--refresh``), not a guess.
+
+    Old revisions (:meth:`fetch_revision`, what the updater grounds figures in) are kept in
+    ``<cache_dir>/.cache/wikipedia/revisions/<revision>.json``: a revision never changes, so that
+    entry is final. When a refresh replaces a title's entry with a newer revision, the old entry
+    moves there first, so the text a taxation file was written from is not lost.
 
     Thread-safe: one client is shared by all workers; its semaphore caps the requests in flight.
     """
@@ -164,7 +177,7 @@ class WikipediaClient:
                 return cached
         # Callers log "[FETCH] ... for <country>"; the title is in the result line below.
         logger.debug("[FETCH] %s GET %s page=%s", thread_label(), self.api_url, requested)
-        parse = self._request_parse(requested)
+        parse = self._request_parse({"page": requested, "redirects": "1"}, requested)
         final = parse["title"]
         redirects = parse.get("redirects") or []
         if redirects or final != _canonical(requested):
@@ -195,18 +208,60 @@ class WikipediaClient:
             return None
         return self._read_cache(cache_relpath(_canonical(requested)), requested)
 
+    def fetch_revision(self, title: str, revision: int) -> Article:
+        """Exactly revision ``revision`` of ``title``: from the title's cache entry if it holds
+        that revision, else from the revision cache, else the API (``action=parse&oldid=``),
+        then kept in the revision cache."""
+        requested = " ".join(title.replace("_", " ").split())
+        relpath = self.cached_revision(requested, revision)
+        cached = self._read_cache(relpath, requested) if relpath is not None else None
+        if cached is not None:
+            logger.debug("[CACHE] %s Wikipedia %r rev %d from %s", thread_label(), cached.title,
+                         revision, relpath)
+            return cached
+        logger.info("[FETCH] %s Wikipedia %r rev %d (the revision a taxation file names)",
+                    thread_label(), requested, revision)
+        parse = self._request_parse({"oldid": str(revision)}, f"{requested} rev {revision}")
+        html = parse.get("text") or ""
+        article = Article(requested_title=requested, title=parse["title"],
+                          revision_id=int(parse.get("revid") or revision),
+                          url=self.revision_url(parse["title"], revision), html=html,
+                          text=clean_html(html), fetched_at=now_utc(), from_cache=False)
+        if self.cache_dir is not None:
+            self._write_entry(revision_relpath(revision), article)
+        return article
+
+    def cached_revision(self, title: str, revision: int) -> str | None:
+        """Where the cache holds revision ``revision`` of ``title`` (a path relative to the
+        cache's data directory), or None."""
+        if self.cache_dir is None:
+            return None
+        requested = " ".join(title.replace("_", " ").split())
+        for relpath in (revision_relpath(revision), cache_relpath(_canonical(requested))):
+            cached = self._read_cache(relpath, requested)
+            if cached is not None and cached.revision_id == revision:
+                return relpath
+        return None
+
+    def revision_url(self, title: str, revision: int) -> str:
+        """The reader-facing URL of one revision (``index.php?title=...&oldid=...``)."""
+        return (re.sub(r"/api\.php$", "/index.php", self.api_url) + "?title="
+                + quote(title.replace(" ", "_"), safe="/:(),'!*;@$-._~") + f"&oldid={revision}")
+
     def article_url(self, title: str) -> str:
         """The reader-facing URL of ``title`` on the wiki this client talks to."""
         return self._wiki_base + quote(title.replace(" ", "_"), safe="/:(),'!*;@$-._~")
 
     # -- HTTP ------------------------------------------------------------------------------
-    def _request_parse(self, title: str) -> dict[str, Any]:
+    def _request_parse(self, which: dict[str, str], title: str) -> dict[str, Any]:
+        """``action=parse`` of ``which`` (``page`` + ``redirects``, or ``oldid``); ``title``
+        names it in errors."""
+        revision = int(which["oldid"]) if "oldid" in which else None
         params = {
             "action": "parse",
-            "page": title,
+            **which,
             # ``properties`` is the one extra: it carries the ``disambiguation`` page prop.
             "prop": "text|revid|displaytitle|properties",
-            "redirects": "1",
             "formatversion": "2",
             "format": "json",
             "maxlag": "5",
@@ -240,7 +295,7 @@ class WikipediaClient:
                 return self._retry(BUSY, title, number, f"maxlag ({lag} s lagged)",
                                    MAXLAG_DEFAULT_WAIT if retry_after is None else retry_after)
             try:
-                return Outcome(DONE, value=_parse_or_raise(data, title))
+                return Outcome(DONE, value=_parse_or_raise(data, title, revision))
             except WikipediaError as exc:
                 return Outcome(FAIL, error=exc)
 
@@ -280,6 +335,17 @@ class WikipediaClient:
 
     def _write_cache(self, relpath: str, article: Article) -> None:
         assert self.cache_dir is not None
+        try:  # the revision this entry held may be what a taxation file was written from
+            old = self.cache_dir.read_json(relpath)
+        except ValueError:
+            old = None
+        if (isinstance(old, dict) and isinstance(old.get("revision_id"), int)
+                and old["revision_id"] != article.revision_id):
+            self.cache_dir.write_text(revision_relpath(old["revision_id"]), dump_json(old))
+        self._write_entry(relpath, article)
+
+    def _write_entry(self, relpath: str, article: Article) -> None:
+        assert self.cache_dir is not None
         entry = {
             "requested_title": article.requested_title,
             "title": article.title,
@@ -302,6 +368,11 @@ def cache_relpath(title: str) -> str:
     return f"{CACHE_DIR}/{slug}-{digest}.json"
 
 
+def revision_relpath(revision: int) -> str:
+    """``.cache/wikipedia/revisions/<revision>.json``: one revision's cleaned text (final)."""
+    return f"{CACHE_DIR}/revisions/{int(revision)}.json"
+
+
 def _has_contact(user_agent: str) -> bool:
     return bool(user_agent) and bool(re.search(r"https?://|@|\bmailto:", user_agent))
 
@@ -319,11 +390,14 @@ def _json_or_none(body: bytes) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
-def _parse_or_raise(data: dict[str, Any], title: str) -> dict[str, Any]:
+def _parse_or_raise(data: dict[str, Any], title: str,
+                    revision: int | None = None) -> dict[str, Any]:
     error = data.get("error")
     if error:
         if error.get("code") == "missingtitle":
             raise ArticleNotFound(title)
+        if error.get("code") == "nosuchrevid" and revision is not None:
+            raise RevisionNotFound(revision)
         raise WikipediaError(
             f"Wikipedia API error for {title!r}: {error.get('code')}: {error.get('info')}")
     parse = data.get("parse")

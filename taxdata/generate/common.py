@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 from taxdata.clients.llm import LLMClient, report_endpoints
@@ -26,6 +26,8 @@ class FileOutcome(Outcome):
     """One country's result: WRITTEN (with the file), SKIPPED (with why) or FAILED (with why)."""
 
     path: str = ""
+    # Figures of the written file that its original does not state (taxdata.record.grounding).
+    unstated: list[str] = field(default_factory=list)
 
 
 class Skip(Exception):
@@ -89,10 +91,27 @@ def run_per_country(slugs: list[str], work: Callable[[str], FileOutcome], *, set
                         else f"{o.status} ({o.reason})",
                         progress=progress, clear_stop=True)
     outcomes = {slug: outcome_of(result, FileOutcome) for slug, result in summary.results.items()}
-    print_summary("Summary", outcomes, summary.seconds, statuses=STATUSES, detail=_detail)
+    print_summary("Summary", outcomes, summary.seconds, statuses=STATUSES, detail=_detail,
+                  sections=unstated_lines(outcomes))
     if client is not None:
         report_endpoints(client, (r.error for r in summary.results.values()))
     return exit_code(outcomes, summary.interrupted)
+
+
+def unstated_lines(outcomes: dict[str, FileOutcome], most: int = 20) -> list[str]:
+    """The summary's count of figures the model's rewrites introduced, and a line per file."""
+    marked = {slug: o.unstated for slug, o in sorted(outcomes.items()) if o.unstated}
+    if not marked:
+        return []
+    total = sum(len(items) for items in marked.values())
+    noun = "file" if len(marked) == 1 else "files"
+    lines = [f"UNGROUNDED figures: {total} in {len(marked)} {noun} (not stated in the original; "
+             "marked in the file, the updater will not write them as verified)"]
+    lines += [f"UNGROUNDED {slug}: {', '.join(items)}" for slug, items in
+              list(marked.items())[:most]]
+    if len(marked) > most:
+        lines.append(f"... and {len(marked) - most} more files with UNGROUNDED figures")
+    return lines
 
 
 def _detail(outcome: Outcome) -> str:

@@ -2,7 +2,11 @@
 
 Per country: fetch the article (cached by title and revision), have the model restructure it
 into the standard taxation file, add the Sources section (article URL, revision, fetch date,
-model, prompt version) and write the file atomically. A file that is already up to date (same
+model, prompt version, the SHA-256 of the original text) and write the file atomically. The
+rewrite's figures are checked against the original by code as soon as it is written: a number
+the original does not state under the same tax is logged (``[UNGROUNDED]``), marked in the
+Sources section ("Not in the original") and counted in the summary; the updater will not write
+it as verified. A file that is already up to date (same
 revision, same prompt version) is skipped without any LLM request unless ``--force``.
 
 ``--from-raw`` takes ``data/raw/<slug>.txt`` (from generate_taxation_files) as the source;
@@ -12,6 +16,7 @@ revision, same prompt version) is skipped without any LLM request unless ``--for
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 
 from taxdata.clients.extractor import ExtractorClient, ExtractorError, check_file_name
 from taxdata.clients.http import RetryPolicy
@@ -30,11 +35,14 @@ from taxdata.generate.common import (
 )
 from taxdata.generate.formatter import PROMPT_VERSION, start_formatter
 from taxdata.generate.options import EnhancedOptions
-from taxdata.generate.raw import raw_relpath, read_raw
+from taxdata.generate.raw import raw_relpath
 from taxdata.log import logger, thread_label
 from taxdata.outcome import Status
+from taxdata.record.grounding import Original, unstated_figures
+from taxdata.record.originals import keep_original
 from taxdata.store.datadir import DataDir
 from taxdata.store.locks import run_lock_scope
+from taxdata.store.rawfile import read_raw
 from taxdata.store.taxfile import SourceInfo, compose, parse_sources
 from taxdata.timestamps import now_utc
 
@@ -54,9 +62,22 @@ def _keep_existing(data: DataDir, slug: str, force: bool, revision: str | None =
         raise Skip(f"up to date (revision {revision}, prompt {PROMPT_VERSION})")
 
 
-def _write(data: DataDir, slug: str, body: str, info: SourceInfo) -> FileOutcome:
+def _write(data: DataDir, slug: str, body: str, info: SourceInfo,
+           original: Original) -> FileOutcome:
+    """Write the file, with what of it the original does not state marked in its Sources
+    section (and logged): figures the model's rewrite introduced (taxdata.record.grounding)."""
+    unstated = unstated_figures(body, original)
+    for item in unstated:
+        logger.warning('[UNGROUNDED] %s %s: %s under "%s" ("%s") is not stated in %s',
+                       thread_label(), slug, item.value, item.section or "-", item.passage,
+                       original.ref.label)
+    shown = [item.describe() for item in unstated]
+    if shown:
+        noun = "figure" if len(shown) == 1 else "figures"
+        info = replace(info, unstated=f"{len(shown)} {noun}: " + ", ".join(shown))
+    info = replace(info, original_sha256=original.ref.sha256)
     path = data.write_text(taxation_relpath(slug), compose(body, info))
-    return FileOutcome(slug, Status.WRITTEN, path=str(path))
+    return FileOutcome(slug, Status.WRITTEN, path=str(path), unstated=shown)
 
 
 @run_lock_scope()
@@ -89,10 +110,12 @@ def run(options: EnhancedOptions, settings: Settings) -> int:
         text = checked_source(article.text, settings, f'article "{article.title}"')
         result = formatter.from_source(country, text,
                                        f'Wikipedia article "{article.title}"')
+        original = Original.of(text, "wikipedia", f"{article.title} rev {article.revision_id}")
         return _write(data, country.slug, result.body, SourceInfo(
             kind="wikipedia", title=article.title, url=article.url,
             revision=str(article.revision_id), fetched_at=article.fetched_at,
-            model=result.model, prompt_version=PROMPT_VERSION, generated_at=now_utc()))
+            model=result.model, prompt_version=PROMPT_VERSION, generated_at=now_utc()),
+            original)
 
     def from_raw(country: Country) -> FileOutcome:
         relpath = raw_relpath(country.slug)
@@ -109,10 +132,12 @@ def run(options: EnhancedOptions, settings: Settings) -> int:
         if not content.strip():
             raise Skip(f"{relpath}: empty (a header and no page text); not sent")
         url = fields.get("Source URL")
+        keep_original(data, content)  # the updater verifies the file's figures in it
         result = formatter.from_source(country, content, f"page {url or 'of unknown origin'}")
         return _write(data, country.slug, result.body, SourceInfo(
             kind="extractor", url=url, fetched_at=fields.get("Fetched"), model=result.model,
-            prompt_version=PROMPT_VERSION, generated_at=now_utc()))
+            prompt_version=PROMPT_VERSION, generated_at=now_utc()),
+            Original.of(content, "extractor", url or relpath))
 
     def work(slug: str) -> FileOutcome:
         country = by_slug[slug]
@@ -182,10 +207,13 @@ def _process_existing(options: EnhancedOptions, settings: Settings, data: DataDi
         except ValueError as exc:  # a hostile name from the service: never used as a path
             raise Skip(str(exc)) from None
         text = checked_source(text, settings, f"extractor file {name}")
+        keep_original(data, text)  # the updater verifies the file's figures in it
         result = formatter.from_source(country, text, f"extractor file {name}")
+        url = f"{service.base_url}/files/{name}"
         return _write(data, slug, result.body, SourceInfo(
-            kind="extractor", title=name, url=f"{service.base_url}/files/{name}",
-            model=result.model, prompt_version=PROMPT_VERSION, generated_at=now_utc()))
+            kind="extractor", title=name, url=url, model=result.model,
+            prompt_version=PROMPT_VERSION, generated_at=now_utc()),
+            Original.of(text, "extractor", f"extractor file {name}"))
 
     return run_per_country(list(jobs), work, settings=settings, progress=options.progress,
                            what="LLM processing", client=formatter.client)

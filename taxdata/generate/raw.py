@@ -18,28 +18,8 @@ from taxdata.generate.options import RawOptions
 from taxdata.outcome import Status
 from taxdata.store.datadir import check_slug
 from taxdata.store.locks import run_lock_scope
+from taxdata.store.rawfile import render_raw
 from taxdata.timestamps import now_utc
-
-HEADER_END = "---"
-
-
-def render_raw(url: str, fetched_at: str, extractor: str, content: str) -> str:
-    return (f"Source URL: {url}\nFetched: {fetched_at}\nExtractor: {extractor}\n{HEADER_END}\n\n"
-            f"{content.strip()}\n")
-
-
-def read_raw(text: str) -> tuple[dict[str, str], str]:
-    """(header fields, content) of a raw file; a file without our header is all content."""
-    head, sep, body = text.partition(f"\n{HEADER_END}\n")
-    if not sep:
-        return {}, text
-    fields = {}
-    for line in head.splitlines():
-        key, colon, value = line.partition(": ")
-        if not colon:
-            return {}, text
-        fields[key.strip()] = value.strip()
-    return fields, body.lstrip("\n")
 
 
 def raw_relpath(slug: str) -> str:

@@ -280,6 +280,40 @@ RECORD_KEYS: tuple[str, ...] = tuple(k for k in TaxRecord.model_fields if k not 
                                      CALCULATOR_FIELDS)
 
 
+class OriginalRef(BaseModel):
+    """The original source text a record's figures were found in (taxdata.record.grounding): the
+    Wikipedia article revision, the extractor's page, or a hand-written taxation file itself.
+
+    ``sha256`` is of the text's UTF-8 bytes; the grounding offsets count its characters."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    kind: Literal["wikipedia", "extractor", "manual"]
+    label: str = Field(description='How reasons name it, e.g. "Taxation in Latvia rev 1234567"')
+    url: str | None = None
+    revision: str | None = None
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    chars: int = Field(ge=0)
+    # Where the text is kept, relative to the data directory (the Wikipedia cache, raw/, ...).
+    location: str | None = None
+
+
+class Grounding(BaseModel):
+    """One figure found in the original: the original's own characters ``[start, end)``."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    quote: str
+    start: int = Field(ge=0)
+    end: int = Field(ge=0)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Grounding:
+        if self.end - self.start != len(self.quote):
+            raise ValueError("a grounding's offsets must span its quote exactly")
+        return self
+
+
 class Provenance(BaseModel):
     """Where a record came from.  Stored beside the record, never inside it."""
 
@@ -297,6 +331,11 @@ class Provenance(BaseModel):
     # Verified quotes, figure path -> the source's words that state it (taxdata.record.evidence).
     # None where quotes are not checked: imported records, research (model knowledge) files.
     evidence: dict[str, str] | None = None
+    # The original source text and, per verified figure, where the original states it. None in
+    # records written before grounding existed, and where nothing is verified (research,
+    # imports).
+    original: OriginalRef | None = None
+    grounding: dict[str, Grounding] | None = None
     extracted_at: str = Field(description="ISO 8601 timestamp in UTC, e.g. 2024-05-01T12:00:00Z")
 
     @field_validator("extracted_at")
@@ -317,7 +356,13 @@ class Provenance(BaseModel):
         # Model-knowledge files and imported records must never be presented as sourced facts.
         if self.source_kind in ("research", "imported") and not self.unverified:
             raise ValueError(f"source_kind {self.source_kind!r} must be marked unverified")
-        if self.source_kind in ("research", "imported") and self.evidence is not None:
+        if self.source_kind in ("research", "imported") and (
+                self.evidence is not None or self.grounding is not None):
             raise ValueError(f"source_kind {self.source_kind!r} has no verified quotes "
-                             "(evidence must be null)")
+                             "(evidence and grounding must be null)")
+        if self.grounding and self.original is None:
+            raise ValueError("grounding offsets need the original they point into")
+        if self.grounding and self.original is not None and any(
+                g.end > self.original.chars for g in self.grounding.values()):
+            raise ValueError("a grounding's offsets run past the end of its original")
         return self

@@ -104,8 +104,8 @@ def _value_at(record: Mapping[str, Any] | None, path: str) -> Any:
 
 
 def _figure(path: str, new: Any, old: Any, status: str, quotes: Mapping[str, str],
-            grounding: Mapping[str, Any], text_for: Callable[[Mapping[str, Any] | None],
-                                                             str | None],
+            grounding: Mapping[str, Any], original: Mapping[str, Any] | None,
+            text_for: Callable[[Mapping[str, Any] | None], str | None],
             unverified: bool) -> Figure:
     figure = Figure(path, new, old, changed=status == "MODIFIED" and old != new)
     ground = grounding.get(path) if isinstance(grounding.get(path), Mapping) else None
@@ -117,8 +117,9 @@ def _figure(path: str, new: Any, old: Any, status: str, quotes: Mapping[str, str
                        else "needs no quote (follows the bracket before)"
                        if path.endswith(".min") else "no quote recorded")
         return figure
-    source = (ground or {}).get("source")
-    source = source if isinstance(source, Mapping) else None
+    # A grounded figure is shown in the original its offsets point into (the article revision,
+    # the page); the others in the taxation file.
+    source = original if ground is not None and isinstance(original, Mapping) else None
     figure.passage = passage(text_for(source), figure.quote, (ground or {}).get("start"),
                              (ground or {}).get("end"))
     if figure.passage is None and source is not None:  # the original is not here: the file
@@ -156,6 +157,8 @@ def country_view(slug: str, entry: Mapping[str, Any], new: Mapping[str, Any] | N
     quotes = {**(provenance.get("evidence") or {}), **(entry.get("evidence") or {})}
     grounding = provenance.get("grounding") if isinstance(provenance.get("grounding"),
                                                          Mapping) else {}
+    original = provenance.get("original") if isinstance(provenance.get("original"),
+                                                       Mapping) else None
     texts: dict[Any, str | None] = {}
 
     def text_for(source: Mapping[str, Any] | None) -> str | None:
@@ -166,7 +169,7 @@ def country_view(slug: str, entry: Mapping[str, Any], new: Mapping[str, Any] | N
 
     for path, value in written_figures(record):
         view.figures.append(_figure(path, value, _value_at(old_record, path), view.status,
-                                    quotes, grounding, text_for, view.unverified))
+                                    quotes, grounding, original, text_for, view.unverified))
     figure_paths = {f.path for f in view.figures}
     view.other_changes = [c.get("path", "") for c in entry.get("changes") or []
                           if c.get("path") not in figure_paths]

@@ -149,8 +149,12 @@ _FIELDS = {  # label in the file -> attribute
     "Model": "model",
     "Prompt version": "prompt_version",
     "Generated": "generated_at",
+    # The original the model rewrote (its text's SHA-256), and what of the rewrite the code
+    # did not find in it (taxdata.record.grounding.unstated_figures).
+    "Original SHA-256": "original_sha256",
+    "Not in the original": "unstated",
 }
-_LINE = re.compile(r"^- ([A-Za-z ]+): (.*)$")
+_LINE = re.compile(r"^- ([A-Za-z0-9 -]+): (.*)$")
 
 
 @dataclass(frozen=True)
@@ -165,6 +169,8 @@ class SourceInfo:
     model: str | None = None
     prompt_version: str | None = None
     generated_at: str | None = None
+    original_sha256: str | None = None
+    unstated: str | None = None  # "2 figures: 25% (VAT / GST), 1000 (Personal Income Tax)"
 
     @property
     def unverified(self) -> bool:
@@ -183,6 +189,9 @@ def render_sources(info: SourceInfo) -> str:
     if info.unverified:
         lines += ["", f"> WARNING: written from {UNVERIFIED}. No source document was given to "
                       "the model; check every figure against an official source before use."]
+    if info.unstated:
+        lines += ["", f"> WARNING: the original does not state {info.unstated}. The model's "
+                      "rewrite introduced them: the updater will not write them as verified."]
     return "\n".join(lines) + "\n"
 
 

@@ -2,8 +2,10 @@
 
 Answers the way en.wikipedia.org does with ``formatversion=2``: a ``parse`` object (``title``,
 ``pageid``, ``revid``, ``displaytitle``, ``text``, ``properties``, ``redirects``) holding only the
-props asked for, HTTP 200 + ``error`` objects (``missingtitle``, ``maxlag`` with ``Retry-After``),
-and injected 429/5xx faults. Recording and peak in-flight come from :class:`StandInServer`.
+props asked for, for a page (``page=``, its latest revision) or one revision of it (``oldid=``:
+every revision added stays served), HTTP 200 + ``error`` objects (``missingtitle``,
+``nosuchrevid``, ``maxlag`` with ``Retry-After``), and injected 429/5xx faults. Recording and
+peak in-flight come from :class:`StandInServer`.
 """
 
 from __future__ import annotations
@@ -58,6 +60,7 @@ class StandInMediaWiki(StandInServer):
         super().__init__(host, port)
         self.latency = latency  # seconds each answer waits before it is written
         self._pages: dict[str, _Page] = {}
+        self._revisions: dict[int, _Page] = {}  # every revision ever added, for oldid=
         self._redirects: dict[str, str] = {}
         self._faults: list[Reply] = []
         self._state = threading.Lock()
@@ -72,7 +75,9 @@ class StandInMediaWiki(StandInServer):
                  redirect_from: list[str] | tuple[str, ...] = ()) -> None:
         """Serve ``html`` as ``title``; ``redirect_from`` titles redirect to it.
 
-        ``html`` may be the whole parser output (a ``mw-parser-output`` div, as in the fixtures)
+        Adding a page again with another ``revid`` makes that the page's latest revision; the
+        earlier ones stay served by ``oldid=``. ``html`` may be the whole parser output (a
+        ``mw-parser-output`` div, as in the fixtures)
         or just its inside, which is then wrapped the way MediaWiki wraps it.
         """
         self._add(title, html, revid, redirect_from, {"wikibase_item": "Q0"})
@@ -97,8 +102,11 @@ class StandInMediaWiki(StandInServer):
         with self._state:
             self._next_id += 1
             name = normalize_title(title)
-            self._pages[name] = _Page(name, html, revid or self._next_id * 10, self._next_id,
-                                      properties)
+            known = self._pages.get(name)
+            page = _Page(name, html, revid or self._next_id * 10,
+                         known.pageid if known else self._next_id, properties)
+            self._pages[name] = page
+            self._revisions[page.revid] = page
             for source in redirect_from:
                 self._redirects[normalize_title(source)] = name
 
@@ -154,6 +162,13 @@ class StandInMediaWiki(StandInServer):
         refused = _refuse_params(params)
         if refused is not None:
             return refused
+        if params.get("oldid"):
+            oldid = params["oldid"]
+            with self._state:
+                revision = self._revisions.get(int(oldid)) if oldid.isdigit() else None
+            if revision is None:
+                return _error("nosuchrevid", f"There is no revision with ID {params['oldid']}.")
+            return _parse_reply(revision, params, revision.title, redirected=False)
         title = normalize_title(params["page"])
         if _ILLEGAL_TITLE_CHARS.search(title):
             return _error("invalidtitle", f'Bad title "{title}".')
@@ -176,8 +191,8 @@ def _refuse_params(params: dict[str, str]) -> Reply | None:
                       f'Unrecognized value for parameter "action": {params.get("action")}.')
     if params.get("format") != "json" or params.get("formatversion") != "2":
         return _error("badvalue", "The stand-in only speaks format=json&formatversion=2.")
-    if not params.get("page"):
-        return _error("missingparam", "The page parameter must be set.")
+    if not params.get("page") and not params.get("oldid"):
+        return _error("missingparam", "One of the parameters page and oldid is required.")
     return None
 
 

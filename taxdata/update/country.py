@@ -18,7 +18,10 @@ from taxdata.log import logger, thread_label
 from taxdata.outcome import CountryFailed, Status
 from taxdata.record import crosscheck
 from taxdata.record.build import build_record, carry_calculator_fields
+from taxdata.record.evidence import EvidenceCheck
+from taxdata.record.grounding import Original
 from taxdata.record.models import Provenance
+from taxdata.record.originals import Originals, OriginalUnavailable
 from taxdata.record.reference import Reference
 from taxdata.record.validation import missing_fields
 from taxdata.store.taxfile import SourceInfo, parse_sources
@@ -37,11 +40,17 @@ class CountryUpdater:
     previous: dict[str, Any]  # the dataset's countries when the run started
     force: bool = False  # extract again even when the source has not changed
     accept_disputed: bool = False  # write a record that a reference disputes (VAT or top rate)
+    # Where each file's original is found, to verify every figure in it (taxdata.record.
+    # grounding); None verifies against the taxation files alone (Python callers' choice).
+    originals: Originals | None = None
 
     def up_to_date(self, slug: str, raw: bytes, model: str | None) -> bool:
-        """The record was extracted from these very bytes, with this prompt and model."""
+        """The record was extracted from these very bytes, with this prompt and model (and, when
+        originals are checked, verified in its original: records from before that are redone)."""
         provenance = (self.previous.get(slug) or {}).get("provenance") or {}
-        return (not self.force
+        grounded = (self.originals is None or provenance.get("unverified")
+                    or provenance.get("original") is not None)
+        return (not self.force and bool(grounded)
                 and provenance.get("source_sha256") == hashlib.sha256(raw).hexdigest()
                 and provenance.get("prompt_version") == PROMPT_VERSION
                 and provenance.get("model") == model)
@@ -67,8 +76,10 @@ class CountryUpdater:
             outcome.reason = "source unchanged since the last extraction (--force to redo)"
             return outcome
         started = time.monotonic()
+        original = self.original_of(outcome, path, text, info)
         try:
-            result = self.extractor.extract(country, text, check_quotes=not info.unverified)
+            result = self.extractor.extract(country, text, check_quotes=not info.unverified,
+                                            original=original)
         except ExtractionFailed as exc:
             outcome.status, outcome.reason = Status.FAILED, f"{_cause(exc)}; {self.fate(slug)}"
             outcome.unsupported, outcome.replies = exc.unsupported, exc.replies
@@ -85,6 +96,8 @@ class CountryUpdater:
         if check is not None:
             outcome.evidence = check.verified
             outcome.unsupported = [u.report() for u in check.unsupported]
+            outcome.grounding = {p: g.model_dump() for p, g in check.grounding.items()}
+            outcome.original = check.original.model_dump() if check.original else None
         outcome.record = build_record(result.extraction, country)
         # The calculator's own fields (the model is never asked for them) stay, flagged.
         carried = carry_calculator_fields(outcome.record,
@@ -92,13 +105,27 @@ class CountryUpdater:
         if carried:
             outcome.warnings.append("kept from the previous record, not from the source: "
                                     + ", ".join(carried))
-        outcome.provenance = _provenance(path, raw, info, result.model,
-                                         check.verified if check else None).model_dump()
+        outcome.provenance = _provenance(path, raw, info, result.model, check).model_dump()
         if carried:  # which figures no source of this record states (the previous record's)
             outcome.provenance["carried_over"] = carried
         self.cross_check(outcome, info, path)
         outcome.status = Status.PENDING  # ADDED/MODIFIED/UNCHANGED is decided against the dataset
         return outcome
+
+    def original_of(self, outcome: CountryOutcome, path: Path, text: str,
+                    info: SourceInfo) -> Original | None:
+        """The original to verify the file's figures in; FAILED (before any request: nothing
+        could be verified) when it cannot be found."""
+        if self.originals is None or info.unverified:
+            return None
+        try:
+            return self.originals.find(outcome.slug, path.name, text, info)
+        except OriginalUnavailable as exc:
+            outcome.status = Status.FAILED
+            outcome.reason = (f"cannot verify the figures: {exc}; nothing sent, previous record "
+                              "kept")
+            logger.warning("[ORIGINAL] %s %s %s", thread_label(), outcome.slug, outcome.reason)
+            raise CountryFailed(outcome) from exc
 
     def cross_check(self, outcome: CountryOutcome, info: SourceInfo, path: Path) -> None:
         """Compare the validated record with the references; a DISPUTED record (its VAT or its
@@ -125,9 +152,12 @@ def _cause(error: ExtractionFailed) -> str:
 
 
 def _provenance(path: Path, raw: bytes, info: SourceInfo, model: str,
-                evidence: dict[str, str] | None = None) -> Provenance:
+                check: EvidenceCheck | None = None) -> Provenance:
+    grounded = check is not None and check.original is not None
     return Provenance(
         source_file=path.name, source_sha256=hashlib.sha256(raw).hexdigest(),
         source_url=info.url, source_revision=info.revision, source_kind=info.kind,
         unverified=info.unverified, model=model, prompt_version=PROMPT_VERSION,
-        evidence=evidence, extracted_at=now_utc())
+        evidence=check.verified if check else None,
+        original=check.original if grounded else None,
+        grounding=check.grounding if grounded else None, extracted_at=now_utc())

@@ -20,10 +20,11 @@ from taxdata.errors import TaxdataError
 from taxdata.events import ReplyRejected, emit
 from taxdata.log import logger, thread_label, truncate
 from taxdata.record.evidence import EvidenceCheck, Quote, check_evidence
+from taxdata.record.grounding import Original
 from taxdata.record.models import Extraction
 from taxdata.record.replies import ReplyError, parse_reply
 from taxdata.record.schema import extraction_json_schema
-from taxdata.record.sourcetext import Source
+from taxdata.record.sourcetext import source_of
 from taxdata.record.validation import validate_extraction
 from taxdata.store.taxfile import DEFAULT_MAX_CHARS, request_parts
 
@@ -154,7 +155,8 @@ class Extractor:
         # Each part's quotes must be found in the text of that part, the one its reply saw.
         # One Source per part (it normalises the whole text), shared by that part's quotes.
         quotes = [Quote(e.field, e.quote, source)
-                  for source, r in zip(map(Source, parts), results) for e in r.extraction.evidence]
+                  for source, r in zip(map(source_of, parts), results)
+                  for e in r.extraction.evidence]
         if len(results) == 1:
             return results[0], quotes
         merged, conflicts = merge_extractions([r.extraction for r in results])
@@ -171,19 +173,21 @@ class Extractor:
         return Extracted(outcome.extraction, list(dict.fromkeys(warnings)), asked, http,
                          results[-1].model, replies), quotes
 
-    def extract(self, country: Country, text: str, *,
-                check_quotes: bool = True) -> CheckedExtraction:
+    def extract(self, country: Country, text: str, *, check_quotes: bool = True,
+                original: Original | None = None) -> CheckedExtraction:
         """The validated extraction, its warnings, costs and evidence check; or ExtractionFailed.
 
         With ``check_quotes`` every figure needs a verified quote (taxdata.record.evidence): the
         returned extraction has the unsupported ones set to null, and a reply whose key figures
         (VAT standard rate, the brackets) all lack one fails. Without it (research sources, the
         model's own knowledge: there is no text to hold quotes against) the check is None.
+        With ``original`` (the text the file was written from) every figure must also be found
+        there (taxdata.record.grounding).
         """
         found, quotes = self._extract_all(country, text)
         result = CheckedExtraction(**vars(found))
         if check_quotes:
-            check = check_evidence(result.extraction, quotes)
+            check = check_evidence(result.extraction, quotes, original)
             unsupported = [u.report() for u in check.unsupported]
             for item in check.unsupported:
                 logger.warning("[UNSUPPORTED] %s %s %s %s: %s", thread_label(), country.slug,

@@ -15,7 +15,7 @@ STATUSES = (Status.ADDED, Status.MODIFIED, Status.UNCHANGED, Status.FAILED, Stat
 # The keys of a country's entry in reports/update-<time>.json, in their order.
 REPORT_KEYS = ("slug", "status", "reason", "changes", "missing", "warnings", "attempts",
                "http_attempts", "latency_s", "model", "source_file", "source_kind", "unverified",
-               "evidence", "unsupported", "crosscheck", "replies")
+               "evidence", "unsupported", "crosscheck", "original", "grounding", "replies")
 
 
 @dataclass
@@ -36,6 +36,9 @@ class CountryOutcome(Outcome):
     evidence: dict[str, str] = field(default_factory=dict)
     unsupported: list[dict[str, Any]] = field(default_factory=list)
     crosscheck: dict[str, Any] | None = None  # classification against the references
+    # The original the figures were verified in, and where it states each (quote, offsets).
+    original: dict[str, Any] | None = None
+    grounding: dict[str, dict[str, Any]] = field(default_factory=dict)
     # Each ask's raw reply (bounded) and why it was rejected, to debug a failed country.
     replies: list[dict[str, Any]] = field(default_factory=list)
     record: dict[str, Any] | None = field(default=None, repr=False)

@@ -15,7 +15,6 @@ This module runs it: the plan, the workers, the end, the dry runs. What it is as
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from pathlib import Path
@@ -30,6 +29,7 @@ from taxdata.errors import EXIT_OK, UsageError
 from taxdata.log import logger, thread_label
 from taxdata.outcome import Status, exit_code, outcome_of
 from taxdata.record import crosscheck
+from taxdata.record.originals import REVISION_RETRY, Originals, read_original
 from taxdata.record.reference import Reference, ReferenceTableError, fetch_list_reference
 from taxdata.record.referencefile import load_reference_csv, parse_column_spec
 from taxdata.report.html import write_html_report
@@ -169,31 +169,18 @@ class UpdateRun:
 
     def source_text(self, slug: str, source: Mapping[str, Any] | None) -> str | None:
         """The text a country's quotes are shown in: its taxation file, or (``source``: the
-        original a grounded figure names) the cached article with that revision or sha256."""
+        original its grounded figures name, ``provenance.original``) that original, as kept in
+        the data directory and still matching its SHA-256."""
+        if source is not None:
+            return read_original(self.data, source)
         outcome = self.outcomes.get(slug)
         path = self.input_dir / outcome.source_file if outcome and outcome.source_file else None
         try:
-            raw = path.read_bytes() if path and path.stat().st_size <= \
-                self.settings.max_input_bytes else None
+            if path is None or path.stat().st_size > self.settings.max_input_bytes:
+                return None
+            return path.read_bytes().decode("utf-8", errors="replace")
         except OSError:
-            raw = None
-        if source is None:
-            return None if raw is None else raw.decode("utf-8", errors="replace")
-        wanted = (source.get("sha256"), str(source.get("revision") or ""))
-        if raw is not None and hashlib.sha256(raw).hexdigest() == wanted[0]:
-            return raw.decode("utf-8", errors="replace")
-        title = source.get("title") or (self.registry.get(slug).wikipedia_title
-                                        if self.registry.has_slug(slug) else None)
-        try:
-            cached = WikipediaClient(self.settings.wikipedia_api, self.settings.user_agent,
-                                     cache_dir=DataDir(self.settings.data_dir)).cached(title) \
-                if title else None
-        except ValueError:  # a User-Agent without contact details: no client, no cache
             return None
-        if cached is not None and (str(cached.revision_id) == wanted[1] or hashlib.sha256(
-                cached.text.encode("utf-8")).hexdigest() == wanted[0]):
-            return cached.text
-        return None
 
     def print_summary(self, seconds: float) -> None:
         print_update_summary(self.outcomes, seconds, model=self.model,
@@ -227,7 +214,8 @@ def run(options: UpdateOptions, settings: Settings) -> int:
     if sources:
         update.fetch_list_reference()
     one_country = CountryUpdater(update.registry, extractor, update.references, update.previous,
-                                 force=options.force, accept_disputed=options.accept_disputed)
+                                 force=options.force, accept_disputed=options.accept_disputed,
+                                 originals=originals_for(settings))
 
     def work(slug: str) -> CountryOutcome:
         return one_country.process(slug, sources[slug])
@@ -247,6 +235,15 @@ def run(options: UpdateOptions, settings: Settings) -> int:
     print_report_paths(update.report_path)  # the last lines: where to look ...
     print_closing_line(update.outcomes)  # ... and, if nothing written was checked, that
     return exit_code(update.outcomes, summary.interrupted)
+
+
+def originals_for(settings: Settings) -> Originals:
+    """Where the run finds each taxation file's original: the data directory the generators
+    wrote (their caches, raw/), and Wikipedia for a revision the cache lacks."""
+    data = DataDir(settings.data_dir)
+    wikipedia = WikipediaClient(settings.wikipedia_api, settings.user_agent, cache_dir=data,
+                                retry=REVISION_RETRY)
+    return Originals(data, wikipedia)
 
 
 def prepare(options: UpdateOptions, settings: Settings) -> UpdateRun:

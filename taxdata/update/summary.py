@@ -1,9 +1,10 @@
 """The updater's summary on stdout: the shared summary (taxdata.outcome) plus its own sections.
 
 After the counts and the FAILED countries: the figures withheld for want of a verified quote
-(UNSUPPORTED), the countries whose source is the model's own knowledge (UNVERIFIED), the
-cross-check against the references (with the disputes) and where the report went. Each section
-is short (at most ``most`` lines per list); the report has everything.
+(UNSUPPORTED; how many of them the original does not state), the countries whose source is
+the model's own knowledge (UNVERIFIED), the cross-check against the references (with the
+disputes) and where the report went. Each section is short (at most ``most`` lines per list);
+the report has everything.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Iterator, Mapping, Sequence
 
 from taxdata.outcome import Status, print_summary
 from taxdata.record import crosscheck
+from taxdata.record.evidence import NOT_STATED
 from taxdata.record.reference import Reference
 from taxdata.update.outcome import STATUSES, CountryOutcome
 
@@ -53,6 +55,9 @@ def summary_totals(outcomes: Mapping[str, CountryOutcome]) -> dict[str, int]:
     held = [u for o in outcomes.values() for u in o.unsupported]
     return {"unsupported": sum(not u["withheld"] for u in held),
             "withheld": sum(bool(u["withheld"]) for u in held),
+            # of the unsupported: the figures the original does not state (a rewrite's error)
+            "unstated": sum(not u["withheld"] and u["reason"].startswith(NOT_STATED)
+                            for u in held),
             "unsupported_countries": sum(bool(o.unsupported) for o in outcomes.values()),
             "unverified": len(unverified_slugs(outcomes)),
             "disputed": crosscheck_counts(outcomes)[crosscheck.DISPUTED]}
@@ -63,9 +68,10 @@ def unsupported_lines(outcomes: Mapping[str, CountryOutcome], most: int = 20) ->
     (at most ``most`` lines)."""
     held = {slug: o.unsupported for slug, o in sorted(outcomes.items()) if o.unsupported}
     totals = summary_totals(outcomes)
-    own, withheld = totals["unsupported"], totals["withheld"]
+    own, withheld, unstated = totals["unsupported"], totals["withheld"], totals["unstated"]
     noun = "country" if len(held) == 1 else "countries"
     yield (f"UNSUPPORTED figures: {own} in {len(held)} {noun} (no verified quote; not written)"
+           + (f", {unstated} of them not stated in the original" if unstated else "")
            + (f", {withheld} more withheld with them" if withheld else ""))
     for slug, items in list(held.items())[:most]:
         paths = [u["path"] for u in items if not u["withheld"]]

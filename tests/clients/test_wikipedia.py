@@ -16,9 +16,11 @@ from taxdata.clients.http import RetryPolicy
 from taxdata.clients.wikipedia import (
     ArticleNotFound,
     DisambiguationPage,
+    RevisionNotFound,
     WikipediaClient,
     WikipediaError,
     cache_relpath,
+    revision_relpath,
 )
 from taxdata.log import logger
 from taxdata.store.datadir import DataDir
@@ -335,3 +337,48 @@ def test_cache_key_is_safe_for_any_title(tmp_path, title):
 
 def test_cache_keys_differ_for_titles_that_slugify_alike():
     assert len({cache_relpath(t) for t in ["C++", "C#", "C", "c"]}) == 4
+
+
+# -- one exact revision (what the updater verifies a taxation file's figures in) ---------------
+
+def test_fetch_revision_asks_for_exactly_that_revision_and_keeps_it(wiki, tmp_path):
+    data = DataDir(tmp_path)
+    old = fixture("freedonia.html")
+    wiki.add_page("Freedonia", old.replace("19%", "21%"), revid=424243)  # a newer revision
+    article = client_for(wiki, cache_dir=data).fetch_revision("Freedonia", 424242)
+    (request,) = wiki.requests_to(API)
+    assert request.query["oldid"] == ["424242"] and "page" not in request.query
+    assert article.revision_id == 424242 and "standard VAT rate is 19%" in article.text
+    assert article.url.endswith("/w/index.php?title=Freedonia&oldid=424242")
+    kept = json.loads(data.path(revision_relpath(424242)).read_text(encoding="utf-8"))
+    assert kept["revision_id"] == 424242 and kept["text"] == article.text
+    # Kept: a second client asks nothing; the title's current revision is another matter.
+    again = client_for(wiki, cache_dir=data)
+    assert again.fetch_revision("Freedonia", 424242).text == article.text
+    assert again.cached_revision("Freedonia", 424242) == revision_relpath(424242)
+    assert again.cached_revision("Freedonia", 424243) is None
+    assert len(wiki.requests_to(API)) == 1
+
+
+def test_fetch_revision_uses_the_title_entry_when_it_holds_that_revision(wiki, tmp_path):
+    data = DataDir(tmp_path)
+    client_for(wiki, cache_dir=data).fetch("Freedonia")
+    client = client_for(wiki, cache_dir=data)
+    assert client.fetch_revision("Freedonia", 424242).from_cache
+    assert client.cached_revision("Freedonia", 424242) == cache_relpath("Freedonia")
+    assert len(wiki.requests_to(API)) == 1
+
+
+def test_a_refresh_keeps_the_revision_it_replaces(wiki, tmp_path):
+    data = DataDir(tmp_path)
+    first = client_for(wiki, cache_dir=data).fetch("Freedonia")
+    wiki.add_page("Freedonia", fixture("freedonia.html").replace("19%", "21%"), revid=424243)
+    client_for(wiki, cache_dir=data).fetch("Freedonia", refresh=True)
+    kept = client_for(wiki, cache_dir=data).fetch_revision("Freedonia", 424242)
+    assert kept.text == first.text and len(wiki.requests_to(API)) == 2
+
+
+def test_a_revision_that_does_not_exist_is_its_own_error(wiki):
+    with pytest.raises(RevisionNotFound) as caught:
+        client_for(wiki).fetch_revision("Freedonia", 999)
+    assert caught.value.revision == 999 and str(caught.value) == "no Wikipedia revision 999"

@@ -10,6 +10,7 @@ section. Assertions are on files, request counts, request contents and peaks, ne
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -25,7 +26,7 @@ from taxdata.clients.htmlclean import clean_html
 from taxdata.countries.registry import BUNDLED_FILE, load_registry
 from taxdata.generate.common import FileOutcome, run_per_country
 from taxdata.generate.formatter import PROMPT_VERSION
-from taxdata.generate.raw import read_raw
+from taxdata.store.rawfile import read_raw
 from taxdata.store.taxfile import SECTIONS, SourceInfo, compose, missing_sections, parse_sources
 from taxdata.testing.extractor_server import StandInExtractor
 from taxdata.testing.llm_server import StandInLLM
@@ -192,7 +193,7 @@ def suite(tmp_path, make_llm_server) -> Suite:
 
 def summary_line(stdout: str, slug: str) -> str:
     """The summary's line for ``slug`` (``  STATUS slug: detail``), as ``STATUS slug detail``."""
-    lines = re.findall(rf"^  (\S+) {slug}: (.*)$", stdout, re.MULTILINE)
+    lines = re.findall(rf"^  (WRITTEN|SKIPPED|FAILED) {slug}: (.*)$", stdout, re.MULTILINE)
     assert len(lines) == 1, stdout
     status, detail = lines[0]
     return f"{status} {slug} {detail}"
@@ -565,10 +566,14 @@ def test_process_existing_formats_safe_files_and_never_requests_hostile_names(su
     assert info.title == "taxation_germany.txt"
     assert info.url == f"{suite.extractor.base_url}/files/taxation_germany.txt"
     assert info.model == MODEL and info.prompt_version == PROMPT_VERSION
-    # Nothing anywhere but taxation/germany.md (plus the writer's lock files).
+    # Nothing anywhere but taxation/germany.md and the page it was written from, kept by its
+    # SHA-256 for the updater to verify the file's figures in (plus the writer's lock files).
+    kept = suite.data / ".cache" / "originals" / f"{info.original_sha256}.txt"
+    assert kept.read_text(encoding="utf-8") == EXTRACTOR_TEXT
+    assert hashlib.sha256(EXTRACTOR_TEXT.encode()).hexdigest() == info.original_sha256
     outside = [p for p in tmp_path.rglob("*") if p.is_file()
                and not p.is_relative_to(suite.data / ".locks")]
-    assert outside == [suite.taxation("germany")]
+    assert sorted(outside) == sorted([suite.taxation("germany"), kept])
     assert "root:x:0:0" not in text
 
 

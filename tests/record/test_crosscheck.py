@@ -22,6 +22,7 @@ from _updater import (
     generic_evidence,
     generic_text,
     js_comments,
+    put_original,
     put_taxation,
     reply,
     report_of,
@@ -83,6 +84,7 @@ def put_wikipedia_file(data: Path, slug: str, title: str, revision: int, **figur
     head, _, _ = text.partition("## Sources")
     path.write_text(f"{head}## Sources\n\n- Source: wikipedia\n- Title: {title}\n"
                     f"- Revision: {revision}\n", encoding="utf-8")
+    put_original(data, slug, path.read_text(encoding="utf-8"))  # the article, in the cache
 
 
 def list_requests(wiki: StandInMediaWiki) -> int:

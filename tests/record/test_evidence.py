@@ -12,6 +12,7 @@ import pytest
 
 from taxdata.record.evidence import Quote, check_evidence
 from taxdata.record.models import Extraction
+from taxdata.record.quotechecks import LABELS, nearest_label
 from taxdata.record.sourcetext import Source, find_quote, normalise, numbers_in
 
 # FIXTURE: a made-up taxation file in the standard layout; the figures mean nothing.
@@ -165,8 +166,11 @@ def test_quotes_not_in_the_source_are_not_found(quote):
 
 
 def test_found_quotes_carry_their_section_headings():
-    assert find_quote(SOURCE, "Corporate tax is 25 %") == ["overview"]
-    assert find_quote(SOURCE, "| 40,001 | | 44 |") == ["personal income tax"]
+    assert find_quote(SOURCE, "Corporate tax is 25 %") == ["taxation in testland / overview"]
+    # A table row's context: its headings and the lead-in line of its table.
+    assert find_quote(SOURCE, "| 40,001 | | 44 |") == [
+        "taxation in testland / personal income tax / the personal income tax is progressive. "
+        "the brackets for the 2024 tax year"]
 
 
 # -- one figure -------------------------------------------------------------------------------
@@ -247,12 +251,11 @@ def test_labels_after_the_number_count_in_their_clause():
     ("the consumption tax is 10%, with a reduced rate of 8% for food", 10, None),
 ])
 def test_nearest_label(quote, number, label):
-    from taxdata.record.evidence import _LABELS, _nearest_label
     at = next(n for n in numbers_in(quote) if n.value == number)
     keys = (("vat.standard", "vat.reduced") if "vat" in (label or "vat.")
             else ("socialSecurity.employeeRate", "socialSecurity.employerRate"))
-    assert set(keys) <= set(_LABELS)
-    assert _nearest_label(quote, at, keys) == label
+    assert set(keys) <= set(LABELS)
+    assert nearest_label(quote, at, keys) == label
 
 
 def test_an_unlabelled_rate_among_several_is_refused():
@@ -276,10 +279,14 @@ def test_a_bracket_rate_from_another_row_is_refused():
 
 
 def test_a_bracket_quote_naming_another_bracket_or_rate_is_refused():
-    # The whole schedule in one sentence singles out no bracket.
+    # The whole schedule in one sentence: the clause that holds the figure must single out its
+    # bracket ("44 % above 40,000 EUR" does), else the whole sentence names other rows.
     sentence = "0 % up to 9,000 EUR, 15 % up to 40,000 EUR, 44 % above 40,000 EUR"
-    assert reason("brackets[2].rate", 44, sentence) == (
-        "the quote names bracket 0's bound: it is about another row")
+    assert reason("brackets[2].rate", 44, sentence) is None
+    assert reason("brackets[1].rate", 44, sentence, brackets=[
+        {"min": 0, "max": 9000, "rate": 0}, {"min": 9001, "max": 40000, "rate": 44},
+        {"min": 40001, "max": None, "rate": 44}]) == (
+        "the quote states several rates; quote only this bracket's")
     assert reason("brackets[2].rate", 15, "15 % up to 40,000 EUR, 44 % above 40,000",
                   brackets=[{"min": 0, "max": 9000, "rate": 0},
                             {"min": 9001, "max": 40000, "rate": 15},

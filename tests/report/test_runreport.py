@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 from _programs import logger_restored
+from _updater import put_original
 from conftest import unreachable_wikipedia
 
 from taxdata import events as ev
@@ -101,9 +102,11 @@ def _write_countries(tmp: Path, count: int) -> tuple[Path, Path]:
         if i == 7:  # a gap between brackets: invalid however often the model is asked
             body = body.replace("| 0 | and above | 12 |", "| 0 | 100 | 5 |\n| 500 | and above | 12 |")
             body = body.replace("System: flat", "System: progressive")
-        (taxation / f"{slug}.md").write_text(compose(body, SourceInfo(
+        text = compose(body, SourceInfo(
             kind="wikipedia", title=f"Taxation in {name}", url=f"https://example.org/{slug}",
-            revision=str(1000 + i))), encoding="utf-8")
+            revision=str(1000 + i)))
+        (taxation / f"{slug}.md").write_text(text, encoding="utf-8")
+        put_original(tmp, slug, text)  # the article it was written from, in the cache
     path = tmp / "sample-countries.json"
     path.write_text(json.dumps({"_comment": "SAMPLE test registry", "countries": registry}))
     return path, taxation
@@ -340,11 +343,16 @@ RECORD = {"name": "Examplia", "system": None, "brackets": [],
           "socialSecurity": {"employeeRate": 10, "employerRate": 20}}
 
 
+ORIGINAL = {"kind": "wikipedia", "label": "Taxation in Examplia rev 7",
+            "url": "https://example.org/a", "revision": "7", "sha256": "0" * 64, "chars": 999,
+            "location": ".cache/wikipedia/revisions/7.json"}
+
+
 def _report_with(evidence: dict, grounding: dict | None = None, old: dict | None = None):
     provenance = {"evidence": evidence, "source_kind": "wikipedia",
                   "source_url": "http://127.0.0.1:8080/wiki/Taxation_in_Examplia"}
-    if grounding is not None:
-        provenance["grounding"] = grounding
+    if grounding is not None:  # as the updater writes them (taxdata.record.models)
+        provenance["grounding"], provenance["original"] = grounding, ORIGINAL
     report = {"counts": {"MODIFIED": 1}, "model": "m", "countries": {"examplia": {
         "status": "MODIFIED", "evidence": evidence, "source_file": "examplia.md",
         "changes": [{"path": "vat.standard", "old": 20, "new": 21},
@@ -379,8 +387,7 @@ def test_a_quote_is_found_across_markdown_and_shown_with_its_context():
 def test_grounding_offsets_are_used_when_they_point_at_the_quote():
     start = TEXT.index("A reduced rate of 9 %")
     grounding = {"vat.reduced[0]": {"quote": "A reduced rate of 9 %", "start": start,
-                                    "end": start + len("A reduced rate of 9 %"),
-                                    "source": {"url": "https://example.org/a", "revision": 7}}}
+                                    "end": start + len("A reduced rate of 9 %")}}
     report, dataset, previous = _report_with({}, grounding)
     asked = []
 
@@ -389,7 +396,7 @@ def test_grounding_offsets_are_used_when_they_point_at_the_quote():
         return TEXT if source else None
 
     page = render_html(report, [], dataset, previous=previous, sources=sources)
-    assert asked[0] == {"url": "https://example.org/a", "revision": 7}
+    assert asked[0] == ORIGINAL  # the original the offsets point into
     assert "(at its recorded offsets)" in page
     assert "<mark>A reduced rate of 9 %</mark>" in page
     # offsets that no longer point at the quote: found by search instead

@@ -47,6 +47,8 @@ from _updater import (  # noqa: F401  (pytest fixtures)
     explain,
     free_port,
     js_comments,
+    original_text,
+    put_original,
     put_taxation,
     records,
     reply,
@@ -95,6 +97,16 @@ def test_happy_path_three_countries(server, data, tmp_path):
         kind, url, revision = HAPPY_SOURCES[slug]
         provenance = dict(entry["provenance"])
         assert TIMESTAMP.match(provenance.pop("extracted_at"))
+        # Every verified figure is grounded in the original (here: the article in the cache,
+        # the extractor's raw page): the original's own characters at the stored offsets.
+        original, grounding = provenance.pop("original"), provenance.pop("grounding")
+        text = original_text(data, slug)
+        assert original["sha256"] == hashlib.sha256(text.encode()).hexdigest()
+        assert original["chars"] == len(text) and original["kind"] == kind
+        assert original["revision"] == revision
+        assert set(grounding) == set(HAPPY_EVIDENCE[slug])
+        for path, found in grounding.items():
+            assert text[found["start"]:found["end"]] == found["quote"], path
         assert provenance == {
             "source_file": f"{slug}.md", "source_sha256": hashlib.sha256(raw).hexdigest(),
             "source_url": url, "source_revision": revision, "source_kind": kind,
@@ -158,6 +170,7 @@ def test_second_run_reports_only_the_changed_country(server, data):
         "## Sources", "FIXTURE: revised text. The standard VAT rate is now 18 %. Income from "
         "12,346 EUR up to 50,000 EUR is taxed at 33 %; income above 50,000 EUR is taxed at "
         "45 %.\n\n## Sources"), encoding="utf-8")
+    put_original(data, "germany", source.read_text(encoding="utf-8"))  # its new article
     server.reset_stats()
     proc = run_updater(data, server.url("proxy"), "--countries", "germany,france,estonia")
     assert proc.returncode == 0, explain(proc)
