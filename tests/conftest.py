@@ -12,7 +12,7 @@ import pytest
 from taxdata import cancel
 from taxdata.clients.http import RetryPolicy
 from taxdata.clients.llm import DIALECTS, Endpoint, LLMClient
-from taxdata.record import reference
+from taxdata.references import listpage as reference
 from taxdata.testing.llm_server import StandInLLM
 from taxdata.update import run as run_module
 
@@ -38,7 +38,7 @@ def unreachable_wikipedia(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TAXDATA_WIKIPEDIA_API", CLOSED_WIKIPEDIA_API)
     monkeypatch.setattr(reference, "LIST_RETRY", dataclasses.replace(
         reference.LIST_RETRY, floor=0.0, base=0.001, cap=0.001))
-    # Likewise the updater's fetch of a revision its cache lacks (taxdata.record.originals).
+    # Likewise the updater's fetch of a revision its cache lacks (taxdata.evidence.originals).
     monkeypatch.setattr(run_module, "REVISION_RETRY", dataclasses.replace(
         run_module.REVISION_RETRY, floor=0.0, base=0.001, cap=0.001))
 

@@ -19,7 +19,7 @@ not real tax data):
   original does not.
 
 Every original is kept where the generators keep it (the Wikipedia cache, ``raw/``,
-``.cache/originals/``), so the updater verifies each figure in it (taxdata.record.grounding).
+``.cache/originals/``), so the updater verifies each figure in it (taxdata.evidence.grounding).
 
 The first run sends every country its correct reply, quoting the best verbatim part of its
 file: every correct figure must be written with its quote (one that is not is *held back*); a
@@ -65,7 +65,7 @@ from taxdata.bench.plantedset import (
 )
 from taxdata.bench.plantedset import load_set as _load_set
 from taxdata.errors import EXIT_FAILED, EXIT_OK
-from taxdata.record.evidence import NOT_STATED, required_paths
+from taxdata.evidence.check import NOT_STATED, required_paths
 from taxdata.record.models import Extraction
 from taxdata.testing.llm_server import StandInLLM
 from taxdata.testing.mediawiki_server import StandInMediaWiki
@@ -126,13 +126,13 @@ CHECKS: list[tuple[str, Check]] = [
     ("sanity", lambda entry, record, item: entry["status"] == "FAILED"
      and not entry["reason"].startswith((EVIDENCE_FAILED, "DISPUTED "))),
     # The quote passed in the taxation file, but the original does not state the figure
-    # (taxdata.record.grounding).
+    # (taxdata.evidence.grounding).
     ("original", lambda entry, record, item: any(
         u["reason"].startswith(NOT_STATED) for u in _own_unsupported(entry, item))),
-    # The figure's own quote failed verification (taxdata.record.quotechecks).
+    # The figure's own quote failed verification (taxdata.evidence.quotechecks).
     ("evidence", lambda entry, record, item: bool(_own_unsupported(entry, item))
      or (entry["status"] == "FAILED" and entry["reason"].startswith(EVIDENCE_FAILED))),
-    # A second source disagrees: a DISPUTED VAT is held back (taxdata.record.crosscheck).
+    # A second source disagrees: a DISPUTED VAT is held back (taxdata.references.crosscheck).
     ("reference", lambda entry, record, item: entry["status"] == "FAILED"
      and entry["reason"].startswith("DISPUTED ")),
 ]

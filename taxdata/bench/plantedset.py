@@ -32,8 +32,8 @@ from typing import Any
 
 from taxdata.clients.wikipedia import cache_relpath
 from taxdata.countries.registry import load_registry
-from taxdata.record.grounding import sha256_text
-from taxdata.record.originals import keep_original
+from taxdata.evidence.grounding import sha256_text
+from taxdata.evidence.originals import keep_original
 from taxdata.store.datadir import DataDir, dump_json
 from taxdata.store.rawfile import render_raw
 from taxdata.store.taxfile import SourceInfo, compose

@@ -3,7 +3,7 @@
 :func:`clean_html` keeps headings, paragraphs, lists and markdown tables and drops references,
 navigation, infoboxes and maintenance chrome (:func:`taxdata.store.taxfile.split_sections` cuts such
 text into prompt-sized parts). :func:`table_grid` lays out a wikitable's cells on a grid
-(row/col spans resolved), for callers that read tables themselves (taxdata.record.reference).
+(row/col spans resolved), for callers that read tables themselves (taxdata.references.listpage).
 """
 
 from __future__ import annotations
@@ -209,7 +209,7 @@ def table_grid(table: Tag,
     """Cell texts laid out on a grid (row/colspans repeat the cell) and the count of header rows.
 
     ``value`` picks what each grid slot holds instead of the cell's text (e.g. the cell itself,
-    for callers that read its links or italics: :mod:`taxdata.record.reference`).
+    for callers that read its links or italics: :mod:`taxdata.references.listpage`).
     """
     rows = [tr for tr in table.find_all("tr") if tr.find_parent("table") is table]
     grid: list[list[Any]] = []

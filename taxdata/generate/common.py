@@ -26,7 +26,7 @@ class FileOutcome(Outcome):
     """One country's result: WRITTEN (with the file), SKIPPED (with why) or FAILED (with why)."""
 
     path: str = ""
-    # Figures of the written file that its original does not state (taxdata.record.grounding).
+    # Figures of the written file that its original does not state (taxdata.evidence.grounding).
     unstated: list[str] = field(default_factory=list)
 
 

@@ -24,6 +24,8 @@ from taxdata.clients.wikipedia import ArticleNotFound, WikipediaClient
 from taxdata.config import Settings
 from taxdata.countries.registry import Country
 from taxdata.errors import PreflightError
+from taxdata.evidence.grounding import Original, unstated_figures
+from taxdata.evidence.originals import keep_original
 from taxdata.generate.common import (
     FileOutcome,
     Skip,
@@ -38,8 +40,6 @@ from taxdata.generate.options import EnhancedOptions
 from taxdata.generate.raw import raw_relpath
 from taxdata.log import logger, thread_label
 from taxdata.outcome import Status
-from taxdata.record.grounding import Original, unstated_figures
-from taxdata.record.originals import keep_original
 from taxdata.store.datadir import DataDir
 from taxdata.store.locks import run_lock_scope
 from taxdata.store.rawfile import read_raw
@@ -65,7 +65,7 @@ def _keep_existing(data: DataDir, slug: str, force: bool, revision: str | None =
 def _write(data: DataDir, slug: str, body: str, info: SourceInfo,
            original: Original) -> FileOutcome:
     """Write the file, with what of it the original does not state marked in its Sources
-    section (and logged): figures the model's rewrite introduced (taxdata.record.grounding)."""
+    section (and logged): figures the model's rewrite introduced (taxdata.evidence.grounding)."""
     unstated = unstated_figures(body, original)
     for item in unstated:
         logger.warning('[UNGROUNDED] %s %s: %s under "%s" ("%s") is not stated in %s',

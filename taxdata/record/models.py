@@ -135,7 +135,7 @@ class SpecialTax(BaseModel):
     description: str = Field(description="One-sentence description from the source.")
 
 
-# The fields a quote may be given for (``[i]`` is a list index); taxdata.record.evidence checks
+# The fields a quote may be given for (``[i]`` is a list index); taxdata.evidence.check checks
 # them.
 EVIDENCE_PATHS: tuple[str, ...] = (
     "system", "vat.standard", "vat.reduced[i]", "brackets[i].rate", "brackets[i].min",
@@ -281,7 +281,7 @@ RECORD_KEYS: tuple[str, ...] = tuple(k for k in TaxRecord.model_fields if k not 
 
 
 class OriginalRef(BaseModel):
-    """The original source text a record's figures were found in (taxdata.record.grounding): the
+    """The original source text a record's figures were found in (taxdata.evidence.grounding): the
     Wikipedia article revision, the extractor's page, or a hand-written taxation file itself.
 
     ``sha256`` is of the text's UTF-8 bytes; the grounding offsets count its characters."""
@@ -328,7 +328,7 @@ class Provenance(BaseModel):
     unverified: bool
     model: str | None = None
     prompt_version: str | None = None
-    # Verified quotes, figure path -> the source's words that state it (taxdata.record.evidence).
+    # Verified quotes, figure path -> the source's words that state it (taxdata.evidence.check).
     # None where quotes are not checked: imported records, research (model knowledge) files.
     evidence: dict[str, str] | None = None
     # The original source text and, per verified figure, where the original states it. None in

@@ -2,7 +2,7 @@
 it, under a short header naming where it came from.
 
 generate_taxation_files writes it; the enhanced generator (``--from-raw``) reads it; the
-updater reads it again to find a taxation file's original (taxdata.record.originals).
+updater reads it again to find a taxation file's original (taxdata.evidence.originals).
 """
 
 from __future__ import annotations

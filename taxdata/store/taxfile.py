@@ -150,7 +150,7 @@ _FIELDS = {  # label in the file -> attribute
     "Prompt version": "prompt_version",
     "Generated": "generated_at",
     # The original the model rewrote (its text's SHA-256), and what of the rewrite the code
-    # did not find in it (taxdata.record.grounding.unstated_figures).
+    # did not find in it (taxdata.evidence.grounding.unstated_figures).
     "Original SHA-256": "original_sha256",
     "Not in the original": "unstated",
 }

@@ -27,7 +27,7 @@ from taxdata.testing.server import (
 )
 
 API_PATH = "/w/api.php"
-LIST_TITLE = "List of countries by tax rates"  # taxdata.record.reference.LIST_TITLE
+LIST_TITLE = "List of countries by tax rates"  # taxdata.references.listpage.LIST_TITLE
 SERVED_BY = "mw-api-standin.loopback"
 _DOCREF = ("See https://en.wikipedia.org/w/api.php for API usage. Subscribe to the "
            "mediawiki-api-announce mailing list at &lt;https://lists.wikimedia.org/postorius/"

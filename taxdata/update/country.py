@@ -14,16 +14,16 @@ from pathlib import Path
 from typing import Any
 
 from taxdata.countries.registry import Registry
+from taxdata.evidence.check import EvidenceCheck
+from taxdata.evidence.grounding import Original
+from taxdata.evidence.originals import Originals, OriginalUnavailable
 from taxdata.log import logger, thread_label
 from taxdata.outcome import CountryFailed, Status
-from taxdata.record import crosscheck
 from taxdata.record.build import build_record, carry_calculator_fields
-from taxdata.record.evidence import EvidenceCheck
-from taxdata.record.grounding import Original
 from taxdata.record.models import Provenance
-from taxdata.record.originals import Originals, OriginalUnavailable
-from taxdata.record.reference import Reference
 from taxdata.record.validation import missing_fields
+from taxdata.references import crosscheck
+from taxdata.references.table import Reference
 from taxdata.store.taxfile import SourceInfo, parse_sources
 from taxdata.timestamps import now_utc
 from taxdata.update.extract import PROMPT_VERSION, ExtractionFailed, Extractor

@@ -15,8 +15,8 @@ from taxdata.countries.registry import Registry
 from taxdata.errors import UsageError
 from taxdata.log import logger
 from taxdata.outcome import Status
-from taxdata.record import crosscheck
 from taxdata.record.build import diff_records
+from taxdata.references import crosscheck
 from taxdata.store.datadir import DataDir, dump_json
 from taxdata.store.journal import Journal, read_journal
 from taxdata.store.jsmodule import render_tax_data_js

@@ -40,7 +40,8 @@ from taxdata.countries.facts import add_entries, registry_entry
 from taxdata.countries.registry import FILE_NAME, Registry, countries_path, load_registry
 from taxdata.errors import EXIT_FAILED, EXIT_OK, UsageError
 from taxdata.log import logger, set_thread_label, thread_label
-from taxdata.record.reference import LIST_TITLE, ReferenceRow, ReferenceTableError, parse_list_page
+from taxdata.references.listpage import LIST_TITLE, parse_list_page
+from taxdata.references.table import ReferenceRow, ReferenceTableError
 from taxdata.store.datadir import DataDir, dump_json
 
 

@@ -5,7 +5,7 @@ The prompts ask for the facts the text states, as JSON with a verbatim quote per
 that fails validation is asked again with the exact errors (``TAXDATA_MAX_REASKS`` times,
 default 2); a long file is sent in parts and the parts' replies merged (a conflict between parts
 fails the country); every figure whose quote the text does not bear out is withheld
-(taxdata.record.evidence).
+(taxdata.evidence.check).
 """
 
 from __future__ import annotations
@@ -18,13 +18,13 @@ from taxdata.clients.llm import LLMClient, LLMError, LLMTruncated
 from taxdata.countries.registry import Country
 from taxdata.errors import TaxdataError
 from taxdata.events import ReplyRejected, emit
+from taxdata.evidence.check import EvidenceCheck, Quote, check_evidence
+from taxdata.evidence.grounding import Original
+from taxdata.evidence.sourcetext import source_of
 from taxdata.log import logger, thread_label, truncate
-from taxdata.record.evidence import EvidenceCheck, Quote, check_evidence
-from taxdata.record.grounding import Original
 from taxdata.record.models import Extraction
 from taxdata.record.replies import ReplyError, parse_reply
 from taxdata.record.schema import extraction_json_schema
-from taxdata.record.sourcetext import source_of
 from taxdata.record.validation import validate_extraction
 from taxdata.store.taxfile import DEFAULT_MAX_CHARS, request_parts
 
@@ -177,12 +177,12 @@ class Extractor:
                 original: Original | None = None) -> CheckedExtraction:
         """The validated extraction, its warnings, costs and evidence check; or ExtractionFailed.
 
-        With ``check_quotes`` every figure needs a verified quote (taxdata.record.evidence): the
+        With ``check_quotes`` every figure needs a verified quote (taxdata.evidence.check): the
         returned extraction has the unsupported ones set to null, and a reply whose key figures
         (VAT standard rate, the brackets) all lack one fails. Without it (research sources, the
         model's own knowledge: there is no text to hold quotes against) the check is None.
         With ``original`` (the text the file was written from) every figure must also be found
-        there (taxdata.record.grounding).
+        there (taxdata.evidence.grounding).
         """
         found, quotes = self._extract_all(country, text)
         result = CheckedExtraction(**vars(found))

@@ -21,11 +21,11 @@ from taxdata.countries.registry import Registry
 from taxdata.errors import UsageError
 from taxdata.log import logger, thread_label
 from taxdata.outcome import Status
-from taxdata.record import crosscheck
 from taxdata.record.build import diff_records
 from taxdata.record.models import Provenance
-from taxdata.record.reference import Reference
 from taxdata.record.validation import validate_record
+from taxdata.references import crosscheck
+from taxdata.references.table import Reference
 from taxdata.store.jsmodule import JSParseError, parse_tax_data_js
 from taxdata.timestamps import now_utc
 from taxdata.update.outcome import CountryOutcome

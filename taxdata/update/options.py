@@ -12,8 +12,8 @@ from pathlib import Path
 
 from taxdata.errors import UsageError
 from taxdata.options import RunOptions, check_max_chars
-from taxdata.record.reference import ReferenceTableError
-from taxdata.record.referencefile import parse_column_spec
+from taxdata.references.csvfile import parse_column_spec
+from taxdata.references.table import ReferenceTableError
 from taxdata.store.taxfile import DEFAULT_MAX_CHARS
 
 

@@ -3,7 +3,7 @@
 For each country: read ``<input>/<slug>.md``, ask the model for the tax facts the text states
 (structured JSON, with a verbatim quote per figure), validate them, re-ask with the exact
 errors (``TAXDATA_MAX_REASKS`` times, default 2), withhold every figure whose quote the text
-does not bear out (taxdata.record.evidence), and only then write the record into ``tax_data.json``
+does not bear out (taxdata.evidence.check), and only then write the record into ``tax_data.json``
 (as each country completes, so an interrupted run keeps what it finished). At the end:
 ``taxData.js`` for the calculator, ``reports/update-<time>.json`` and a summary table. A country
 that fails keeps its previous record exactly as it was.
@@ -26,12 +26,13 @@ from taxdata.clients.wikipedia import WikipediaClient
 from taxdata.config import Settings
 from taxdata.countries.registry import RegistryError, load_registry
 from taxdata.errors import EXIT_OK, UsageError
+from taxdata.evidence.originals import REVISION_RETRY, Originals, read_original
 from taxdata.log import logger, thread_label
 from taxdata.outcome import Status, exit_code, outcome_of
-from taxdata.record import crosscheck
-from taxdata.record.originals import REVISION_RETRY, Originals, read_original
-from taxdata.record.reference import Reference, ReferenceTableError, fetch_list_reference
-from taxdata.record.referencefile import load_reference_csv, parse_column_spec
+from taxdata.references import crosscheck
+from taxdata.references.csvfile import load_reference_csv, parse_column_spec
+from taxdata.references.listpage import fetch_list_reference
+from taxdata.references.table import Reference, ReferenceTableError
 from taxdata.report.html import write_html_report
 from taxdata.runner import TaskResult, run_tasks
 from taxdata.store.datadir import DataDir

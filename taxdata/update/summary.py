@@ -12,10 +12,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Iterator, Mapping, Sequence
 
+from taxdata.evidence.check import NOT_STATED
 from taxdata.outcome import Status, print_summary
-from taxdata.record import crosscheck
-from taxdata.record.evidence import NOT_STATED
-from taxdata.record.reference import Reference
+from taxdata.references import crosscheck
+from taxdata.references.table import Reference
 from taxdata.update.outcome import STATUSES, CountryOutcome
 
 

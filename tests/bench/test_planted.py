@@ -18,7 +18,7 @@ from _programs import run_main
 
 from taxdata.bench import planted
 from taxdata.bench.plantedset import line_quote, load_set, rewritten, rewritten_quote
-from taxdata.record.evidence import required_paths
+from taxdata.evidence.check import required_paths
 from taxdata.record.models import Extraction
 
 

@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 from _programs import Run, run_main
 
-from taxdata.record.evidence import required_paths
+from taxdata.evidence.check import required_paths
 from taxdata.record.models import Extraction
 from taxdata.store.taxfile import parse_sources, strip_sources
 from taxdata.testing.extractor_server import StandInExtractor

@@ -1,19 +1,12 @@
-"""Independent reference rates to cross-check records against (issue 9, "a second source").
+"""Wikipedia's "List of countries by tax rates" as a :class:`~taxdata.references.table.Reference`.
 
-Two kinds, one shape (:class:`Reference`: per registry country, the standard VAT rate and the top
-income-tax rate as the reference states them):
-
-* Wikipedia's "List of countries by tax rates", fetched once per run with the MediaWiki client;
-  its main table is read by header names, not positions (its columns change between revisions).
-* A user's file (``--reference FILE.csv``): read by :mod:`taxdata.record.referencefile`.
-
-Rates are free text in both; :func:`taxdata.record.rates.parse_rate` reads each cell.
+Fetched once per run with the MediaWiki client; its main table is read by header names, not
+positions (its columns change between revisions); italic rows are dependent territories.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
 
 from bs4 import BeautifulSoup
 from bs4.element import Tag
@@ -23,9 +16,9 @@ from taxdata.clients.http import RetryPolicy
 from taxdata.clients.wikipedia import WikipediaClient, WikipediaError
 from taxdata.countries.facts import iso_code, match_registry
 from taxdata.countries.registry import Registry
-from taxdata.errors import DataError
 from taxdata.log import logger, thread_label
-from taxdata.record.rates import RateText, parse_rate
+from taxdata.references.rates import parse_rate
+from taxdata.references.table import Reference, ReferenceRow, ReferenceTableError, bounded
 
 LIST_TITLE = "List of countries by tax rates"
 # A reference is optional: two quick tries, then the run goes on without it (one warning).
@@ -33,43 +26,6 @@ LIST_RETRY = RetryPolicy(attempts=2, base=0.5, cap=2.0, max_retry_after=5.0)
 LIST_TIMEOUT = (5.0, 30.0)
 
 _FOOTNOTE = re.compile(r"\[(?:\d+|[a-z]|note \d+|citation needed|[a-z ]+ needed)\]", re.I)
-# Warnings list at most this many names; the rest is a count.
-MOST_NAMES = 8
-
-
-class ReferenceTableError(DataError):
-    """A reference file that cannot be used at all; the message is one line."""
-
-
-@dataclass(frozen=True)
-class ReferenceRow:
-    """One country's line in a reference."""
-
-    name: str  # as the reference writes it
-    slug: str | None  # the registry country it names (None: not in the registry)
-    code: str | None  # ISO 3166-1 alpha-2 (None: the libraries know no such country)
-    vat: RateText | None = None
-    top: RateText | None = None
-    territory: bool = False  # the list page sets dependent territories in italics
-    further_reading: tuple[str, ...] = ()  # article titles linked (red links left out)
-
-
-@dataclass
-class Reference:
-    """A reference source: its label (``List of countries by tax rates, rev 5678``) and rows."""
-
-    label: str
-    rows: list[ReferenceRow]
-    warnings: list[str] = field(default_factory=list)
-    # For a user's file: which header each figure was read from ({"vat": "Standard Rate (%)"}).
-    columns: dict[str, str] = field(default_factory=dict)
-
-    def for_slug(self, slug: str) -> ReferenceRow | None:
-        return next((row for row in self.rows if row.slug == slug), None)
-
-    @property
-    def matched(self) -> int:
-        return sum(row.slug is not None for row in self.rows)
 
 
 # -- the Wikipedia list page ----------------------------------------------------------------
@@ -206,14 +162,6 @@ def fetch_list_reference(api_url: str, user_agent: str, registry: Registry) -> R
     for warning in reference.warnings:  # rows such as disputed territories: worth a note only
         logger.info("[REFERENCE] %s %s", thread_label(), warning)
     return reference
-
-
-def bounded(names: list[str], most: int = MOST_NAMES) -> str:
-    """``A, B, C`` or, past ``most`` names, ``A, B, ... and 12 more``: a warning stays one line
-    of a readable length whatever the file holds."""
-    if len(names) <= most:
-        return ", ".join(names)
-    return ", ".join(names[:most]) + f" and {len(names) - most} more"
 
 
 def _one_line(exc: BaseException) -> str:

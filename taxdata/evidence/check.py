@@ -4,10 +4,10 @@ stated by the original the source was written from.
 The model returns, beside each figure, a short verbatim quote from the source (``Extraction.
 evidence``: ``{"field": "vat.standard", "quote": "The standard VAT rate is 21 %"}``).
 :func:`check_evidence` verifies every quote with the per-figure checks of
-:mod:`taxdata.record.quotechecks` (found in the text the model was sent, the figure among its
+:mod:`taxdata.evidence.quotechecks` (found in the text the model was sent, the figure among its
 numbers, its tax, its label, its bracket, not a worked example, a past rate, a local rate, an
-average, a range ...), then, given the original (:class:`~taxdata.record.grounding.Original`),
-finds the figure in the original text (:meth:`~taxdata.record.grounding.Original.ground`): a
+average, a range ...), then, given the original (:class:`~taxdata.evidence.grounding.Original`),
+finds the figure in the original text (:meth:`~taxdata.evidence.grounding.Original.ground`): a
 figure the rewrite introduced is not verified whatever its quote. It withholds every figure
 that fails either step:
 
@@ -29,17 +29,17 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from taxdata.record.bracketchecks import Bounds
-from taxdata.record.grounding import Original
+from taxdata.evidence.bracketchecks import Bounds
+from taxdata.evidence.grounding import Original
+from taxdata.evidence.quotechecks import figure_reason
+from taxdata.evidence.sourcetext import Source
 from taxdata.record.models import Extraction, Grounding, OriginalRef
-from taxdata.record.quotechecks import figure_reason
-from taxdata.record.sourcetext import Source
 
 __all__ = ["Quote", "Unsupported", "EvidenceCheck", "check_evidence", "required_paths",
            "NOT_STATED"]
 
 # How an unsupported figure's reason starts when its quote passed in the file but the original
-# does not state it (taxdata.record.grounding).
+# does not state it (taxdata.evidence.grounding).
 NOT_STATED = "not stated in "
 
 

@@ -1,9 +1,9 @@
-"""The checks one quote must pass to support one figure (:mod:`taxdata.record.evidence` runs them).
+"""The checks one quote must pass to support one figure (:mod:`taxdata.evidence.check` runs them).
 
 :func:`figure_reason` says why a quote does not support ``path = value`` in a source (None when
 it does). In order, the first failing check gives the reason:
 
-1. **found**: the quote occurs in the source (:meth:`~taxdata.record.sourcetext.Source.find`),
+1. **found**: the quote occurs in the source (:meth:`~taxdata.evidence.sourcetext.Source.find`),
    within one table row.
 2. **figure**: the figure is one of the quote's numbers, compared as numbers, and the quote says
    more than the bare number (a 0 % rate may be worded: "tax-free", "exempt", "nil").
@@ -11,7 +11,7 @@ it does). In order, the first failing check gives the reason:
 4. **topic**: the quote, its headings (``#`` headings, bold pseudo-headings), its table's caption
    or the header of the figure's column names the figure's tax; a quote about another tax
    (corporate, capital gains, excise, ...) that does not name the figure's own is refused.
-5. **qualifiers**, in the figure's own clause (:mod:`taxdata.record.clauses`): not another
+5. **qualifiers**, in the figure's own clause (:mod:`taxdata.evidence.clauses`): not another
    tax's rate (an excise named beside the VAT), not a local or provincial rate or a total
    including local taxes or surcharges (for income tax and VAT), not an average, approximation,
    effective rate or share of revenue, not a rate stated as history ("until 2008", "was",
@@ -23,14 +23,14 @@ it does). In order, the first failing check gives the reason:
    lead-in above it; a bare list of unlabelled rates does not say which one is meant.
 7. **component**: a social security rate that is one component where the text states the total
    ("| Pension | 9.3 % |" beside "| Total | 20.45 % |") is not the total.
-8. **bracket** (:mod:`taxdata.record.bracketchecks`): a bracket figure's quote, or the clause of
+8. **bracket** (:mod:`taxdata.evidence.bracketchecks`): a bracket figure's quote, or the clause of
    it that holds the figure, names the bracket's bound in the right direction, no other
    bracket's bound, and one rate only.
 9. **system**: wording of a schedule (progressive), of one rate for all income (flat), or of no
    personal income tax (zero_personal).
 
 ``strict=True`` is for passages code picked itself (grounding a figure in the original text,
-:mod:`taxdata.record.grounding`), where no model vouched for the passage: a rate's label must be
+:mod:`taxdata.evidence.grounding`), where no model vouched for the passage: a rate's label must be
 stated (an unlabelled VAT rate only in a clause that names the VAT), and a bracket threshold must
 come with its bracket's rate.
 
@@ -42,16 +42,15 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from taxdata.record.bracketchecks import Bounds, bracket_reason
-from taxdata.record.clauses import (
+from taxdata.evidence.bracketchecks import Bounds, bracket_reason
+from taxdata.evidence.clauses import (
     CLAUSE_BREAKS,
     COMMA_BREAKS,
     Quoted,
     is_example,
     qualifier_reason,
 )
-from taxdata.record.models import Extraction
-from taxdata.record.sourcetext import (
+from taxdata.evidence.sourcetext import (
     NUMBER,
     ROW_BREAK,
     Number,
@@ -61,7 +60,7 @@ from taxdata.record.sourcetext import (
     numbers_in,
     same_number,
 )
-from taxdata.record.taxwords import (
+from taxdata.evidence.taxwords import (
     FLAT_SCOPE,
     LABELS,
     OTHER_TAX,
@@ -76,6 +75,7 @@ from taxdata.record.taxwords import (
     label_key,
     topic_of,
 )
+from taxdata.record.models import Extraction
 
 __all__ = ["Bounds", "check_figure", "figure_reason", "nearest_label", "LABELS"]
 

@@ -24,8 +24,8 @@ import pycountry
 
 from taxdata.countries.facts import iso_code, match_registry
 from taxdata.countries.registry import Registry
-from taxdata.record.rates import parse_rate
-from taxdata.record.reference import Reference, ReferenceRow, ReferenceTableError, bounded
+from taxdata.references.rates import parse_rate
+from taxdata.references.table import Reference, ReferenceRow, ReferenceTableError, bounded
 
 COLUMNS = ("country", "vat", "top")  # what --reference-column may name
 _ALIASES = {"territory": "country", "name": "country", "pit": "top", "income": "top",

@@ -1,4 +1,4 @@
-"""Tests for taxdata.record.sourcetext: number formats, and a text read as passages with their
+"""Tests for taxdata.evidence.sourcetext: number formats, and a text read as passages with their
 raw spans, headings (markdown and bold pseudo-headings), captions, lead-ins and table columns.
 
 Every text and figure here is a made-up FIXTURE, not real tax data.
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from taxdata.record.sourcetext import Source, normalise, numbers_in
+from taxdata.evidence.sourcetext import Source, normalise, numbers_in
 
 
 @pytest.mark.parametrize("text, expected", [

@@ -10,7 +10,7 @@ Two figures are compared:
 The rules leave nothing to slack that a wrong figure could hide in:
 
 * **Published precision, no tolerance.** A whole number is a stated rate; a figure with decimals
-  stands for what rounds to it (:meth:`taxdata.record.rates.Figure.matches`): 20 vs 20.5 and 7.7
+  stands for what rounds to it (:meth:`taxdata.references.rates.Figure.matches`): 20 vs 20.5 and 7.7
   vs 8.1 are disputes, 47.475 vs 47.48 agree.
 * **A note explains a difference only with its own numbers**, and only for a top rate (a total
   with surcharges or local taxes is a legitimately different figure; a VAT is one rate): the
@@ -36,8 +36,8 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from taxdata.record.rates import Figure, RateText
-from taxdata.record.reference import Reference
+from taxdata.references.rates import Figure, RateText
+from taxdata.references.table import Reference
 
 CORROBORATED, IN_RANGE, DISPUTED, NO_REFERENCE = ("CORROBORATED", "IN RANGE", "DISPUTED",
                                                   "NO REFERENCE")

@@ -3,7 +3,7 @@ the figure it is quoted for, whatever its label. A worked example (computed amou
 stated as history ("until 2008", "was", "previously", the old side of "raised from 19 % to
 21 %"), another tax named in the number's clause, a local or provincial rate, a total that
 includes local taxes or surcharges, an average, approximation or share of revenue, one end of
-a range of rates, a monthly amount for an annual threshold (taxdata.record.quotechecks runs
+a range of rates, a monthly amount for an annual threshold (taxdata.evidence.quotechecks runs
 them).
 
 A number's clause is the text around it between commas, semicolons, sentence ends and "and" /
@@ -17,8 +17,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from taxdata.record.sourcetext import Number, Occurrence, numbers_in, same_number
-from taxdata.record.taxwords import OTHER_TAX, OWN_WORDS_OVER_OTHER, TOPIC_NAMES, fmt, topic_of
+from taxdata.evidence.sourcetext import Number, Occurrence, numbers_in, same_number
+from taxdata.evidence.taxwords import OTHER_TAX, OWN_WORDS_OVER_OTHER, TOPIC_NAMES, fmt, topic_of
 
 __all__ = ["CLAUSE_BREAKS", "COMMA_BREAKS", "Quoted", "blank_parentheses", "region",
            "is_example", "qualifier_reason"]

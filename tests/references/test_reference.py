@@ -15,14 +15,10 @@ from conftest import CLOSED_WIKIPEDIA_API
 
 from taxdata.countries import facts as countryfacts
 from taxdata.countries.registry import BUNDLED_FILE, Registry, load_registry
-from taxdata.record.rates import parse_rate
-from taxdata.record.reference import (
-    LIST_TITLE,
-    ReferenceTableError,
-    fetch_list_reference,
-    parse_list_page,
-)
-from taxdata.record.referencefile import load_reference_csv, parse_column_spec
+from taxdata.references.csvfile import load_reference_csv, parse_column_spec
+from taxdata.references.listpage import LIST_TITLE, fetch_list_reference, parse_list_page
+from taxdata.references.rates import parse_rate
+from taxdata.references.table import ReferenceTableError
 from taxdata.testing.mediawiki_server import StandInMediaWiki
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "wikipedia" / "list_of_countries_by_tax_rates.html"

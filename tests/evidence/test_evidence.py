@@ -1,4 +1,4 @@
-"""Tests for taxdata.record.evidence: normalisation, quote look-up, per-figure checks, withholding.
+"""Tests for taxdata.evidence.check: normalisation, quote look-up, per-figure checks, withholding.
 
 Every source text and figure here is a made-up FIXTURE, not real tax data.
 """
@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
-from taxdata.record.evidence import Quote, check_evidence
+from taxdata.evidence.check import Quote, check_evidence
+from taxdata.evidence.quotechecks import LABELS, nearest_label
+from taxdata.evidence.sourcetext import Source, find_quote, normalise, numbers_in
 from taxdata.record.models import Extraction
-from taxdata.record.quotechecks import LABELS, nearest_label
-from taxdata.record.sourcetext import Source, find_quote, normalise, numbers_in
 
 # FIXTURE: a made-up taxation file in the standard layout; the figures mean nothing.
 SOURCE_TEXT = """\

@@ -12,15 +12,15 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from taxdata.record.clauses import (
+from taxdata.evidence.clauses import (
     CLAUSE_BREAKS,
     COMMA_BREAKS,
     Quoted,
     blank_parentheses,
     region,
 )
-from taxdata.record.sourcetext import Number, numbers_in, same_number
-from taxdata.record.taxwords import TAX_FREE, fmt
+from taxdata.evidence.sourcetext import Number, numbers_in, same_number
+from taxdata.evidence.taxwords import TAX_FREE, fmt
 
 __all__ = ["Bounds", "bracket_reason"]
 

@@ -1,4 +1,4 @@
-"""Tests for taxdata.record.quotechecks on text written the way real models and Wikipedia write:
+"""Tests for taxdata.evidence.quotechecks on text written the way real models and Wikipedia write:
 column headers, pseudo-headings, worked examples, history, local and surcharge-inclusive
 totals, averages, ranges, monthly thresholds, components of a total, another tax's rate.
 
@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
+from taxdata.evidence.quotechecks import Bounds, figure_reason
+from taxdata.evidence.sourcetext import Source
 from taxdata.record.models import Extraction
-from taxdata.record.quotechecks import Bounds, figure_reason
-from taxdata.record.sourcetext import Source
 
 # FIXTURE: a made-up taxation file.
 TEXT = """\

@@ -1,5 +1,5 @@
 """Source text prepared for quote look-ups: the layout of a text (headings, bold pseudo-headings,
-captions, table columns, sentences), in the normal form of :mod:`taxdata.record.normalform`
+captions, table columns, sentences), in the normal form of :mod:`taxdata.evidence.normalform`
 (whose names are re-exported here).
 
 :class:`Source` reads a text as the passages a quote may come from (sentences, list items, table
@@ -8,7 +8,7 @@ it (markdown ``#`` headings and bold pseudo-headings such as ``**Personal Income
 caption or lead-in line of its table or list, and, for a table row, the header of each cell's
 column. :meth:`Source.find` says where a quote occurs, on word boundaries, and
 :meth:`Source.raw_span` which characters of the original text it is.
-:mod:`taxdata.record.quotechecks` builds the per-figure checks on these.
+:mod:`taxdata.evidence.quotechecks` builds the per-figure checks on these.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import functools
 import re
 from dataclasses import dataclass, field
 
-from taxdata.record.normalform import (
+from taxdata.evidence.normalform import (
     NUMBER,
     ROW_BREAK,
     Number,

@@ -36,7 +36,7 @@ from taxdata.clients.wikipedia import (
     revision_relpath,
 )
 from taxdata.errors import ServerError
-from taxdata.record.grounding import Original, sha256_text
+from taxdata.evidence.grounding import Original, sha256_text
 from taxdata.store.datadir import DataDir, UnsafePathError
 from taxdata.store.rawfile import read_raw
 from taxdata.store.taxfile import SourceInfo

@@ -5,11 +5,11 @@ revision, a page from the Web Content Extractor, or (a file a person wrote) the 
 quote checked against the rewrite proves only that the rewrite says it; a figure the rewrite got
 wrong would pass with a genuine quote. So every figure whose quote passed in the file is then
 found in the original (:meth:`Original.ground`), by code and with the same per-figure checks
-(taxdata.record.quotechecks), at no extra LLM request:
+(taxdata.evidence.quotechecks), at no extra LLM request:
 
 1. the model's own quote, where the original has it (the rewrite copied the sentence);
 2. else every passage of the original (sentence, list item, table row) that holds the figure's
-   number is checked as if it were the quote, strictly (:func:`~taxdata.record.quotechecks.
+   number is checked as if it were the quote, strictly (:func:`~taxdata.evidence.quotechecks.
    check_figure` with ``strict=True``: the label must be stated, a bracket threshold must come
    with its rate); the first that passes is the figure's grounding.
 
@@ -30,11 +30,11 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from taxdata.record.bracketchecks import Bounds
+from taxdata.evidence.bracketchecks import Bounds
+from taxdata.evidence.quotechecks import check_figure
+from taxdata.evidence.sourcetext import Passage, Source, numbers_in, same_number, source_of
+from taxdata.evidence.taxwords import SYSTEM_WORDS, TAX_FREE, TOPIC_WORDS
 from taxdata.record.models import Extraction, Grounding, OriginalRef
-from taxdata.record.quotechecks import check_figure
-from taxdata.record.sourcetext import Passage, Source, numbers_in, same_number, source_of
-from taxdata.record.taxwords import SYSTEM_WORDS, TAX_FREE, TOPIC_WORDS
 from taxdata.store.taxfile import strip_sources
 
 __all__ = ["Original", "Unstated", "sha256_text", "unstated_figures"]

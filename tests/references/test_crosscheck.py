@@ -32,15 +32,15 @@ from _updater import (
 
 from taxdata.countries.facts import registry_entry
 from taxdata.countries.registry import BUNDLED_FILE, load_registry
-from taxdata.record.crosscheck import (
+from taxdata.references.crosscheck import (
     CORROBORATED,
     DISPUTED,
     IN_RANGE,
     NO_REFERENCE,
     check_record,
 )
-from taxdata.record.rates import parse_rate
-from taxdata.record.reference import Reference, ReferenceRow
+from taxdata.references.rates import parse_rate
+from taxdata.references.table import Reference, ReferenceRow
 from taxdata.testing.mediawiki_server import StandInMediaWiki
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "wikipedia"
@@ -561,7 +561,7 @@ def test_planted_wrong_figures_on_the_fixture_page():
     DISPUTED; a top rate the page's own numbers explain (the US's "37% (federal) + 0–13.3%
     (state)" spans 37 to 50.3) is a warning instead, and words alone explain nothing.
     """
-    from taxdata.record.reference import parse_list_page
+    from taxdata.references.listpage import parse_list_page
 
     reference = parse_list_page(LIST_PAGE, load_registry(BUNDLED_FILE), LIST_LABEL)
     rows = [row for row in reference.rows if row.slug]

@@ -1,5 +1,5 @@
-"""Tests for taxdata.record.grounding (a figure found in the original text, with its offsets),
-taxdata.record.originals (where an original is found again) and the provenance that keeps them.
+"""Tests for taxdata.evidence.grounding (a figure found in the original text, with its offsets),
+taxdata.evidence.originals (where an original is found again) and the provenance that keeps them.
 
 Every text and figure here is a made-up FIXTURE, not real tax data.
 """
@@ -13,12 +13,12 @@ from pydantic import ValidationError
 
 from taxdata.clients.http import RetryPolicy
 from taxdata.clients.wikipedia import WikipediaClient, cache_relpath, revision_relpath
-from taxdata.record.evidence import Quote, check_evidence
-from taxdata.record.grounding import Original, sha256_text, unstated_figures
+from taxdata.evidence.check import Quote, check_evidence
+from taxdata.evidence.grounding import Original, sha256_text, unstated_figures
+from taxdata.evidence.originals import Originals, OriginalUnavailable, keep_original
+from taxdata.evidence.quotechecks import Bounds
+from taxdata.evidence.sourcetext import Source
 from taxdata.record.models import Extraction, Provenance
-from taxdata.record.originals import Originals, OriginalUnavailable, keep_original
-from taxdata.record.quotechecks import Bounds
-from taxdata.record.sourcetext import Source
 from taxdata.store.datadir import DataDir
 from taxdata.store.rawfile import render_raw
 from taxdata.store.taxfile import SourceInfo
