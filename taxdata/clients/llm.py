@@ -2,11 +2,22 @@
 
 How each API family (OpenAI-compatible, Ollama, an Ollama-style proxy) shapes requests and
 replies is :mod:`taxdata.clients.dialects`. State (model, which structured-output form each
-server accepts) lives in :class:`LLMClient`; transport (pool, retry timing) comes from
-:mod:`taxdata.clients.http`. A client holds one or more :class:`Endpoint` objects in an
-:class:`~taxdata.clients.limiter.EndpointPool`: each request goes to the healthy endpoint with the
-most free permits (adaptive concurrency per endpoint, a circuit breaker per endpoint); the client
-only classifies each answer for the shared retry policy.
+server accepts, what each server said about itself) lives in :class:`LLMClient`; transport
+(pool, retry timing, bounded answers) comes from :mod:`taxdata.clients.http`. A client holds one
+or more :class:`Endpoint` objects in an :class:`~taxdata.clients.limiter.EndpointPool`: each
+request goes to the endpoint with the least expected work (limiter), within each endpoint's
+learned concurrency; the client only classifies each answer for the shared retry policy.
+
+Replies are streamed (:mod:`taxdata.clients.stream`) under a :class:`~taxdata.clients.watch.Watch`:
+the first token may take ``timeout`` seconds (queueing and prompt processing), then no more than
+``idle_timeout`` may pass without one, and the whole request has a ``deadline``. A timeout,
+Ctrl-C or SIGTERM closes the connection, so the server stops generating instead of finishing a
+reply nobody reads.
+
+At preflight (:meth:`LLMClient.preflight`) each endpoint is checked once: the model, what the
+server says of its context and slots (:meth:`LLMClient.context_size`), and, with a schema, the
+structured-output form it takes (:meth:`LLMClient.probe_form`, one tiny request), so no worker
+learns it from a failed real request.
 
 Each HTTP attempt is told as events (:mod:`taxdata.events`): ``RequestStarted`` and
 ``RequestEnded`` with a request id, which the retries, a give-up and the reply
@@ -21,16 +32,18 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
-from typing import Iterable, Sequence
+from typing import Any, Iterable, Sequence
 from urllib.parse import urlsplit
 
 import requests
 
 from taxdata import events
-from taxdata.clients import http, limiter
+from taxdata.cancel import Interrupted
+from taxdata.clients import http, limiter, serverinfo
 from taxdata.clients.answers import (
     LLMBadResponse,
     LLMConnectionError,
+    LLMContextExceeded,
     LLMError,
     LLMHTTPError,
     LLMServerGone,
@@ -38,9 +51,11 @@ from taxdata.clients.answers import (
     LLMTruncated,
     judge_error,
     judge_no_answer,
-    judge_reply,
+    judge_stream,
+    rejects_form,
     server_message,
 )
+from taxdata.clients.context import ContextNeed, num_ctx_for, source_chars
 from taxdata.clients.dialects import (
     DIALECTS,
     Dialect,
@@ -49,8 +64,11 @@ from taxdata.clients.dialects import (
     ReplyParts,
     model_names,
 )
-from taxdata.clients.http import Outcome, RetryPolicy, make_session, send
+from taxdata.clients.http import Outcome, RetryPolicy, make_session, read_capped, send
 from taxdata.clients.limiter import AllEndpointsGone, EndpointPool
+from taxdata.clients.serverinfo import ServerInfo
+from taxdata.clients.stream import ReplyTooLarge, StreamBroken, close_quietly, read_reply
+from taxdata.clients.watch import STOPPED, WATCHDOG, Watch
 from taxdata.config import Settings
 from taxdata.errors import PreflightError
 from taxdata.events import GaveUp, RequestEnded, RequestStarted, emit
@@ -58,8 +76,20 @@ from taxdata.log import logger, redact, thread_label, truncate
 
 # The client's face: callers import the errors (taxdata.clients.answers) and DIALECTS from here.
 __all__ = ["DIALECTS", "ChatReply", "Endpoint", "LLMBadResponse", "LLMClient",
-           "LLMConnectionError", "LLMError", "LLMHTTPError", "LLMServerGone", "LLMTimeout",
-           "LLMTruncated", "gone_note", "report_endpoints", "server_gone"]
+           "LLMConnectionError", "LLMContextExceeded", "LLMError", "LLMHTTPError",
+           "LLMServerGone", "LLMTimeout", "LLMTruncated", "gone_note", "report_endpoints",
+           "server_gone"]
+
+# The preflight's probe of the structured-output forms: the constructs the real schemas use
+# (nullable fields, an enum, an array of objects), in a few tokens.
+PROBE_SCHEMA: dict[str, Any] = {
+    "type": "object", "additionalProperties": False, "required": ["ok", "items"],
+    "properties": {
+        "ok": {"anyOf": [{"type": "boolean"}, {"type": "null"}]},
+        "items": {"type": "array", "items": {
+            "type": "object", "additionalProperties": False, "required": ["kind"],
+            "properties": {"kind": {"type": "string", "enum": ["a", "b"]}}}}}}
+PROBE_MESSAGES = [{"role": "user", "content": 'Reply with {"ok": true, "items": []}.'}]
 
 
 # -- endpoints, replies ---------------------------------------------------------------------
@@ -86,11 +116,13 @@ class ChatReply:
     model: str
     seconds: float
     attempts: int
-    endpoint: str
+    endpoint: str  # the chat URL that answered
     structured: str | None = None  # the structured-output form the server accepted
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
     request_id: int | None = None  # the request that brought it (its events carry the id)
+    cached_tokens: int | None = None  # prompt tokens the server's prefix cache supplied
+    server_model: str | None = None  # the model name the server reported (may be an alias)
 
 
 @dataclass
@@ -104,6 +136,8 @@ class _Chat:
     temperature: float
     worker: str
     started: float
+    max_tokens: int | None
+    schema_text: str | None  # the schema for the prompt, when the form cannot carry it
     turned_away: bool = False  # the last attempt was answered busy
 
 
@@ -116,6 +150,19 @@ class _Attempt:
     endpoint: Endpoint
     form: str | None
     request_id: int
+
+
+@dataclass
+class _Exchange:
+    """What one attempt's HTTP exchange came to, for the events and the limiter."""
+
+    outcome: Outcome
+    answer: str
+    status: int | None = None
+    signal: str = limiter.NEUTRAL
+    reason: str = ""
+    parts: ReplyParts | None = None
+    first_token: float | None = None
 
 
 # How an attempt's outcome feeds the endpoint's adaptive limit (see taxdata.clients.limiter).
@@ -144,22 +191,37 @@ class LLMClient:
         max_tokens: int | None = 4096,
         breaker_threshold: int = 3,
         breaker_wait: float = 15.0,
+        idle_timeout: float = 60.0,
+        deadline: float = http.REQUEST_DEADLINE,
+        max_reply_bytes: int = http.MAX_REPLY_BYTES,
+        num_ctx: int | None = None,
     ) -> None:
         self.endpoints = [endpoints] if isinstance(endpoints, Endpoint) else list(endpoints)
         if not self.endpoints:
             raise ValueError("at least one endpoint is needed")
         self.model = model
-        self.timeout = timeout
+        self.timeout = timeout  # until the reply starts: queueing and prompt processing
+        self.idle_timeout = idle_timeout  # between tokens
+        self.deadline = deadline  # the whole request
         self.connect_timeout = connect_timeout
         self.retry = retry or RetryPolicy()
         self.temperature = temperature
         self.max_tokens = max_tokens
+        self.max_reply_bytes = max_reply_bytes
+        self.num_ctx_setting = num_ctx  # TAXDATA_NUM_CTX: the user's context size
+        self.num_ctx: int | None = None  # sent to Ollama-style servers: one value per run
         self.session = session or make_session(pool_size)
+        if isinstance(self.session, http.BoundedSession):
+            self.session.max_bytes, self.session.deadline = max_reply_bytes, deadline
         self._api_key = api_key
         if api_key:
             self.session.headers["Authorization"] = f"Bearer {api_key}"
         self._lock = threading.Lock()
+        self._preflight_lock = threading.Lock()
         self.forms = FormChoice()  # per server: which structured-output form it takes
+        self.info: dict[str, ServerInfo] = {}  # per chat URL: what the server said of itself
+        self.probed: set[str] = set()  # chat URLs whose form the preflight found
+        self._models_data: dict[str, Any] = {}  # per chat URL: its model list, as sent
         # However work is nested (a worker splitting an article into parts), no endpoint sees
         # more than max_in_flight requests from us at once (the user's max_workers).
         self.pool = EndpointPool([(e, e.name) for e in self.endpoints],
@@ -175,7 +237,9 @@ class LLMClient:
                    timeout=settings.timeout, connect_timeout=settings.connect_timeout,
                    retry=policy, pool_size=max(pool_size or settings.max_workers, 10),
                    max_in_flight=settings.max_workers, adaptive=settings.adaptive,
-                   max_tokens=settings.max_tokens, breaker_wait=settings.breaker_wait)
+                   max_tokens=settings.max_tokens, breaker_wait=settings.breaker_wait,
+                   idle_timeout=settings.idle_timeout, deadline=settings.request_deadline,
+                   max_reply_bytes=settings.max_reply_bytes, num_ctx=settings.num_ctx or None)
 
     @property
     def url(self) -> str:
@@ -191,52 +255,178 @@ class LLMClient:
         if response.status_code != 200:
             raise LLMHTTPError(response.status_code, server_message(response))
         try:
-            return model_names(response.json())
+            data = response.json()
         except ValueError:
             raise LLMBadResponse(f"model list at {endpoint.models_url} is not JSON") from None
+        self._models_data[endpoint.url] = data
+        return model_names(data)
 
     def _probe(self, endpoint: Endpoint) -> bool:
         """The circuit breaker's health check: the model list answers (quickly)."""
         self.list_models(endpoint, timeout=5.0)
         return True
 
-    def preflight(self) -> str:
-        """Check that each server answers and has the model; pick one if none was set.
+    def preflight(self, schema: dict | None = None, need: ContextNeed | None = None) -> str:
+        """Check that each server answers and has the model; pick one if none was set. Then, per
+        server: what it says of its context and slots; with ``need``, the run's ``num_ctx``
+        (:meth:`plan_context`); with ``schema``, the structured-output form it takes
+        (:meth:`probe_form`).
 
         Returns the model name. Raises :class:`PreflightError` with a one-line fix.
         """
         for endpoint in self.endpoints:
-            try:
-                names = self.list_models(endpoint)
-            except requests.RequestException:
-                raise PreflightError(
-                    f"LLM server not reachable at {endpoint.url} - start it (ollama serve) "
-                    "or set TAXDATA_LLM_URL") from None
-            except LLMHTTPError as exc:
-                hint = ("check TAXDATA_API_KEY" if exc.status in (401, 403)
-                        else "check TAXDATA_LLM_URL and TAXDATA_LLM_API")
-                raise PreflightError(f"LLM server at {endpoint.url} answered HTTP {exc.status} "
-                                     f"for {endpoint.models_url} - {hint}") from None
-            except LLMBadResponse as exc:
-                raise PreflightError(f"{exc} - check TAXDATA_LLM_API") from None
-            if not names:
-                raise PreflightError(f"LLM server at {endpoint.url} lists no models - "
-                                     "pull one first (e.g. ollama pull <model>)")
-            if not self.model:
-                self.model = names[0]
-                logger.info("[LLM] No model set; using %s, the first the server lists", self.model)
-            elif self.model not in names and f"{self.model}:latest" not in names:
-                others = ("" if len(self.endpoints) == 1
-                          else " (every server in TAXDATA_LLM_URL needs it)")
-                raise PreflightError(
-                    f"model {self.model!r} not found at {endpoint.url} (available: "
-                    f"{', '.join(names[:8])}) - set TAXDATA_MODEL or --model{others}")
+            self._check_model(endpoint)
+        for endpoint in self.endpoints:
+            self.context_size(endpoint)
+        if need is not None:
+            self.plan_context(need)
+        if schema is not None:
+            for endpoint in self.endpoints:
+                self.probe_form(endpoint, schema)
         return self.model
+
+    def _check_model(self, endpoint: Endpoint) -> None:
+        try:
+            names = self.list_models(endpoint)
+        except requests.RequestException:
+            raise PreflightError(
+                f"LLM server not reachable at {endpoint.url} - start it (ollama serve) "
+                "or set TAXDATA_LLM_URL") from None
+        except LLMHTTPError as exc:
+            hint = ("check TAXDATA_API_KEY" if exc.status in (401, 403)
+                    else "check TAXDATA_LLM_URL and TAXDATA_LLM_API")
+            raise PreflightError(f"LLM server at {endpoint.url} answered HTTP {exc.status} "
+                                 f"for {endpoint.models_url} - {hint}") from None
+        except LLMBadResponse as exc:
+            raise PreflightError(f"{exc} - check TAXDATA_LLM_API") from None
+        if not names:
+            raise PreflightError(f"LLM server at {endpoint.url} lists no models - "
+                                 "pull one first (e.g. ollama pull <model>)")
+        if not self.model:
+            self.model = names[0]
+            logger.info("[LLM] No model set; using %s, the first the server lists", self.model)
+        elif self.model not in names and f"{self.model}:latest" not in names:
+            others = ("" if len(self.endpoints) == 1
+                      else " (every server in TAXDATA_LLM_URL needs it)")
+            raise PreflightError(
+                f"model {self.model!r} not found at {endpoint.url} (available: "
+                f"{', '.join(names[:8])}) - set TAXDATA_MODEL or --model{others}")
+
+    def context_size(self, endpoint: Endpoint | None = None) -> int | None:
+        """The context (tokens) the server says a request may use; None when it does not say.
+
+        Asked once per endpoint (see :mod:`taxdata.clients.serverinfo`); llama.cpp's slot count
+        becomes that endpoint's concurrency ceiling. A size learned later from an overflow
+        answer replaces it (:meth:`learn_context`).
+        """
+        endpoint = endpoint or self.endpoints[0]
+        with self._lock:
+            known = self.info.get(endpoint.url)
+        if known is None:
+            known = serverinfo.discover(self.session, endpoint.dialect, endpoint.url, self.model,
+                                        self._models_data.get(endpoint.url),
+                                        (self.connect_timeout, min(self.timeout, 30)))
+            with self._lock:
+                known = self.info.setdefault(endpoint.url, known)
+            if known.slots:
+                self.pool.set_slots(endpoint, known.slots)
+            if known.context or known.slots:
+                logger.debug("[LLM] %s: context %s tokens%s%s", endpoint.name,
+                            known.context or "not stated",
+                            f" ({known.origin})" if known.origin else "",
+                            f", {known.slots} slot{'s' if known.slots != 1 else ''}"
+                            if known.slots else "")
+        return known.context
+
+    def learn_context(self, url: str, limit: int) -> None:
+        """The server said (in an overflow answer) that its context is ``limit`` tokens."""
+        with self._lock:
+            info = self.info.setdefault(url, ServerInfo())
+            if info.context != limit:
+                info.context, info.origin = limit, "its answer to a prompt that did not fit"
+                logger.warning("[LLM] %s: context is %d tokens (from its answer)",
+                               urlsplit(url).netloc or url, limit)
+
+    def window(self, endpoint: Endpoint) -> int | None:
+        """The tokens a request to ``endpoint`` may use: the ``num_ctx`` we send an Ollama-style
+        server; for an OpenAI-style one, what it said (or ``TAXDATA_NUM_CTX``)."""
+        if endpoint.dialect.name != "openai":
+            return self.num_ctx
+        info = self.info.get(endpoint.url)
+        return (info.context if info else None) or self.num_ctx_setting
+
+    def plan_context(self, need: ContextNeed) -> int:
+        """Fix the run's ``num_ctx`` (once: a changing value reloads an Ollama model) and return
+        the largest source part, in characters, that fits every endpoint beside ``need``'s
+        instructions and reply cap. PreflightError when a server's context cannot fit any."""
+        ollama_style = [e for e in self.endpoints if e.dialect.name != "openai"]
+        with self._lock:
+            if ollama_style and self.num_ctx is None:
+                limits = [i.context for e in ollama_style
+                          if (i := self.info.get(e.url)) and i.context]
+                self.num_ctx = self.num_ctx_setting or num_ctx_for(need, min(limits, default=None))
+                logger.debug("[LLM] num_ctx %d for this run (%s)", self.num_ctx,
+                            "TAXDATA_NUM_CTX" if self.num_ctx_setting else
+                            f"instructions {need.instructions} + source + reply {need.reply} "
+                            "tokens")
+        return min(source_chars(self.window(e), need, e.url) for e in self.endpoints)
+
+    def probe_form(self, endpoint: Endpoint | None = None, schema: dict | None = None) -> str:
+        """Find, with one tiny request per form tried, the strongest structured-output form the
+        server takes, and keep it for every later request. ``schema``: the one the run will
+        send (a server may compile one schema and not another); default: a small one that uses
+        the same constructs."""
+        endpoint = endpoint or self.endpoints[0]
+        dialect = endpoint.dialect
+        schema = schema if schema is not None else PROBE_SCHEMA
+        form = self.forms.current(endpoint.url, dialect)
+        while form != "none":
+            body = dialect.body(self.model, PROBE_MESSAGES, 0.0, form, _schema_for_body(schema),
+                                "probe", 8, stream=True, num_ctx=self.num_ctx,
+                                extra=self._extra(endpoint))
+            status, message = self._probe_request(endpoint, body)
+            if status == 200 or status is None:
+                break
+            if not rejects_form(status, message):
+                break  # refused for another reason: the real requests will say what
+            self._fall_back(endpoint, form, LLMHTTPError(status, message))
+            form = self.forms.current(endpoint.url, dialect)
+        self.probed.add(endpoint.url)
+        return form
+
+    def _probe_request(self, endpoint: Endpoint, body: dict) -> tuple[int | None, str]:
+        """One tiny request: its status and error message (None: no answer). Its few tokens
+        are read to the end (the reply itself is not needed)."""
+        watch = Watch(first=self.timeout, idle=self.idle_timeout, total=self.deadline)
+        with WATCHDOG.watching(watch):
+            try:
+                response = self.session.post(endpoint.url, json=body, stream=True,
+                                             timeout=(self.connect_timeout, self.timeout),
+                                             allow_redirects=False)
+            except requests.RequestException:
+                return None, ""
+            try:
+                if response.status_code != 200:
+                    read_capped(response, self.max_reply_bytes)
+                    return response.status_code, server_message(response)
+                read_reply(response, endpoint.dialect, watch, max_bytes=self.max_reply_bytes,
+                           cap=8, expect_json=True)
+                return 200, ""
+            except (requests.RequestException, StreamBroken):
+                return (200 if response.status_code == 200 else None), ""
+            finally:
+                close_quietly(response)
 
     # -- chat --------------------------------------------------------------------------------
     def chat(self, messages: Messages, *, schema: dict | None = None, label: str = "",
-             schema_name: str = "response", temperature: float | None = None) -> ChatReply:
+             schema_name: str = "response", temperature: float | None = None,
+             max_tokens: int | None = None, schema_text: str | None = None) -> ChatReply:
         """Send ``messages``; return the reply text. ``schema`` asks for structured JSON output.
+
+        ``max_tokens``: this request's reply cap (default the client's, ``TAXDATA_MAX_TOKENS``,
+        which also bounds it). ``schema_text``: how the prompt states the schema when the
+        server's form cannot carry it (default: the schema as compact JSON); appended to the
+        system message, so the shared prefix stays the same for every request.
 
         Busy answers (503/429, queue full) are retried until the policy's deadline; connection
         errors, timeouts, 5xx and unusable bodies up to its attempt count; everything else
@@ -244,12 +434,16 @@ class LLMClient:
         validated against ``schema`` here: callers always validate locally.
         """
         if not self.model:
-            with self._lock:
+            with self._preflight_lock:
                 if not self.model:
                     self.preflight()
+        cap = self.max_tokens if max_tokens is None else min(max_tokens, self.max_tokens or
+                                                             max_tokens)
         chat = _Chat(messages, schema, schema_name, label,
                      self.temperature if temperature is None else temperature,
-                     thread_label(), time.monotonic())
+                     thread_label(), time.monotonic(), cap,
+                     schema_text if schema_text is not None or schema is None
+                     else json.dumps(_schema_for_body(schema), separators=(",", ":")))
         return send(lambda number: self._attempt(chat, number), self.retry).value
 
     def _attempt(self, chat: _Chat, number: int) -> Outcome:
@@ -262,57 +456,148 @@ class LLMClient:
         form = (self.forms.current(endpoint.url, endpoint.dialect)
                 if chat.schema is not None else None)
         attempt = _Attempt(chat, number, endpoint, form, next(_request_ids))
-        body = endpoint.dialect.body(self.model, chat.messages, chat.temperature, form,
-                                     chat.schema, chat.schema_name, self.max_tokens)
+        messages = _with_schema(chat, endpoint.dialect.carries_schema(form))
+        body = endpoint.dialect.body(
+            self.model, messages, chat.temperature, form,
+            _schema_for_body(chat.schema) if chat.schema is not None else None,
+            chat.schema_name, chat.max_tokens, stream=True, num_ctx=self.num_ctx,
+            extra=self._extra(endpoint))
         emit(RequestStarted(chat.worker, endpoint.url, self.model, chat.label,
                             attempt.request_id))
         if logger.isEnabledFor(logging.DEBUG):  # don't serialise payloads nobody will read
             logger.debug("[LLM-PAYLOAD] %s %s", chat.worker, redact(
                 truncate(json.dumps(body, ensure_ascii=False)), (self._api_key,)))
         sent = time.monotonic()
-        signal, reason = limiter.NEUTRAL, ""
+        ticket = self.pool.sent(member, sum(len(str(m.get("content", ""))) for m in messages))
+        exchange = _Exchange(Outcome(http.FAIL, error=Interrupted("stopped")), events.NO_ANSWER)
         try:
-            response = self.session.post(endpoint.url, json=body,
-                                         timeout=(self.connect_timeout, self.timeout))
-        except requests.RequestException as exc:
-            outcome, signal, reason = judge_no_answer(exc, endpoint.url, self.connect_timeout,
-                                                      self.timeout)
-            emit(RequestEnded(chat.worker, attempt.request_id, None, time.monotonic() - sent,
-                              events.NO_ANSWER, outcome.reason))
-        else:
-            outcome = self._judge(response, attempt, time.monotonic() - sent)
-            signal = _SIGNALS.get(outcome.kind, limiter.FAILED)
-            chat.turned_away = outcome.kind == http.BUSY
-            reason = f"HTTP {response.status_code}"
+            exchange = self._exchange(attempt, body, member, ticket)
         finally:
-            self.pool.release(member, sent, signal, reason)
+            self.pool.release(member, sent, exchange.signal, exchange.reason, ticket)
+        parts = exchange.parts
+        emit(RequestEnded(chat.worker, attempt.request_id, exchange.status,
+                          time.monotonic() - sent, exchange.answer,
+                          "" if exchange.status is not None else exchange.outcome.reason,
+                          parts.prompt_tokens if parts else None,
+                          parts.cached_tokens if parts else None,
+                          parts.completion_tokens if parts else None,
+                          exchange.first_token, endpoint.url))
+        outcome = exchange.outcome
+        if exchange.answer == events.FORM_REFUSED:
+            self._fall_back(endpoint, str(form), outcome.error)
+        elif exchange.answer == events.REFUSED:
+            emit(GaveUp(chat.worker, "", str(outcome.error), request_id=attempt.request_id))
+        elif isinstance(outcome.error, LLMContextExceeded):
+            outcome.error.endpoint = endpoint.url
+            if outcome.error.limit:
+                self.learn_context(endpoint.url, outcome.error.limit)
+        if outcome.kind == http.DONE:
+            outcome.value = self._chat_reply(outcome.value, attempt)
         outcome.request_id = attempt.request_id
         return outcome
 
-    def _judge(self, response: requests.Response, attempt: _Attempt, elapsed: float) -> Outcome:
-        """Read one answer for the retry policy; tell it, and fall back if it says so."""
-        status = response.status_code
-        if status == 200:
-            outcome, answer = judge_reply(response, attempt.endpoint.dialect, self.max_tokens)
-            if outcome.kind == http.DONE:
-                outcome.value = self._chat_reply(outcome.value, attempt)
+    def _exchange(self, attempt: _Attempt, body: dict, member: limiter.Member,
+                  ticket: limiter.Ticket) -> _Exchange:
+        """Send one request and read its answer, under a watch (deadlines, Ctrl-C)."""
+        chat, endpoint = attempt.chat, attempt.endpoint
+        watch = Watch(first=self.timeout, idle=self.idle_timeout, total=self.deadline)
+        first: list[float] = []
+        result = None
+
+        def first_token() -> None:
+            first.append(time.monotonic() - ticket.sent_at)
+            self.pool.first_token(member, ticket)
+
+        with WATCHDOG.watching(watch):
+            try:
+                response = self.session.post(endpoint.url, json=body, stream=True,
+                                             timeout=(self.connect_timeout, self._socket_wait()),
+                                             allow_redirects=False)
+            except requests.RequestException as exc:
+                return self._no_answer(exc, watch, endpoint)
+            status = response.status_code
+            try:
+                if status != 200:
+                    read_capped(response, self.max_reply_bytes)
+                    outcome, answer = judge_error(response, attempt.form, self.retry.statuses)
+                    chat.turned_away = outcome.kind == http.BUSY
+                    return _Exchange(outcome, answer, status,
+                                     _SIGNALS.get(outcome.kind, limiter.FAILED), f"HTTP {status}")
+                result = read_reply(response, endpoint.dialect, watch,
+                                    max_bytes=self.max_reply_bytes, cap=chat.max_tokens,
+                                    expect_json=chat.schema is not None,
+                                    on_first_token=first_token)
+            except (StreamBroken, ReplyTooLarge, requests.RequestException) as exc:
+                return self._broken(exc, watch, status)
+            finally:
+                if watch.expired is None and not (result is not None and result.read_to_end):
+                    watch.cut("read")  # the client stopped reading: the server stops now
+                close_quietly(response)
+        outcome, answer = judge_stream(result, endpoint.dialect, chat.max_tokens,
+                                       self.window(endpoint))
+        chat.turned_away = outcome.kind == http.BUSY
+        signal = {events.PREEMPTED: limiter.PREEMPTED}.get(
+            answer, _SIGNALS.get(outcome.kind, limiter.FAILED))
+        parts = ReplyParts(result.text, result.stop_reason, result.model, result.prompt_tokens,
+                           result.completion_tokens, result.cached_tokens)
+        return _Exchange(outcome, answer, status, signal, f"HTTP {status}",
+                         parts, first[0] if first else None)
+
+    def _socket_wait(self) -> float:
+        # One recv's limit, a backstop only: the watch enforces the real limits on our clock.
+        return max(self.timeout, self.idle_timeout) + 5.0
+
+    def _no_answer(self, exc: requests.RequestException, watch: Watch,
+                   endpoint: Endpoint) -> _Exchange:
+        if watch.expired is not None:
+            return self._expired(watch, None)
+        outcome, signal, reason = judge_no_answer(exc, endpoint.url, self.connect_timeout,
+                                                  self.timeout)
+        return _Exchange(outcome, events.NO_ANSWER, None, signal, reason)
+
+    def _broken(self, exc: Exception, watch: Watch, status: int) -> _Exchange:
+        """The answer broke off: our own watch ended it, it was too large, or the connection
+        went (retried soon: the server was there)."""
+        if watch.expired is not None:
+            return self._expired(watch, status)
+        if isinstance(exc, ReplyTooLarge):
+            return _Exchange(Outcome(http.FAIL, error=LLMBadResponse(str(exc))), events.BAD_REPLY,
+                             status, limiter.FAILED, "too large")
+        error = LLMConnectionError(f"the connection broke off mid-reply ({exc})")
+        # Retried soon; still a connection failure for the breaker (a killed server looks so).
+        return _Exchange(Outcome(http.RETRY, error=error, reason=str(error), soon=True),
+                         events.NO_ANSWER, None, limiter.DOWN, "broke off")
+
+    def _expired(self, watch: Watch, status: int | None) -> _Exchange:
+        """The watchdog closed the request: Ctrl-C, or one of its limits passed."""
+        reason = str(watch.expired)
+        if reason == STOPPED:
+            return _Exchange(Outcome(http.FAIL, error=Interrupted("stopped by Ctrl-C"),
+                                     reason="stopped"), events.CUT, None, limiter.NEUTRAL,
+                             "stopped")
+        seconds = watch.limit(reason)
+        if watch.last_token is None:
+            said = f"Request timeout after {seconds:g}s: no reply started (TAXDATA_TIMEOUT)"
+        elif reason == "idle":
+            said = f"Request timeout: no token for {seconds:g}s (TAXDATA_IDLE_TIMEOUT)"
         else:
-            outcome, answer = judge_error(response, attempt.form, self.retry.statuses)
-        worker = attempt.chat.worker
-        emit(RequestEnded(worker, attempt.request_id, status, elapsed, answer))
-        if answer == events.FORM_REFUSED:
-            self._fall_back(attempt.endpoint, str(attempt.form), outcome.error)
-        elif answer == events.REFUSED:
-            emit(GaveUp(worker, "", str(outcome.error), request_id=attempt.request_id))
-        return outcome
+            said = f"Request timeout: the {seconds:g}s deadline passed (TAXDATA_REQUEST_DEADLINE)"
+        return _Exchange(Outcome(http.RETRY, error=LLMTimeout(said), reason=said),
+                         events.CUT, None, limiter.TIMEOUT, "timeout")
+
+    def _extra(self, endpoint: Endpoint) -> dict[str, Any] | None:
+        info = self.info.get(endpoint.url)
+        # llama.cpp: keep the prompt's KV cache for the next request (the shared prefix).
+        return {"cache_prompt": True} if info is not None and info.llama_cpp else None
 
     def _chat_reply(self, parts: ReplyParts, attempt: _Attempt) -> ChatReply:
-        return ChatReply(text=parts.text, model=parts.model or self.model,
+        return ChatReply(text=parts.text, model=self.model,
                          seconds=time.monotonic() - attempt.chat.started, attempts=attempt.number,
                          endpoint=attempt.endpoint.url, structured=attempt.form,
                          prompt_tokens=parts.prompt_tokens,
                          completion_tokens=parts.completion_tokens,
-                         request_id=attempt.request_id)
+                         request_id=attempt.request_id, cached_tokens=parts.cached_tokens,
+                         server_model=parts.model)
 
     def gone_message(self) -> str:
         urls = ", ".join(e.url for e in self.endpoints)
@@ -327,6 +612,31 @@ class LLMClient:
         logger.warning("[FALLBACK] %s server rejected structured output %r (HTTP %d: %s); "
                        "using %r from now on", thread_label(), form, error.status,
                        error.server_message, new)
+
+
+def _schema_for_body(schema: Any, names: bool = False) -> Any:
+    """The schema as servers need it for a grammar: without descriptions (they steer nothing
+    there and would be sent on every request). ``names``: ``schema`` maps property names."""
+    if isinstance(schema, dict):
+        return {k: _schema_for_body(v, k == "properties" and not names)
+                for k, v in schema.items() if names or k != "description"}
+    if isinstance(schema, list):
+        return [_schema_for_body(v) for v in schema]
+    return schema
+
+
+def _with_schema(chat: _Chat, carried: bool) -> list[dict[str, str]]:
+    """The messages, with the schema stated at the end of the system message when the form
+    does not carry it to the server (and not otherwise: the schema goes once per body)."""
+    messages = [dict(m) for m in chat.messages]
+    if chat.schema is None or carried or not chat.schema_text:
+        return messages
+    note = "JSON schema of the reply:\n" + chat.schema_text
+    if messages and messages[0].get("role") == "system":
+        messages[0]["content"] = messages[0]["content"].rstrip("\n") + "\n\n" + note + "\n"
+    else:
+        messages.insert(0, {"role": "system", "content": note})
+    return messages
 
 
 def server_gone(error: BaseException | None) -> LLMServerGone | None:
@@ -357,3 +667,4 @@ def gone_note(client: LLMClient, errors: Iterable[BaseException | None],
     if not left:
         return None
     return f"{client.gone_message()}; {left} {noun} not processed; re-run to continue"
+

@@ -78,8 +78,11 @@ class CountryUpdater:
             outcome.evidence = check.verified
             outcome.unsupported = [u.report() for u in check.unsupported]
         outcome.record = build_record(result.extraction, country)
-        outcome.provenance = _provenance(path, raw, info, result.model,
-                                         check.verified if check else None).model_dump()
+        provenance = _provenance(path, raw, info, result.model, check.verified if check else None)
+        provenance.endpoint = result.endpoint or None
+        if result.server_model and result.server_model != result.model:
+            provenance.server_model = result.server_model
+        outcome.provenance = provenance.model_dump(exclude_none=False)
         self.cross_check(outcome, info, path)
         outcome.status = Status.PENDING  # ADDED/MODIFIED/UNCHANGED is decided against the dataset
         return outcome

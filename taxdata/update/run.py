@@ -167,7 +167,7 @@ def run(options: UpdateOptions, settings: Settings) -> int:
     extractor = Extractor(client, options.max_chars, settings.max_reasks)
     if options.dry_run:
         return dry_run(update, extractor, sources)
-    update.model = client.preflight()
+    update.model = extractor.prepare()
     update.previous = dict(update.store.dataset["countries"])
     update.store.journal.open()
     if update.store.dirty:  # the import is on disk before the first request
@@ -180,6 +180,8 @@ def run(options: UpdateOptions, settings: Settings) -> int:
             update.references.insert(0, listed)
     one_country = CountryUpdater(update.registry, extractor, update.references, update.previous,
                                  force=options.force, accept_disputed=options.accept_disputed)
+    if _needs_requests(one_country, sources, client.model):
+        extractor.probe()  # once per server, before any worker sends: not by their failures
 
     def work(slug: str) -> CountryOutcome:
         return one_country.process(slug, sources[slug])
@@ -197,6 +199,18 @@ def run(options: UpdateOptions, settings: Settings) -> int:
     update.print_summary(time.monotonic() - started)
     report_endpoints(client, (r.error for r in summary.results.values()))
     return exit_code(update.outcomes, summary.interrupted)
+
+
+def _needs_requests(one_country: CountryUpdater, sources: dict[str, Path],
+                    model: str | None) -> bool:
+    """Whether any country will ask the model (not all of them are up to date)."""
+    for slug, path in sources.items():
+        try:
+            if not one_country.up_to_date(slug, path.read_bytes(), model):
+                return True
+        except OSError:  # the worker will say what is wrong with it
+            return True
+    return False
 
 
 def prepare(options: UpdateOptions, settings: Settings) -> UpdateRun:
