@@ -533,6 +533,8 @@ class LLMClient:
                 if watch.expired is None and not (result is not None and result.read_to_end):
                     watch.cut("read")  # the client stopped reading: the server stops now
                 close_quietly(response)
+        if watch.expired not in (None, "read"):  # the watchdog ended it (a cut reads as an EOF)
+            return self._expired(watch, status)
         outcome, answer = judge_stream(result, endpoint.dialect, chat.max_tokens,
                                        self.window(endpoint))
         chat.turned_away = outcome.kind == http.BUSY

@@ -99,9 +99,10 @@ class JsonEnd:
         """Why the reply should stop now that its object has closed, if it should."""
         if not self.closed:
             return None
-        rest = self.after.strip().removeprefix("```").removeprefix("~~~").strip()
-        if rest:
-            return "text after the JSON object"
+        rest = self.after.strip()
+        fence = rest[:3]
+        if rest and not (set(fence) <= set("`") or set(fence) <= set("~")) or rest[3:].strip():
+            return "text after the JSON object"  # more than (a piece of) the closing fence
         if len(self.after) > TRAILING_WHITESPACE:
             return "only whitespace after the JSON object"
         return None

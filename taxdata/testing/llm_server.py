@@ -153,7 +153,8 @@ class StandInLLM(StandInServer):
                  host: str = "127.0.0.1", port: int = 0,
                  responder: Callable[[dict], Any] | None = None, token_delay: float = 0.0,
                  context: int | None = None, model_context: int = 32768,
-                 props: bool = False) -> None:
+                 props: bool = False, streams: bool = True, chars_per_token: int = 4,
+                 reported_model: str | None = None) -> None:
         super().__init__(host, port)
         if overflow not in ("queue", "503", "429"):
             raise ValueError("overflow must be queue, 503 or 429")
@@ -174,6 +175,9 @@ class StandInLLM(StandInServer):
         self.context = context
         self.model_context = model_context
         self.props = props
+        self.streams = streams  # False: answer in one piece even when asked to stream
+        self.chars_per_token = chars_per_token  # its tokenizer (for the context and the usage)
+        self.reported_model = reported_model  # the model name its replies give (an alias)
         self.history: list[dict] = []  # chat request bodies, in arrival order
         self.disconnects: list[Disconnect] = []  # clients that hung up before the end
         self.truncations = 0  # prompts that lost their start (over num_ctx)
@@ -289,21 +293,21 @@ class StandInLLM(StandInServer):
         if scripted is None:
             scripted = self._default(body)
         if isinstance(scripted, Fault):
-            if body.get("stream") is True and scripted.kind in ("stall", "interrupted", "length",
-                                                                 "truncated", "hang"):
+            if body.get("stream") is True and self.streams and scripted.kind in (
+                    "stall", "interrupted", "length", "truncated", "hang"):
                 return self._stream(dialect, body, request, usage, release, scripted)
             return self._fault(dialect, body, scripted, usage)
         text = scripted if isinstance(scripted, str) else json.dumps(scripted)
-        if body.get("stream") is True:
+        if body.get("stream") is True and self.streams:
             return self._stream(dialect, body, request, usage, release, text=text)
         return Reply(200, self._chat_body(dialect, body, text, "stop", usage))
 
     def _context_check(self, dialect: str, body: dict) -> Reply | tuple[dict, Usage]:
         """What the model reads of the prompt (Ollama drops the start of a long one; llama.cpp
         refuses it) and the usage figures so far, with the prefix cache's share."""
-        text = prompt_text(body)
+        text, per_token = prompt_text(body), self.chars_per_token
         if dialect == "openai":
-            count = len(text) // 4
+            count = len(text) // per_token
             if self.context is not None and count >= self.context:
                 return Reply(400, {"error": {"code": 400, "message": LLAMA_CPP_CONTEXT_ERROR,
                                              "type": "exceed_context_size_error",
@@ -311,15 +315,15 @@ class StandInLLM(StandInServer):
         else:
             num_ctx = (body.get("options") or {}).get("num_ctx") or self.context
             if num_ctx:
-                seen, count = truncate_prompt(body, int(num_ctx))
+                seen, count = truncate_prompt(body, int(num_ctx), per_token)
                 if seen is not body:
                     with self._lock:
                         self.truncations += 1
                     body, text = seen, prompt_text(seen)
             else:
-                count = len(text) // 4
+                count = len(text) // per_token
         with self._lock:
-            cached = min(common_prefix(self._last_prompt, text) // 4, count)
+            cached = min(common_prefix(self._last_prompt, text) // per_token, count)
             self._last_prompt = text
         return body, Usage(count, 0, cached)
 
@@ -331,7 +335,7 @@ class StandInLLM(StandInServer):
         pieces = tokens(content)
         usage.completion = len(pieces)
         stop = {"length": "length", "interrupted": None}.get(kind, "stop")
-        model = body.get("model") or self.models[0]
+        model = self.reported_model or body.get("model") or self.models[0]
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
         chunks = stream_chunks(dialect, model, pieces, stop, usage, include_usage=include_usage)
         sent = [0]
@@ -395,7 +399,8 @@ class StandInLLM(StandInServer):
 
     def _chat_body(self, dialect: str, body: dict, text: str, stop: str, usage: Usage) -> dict:
         usage.completion = len(tokens(text)) or 1
-        return whole_body(dialect, body.get("model") or self.models[0], text, stop, usage)
+        return whole_body(dialect, self.reported_model or body.get("model") or self.models[0],
+                          text, stop, usage)
 
     def _props(self) -> dict:
         return {"default_generation_settings": {"n_ctx": self.context or 4096},

@@ -29,17 +29,18 @@ def prompt_text(body: dict) -> str:
                    if isinstance(m, dict))
 
 
-def prompt_tokens(body: dict) -> int:
-    return len(prompt_text(body)) // CHARS_PER_TOKEN
+def prompt_tokens(body: dict, chars_per_token: int = CHARS_PER_TOKEN) -> int:
+    return len(prompt_text(body)) // chars_per_token
 
 
-def truncate_prompt(body: dict, num_ctx: int) -> tuple[dict, int]:
+def truncate_prompt(body: dict, num_ctx: int,
+                    chars_per_token: int = CHARS_PER_TOKEN) -> tuple[dict, int]:
     """Like Ollama: a prompt over ``num_ctx`` tokens loses its *start* (the system prompt and the
     instructions go first). Returns the body the model sees and the tokens it evaluated."""
-    count = prompt_tokens(body)
+    count = prompt_tokens(body, chars_per_token)
     if count <= num_ctx:
         return body, count
-    drop = (count - num_ctx) * CHARS_PER_TOKEN
+    drop = (count - num_ctx) * chars_per_token
     messages = []
     for message in body.get("messages") or []:
         content = str(message.get("content", ""))

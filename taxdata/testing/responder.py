@@ -227,10 +227,11 @@ def _schema_of(body: dict[str, Any], system: str) -> dict[str, Any] | None:
     for marker in ("JSON schema of the reply:", "JSON schema:"):  # a server without structured
         start = system.find(marker)                                # output: it is in the prompt
         if start != -1:
+            text = system[start + len(marker):]
             try:
-                return json.loads(system[start + len(marker):])
-            except ValueError:
-                return None
+                return json.loads(text)
+            except ValueError:  # the compact outline: its keys are what matters here
+                return {"properties": {key: {} for key in re.findall(r'"(\w+)":', text)}}
     return None
 
 

@@ -12,7 +12,6 @@ whose quote the text does not bear out is withheld (taxdata.record.evidence).
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,7 +24,7 @@ from taxdata.log import logger, thread_label
 from taxdata.record.evidence import EvidenceCheck, Quote, check_evidence
 from taxdata.record.models import Extraction
 from taxdata.record.replies import ReplyError, parse_reply
-from taxdata.record.schema import extraction_json_schema
+from taxdata.record.schema import extraction_json_schema, schema_outline
 from taxdata.record.sourcetext import Source
 from taxdata.record.validation import validate_extraction
 from taxdata.store.taxfile import DEFAULT_MAX_CHARS, request_parts
@@ -131,6 +130,7 @@ class Extractor:
         self.max_chars = max_chars
         self.max_reasks = max_reasks  # TAXDATA_MAX_REASKS
         self.schema = extraction_json_schema()
+        self.outline = schema_outline(self.schema)  # for a server that cannot take the schema
         self.system = SYSTEM_PROMPT
         self.reply_tokens = min(REPLY_TOKENS, client.max_tokens or REPLY_TOKENS)
 
@@ -138,7 +138,7 @@ class Extractor:
         """What a request needs besides its source: the instructions (with the schema, for a
         server that takes it in the prompt) and the reply, plus one re-ask turn."""
         framing = len(USER_PROMPT) + len(RETRY_PROMPT) + 300  # the country, the part note
-        schema = len(json.dumps(self.schema, separators=(",", ":")))
+        schema = len(self.outline) + 40
         return ContextNeed(tokens_of(len(self.system) + framing + schema),
                            2 * self.reply_tokens, self.max_chars)
 
@@ -261,7 +261,7 @@ class Extractor:
             try:
                 reply = self.client.chat(
                     messages, schema=self.schema, label=label, schema_name="tax_extraction",
-                    max_tokens=self.reply_tokens,
+                    max_tokens=self.reply_tokens, schema_text=self.outline,
                     temperature=None if asked == 1 else REASK_TEMPERATURES[
                         min(asked - 2, len(REASK_TEMPERATURES) - 1)])
             except LLMTruncated as exc:  # a reply cut at the token limit is a bad reply: re-ask
