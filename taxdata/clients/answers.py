@@ -178,7 +178,7 @@ def judge_no_answer(exc: requests.RequestException, url: str, connect_timeout: f
                                    if isinstance(exc, requests.ConnectionError)
                                    else f"Request to {url} failed: {name}")
         said, signal, reason = str(error), limiter.DOWN, name
-        if http.dropped(exc):  # it was there and broke off: retried soon (the breaker counts it)
+        if http.dropped(exc):  # reset before any answer: retried soon, and the breaker counts it
             return Outcome(http.RETRY, reason=said, error=error, soon=True), signal, reason
     return Outcome(http.RETRY, reason=said, error=error), signal, reason
 

@@ -28,21 +28,26 @@ def tokens_of(chars: int) -> int:
 @dataclass(frozen=True)
 class ContextNeed:
     """What one kind of request needs besides its source: its instructions and its reply cap
-    (tokens), and the source part size the user asked for (``--max-chars``, characters)."""
+    (tokens), the source part size the user asked for (``--max-chars``, characters), and the
+    room a re-ask adds (the reply shown back and the errors; planned in when the context has
+    it, else a re-ask that does not fit is caught like any overflow)."""
 
     instructions: int
     reply: int
     source_chars: int
+    reask: int = 0
 
     def merged(self, other: "ContextNeed") -> "ContextNeed":
         """One need covering both (a pipeline with several kinds of request)."""
         return ContextNeed(max(self.instructions, other.instructions),
                            max(self.reply, other.reply),
-                           max(self.source_chars, other.source_chars))
+                           max(self.source_chars, other.source_chars),
+                           max(self.reask, other.reask))
 
     @property
     def tokens(self) -> int:
-        return self.instructions + self.reply + TEMPLATE_TOKENS + tokens_of(self.source_chars)
+        return (self.instructions + self.reply + self.reask + TEMPLATE_TOKENS
+                + tokens_of(self.source_chars))
 
 
 def num_ctx_for(need: ContextNeed, model_limit: int | None) -> int:
@@ -58,6 +63,8 @@ def source_chars(window: int | None, need: ContextNeed, where: str) -> int:
     if window is None:
         return need.source_chars
     room = window - need.instructions - need.reply - TEMPLATE_TOKENS
+    if room - need.reask >= MIN_SOURCE_TOKENS * 4:
+        room -= need.reask  # room for a re-ask too, where the context has it
     if room < MIN_SOURCE_TOKENS:
         raise PreflightError(
             f"the context of {window} tokens at {where} cannot hold the instructions "

@@ -21,6 +21,7 @@ at preflight: :meth:`~taxdata.clients.llm.LLMClient.probe_form`).
 from __future__ import annotations
 
 import threading
+from dataclasses import dataclass
 from typing import Any, ClassVar, NamedTuple, Sequence
 from urllib.parse import urlsplit, urlunsplit
 
@@ -227,6 +228,24 @@ class ProxyDialect(OllamaDialect):
 
 DIALECTS: dict[str, Dialect] = {d.name: d for d in (ProxyDialect(), OllamaDialect(),
                                                     OpenAIDialect())}
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One chat URL and the API family it speaks."""
+
+    url: str
+    dialect: Dialect
+
+    @property
+    def models_url(self) -> str:
+        return self.dialect.models_url(self.url)
+
+    @property
+    def name(self) -> str:
+        """``host:port``, as the [ADAPT] and [BREAKER] lines name the endpoint."""
+        parts = urlsplit(self.url)
+        return parts.netloc or self.url
 
 
 class FormChoice:

@@ -45,6 +45,9 @@ from taxdata.events import LimitChanged, emit
 # PREEMPTED (the server ended our stream to serve another) drops it to the streams it serves.
 OK, BUSY, TIMEOUT, DOWN, FAILED, NEUTRAL = "ok", "busy", "timeout", "down", "failed", "neutral"
 PREEMPTED = "preempted"
+# BROKE: a reply that broke off mid-stream: a failure, but the server had answered, so it says
+# nothing to the breaker either way (neither down nor proven healthy).
+BROKE = "broke"
 
 EWMA_WEIGHT = 0.3  # the share of the newest request in an endpoint's seconds per request
 QUEUED_FACTOR = 3.0  # a first token this many times later than expected: it was queued
@@ -245,6 +248,8 @@ class EndpointPool:
             if signal == DOWN:
                 member.failures += 1
                 member.breaker.failure(reason)
+            elif signal == BROKE:
+                member.failures += 1
             else:
                 member.breaker.success()
                 self._adapt(member, sent_at, signal, saturated)

@@ -14,10 +14,11 @@ the first token may take ``timeout`` seconds (queueing and prompt processing), t
 Ctrl-C or SIGTERM closes the connection, so the server stops generating instead of finishing a
 reply nobody reads.
 
-At preflight (:meth:`LLMClient.preflight`) each endpoint is checked once: the model, what the
-server says of its context and slots (:meth:`LLMClient.context_size`), and, with a schema, the
-structured-output form it takes (:meth:`LLMClient.probe_form`, one tiny request), so no worker
-learns it from a failed real request.
+At preflight (:mod:`taxdata.clients.preflight`) each endpoint is checked once: the model, what
+the server says of its context and slots (:meth:`LLMClient.context_size`), the run's
+``num_ctx`` (:meth:`LLMClient.plan_context`) and the structured-output form it takes
+(:meth:`LLMClient.probe_form`, one tiny request), so no worker learns it from a failed real
+request.
 
 Each HTTP attempt is told as events (:mod:`taxdata.events`): ``RequestStarted`` and
 ``RequestEnded`` with a request id, which the retries, a give-up and the reply
@@ -33,13 +34,12 @@ import threading
 import time
 from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
-from urllib.parse import urlsplit
 
 import requests
 
 from taxdata import events
 from taxdata.cancel import Interrupted
-from taxdata.clients import http, limiter, serverinfo
+from taxdata.clients import http, limiter
 from taxdata.clients.answers import (
     LLMBadResponse,
     LLMConnectionError,
@@ -52,63 +52,32 @@ from taxdata.clients.answers import (
     judge_error,
     judge_no_answer,
     judge_stream,
-    rejects_form,
-    server_message,
 )
-from taxdata.clients.context import ContextNeed, num_ctx_for, source_chars
 from taxdata.clients.dialects import (
     DIALECTS,
-    Dialect,
+    Endpoint,
     FormChoice,
     Messages,
     ReplyParts,
-    model_names,
 )
 from taxdata.clients.http import Outcome, RetryPolicy, make_session, read_capped, send
 from taxdata.clients.limiter import AllEndpointsGone, EndpointPool
+from taxdata.clients.preflight import PROBE_MESSAGES, PROBE_SCHEMA, ServerPreflight, body_schema
 from taxdata.clients.serverinfo import ServerInfo
 from taxdata.clients.stream import ReplyTooLarge, StreamBroken, close_quietly, read_reply
 from taxdata.clients.watch import STOPPED, WATCHDOG, Watch
 from taxdata.config import Settings
-from taxdata.errors import PreflightError
 from taxdata.events import GaveUp, RequestEnded, RequestStarted, emit
 from taxdata.log import logger, redact, thread_label, truncate
 
 # The client's face: callers import the errors (taxdata.clients.answers) and DIALECTS from here.
-__all__ = ["DIALECTS", "ChatReply", "Endpoint", "LLMBadResponse", "LLMClient",
+__all__ = ["DIALECTS", "PROBE_MESSAGES", "PROBE_SCHEMA", "ChatReply", "Endpoint",
+           "LLMBadResponse", "LLMClient",
            "LLMConnectionError", "LLMContextExceeded", "LLMError", "LLMHTTPError",
            "LLMServerGone", "LLMTimeout", "LLMTruncated", "gone_note", "report_endpoints",
            "server_gone"]
 
-# The preflight's probe of the structured-output forms: the constructs the real schemas use
-# (nullable fields, an enum, an array of objects), in a few tokens.
-PROBE_SCHEMA: dict[str, Any] = {
-    "type": "object", "additionalProperties": False, "required": ["ok", "items"],
-    "properties": {
-        "ok": {"anyOf": [{"type": "boolean"}, {"type": "null"}]},
-        "items": {"type": "array", "items": {
-            "type": "object", "additionalProperties": False, "required": ["kind"],
-            "properties": {"kind": {"type": "string", "enum": ["a", "b"]}}}}}}
-PROBE_MESSAGES = [{"role": "user", "content": 'Reply with {"ok": true, "items": []}.'}]
-
-
 # -- endpoints, replies ---------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class Endpoint:
-    url: str
-    dialect: Dialect
-
-    @property
-    def models_url(self) -> str:
-        return self.dialect.models_url(self.url)
-
-    @property
-    def name(self) -> str:
-        """``host:port``, as the [ADAPT] and [BREAKER] lines name the endpoint."""
-        parts = urlsplit(self.url)
-        return parts.netloc or self.url
-
 
 @dataclass
 class ChatReply:
@@ -171,8 +140,9 @@ _SIGNALS = {http.DONE: limiter.OK, http.BUSY: limiter.BUSY, http.NOW: limiter.NE
 _request_ids = itertools.count(1)
 
 
-class LLMClient:
-    """Send chat requests; safe to share between any number of threads."""
+class LLMClient(ServerPreflight):
+    """Send chat requests; safe to share between any number of threads. (Its preflight and
+    server discovery are :class:`~taxdata.clients.preflight.ServerPreflight`'s.)"""
 
     def __init__(
         self,
@@ -245,178 +215,6 @@ class LLMClient:
     def url(self) -> str:
         return self.endpoints[0].url
 
-    # -- models and preflight ----------------------------------------------------------------
-    def list_models(self, endpoint: Endpoint | None = None,
-                    timeout: float | None = None) -> list[str]:
-        endpoint = endpoint or self.endpoints[0]
-        connect = self.connect_timeout if timeout is None else min(timeout, self.connect_timeout)
-        response = self.session.get(endpoint.models_url,
-                                    timeout=(connect, min(self.timeout, timeout or 30)))
-        if response.status_code != 200:
-            raise LLMHTTPError(response.status_code, server_message(response))
-        try:
-            data = response.json()
-        except ValueError:
-            raise LLMBadResponse(f"model list at {endpoint.models_url} is not JSON") from None
-        self._models_data[endpoint.url] = data
-        return model_names(data)
-
-    def _probe(self, endpoint: Endpoint) -> bool:
-        """The circuit breaker's health check: the model list answers (quickly)."""
-        self.list_models(endpoint, timeout=5.0)
-        return True
-
-    def preflight(self, schema: dict | None = None, need: ContextNeed | None = None) -> str:
-        """Check that each server answers and has the model; pick one if none was set. Then, per
-        server: what it says of its context and slots; with ``need``, the run's ``num_ctx``
-        (:meth:`plan_context`); with ``schema``, the structured-output form it takes
-        (:meth:`probe_form`).
-
-        Returns the model name. Raises :class:`PreflightError` with a one-line fix.
-        """
-        for endpoint in self.endpoints:
-            self._check_model(endpoint)
-        for endpoint in self.endpoints:
-            self.context_size(endpoint)
-        if need is not None:
-            self.plan_context(need)
-        if schema is not None:
-            for endpoint in self.endpoints:
-                self.probe_form(endpoint, schema)
-        return self.model
-
-    def _check_model(self, endpoint: Endpoint) -> None:
-        try:
-            names = self.list_models(endpoint)
-        except requests.RequestException:
-            raise PreflightError(
-                f"LLM server not reachable at {endpoint.url} - start it (ollama serve) "
-                "or set TAXDATA_LLM_URL") from None
-        except LLMHTTPError as exc:
-            hint = ("check TAXDATA_API_KEY" if exc.status in (401, 403)
-                    else "check TAXDATA_LLM_URL and TAXDATA_LLM_API")
-            raise PreflightError(f"LLM server at {endpoint.url} answered HTTP {exc.status} "
-                                 f"for {endpoint.models_url} - {hint}") from None
-        except LLMBadResponse as exc:
-            raise PreflightError(f"{exc} - check TAXDATA_LLM_API") from None
-        if not names:
-            raise PreflightError(f"LLM server at {endpoint.url} lists no models - "
-                                 "pull one first (e.g. ollama pull <model>)")
-        if not self.model:
-            self.model = names[0]
-            logger.info("[LLM] No model set; using %s, the first the server lists", self.model)
-        elif self.model not in names and f"{self.model}:latest" not in names:
-            others = ("" if len(self.endpoints) == 1
-                      else " (every server in TAXDATA_LLM_URL needs it)")
-            raise PreflightError(
-                f"model {self.model!r} not found at {endpoint.url} (available: "
-                f"{', '.join(names[:8])}) - set TAXDATA_MODEL or --model{others}")
-
-    def context_size(self, endpoint: Endpoint | None = None) -> int | None:
-        """The context (tokens) the server says a request may use; None when it does not say.
-
-        Asked once per endpoint (see :mod:`taxdata.clients.serverinfo`); llama.cpp's slot count
-        becomes that endpoint's concurrency ceiling. A size learned later from an overflow
-        answer replaces it (:meth:`learn_context`).
-        """
-        endpoint = endpoint or self.endpoints[0]
-        with self._lock:
-            known = self.info.get(endpoint.url)
-        if known is None:
-            known = serverinfo.discover(self.session, endpoint.dialect, endpoint.url, self.model,
-                                        self._models_data.get(endpoint.url),
-                                        (self.connect_timeout, min(self.timeout, 30)))
-            with self._lock:
-                known = self.info.setdefault(endpoint.url, known)
-            if known.slots:
-                self.pool.set_slots(endpoint, known.slots)
-            if known.context or known.slots:
-                logger.debug("[LLM] %s: context %s tokens%s%s", endpoint.name,
-                            known.context or "not stated",
-                            f" ({known.origin})" if known.origin else "",
-                            f", {known.slots} slot{'s' if known.slots != 1 else ''}"
-                            if known.slots else "")
-        return known.context
-
-    def learn_context(self, url: str, limit: int) -> None:
-        """The server said (in an overflow answer) that its context is ``limit`` tokens."""
-        with self._lock:
-            info = self.info.setdefault(url, ServerInfo())
-            if info.context != limit:
-                info.context, info.origin = limit, "its answer to a prompt that did not fit"
-                logger.warning("[LLM] %s: context is %d tokens (from its answer)",
-                               urlsplit(url).netloc or url, limit)
-
-    def window(self, endpoint: Endpoint) -> int | None:
-        """The tokens a request to ``endpoint`` may use: the ``num_ctx`` we send an Ollama-style
-        server; for an OpenAI-style one, what it said (or ``TAXDATA_NUM_CTX``)."""
-        if endpoint.dialect.name != "openai":
-            return self.num_ctx
-        info = self.info.get(endpoint.url)
-        return (info.context if info else None) or self.num_ctx_setting
-
-    def plan_context(self, need: ContextNeed) -> int:
-        """Fix the run's ``num_ctx`` (once: a changing value reloads an Ollama model) and return
-        the largest source part, in characters, that fits every endpoint beside ``need``'s
-        instructions and reply cap. PreflightError when a server's context cannot fit any."""
-        ollama_style = [e for e in self.endpoints if e.dialect.name != "openai"]
-        with self._lock:
-            if ollama_style and self.num_ctx is None:
-                limits = [i.context for e in ollama_style
-                          if (i := self.info.get(e.url)) and i.context]
-                self.num_ctx = self.num_ctx_setting or num_ctx_for(need, min(limits, default=None))
-                logger.debug("[LLM] num_ctx %d for this run (%s)", self.num_ctx,
-                            "TAXDATA_NUM_CTX" if self.num_ctx_setting else
-                            f"instructions {need.instructions} + source + reply {need.reply} "
-                            "tokens")
-        return min(source_chars(self.window(e), need, e.url) for e in self.endpoints)
-
-    def probe_form(self, endpoint: Endpoint | None = None, schema: dict | None = None) -> str:
-        """Find, with one tiny request per form tried, the strongest structured-output form the
-        server takes, and keep it for every later request. ``schema``: the one the run will
-        send (a server may compile one schema and not another); default: a small one that uses
-        the same constructs."""
-        endpoint = endpoint or self.endpoints[0]
-        dialect = endpoint.dialect
-        schema = schema if schema is not None else PROBE_SCHEMA
-        form = self.forms.current(endpoint.url, dialect)
-        while form != "none":
-            body = dialect.body(self.model, PROBE_MESSAGES, 0.0, form, _schema_for_body(schema),
-                                "probe", 8, stream=True, num_ctx=self.num_ctx,
-                                extra=self._extra(endpoint))
-            status, message = self._probe_request(endpoint, body)
-            if status == 200 or status is None:
-                break
-            if not rejects_form(status, message):
-                break  # refused for another reason: the real requests will say what
-            self._fall_back(endpoint, form, LLMHTTPError(status, message))
-            form = self.forms.current(endpoint.url, dialect)
-        self.probed.add(endpoint.url)
-        return form
-
-    def _probe_request(self, endpoint: Endpoint, body: dict) -> tuple[int | None, str]:
-        """One tiny request: its status and error message (None: no answer). Its few tokens
-        are read to the end (the reply itself is not needed)."""
-        watch = Watch(first=self.timeout, idle=self.idle_timeout, total=self.deadline)
-        with WATCHDOG.watching(watch):
-            try:
-                response = self.session.post(endpoint.url, json=body, stream=True,
-                                             timeout=(self.connect_timeout, self.timeout),
-                                             allow_redirects=False)
-            except requests.RequestException:
-                return None, ""
-            try:
-                if response.status_code != 200:
-                    read_capped(response, self.max_reply_bytes)
-                    return response.status_code, server_message(response)
-                read_reply(response, endpoint.dialect, watch, max_bytes=self.max_reply_bytes,
-                           cap=8, expect_json=True)
-                return 200, ""
-            except (requests.RequestException, StreamBroken):
-                return (200 if response.status_code == 200 else None), ""
-            finally:
-                close_quietly(response)
-
     # -- chat --------------------------------------------------------------------------------
     def chat(self, messages: Messages, *, schema: dict | None = None, label: str = "",
              schema_name: str = "response", temperature: float | None = None,
@@ -443,7 +241,7 @@ class LLMClient:
                      self.temperature if temperature is None else temperature,
                      thread_label(), time.monotonic(), cap,
                      schema_text if schema_text is not None or schema is None
-                     else json.dumps(_schema_for_body(schema), separators=(",", ":")))
+                     else json.dumps(body_schema(schema), separators=(",", ":")))
         return send(lambda number: self._attempt(chat, number), self.retry).value
 
     def _attempt(self, chat: _Chat, number: int) -> Outcome:
@@ -459,7 +257,7 @@ class LLMClient:
         messages = _with_schema(chat, endpoint.dialect.carries_schema(form))
         body = endpoint.dialect.body(
             self.model, messages, chat.temperature, form,
-            _schema_for_body(chat.schema) if chat.schema is not None else None,
+            body_schema(chat.schema) if chat.schema is not None else None,
             chat.schema_name, chat.max_tokens, stream=True, num_ctx=self.num_ctx,
             extra=self._extra(endpoint))
         emit(RequestStarted(chat.worker, endpoint.url, self.model, chat.label,
@@ -566,9 +364,10 @@ class LLMClient:
             return _Exchange(Outcome(http.FAIL, error=LLMBadResponse(str(exc))), events.BAD_REPLY,
                              status, limiter.FAILED, "too large")
         error = LLMConnectionError(f"the connection broke off mid-reply ({exc})")
-        # Retried soon; still a connection failure for the breaker (a killed server looks so).
+        # Retried soon. The server had answered, so the breaker hears nothing of it: if the
+        # server is gone, the next attempt's refused connection tells it so.
         return _Exchange(Outcome(http.RETRY, error=error, reason=str(error), soon=True),
-                         events.NO_ANSWER, None, limiter.DOWN, "broke off")
+                         events.NO_ANSWER, None, limiter.BROKE, "broke off")
 
     def _expired(self, watch: Watch, status: int | None) -> _Exchange:
         """The watchdog closed the request: Ctrl-C, or one of its limits passed."""
@@ -587,11 +386,6 @@ class LLMClient:
         return _Exchange(Outcome(http.RETRY, error=LLMTimeout(said), reason=said),
                          events.CUT, None, limiter.TIMEOUT, "timeout")
 
-    def _extra(self, endpoint: Endpoint) -> dict[str, Any] | None:
-        info = self.info.get(endpoint.url)
-        # llama.cpp: keep the prompt's KV cache for the next request (the shared prefix).
-        return {"cache_prompt": True} if info is not None and info.llama_cpp else None
-
     def _chat_reply(self, parts: ReplyParts, attempt: _Attempt) -> ChatReply:
         return ChatReply(text=parts.text, model=self.model,
                          seconds=time.monotonic() - attempt.chat.started, attempts=attempt.number,
@@ -609,22 +403,6 @@ class LLMClient:
         """One line per endpoint: requests, busy answers, failures, final concurrency limit."""
         return self.pool.summary()
 
-    def _fall_back(self, endpoint: Endpoint, form: str, error: LLMHTTPError) -> None:
-        new = self.forms.refused(endpoint.url, endpoint.dialect, form)
-        logger.warning("[FALLBACK] %s server rejected structured output %r (HTTP %d: %s); "
-                       "using %r from now on", thread_label(), form, error.status,
-                       error.server_message, new)
-
-
-def _schema_for_body(schema: Any, names: bool = False) -> Any:
-    """The schema as servers need it for a grammar: without descriptions (they steer nothing
-    there and would be sent on every request). ``names``: ``schema`` maps property names."""
-    if isinstance(schema, dict):
-        return {k: _schema_for_body(v, k == "properties" and not names)
-                for k, v in schema.items() if names or k != "description"}
-    if isinstance(schema, list):
-        return [_schema_for_body(v) for v in schema]
-    return schema
 
 
 def _with_schema(chat: _Chat, carried: bool) -> list[dict[str, str]]:

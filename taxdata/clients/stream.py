@@ -123,6 +123,8 @@ def read_reply(response: requests.Response, dialect: Dialect, watch: Watch, *, m
             data = response.raw.read1(READ_SIZE)
         except (urllib3.exceptions.HTTPError, http.client.HTTPException, OSError,
                 ValueError) as exc:
+            if reader.result.final or reader.result.done_marker:
+                break  # the reply had ended; only the connection's own end was untidy
             raise StreamBroken(type(exc).__name__) from None
         if not data:
             break

@@ -39,17 +39,16 @@ PROMPT_VERSION = "format-2"
 # follow in the user message.
 SOURCE_RULES = """\
 Rules:
-- Use ONLY facts stated in the source text. Do not add facts, figures, years or rates from \
-your own knowledge, and do not compute figures the source does not give.
+- Use ONLY facts stated in the source text: no facts, figures, years or rates from your own \
+knowledge, and no figures the source does not give.
 - Where the source says nothing about an item, write "not stated in source".
-- Copy figures exactly as the source gives them, with their currency. Say whether thresholds \
-are annual; if the source gives another period, name it; if none, write "period not stated \
-in source".
-- If the source gives figures for several years, use the most recent and name the year.
+- Copy figures exactly, with their currency. A period the source does not give: write \
+"period not stated in source".
+- Several years: use the most recent and name the year.
 - Output only the markdown file below. Do not write a Sources section."""
 
 RESTRUCTURE_SYSTEM = """\
-You restructure source texts about a country's taxes into a standard taxation file.
+You restructure a source text about a country's taxes into the standard taxation file.
 {rules}
 
 Standard file (<country> is the country's name):
@@ -140,9 +139,10 @@ class Formatter:
     def need(self) -> ContextNeed:
         """What a request needs besides its source: the longest instructions, the file's reply
         cap, plus one re-ask turn (the file again and the note)."""
-        framing = len(RESTRUCTURE_PROMPT) + len(SECTIONS_RETRY) + 200
-        return ContextNeed(tokens_of(len(self.restructure_system) + framing),
-                           2 * self.file_tokens, self.max_chars)
+        framing = len(RESTRUCTURE_PROMPT) + 200
+        return ContextNeed(tokens_of(len(self.restructure_system) + framing), self.file_tokens,
+                           self.max_chars,
+                           reask=self.file_tokens + tokens_of(len(SECTIONS_RETRY) + 200))
 
     def prepare(self) -> str:
         """The preflight: the server and its context; the run's num_ctx and the source parts

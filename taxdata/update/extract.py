@@ -37,17 +37,17 @@ PROMPT_VERSION = "updater-3"
 # is its compact description (a server without structured output gets the schema appended to
 # this message by the client).
 SYSTEM_PROMPT = """\
-You extract personal tax facts for a tax calculator from a source text, as one JSON object.
-- Use only what the source text states: no outside knowledge, no guesses, no computed values. \
-A value the text does not state is null; a null is always better than a guess.
-- Rates are percentages (20 means 20 %). Bracket thresholds are annual amounts for a resident \
-individual in the country's currency, lowest first; the last bracket's max is null.
-- If the text gives several years, use the most recent and name the year in notes.
-- evidence: one entry per figure you give (the system, each VAT rate, each bracket's rate, min \
-and max, each social security rate): its field (e.g. vat.standard, vat.reduced[0], \
-brackets[1].max, socialSecurity.employerRate) and one quote copied word for word from the text \
-(one sentence or table row) that states the figure. Code checks every quote; a figure without \
-one is dropped, so give null for a figure you cannot quote.
+You extract personal tax facts from a source text as one JSON object, for a tax calculator.
+- Use only what the text states: no outside knowledge, guesses or computed values. A value it \
+does not state is null; a null is always better than a guess.
+- Rates are percentages (20 means 20 %). Bracket thresholds: annual, for a resident, in the \
+country's currency, lowest first; the last bracket's max is null.
+- Several years: use the most recent and name it in notes.
+- evidence: for every figure you give (system, each VAT rate, each bracket's rate, min and \
+max, each social security rate) one entry: its field (vat.standard, vat.reduced[0], \
+brackets[1].max, socialSecurity.employerRate, ...) and a quote copied word for word from the \
+text (a sentence or table row) that states it. Code checks each quote; a figure without one is \
+dropped, so give null for a figure you cannot quote.
 - Reply with the JSON object only: no prose, no code fence.
 Fields: currency, countryCode, system (progressive|flat|zero_personal), brackets \
 [{min, max, rate, description}], vat {hasVAT, standard, reduced [], description, notes}, \
@@ -137,10 +137,11 @@ class Extractor:
     def need(self) -> ContextNeed:
         """What a request needs besides its source: the instructions (with the schema, for a
         server that takes it in the prompt) and the reply, plus one re-ask turn."""
-        framing = len(USER_PROMPT) + len(RETRY_PROMPT) + 300  # the country, the part note
+        framing = len(USER_PROMPT) + 300  # the country, the part note
         schema = len(self.outline) + 40
-        return ContextNeed(tokens_of(len(self.system) + framing + schema),
-                           2 * self.reply_tokens, self.max_chars)
+        return ContextNeed(tokens_of(len(self.system) + framing + schema), self.reply_tokens,
+                           self.max_chars, reask=self.reply_tokens + tokens_of(len(RETRY_PROMPT)
+                                                                               + 600))
 
     def prepare(self) -> str:
         """The preflight of an extraction run: the server and its context; the run's num_ctx and

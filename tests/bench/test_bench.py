@@ -10,6 +10,8 @@ import pytest
 from taxdata.bench import __main__ as bench
 from taxdata.bench.measure import Run
 from taxdata.bench.report import scaling_limit
+from taxdata.testing.llm_server import is_probe
+from taxdata.testing.responder import rule_based_reply
 
 TINY = ["--tasks", "8", "--workers", "1,4", "--latency", "0.02", "--cpu-calls", "50"]
 RUN_KEYS = {"workers", "wall_s", "speedup", "efficiency", "bare_wall_s", "vs_bare"}
@@ -137,3 +139,25 @@ def test_scaling_limit_picks_the_last_worker_count_that_still_helped():
             Run(4, 3.9, speedup=2.05), Run(8, 3.9, speedup=2.05)]
     assert scaling_limit(runs)[:2] == (2, 4)
     assert scaling_limit(runs[:2]) == (2, None, None)
+
+
+def test_server_bench_runs_both_steps_beside_the_lean_baseline(make_llm_server, capsys):
+    server = make_llm_server(responder=rule_based_reply)
+    code = bench.main(["--server", server.url("ollama"), "--countries", "2",
+                       "--article-chars", "3000", "--workers", "2", "--json"])
+    assert code == 0
+    data = json.loads(capsys.readouterr().out)
+    assert set(data["steps"]) == {"format", "extract"}
+    for step in data["steps"].values():
+        ours, lean = step["ours"], step["lean"]
+        assert lean["requests"] == 1.0 and ours["succeeded"] == 2  # a clean run: no re-ask
+        assert ours["prompt_tokens"] > lean["prompt_tokens"] > 0  # the server's usage figures
+        assert 0 < ours["instructions"] <= 600
+    assert data["requests_per_country"] == 1.0 and data["timeouts"] == 0
+    assert data["prompt_ratio"] == pytest.approx(
+        sum(s["ours"]["prompt_tokens"] for s in data["steps"].values())
+        / sum(s["lean"]["prompt_tokens"] for s in data["steps"].values()))
+    assert data["counted_by"] == "server usage" and data["form"] == "schema"
+    bodies = [b for b in server.chats if not is_probe(b)]
+    assert len(bodies) == 2 * 2 * 2  # 2 countries x 2 steps x (ours + lean)
+    assert len({b["options"]["num_ctx"] for b in server.chats}) == 1

@@ -223,3 +223,20 @@ def test_sigterm_stops_like_ctrl_c_and_closes_the_streams(server, data):
     assert sorted(dataset(data)["countries"]) == ["austria"]  # what finished is saved
     assert report_of(done)["interrupted"] is True  # the summary and report are written
     eventually(lambda: [d.phase for d in server.disconnects] == ["streaming"] * 2)
+
+
+@pytest.mark.parametrize("dialect,env,server_kw", [
+    ("ollama", {"TAXDATA_NUM_CTX": "1000"}, {}),  # the user's num_ctx
+    ("openai", {}, {"props": True, "context": 1000}),  # what llama.cpp's /props says
+])
+def test_a_context_too_small_for_any_part_is_one_line_before_any_request(
+        make_llm_server, data, dialect, env, server_kw):
+    server = make_llm_server(**server_kw)
+    put_taxation(data, "austria", generic=True)
+    server.responder = Script({"austria": reply("austria")})
+    proc = run_updater(data, server.url(dialect), "--countries", "austria", env=env)
+    assert proc.returncode == 2, explain(proc)
+    (line,) = [x for x in proc.stderr.splitlines() if "error:" in x]
+    assert "the context of 1000 tokens" in line and "cannot hold the instructions" in line
+    assert "raise the server's context size (or TAXDATA_NUM_CTX) to at least" in line
+    assert server.chats == []  # nothing was sent
