@@ -185,7 +185,9 @@ class _Reader:
             result.error = chunk.error
             return
         if chunk.text or chunk.thinking:
-            if self.watch.last_token is None and self.on_first_token is not None:
+            # A whole reply in one piece is not a first token (its time is the whole reply's).
+            if (self.watch.last_token is None and self.on_first_token is not None
+                    and not chunk.final):
                 self.on_first_token()
             self.watch.token()
         if chunk.text:

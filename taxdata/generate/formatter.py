@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 from taxdata.cancel import Interrupted
 from taxdata.clients.context import ContextNeed, tokens_of
-from taxdata.clients.llm import LLMClient, LLMError
+from taxdata.clients.llm import LLMClient, LLMContextExceeded, LLMError
 from taxdata.config import Settings
 from taxdata.countries.registry import Country
 from taxdata.errors import ServerError
@@ -99,6 +99,8 @@ FILE_TOKENS = 2048
 FACTS_TOKENS = 1024
 # Each re-ask samples a little differently, so it can differ from the reply it corrects.
 REASK_TEMPERATURES = (0.3, 0.5, 0.7)
+# Splitting smaller after a prompt that did not fit the context: at most this many times.
+MAX_SHRINKS = 3
 
 
 class FormatError(ServerError):
@@ -152,12 +154,30 @@ class Formatter:
         self.max_chars = self.client.plan_context(need)
         return model
 
-    def parts(self, text: str) -> list[str]:
-        return request_parts(text, self.max_chars)
+    def parts(self, text: str, max_chars: int | None = None) -> list[str]:
+        return request_parts(text, max_chars or self.max_chars)
 
     def from_source(self, country: Country, text: str, source: str) -> Formatted:
-        """Restructure ``text`` (described by ``source``, e.g. the article title)."""
-        parts = self.parts(text)
+        """Restructure ``text`` (described by ``source``, e.g. the article title). A prompt the
+        server could not hold whole is never used: the source is split smaller and asked again
+        (at most :data:`MAX_SHRINKS` times), or the country fails with the reason."""
+        max_chars = self.max_chars
+        for shrink in range(MAX_SHRINKS + 1):
+            try:
+                return self._from_parts(country, text, source, self.parts(text, max_chars))
+            except FormatError as exc:
+                if not isinstance(exc.__cause__, LLMContextExceeded) or shrink == MAX_SHRINKS:
+                    raise
+                largest = max(map(len, self.parts(text, max_chars)))
+                if max(map(len, self.parts(text, largest // 2))) >= largest:
+                    raise FormatError(f"{exc}; the source cannot be split smaller") from exc
+                max_chars = largest // 2
+                logger.warning("[SPLIT] %s %s: %s; splitting into parts of %d chars",
+                               thread_label(), country.slug, exc, max_chars)
+        raise AssertionError("unreachable")
+
+    def _from_parts(self, country: Country, text: str, source: str,
+                    parts: list[str]) -> Formatted:
         requests = 0
         if len(parts) > 1:
             facts, requests = self._facts_of_parts(country, parts)

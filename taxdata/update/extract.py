@@ -170,21 +170,27 @@ class Extractor:
 
     def _extract_all(self, country: Country, text: str) -> tuple[Extracted, list[Quote]]:
         """Every part of the source, split smaller when a prompt did not fit the context."""
-        max_chars = self.max_chars
+        max_chars, asked, http_attempts = self.max_chars, 0, 0
         for _ in range(MAX_SHRINKS + 1):
             try:
                 return self._extract_parts(country, text, max_chars)
             except _TooLong as exc:
                 last = exc
-                smaller = max(1000, max_chars // 2)
-                if len(self.parts(text, smaller)) == len(self.parts(text, max_chars)):
+                asked, http_attempts = asked + exc.asked, http_attempts + exc.http_attempts
+                try:  # the size the server named (if it did) fits at once; else halve
+                    fits = self.client.plan_context(self.need())
+                except TaxdataError as error:  # the context it named holds no part at all
+                    raise ExtractionFailed(f"{exc.error}; {error}", asked, http_attempts) from None
+                largest = max(map(len, self.parts(text, max_chars)))
+                smaller = max(1000, min(largest // 2, fits))
+                if max(map(len, self.parts(text, smaller))) >= largest:
                     raise ExtractionFailed(f"{exc.error}; the source cannot be split smaller",
-                                           exc.asked, exc.http_attempts) from None
+                                           asked, http_attempts) from None
                 logger.warning("[SPLIT] %s %s: %s; splitting into parts of %d chars",
                                thread_label(), country.slug, exc.error, smaller)
                 max_chars = smaller
         raise ExtractionFailed(f"{last.error}; still too long after splitting {MAX_SHRINKS} "
-                               "times", last.asked, last.http_attempts)
+                               "times", asked, http_attempts)
 
     def _extract_parts(self, country: Country, text: str,
                        max_chars: int) -> tuple[Extracted, list[Quote]]:

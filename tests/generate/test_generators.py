@@ -944,3 +944,28 @@ def test_generator_with_a_file_as_data_dir_exits_2_before_any_request(suite, tmp
     (line,) = result.stderr.strip().splitlines()
     assert "is a file, not a directory" in line
     assert suite.chats() == [] and plain.read_text() == "FIXTURE: not a directory\n"
+
+
+def test_a_source_that_does_not_fit_the_context_is_split_never_used_truncated(make_llm_server,
+                                                                            client_for):
+    # The stand-in reads 1 character a token, denser than the plan assumes: the whole article
+    # overflows Ollama's num_ctx (which would silently drop the rules); the parts fit.
+    from taxdata.countries.registry import BUNDLED_FILE, load_registry
+    from taxdata.generate.formatter import Formatter
+
+    def answer(body: dict) -> str:  # what is left of a truncated prompt gets a useless reply
+        whole = body["messages"][0]["role"] == "system"
+        return respond(body) if whole else "FIXTURE: a reply to half a prompt"
+
+    server = make_llm_server(chars_per_token=1, responder=answer)
+    client = client_for(server, "ollama")
+    client.num_ctx = 12000
+    formatter = Formatter(client, max_chars=24000)
+    article = clean_html(FREEDONIA_LONG)
+    assert len(article) > 12000
+    result = formatter.from_source(load_registry(BUNDLED_FILE).get("germany"), article,
+                                   "FIXTURE article")
+    assert server.truncations >= 1  # the first prompt did not fit ...
+    truncated = [b for b in server.chats if len(json.dumps(b["messages"])) > 12000]
+    assert truncated and result.requests > 1  # ... so it was split, and the file written
+    assert missing_sections(result.body) == [] and "half a prompt" not in result.body
