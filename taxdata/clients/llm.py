@@ -65,7 +65,7 @@ from taxdata.clients.limiter import AllEndpointsGone, EndpointPool
 from taxdata.clients.preflight import PROBE_MESSAGES, PROBE_SCHEMA, ServerPreflight, body_schema
 from taxdata.clients.serverinfo import ServerInfo
 from taxdata.clients.stream import ReplyTooLarge, StreamBroken, close_quietly, read_reply
-from taxdata.clients.watch import STOPPED, WATCHDOG, Watch
+from taxdata.clients.watch import IDLE, STOPPED, TOTAL, WATCHDOG, Watch
 from taxdata.config import Settings
 from taxdata.events import GaveUp, RequestEnded, RequestStarted, emit
 from taxdata.log import logger, redact, thread_label, truncate
@@ -377,12 +377,12 @@ class LLMClient(ServerPreflight):
                                      reason="stopped"), events.CUT, None, limiter.NEUTRAL,
                              "stopped")
         seconds = watch.limit(reason)
-        if watch.last_token is None:
-            said = f"Request timeout after {seconds:g}s: no reply started (TAXDATA_TIMEOUT)"
-        elif reason == "idle":
+        if reason == TOTAL:
+            said = f"Request timeout: the {seconds:g}s deadline passed (TAXDATA_REQUEST_DEADLINE)"
+        elif reason == IDLE:
             said = f"Request timeout: no token for {seconds:g}s (TAXDATA_IDLE_TIMEOUT)"
         else:
-            said = f"Request timeout: the {seconds:g}s deadline passed (TAXDATA_REQUEST_DEADLINE)"
+            said = f"Request timeout after {seconds:g}s: no reply started (TAXDATA_TIMEOUT)"
         return _Exchange(Outcome(http.RETRY, error=LLMTimeout(said), reason=said),
                          events.CUT, None, limiter.TIMEOUT, "timeout")
 

@@ -12,6 +12,7 @@ import json
 import threading
 
 import pytest
+import requests
 from _programs import eventually
 from conftest import fast_retry
 
@@ -191,3 +192,62 @@ def test_prefix_cache_and_reported_model_come_back_with_the_reply(make_llm_serve
         assert reply.cached_tokens == reply.prompt_tokens > 0
         assert reply.server_model == "gguf/alias-q4.gguf" and reply.model == server.models[0]
         assert reply.endpoint == server.url(dialect)
+
+
+class _Dripping:
+    """A raw TCP server that answers every connection one byte every 0.05 s, forever: its
+    headers (``headers=True``) or, after whole headers, a chunked body."""
+
+    def __init__(self, headers: bool) -> None:
+        import socket
+
+        self.headers, self.stop = headers, threading.Event()
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(8)
+        self.port = self.sock.getsockname()[1]
+        self.connections = 0
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while not self.stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.connections += 1
+            threading.Thread(target=self._drip, args=(conn,), daemon=True).start()
+
+    def _drip(self, conn) -> None:
+        head = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+        try:
+            conn.recv(65536)
+            if not self.headers:
+                conn.sendall(head + b"Transfer-Encoding: chunked\r\n\r\n")
+            while not self.stop.wait(0.05):
+                conn.sendall(head[:1] if self.headers else b"1\r\n \r\n")
+        except OSError:
+            pass
+        finally:
+            conn.close()
+
+    def close(self) -> None:
+        self.stop.set()
+        self.sock.close()
+
+
+@pytest.mark.parametrize("headers", [True, False], ids=["dripped headers", "dripped body"])
+def test_the_request_deadline_ends_a_drip_feeding_server(headers):
+    server = _Dripping(headers)
+    try:
+        client = LLMClient(Endpoint(f"http://127.0.0.1:{server.port}/chat", DIALECTS["proxy"]),
+                           model="m", retry=fast_retry(attempts=1), deadline=0.5,
+                           timeout=30, idle_timeout=30)
+        with pytest.raises(LLMTimeout, match="deadline"):
+            client.chat(MESSAGES)
+        # Every other client (Wikipedia, the extractor) shares the bounded session.
+        with pytest.raises(requests.Timeout, match="TAXDATA_REQUEST_DEADLINE"):
+            client.session.get(f"http://127.0.0.1:{server.port}/w/api.php", timeout=(5, 30))
+    finally:
+        server.close()
+    assert server.connections == 2
