@@ -59,6 +59,14 @@ class Settings:
     breaker_wait: float = 15.0
     # Inputs (taxation files, raw pages, articles) larger than this are SKIPPED, never sent.
     max_input_bytes: int = 1_000_000
+    # Streamed replies (issue 15): seconds without a token once a reply streams (``timeout`` is
+    # the wait for its first token), the whole request's deadline, the largest answer read.
+    idle_timeout: float = 60.0
+    request_deadline: float = 1800.0
+    max_reply_bytes: int = 16_000_000
+    # The context size in tokens: sent to Ollama as num_ctx (0: planned from what the run
+    # needs, within the model's); for a server that does not say its own, its size.
+    num_ctx: int = 0
 
     @property
     def llm_urls(self) -> tuple[str, ...]:
@@ -171,6 +179,10 @@ _SPEC: dict[str, tuple[str, Callable[[str], Any]]] = {
     "breaker_wait": ("TAXDATA_BREAKER_WAIT", _seconds),
     # Input size cap (bytes) of the updater and the generators; see Settings.max_input_bytes.
     "max_input_bytes": ("TAXDATA_MAX_INPUT_BYTES", _int_range(1, 1 << 40)),
+    "idle_timeout": ("TAXDATA_IDLE_TIMEOUT", _seconds),
+    "request_deadline": ("TAXDATA_REQUEST_DEADLINE", _seconds),
+    "max_reply_bytes": ("TAXDATA_MAX_REPLY_BYTES", _int_range(1024, 1 << 34)),
+    "num_ctx": ("TAXDATA_NUM_CTX", _int_range(0, 1 << 24)),
 }
 
 ENV_VARS = {name: env for name, (env, _) in _SPEC.items()}

@@ -34,6 +34,9 @@ BUSY = "busy"  # 429/503 or a queue-full message
 REFUSED = "refused"  # an error status not worth another attempt (400, 401, ...)
 SERVER_ERROR = "server error"  # an error status worth another attempt (500, 502, ...)
 NO_ANSWER = "no answer"  # no HTTP answer: connection failed, timed out or broke
+CONTEXT_EXCEEDED = "context exceeded"  # the prompt did not fit the server's context
+PREEMPTED = "preempted"  # the server ended the reply early to serve another request
+CUT = "cut"  # the client closed the reply: a timeout or Ctrl-C (the server stops generating)
 
 # How a task ended (TaskFinished.status).
 COMPLETED, FAILED, CANCELLED = "completed", "failed", "cancelled"
@@ -87,11 +90,21 @@ class RequestEnded(Event):
     seconds: float
     answer: str
     reason: str = ""
+    # The server's usage figures, where it gave them (prompt tokens, of them from its prefix
+    # cache, reply tokens), and the seconds until the first token of a streamed reply.
+    prompt_tokens: int | None = None
+    cached_tokens: int | None = None
+    completion_tokens: int | None = None
+    first_token: float | None = None
+    endpoint: str = ""  # the chat URL that answered
 
     def line(self) -> str | None:
         if self.status is None:
             return None
-        return f"[LLM-RESPONSE] {self.worker} HTTP {self.status} in {self.seconds:.2f}s"
+        tokens = "" if self.prompt_tokens is None else (
+            f" ({self.prompt_tokens}+{self.completion_tokens or 0} tokens"
+            + (f", {self.cached_tokens} cached" if self.cached_tokens else "") + ")")
+        return f"[LLM-RESPONSE] {self.worker} HTTP {self.status} in {self.seconds:.2f}s{tokens}"
 
 
 @dataclass(frozen=True)

@@ -4,8 +4,10 @@ One task's exception never stops the others; results are keyed by task id, never
 order; ``on_result`` runs in the calling thread as each result arrives, so callers can persist it
 at once without locks of their own. ``max_workers=1`` is the same code path, just one worker.
 
-Ctrl-C: queued tasks are cancelled, clients stop retrying (:data:`STOP`), in-flight requests
-finish and are kept; a second Ctrl-C quits at once (writes are atomic, so that is safe).
+Ctrl-C (and SIGTERM, :func:`taxdata.cancel.sigterm_as_interrupt`): queued tasks are cancelled,
+clients stop retrying (:data:`STOP`) and close the requests in flight (the LLM client's streams:
+the server stops generating); what finished is kept; a second Ctrl-C quits at once (writes are
+atomic, so that is safe).
 """
 
 from __future__ import annotations
@@ -173,12 +175,14 @@ def _log_result(result: TaskResult[T], describe: Callable[[T], str] | None) -> N
 
 def _drain_after_interrupt(futures: dict[Future, str],
                            accept: Callable[[TaskResult], None]) -> None:
-    """First Ctrl-C: cancel the queue, let in-flight work finish and keep it; second: quit now."""
+    """First Ctrl-C: cancel the queue; in-flight work ends as its requests are closed (:data:`STOP`)
+    and what finished is kept; second: quit now."""
     STOP.set()
     queued = sum(future.cancel() for future in futures)
     in_flight = [f for f in futures if not f.cancelled() and not f.done()]
-    logger.warning("[INTERRUPTED] Ctrl-C: cancelled %d queued %s, waiting for %d in flight "
-                   "(Ctrl-C again to quit now)", queued, _plural(queued, "task"), len(in_flight))
+    logger.warning("[INTERRUPTED] Ctrl-C: cancelled %d queued %s, stopping %d in flight (their "
+                   "requests are closed; Ctrl-C again to quit now)", queued,
+                   _plural(queued, "task"), len(in_flight))
     try:
         for future in as_completed([f for f in futures if not f.cancelled()]):
             accept(future.result())

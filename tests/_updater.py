@@ -29,7 +29,7 @@ from taxdata.record.validation import validate_extraction
 from taxdata.store.datadir import DataDir
 from taxdata.store.rawfile import read_raw, render_raw
 from taxdata.store.taxfile import parse_sources, strip_sources
-from taxdata.testing.llm_server import Fault, StandInLLM
+from taxdata.testing.llm_server import Fault, StandInLLM, is_probe
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "scripts" / "tax_data_updater.py"
@@ -37,7 +37,7 @@ FIXTURES = Path(__file__).resolve().parent / "fixtures" / "updater"
 NODE = shutil.which("node")
 REGISTRY = load_registry(BUNDLED_FILE)
 MODEL = "stand-in:latest"
-PROMPT_VERSION = "updater-2"
+PROMPT_VERSION = "updater-3"
 RECORD_KEYS = ["name", "currency", "system", "countryCode", "coordinates", "brackets", "vat",
                "socialSecurity", "special_taxes", "notes"]
 STATUSES = ("ADDED", "MODIFIED", "UNCHANGED", "FAILED", "SKIPPED", "REMOVED")
@@ -229,6 +229,8 @@ class Script:
         self._lock = threading.Lock()
 
     def __call__(self, body: dict) -> Any:
+        if is_probe(body):  # the preflight's form probe: any JSON will do
+            return "{}"
         user = next(m["content"] for m in body["messages"] if m["role"] == "user")
         name = _COUNTRY.search(user).group(1)
         part_match = _PART.search(user)
@@ -249,15 +251,25 @@ class Script:
         return scripted
 
 
+def country_chats(server: StandInLLM) -> list[dict]:
+    """The chat request bodies about a country (the form probe left out), in arrival order."""
+    return [body for body in server.chats if not is_probe(body)]
+
+
 def chats_for(server: StandInLLM, slug: str) -> list[dict]:
     """The chat request bodies that asked about ``slug``, in arrival order."""
     name = REGISTRY.get(slug).name
     out = []
-    for body in server.chats:
+    for body in country_chats(server):
         user = next(m["content"] for m in body["messages"] if m["role"] == "user")
         if _COUNTRY.search(user).group(1) == name:
             out.append(body)
     return out
+
+
+def chat_requests(server: StandInLLM, path: str = "/chat") -> list[Any]:
+    """The recorded chat requests to ``path`` about a country (the form probe left out)."""
+    return [r for r in server.requests_to(path) if not is_probe(r.json() or {})]
 
 
 # -- running the script and reading what it wrote ---------------------------------------------

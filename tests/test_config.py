@@ -212,6 +212,25 @@ def test_client_from_settings(monkeypatch):
     assert client.session.get_adapter("http://x")._pool_maxsize == 32
 
 
+def test_streaming_and_context_settings_reach_the_client(monkeypatch):
+    settings = load_settings()
+    assert (settings.idle_timeout, settings.request_deadline, settings.max_reply_bytes,
+            settings.num_ctx) == (60.0, 1800.0, 16_000_000, 0)  # 0: planned from the run
+    for env, value in [("TAXDATA_IDLE_TIMEOUT", "2.5"), ("TAXDATA_REQUEST_DEADLINE", "90"),
+                       ("TAXDATA_MAX_REPLY_BYTES", "65536"), ("TAXDATA_NUM_CTX", "16384")]:
+        monkeypatch.setenv(env, value)
+    client = LLMClient.from_settings(load_settings())
+    assert (client.idle_timeout, client.deadline, client.max_reply_bytes,
+            client.num_ctx_setting) == (2.5, 90.0, 65536, 16384)
+    assert (client.session.deadline, client.session.max_bytes) == (90.0, 65536)
+    for env, value in [("TAXDATA_IDLE_TIMEOUT", "0"), ("TAXDATA_NUM_CTX", "-1"),
+                       ("TAXDATA_MAX_REPLY_BYTES", "10"), ("TAXDATA_REQUEST_DEADLINE", "x")]:
+        monkeypatch.setenv(env, value)
+        with pytest.raises(ConfigError, match=env):
+            load_settings()
+        monkeypatch.delenv(env)
+
+
 # -- end to end through run_main ------------------------------------------------------------------
 
 def _pipeline(calls: list):

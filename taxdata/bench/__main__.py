@@ -25,6 +25,11 @@ where the speedup stops growing: that is the ``TAXDATA_MAX_WORKERS`` worth using
 server. The bare baseline and the CPU measurement are skipped there (they measure our client,
 which the stand-in does best); ``TAXDATA_API_KEY``, ``TAXDATA_TIMEOUT`` etc. apply as usual.
 
+Both LLM steps against a real server (tokens, requests and seconds per country, beside a lean
+baseline; see :mod:`taxdata.bench.servers`)::
+
+    python -m taxdata.bench --server http://localhost:8080/v1/chat/completions --countries 4
+
 Exit codes: 0 measured (goals missed are reported, not an error), 1 the benchmark failed
 (a call failed, the stand-in did not start), 2 bad arguments or preflight, 130 interrupted.
 """
@@ -122,6 +127,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--llm-api", choices=("auto", *API_DIALECTS),
                         help="API dialect of --llm-url (default auto: from the URL)")
     parser.add_argument("--model", help="model for --llm-url (default: the server's first)")
+    parser.add_argument("--server", metavar="URL",
+                        help="run FIXTURE countries through both LLM steps against this running "
+                             "server (any of the three APIs) beside a lean baseline")
+    parser.add_argument("--countries", type=_positive_int(1), default=4, metavar="N",
+                        help="with --server: FIXTURE countries (default 4, at most 16)")
+    parser.add_argument("--article-chars", type=_positive_int(500), default=12000, metavar="C",
+                        help="with --server: characters per FIXTURE article, about a cleaned "
+                             "Wikipedia taxation article's (default 12000)")
     parser.add_argument("--scenario", type=parse_scenarios, metavar="LIST",
                         help="instead of the clean-server table, run request-layer scenarios "
                              f"against stand-ins: all or some of {', '.join(SCENARIOS)} "
@@ -186,6 +199,19 @@ def bench_server(args: argparse.Namespace, say: Callable[[str], None]) -> BenchR
     return BenchResult(n, latency, settings.llm_url, runs, model=model)
 
 
+def _server_bench(args: argparse.Namespace, say: Callable[[str], None]) -> int:
+    from taxdata.bench.servers import report as server_report
+    from taxdata.bench.servers import run_server_bench
+    workers = max(args.workers or (4,))
+    settings = load_settings({"llm_url": args.server, "llm_api": args.llm_api,
+                              "model": args.model, "max_workers": workers})
+    if args.countries > 16:
+        raise ConfigError("--countries: at most 16 FIXTURE countries")
+    bench = run_server_bench(settings, args.countries, args.article_chars, say)
+    print(json.dumps(bench.as_json()) if args.json else server_report(bench))
+    return EXIT_OK
+
+
 _DEVNULL: Any = None
 
 
@@ -211,6 +237,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Terminated: unwind (so the stand-in child is stopped too) instead of dying at once.
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     try:
+        if args.server:
+            return _server_bench(args, say)
         if args.scenario:
             if real:
                 parser.error("--scenario runs against stand-ins; it cannot be combined with "

@@ -13,6 +13,7 @@ import dataclasses
 import sys
 from typing import Any, Callable, Sequence, TypeVar
 
+from taxdata.cancel import sigterm_as_interrupt
 from taxdata.config import Settings, load_settings
 from taxdata.errors import EXIT_INTERRUPTED, TaxdataError, UsageError
 from taxdata.events import recording
@@ -136,7 +137,8 @@ def run_main(pipeline: Callable[[OptionsT, Settings], int],
                           verbose=args.verbose)
         except OSError as exc:  # e.g. --log-file names a directory or an unwritable place
             raise UsageError(f"log file {settings.log_file}: {exc.strerror or exc}") from None
-        with recording():  # the events of this run feed the HTML run report
+        # The events of this run feed the HTML run report; SIGTERM stops it like Ctrl-C.
+        with recording(), sigterm_as_interrupt():
             return pipeline(options(args), settings)
     except TaxdataError as exc:
         print(f"{parser.prog}: error: {exc}", file=sys.stderr)

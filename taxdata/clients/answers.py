@@ -1,10 +1,15 @@
 """What an LLM server's answer comes to: the errors a chat ends in, and the reading of each answer.
 
 :class:`~taxdata.clients.llm.LLMClient` sends; these functions only read, one per kind of answer:
-:func:`judge_reply` an HTTP 200, :func:`judge_error` any other status, :func:`judge_no_answer` a
-request that got no HTTP answer. Each gives the retry policy's
+:func:`judge_stream` an HTTP 200 (streamed or whole), :func:`judge_error` any other status,
+:func:`judge_no_answer` a request that got no HTTP answer. Each gives the retry policy's
 :class:`~taxdata.clients.http.Outcome` and what the answer was, as the request's
 :class:`~taxdata.events.RequestEnded` event names it (``events.REPLY``, ``events.BUSY``, ...).
+
+A prompt that did not fit the server's context is never a reply: the server said so (llama.cpp's
+"exceeds the available context size", "maximum context length is N tokens"), or its usage figures
+show it (the prompt filled ``num_ctx``: Ollama dropped its start). Either is
+:class:`LLMContextExceeded`, which the caller answers by splitting the source smaller.
 """
 
 from __future__ import annotations
@@ -15,8 +20,11 @@ import requests
 
 from taxdata import events
 from taxdata.clients import http, limiter
-from taxdata.clients.dialects import Dialect
+from taxdata.clients.context import overflowed
+from taxdata.clients.dialects import Dialect, ReplyParts
 from taxdata.clients.http import Outcome, is_busy
+from taxdata.clients.serverinfo import context_from_error, is_context_error
+from taxdata.clients.stream import Streamed
 from taxdata.errors import ServerError
 from taxdata.log import truncate
 
@@ -41,7 +49,21 @@ class LLMBadResponse(LLMError):
 
 
 class LLMTruncated(LLMError):
-    """The reply was cut off at the token limit: half an answer is not an answer."""
+    """The reply was cut off at the token limit: half an answer is not an answer. ``text``: the
+    part that came (a re-ask shows it back, so the conversation goes on from it)."""
+
+    def __init__(self, message: str, text: str = "") -> None:
+        super().__init__(message)
+        self.text = text
+
+
+class LLMContextExceeded(LLMError):
+    """The prompt did not fit the server's context (it said so, or its figures show it): no reply
+    from it may be used. ``limit``: the context size in tokens, where known."""
+
+    def __init__(self, message: str, limit: int | None = None, endpoint: str = "") -> None:
+        super().__init__(message)
+        self.limit, self.endpoint = limit, endpoint
 
 
 class LLMHTTPError(LLMError):
@@ -59,26 +81,53 @@ class LLMServerGone(LLMConnectionError):
 
 # -- reading answers -------------------------------------------------------------------------
 
-def judge_reply(response: requests.Response, dialect: Dialect,
-                max_tokens: int | None) -> tuple[Outcome, str]:
-    """An HTTP 200: done (``value``: the body's :class:`~taxdata.clients.dialects.ReplyParts`),
-    retried if the body is not the dialect's JSON, failed if the reply was cut off."""
-    try:
-        parts = dialect.reply(response.json())
-    except (ValueError, KeyError, IndexError, TypeError):
+def judge_stream(result: Streamed, dialect: Dialect, cap: int | None,
+                 window: int | None) -> tuple[Outcome, str]:
+    """An HTTP 200, read to its end: done (``value``: the reply's
+    :class:`~taxdata.clients.dialects.ReplyParts`); retried soon if the body is not the
+    dialect's; failed if cut at the token limit, or if its figures show the prompt did not fit
+    ``window`` tokens (the context the request had)."""
+    if result.error is not None:
+        if is_context_error(result.error):
+            return _context_exceeded(result.error, context_from_error(result.error))
+        if is_busy(503, result.error):
+            return Outcome(http.BUSY, error=LLMHTTPError(503, result.error),
+                           reason="busy (in the stream)"), events.BUSY
+        return _bad_reply(LLMBadResponse("server error in the reply: "
+                                         + truncate(result.error, 200)))
+    if result.unreadable is not None:
         return _bad_reply(LLMBadResponse(f"reply is not {dialect.name} API JSON: "
-                                         f"{truncate(response.text, 120)!r}"))
-    if parts.stop_reason == "length":
+                                         f"{result.unreadable!r}"))
+    if overflowed(result.prompt_tokens, result.completion_tokens, window):
+        return _context_exceeded(
+            f"the prompt did not fit the context: the server read {result.prompt_tokens} prompt "
+            f"tokens (+{result.completion_tokens or 0} of reply) in a context of {window}; the "
+            "start of the prompt (the instructions) was dropped", window)
+    if result.stop_reason == "length":
+        why = f"the client cut it {result.cut}" if result.cut else \
+            "done_reason/finish_reason 'length'"
         return Outcome(http.FAIL, error=LLMTruncated(
-            f"reply cut off at the token limit (done_reason/finish_reason 'length', "
-            f"TAXDATA_MAX_TOKENS={max_tokens})")), events.TRUNCATED
-    if not isinstance(parts.text, str):
-        return _bad_reply(LLMBadResponse("reply has no text content"))
-    return Outcome(http.DONE, value=parts), events.REPLY
+            f"reply cut off at the token limit ({why}, cap {cap} tokens)",
+            result.text)), events.TRUNCATED
+    if not (result.final or result.cut):
+        if result.done_marker:  # "[DONE]" without a finish reason: the server preempted it
+            return Outcome(http.BUSY, error=LLMConnectionError(
+                "the server ended the reply early (preempted by another request)"),
+                reason="reply preempted by the server"), events.PREEMPTED
+        return _bad_reply(LLMConnectionError("the reply stream ended before the reply was "
+                                             f"complete ({result.tokens} tokens)"))
+    return Outcome(http.DONE, value=ReplyParts(result.text, result.stop_reason, result.model,
+                                               result.prompt_tokens, result.completion_tokens,
+                                               result.cached_tokens)), events.REPLY
 
 
-def _bad_reply(error: LLMBadResponse) -> tuple[Outcome, str]:
-    return Outcome(http.RETRY, error=error, reason=str(error)), events.BAD_REPLY
+def _context_exceeded(message: str, limit: int | None) -> tuple[Outcome, str]:
+    return Outcome(http.FAIL, error=LLMContextExceeded(message, limit)), events.CONTEXT_EXCEEDED
+
+
+def _bad_reply(error: LLMError) -> tuple[Outcome, str]:
+    # The server is there and answered: another attempt goes soon, not after the busy floor.
+    return Outcome(http.RETRY, error=error, reason=str(error), soon=True), events.BAD_REPLY
 
 
 def judge_error(response: requests.Response, form: str | None,
@@ -86,6 +135,18 @@ def judge_error(response: requests.Response, form: str | None,
     """Any other status: a refused structured-output form (try the next one at once), busy
     (retry until the deadline), worth another attempt, or refused for good."""
     status, message = response.status_code, server_message(response)
+    if 300 <= status < 400:
+        where = response.headers.get("Location", "?")
+        return Outcome(http.FAIL, error=LLMHTTPError(status, (
+            f"redirect to {where} not followed (a prompt is never sent again elsewhere) - "
+            "set TAXDATA_LLM_URL to the address the server names"))), events.REFUSED
+    if status in (400, 413, 500) and is_context_error(message):
+        try:
+            data = response.json()
+        except ValueError:
+            data = None
+        return _context_exceeded(f"the prompt does not fit the server's context: {message}",
+                                 context_from_error(message, data))
     error = LLMHTTPError(status, message)
     if form not in (None, "none") and rejects_form(status, message):
         # The server said no to the form, not to the request (``error`` says what it said).
@@ -117,6 +178,8 @@ def judge_no_answer(exc: requests.RequestException, url: str, connect_timeout: f
                                    if isinstance(exc, requests.ConnectionError)
                                    else f"Request to {url} failed: {name}")
         said, signal, reason = str(error), limiter.DOWN, name
+        if http.dropped(exc):  # reset before any answer: retried soon, and the breaker counts it
+            return Outcome(http.RETRY, reason=said, error=error, soon=True), signal, reason
     return Outcome(http.RETRY, reason=said, error=error), signal, reason
 
 

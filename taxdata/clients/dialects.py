@@ -9,14 +9,19 @@ structured-output forms, the request body it takes and the reply it gives.
   ``POST /chat``, models at ``GET /models``
 
 Every request carries a token cap: ``max_tokens`` in the OpenAI body, ``options.num_predict`` in
-the Ollama-style ones. Servers of one family differ in which structured-output forms they
-accept, so each dialect lists its forms strongest first and :class:`FormChoice` remembers, per
-server, the first one that server takes.
+the Ollama-style ones; the Ollama-style bodies also carry the run's context size
+(``options.num_ctx``). Replies are streamed (``stream: true``: Ollama's NDJSON lines, OpenAI's
+server-sent events); :meth:`Dialect.chunk` reads one streamed object, :meth:`Dialect.reply` a
+whole reply (a server that ignores ``stream`` still answers in one piece). Servers of one family
+differ in which structured-output forms they accept, so each dialect lists its forms strongest
+first and :class:`FormChoice` remembers, per server, the first one that server takes (found once,
+at preflight: :meth:`~taxdata.clients.llm.LLMClient.probe_form`).
 """
 
 from __future__ import annotations
 
 import threading
+from dataclasses import dataclass
 from typing import Any, ClassVar, NamedTuple, Sequence
 from urllib.parse import urlsplit, urlunsplit
 
@@ -33,6 +38,29 @@ class ReplyParts(NamedTuple):
     model: str | None
     prompt_tokens: int | None
     completion_tokens: int | None
+    cached_tokens: int | None = None  # prompt tokens the server's prefix cache supplied
+
+
+class Chunk(NamedTuple):
+    """One streamed object: a piece of the reply and, on the last one, how it ended.
+
+    ``final``: the server says the reply is complete (Ollama ``done``, an OpenAI finish
+    reason). Usage figures may come on a later object (OpenAI's ``include_usage``).
+    """
+
+    text: str = ""
+    thinking: bool = False  # a reasoning token (not part of the reply, but a sign of life)
+    final: bool = False
+    stop_reason: str | None = None
+    model: str | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    cached_tokens: int | None = None
+    error: str | None = None  # the server reported an error inside the stream
+
+
+def _int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 class Dialect:
@@ -59,13 +87,23 @@ class Dialect:
 
     def body(self, model: str, messages: Messages, temperature: float,
              form: str | None, schema: dict | None, schema_name: str,
-             max_tokens: int | None = None) -> dict[str, Any]:
-        """The chat request's JSON body; ``form`` (one of :attr:`forms`) asks for ``schema``."""
+             max_tokens: int | None = None, *, stream: bool = False,
+             num_ctx: int | None = None, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The chat request's JSON body; ``form`` (one of :attr:`forms`) asks for ``schema``;
+        ``extra``: fields one server takes beyond its family's (llama.cpp's ``cache_prompt``)."""
         raise NotImplementedError
+
+    def carries_schema(self, form: str | None) -> bool:
+        """Whether ``form`` sends the schema itself to the server (else the prompt must)."""
+        return form in ("json_schema", "json_object_schema", "schema")
 
     def reply(self, data: Any) -> ReplyParts:
         """The parts of a chat reply body; KeyError, IndexError or TypeError if it has another
         shape."""
+        raise NotImplementedError
+
+    def chunk(self, data: Any) -> Chunk:
+        """One streamed object; KeyError, IndexError or TypeError if it has another shape."""
         raise NotImplementedError
 
     def __repr__(self) -> str:
@@ -83,11 +121,17 @@ class OpenAIDialect(Dialect):
 
     def body(self, model: str, messages: Messages, temperature: float,
              form: str | None, schema: dict | None, schema_name: str,
-             max_tokens: int | None = None) -> dict[str, Any]:
+             max_tokens: int | None = None, *, stream: bool = False,
+             num_ctx: int | None = None, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+        # num_ctx: an OpenAI-compatible server's context is fixed when it starts; not sent.
         body: dict[str, Any] = {"model": model, "messages": list(messages),
                                 "temperature": temperature}
         if max_tokens:
             body["max_tokens"] = max_tokens
+        if stream:
+            body["stream"] = True
+            body["stream_options"] = {"include_usage": True}  # the usage figures at the end
+        body.update(extra or {})
         if form == "json_schema":
             body["response_format"] = {"type": "json_schema", "json_schema": {
                 "name": schema_name, "schema": schema, "strict": True}}
@@ -102,11 +146,39 @@ class OpenAIDialect(Dialect):
         usage = data.get("usage") or {}
         return ReplyParts(choice["message"]["content"], choice.get("finish_reason"),
                           data.get("model"), usage.get("prompt_tokens"),
-                          usage.get("completion_tokens"))
+                          usage.get("completion_tokens"), _openai_cached(data))
+
+    def chunk(self, data: Any) -> Chunk:
+        if "error" in data:
+            error = data["error"]
+            return Chunk(error=str(error.get("message") if isinstance(error, dict) else error))
+        usage = data.get("usage") or {}
+        choices = data["choices"]
+        text, thinking, stop = "", False, None
+        if choices:
+            choice = choices[0]
+            delta = choice.get("delta") or choice.get("message") or {}
+            text = delta.get("content") or ""
+            thinking = bool(delta.get("reasoning_content") or delta.get("reasoning"))
+            stop = choice.get("finish_reason")
+        return Chunk(text if isinstance(text, str) else str(text), thinking, stop is not None,
+                     stop, data.get("model"), _int(usage.get("prompt_tokens")),
+                     _int(usage.get("completion_tokens")), _openai_cached(data))
+
+
+def _openai_cached(data: dict[str, Any]) -> int | None:
+    """The prefix cache's share: OpenAI's ``prompt_tokens_details.cached_tokens``, or
+    llama.cpp's own ``timings.cache_n``."""
+    details = (data.get("usage") or {}).get("prompt_tokens_details") or {}
+    cached = _int(details.get("cached_tokens"))
+    if cached is None:
+        cached = _int((data.get("timings") or {}).get("cache_n"))
+    return cached
 
 
 class OllamaDialect(Dialect):
-    """Ollama: ``format`` for structured output, sampling under ``options``, no streaming."""
+    """Ollama: ``format`` for structured output, sampling and the context size under
+    ``options``."""
 
     name = "ollama"
     chat_path = "/api/chat"
@@ -115,11 +187,18 @@ class OllamaDialect(Dialect):
 
     def body(self, model: str, messages: Messages, temperature: float,
              form: str | None, schema: dict | None, schema_name: str,
-             max_tokens: int | None = None) -> dict[str, Any]:
+             max_tokens: int | None = None, *, stream: bool = False,
+             num_ctx: int | None = None, extra: dict[str, Any] | None = None) -> dict[str, Any]:
         options: dict[str, Any] = {"temperature": temperature}
         if max_tokens:
             options["num_predict"] = max_tokens  # Ollama's output token cap
-        body = {"model": model, "messages": list(messages), "stream": False, "options": options}
+        if num_ctx:
+            # The context Ollama reads the prompt in: without it, its small default silently
+            # drops the start of a longer prompt (the instructions). One value per run: a
+            # changing one reloads the model.
+            options["num_ctx"] = num_ctx
+        body = {"model": model, "messages": list(messages), "stream": stream,
+                "options": options, **(extra or {})}
         if form == "schema":
             body["format"] = schema
         elif form == "json":
@@ -128,7 +207,24 @@ class OllamaDialect(Dialect):
 
     def reply(self, data: Any) -> ReplyParts:
         return ReplyParts(data["message"]["content"], data.get("done_reason"), data.get("model"),
-                          data.get("prompt_eval_count"), data.get("eval_count"))
+                          data.get("prompt_eval_count"), data.get("eval_count"),
+                          _int(data.get("prompt_eval_cached_count")))
+
+    def chunk(self, data: Any) -> Chunk:
+        if "error" in data:
+            return Chunk(error=str(data["error"]))
+        message = data.get("message") or {}
+        text = message.get("content") or ""
+        final = bool(data.get("done"))
+        return Chunk(text if isinstance(text, str) else str(text), bool(message.get("thinking")),
+                     final, data.get("done_reason") if final else None, data.get("model"),
+                     _int(data.get("prompt_eval_count")), _int(data.get("eval_count")),
+                     _int(data.get("prompt_eval_cached_count")))
+
+    def show_url(self, chat_url: str) -> str:
+        """Ollama's ``/api/show`` (the model's details, its context length) beside the chat
+        (a proxy may pass it through to Ollama; one that does not just says 404)."""
+        return self.models_url(chat_url)[: -len(self.models_path)] + "/api/show"
 
 
 class ProxyDialect(OllamaDialect):
@@ -141,6 +237,24 @@ class ProxyDialect(OllamaDialect):
 
 DIALECTS: dict[str, Dialect] = {d.name: d for d in (ProxyDialect(), OllamaDialect(),
                                                     OpenAIDialect())}
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One chat URL and the API family it speaks."""
+
+    url: str
+    dialect: Dialect
+
+    @property
+    def models_url(self) -> str:
+        return self.dialect.models_url(self.url)
+
+    @property
+    def name(self) -> str:
+        """``host:port``, as the [ADAPT] and [BREAKER] lines name the endpoint."""
+        parts = urlsplit(self.url)
+        return parts.netloc or self.url
 
 
 class FormChoice:
@@ -162,6 +276,11 @@ class FormChoice:
             # Another thread may already have moved further down the list.
             self._index[url] = max(self._index.get(url, 0), index)
             return dialect.forms[self._index[url]]
+
+
+def model_listed(model: str, names: Sequence[str]) -> bool:
+    """``model`` is among a server's ``names`` (``gemma3`` is Ollama's ``gemma3:latest``)."""
+    return model in names or f"{model}:latest" in names
 
 
 def model_names(data: Any) -> list[str]:

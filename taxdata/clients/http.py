@@ -4,7 +4,13 @@ State (which model, which dialect) lives in the clients; this module only knows 
 request politely: a connection pool sized for the worker count, and when and how long to wait
 before trying again. Clients hand :func:`send` a function that makes one attempt and says what
 came of it (:class:`Outcome`): done, busy (retry later, bounded by a deadline), failed (retry,
-bounded by an attempt count), retry now (no wait, no attempt used) or give up.
+bounded by an attempt count; ``soon`` for a malformed answer or a dropped connection, which
+are worth another try at once rather than after the busy floor), retry now (no wait, no
+attempt used) or give up.
+
+Every answer is bounded (:class:`BoundedSession`): its body is capped, the whole request has a
+deadline that a drip-feeding server cannot stretch, and a redirect is followed only within the
+same origin and never for a POST (a prompt is never re-sent somewhere else).
 """
 
 from __future__ import annotations
@@ -16,11 +22,14 @@ import random
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
+from urllib.parse import urljoin, urlsplit
 
 import requests
-from requests.adapters import HTTPAdapter
+import urllib3.exceptions
 
 from taxdata.cancel import STOP, Interrupted
+from taxdata.clients.stream import READ_SIZE, ReplyTooLarge
+from taxdata.clients.watch import WATCHDOG, TrackingAdapter, Watch
 from taxdata.config import DEFAULT_USER_AGENT, Settings
 from taxdata.events import GaveUp, Retry, emit
 from taxdata.log import thread_label
@@ -36,17 +45,105 @@ BUSY_MESSAGES = ("server busy", "maximum pending requests exceeded", "too many r
 DONE, BUSY, RETRY, NOW, FAIL = "done", "busy", "retry", "now", "fail"
 
 
-def make_session(pool_size: int = 10, user_agent: str = DEFAULT_USER_AGENT) -> requests.Session:
-    """A Session whose pool holds ``pool_size`` connections per host.
+# Defaults of every answer's bounds (the settings TAXDATA_MAX_REPLY_BYTES and
+# TAXDATA_REQUEST_DEADLINE change them per client).
+MAX_REPLY_BYTES = 16_000_000
+REQUEST_DEADLINE = 1800.0
+
+
+class BoundedSession(requests.Session):
+    """A Session whose answers are bounded (see the module docstring).
+
+    ``max_bytes``: the largest body read; ``deadline``: seconds a whole request may take. A
+    request sent with ``stream=True`` is its caller's to bound (the LLM client reads its
+    streams itself, under its own watch).
+    """
+
+    max_bytes: int = MAX_REPLY_BYTES
+    deadline: float | None = REQUEST_DEADLINE
+
+    def get_redirect_target(self, resp: requests.Response) -> str | None:
+        target = super().get_redirect_target(resp)
+        if target is None or resp.request.method not in ("GET", "HEAD"):
+            return None  # a POST (a prompt) is never sent again, to anyone
+        if _origin(urljoin(resp.url, target)) != _origin(resp.url):
+            return None  # the 3xx is the answer: another host is not who we asked
+        return target
+
+    def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
+        if kwargs.get("stream"):
+            return super().send(request, **kwargs)
+        watch = Watch(total=self.deadline)
+        with WATCHDOG.watching(watch):
+            try:
+                response = super().send(request, **{**kwargs, "stream": True})
+                read_capped(response, self.max_bytes)
+            except requests.RequestException as exc:
+                if watch.expired is not None:
+                    raise requests.Timeout(f"no complete answer within {self.deadline:g}s "
+                                           "(TAXDATA_REQUEST_DEADLINE)") from exc
+                raise
+        return response
+
+
+def _origin(url: str) -> tuple[str, str]:
+    parts = urlsplit(url)
+    return parts.scheme.lower(), (parts.netloc or "").lower()
+
+
+def read_capped(response: requests.Response, max_bytes: int) -> bytes:
+    """Read ``response``'s whole body, at most ``max_bytes`` (:class:`ReplyTooLarge` beyond)."""
+    chunks, total = [], 0
+    try:
+        for chunk in response.iter_content(READ_SIZE):
+            total += len(chunk)
+            if total > max_bytes:
+                response.close()
+                raise ReplyTooLarge(f"answer larger than {max_bytes:,} bytes "
+                                    "(TAXDATA_MAX_REPLY_BYTES); not read further")
+            chunks.append(chunk)
+    except (urllib3.exceptions.HTTPError, OSError) as exc:  # cut mid-body
+        raise requests.ConnectionError(exc) from exc
+    response._content = b"".join(chunks)  # what requests would have read, now bounded
+    response._content_consumed = True
+    response.close()  # returns the (fully read) connection to the pool
+    return response._content
+
+
+def dropped(exc: BaseException) -> bool:
+    """A connection that broke mid-request (reset, closed early, cut mid-body), as opposed to
+    one that was refused or timed out: worth another attempt at once."""
+    if isinstance(exc, (requests.ConnectTimeout, requests.ReadTimeout)):
+        return False
+    if isinstance(exc, requests.exceptions.ChunkedEncodingError):
+        return True
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, urllib3.exceptions.NewConnectionError):
+            return False
+        if isinstance(exc, (urllib3.exceptions.ProtocolError, ConnectionResetError,
+                            ConnectionAbortedError, BrokenPipeError)):
+            return True
+        inner = [arg for arg in getattr(exc, "args", ()) if isinstance(arg, BaseException)]
+        reason = getattr(exc, "reason", None)
+        exc = reason if isinstance(reason, BaseException) else (
+            inner[0] if inner else exc.__cause__ or exc.__context__)
+    return False
+
+
+def make_session(pool_size: int = 10, user_agent: str = DEFAULT_USER_AGENT) -> BoundedSession:
+    """A :class:`BoundedSession` whose pool holds ``pool_size`` connections per host.
 
     urllib3's pool is thread-safe; sizing it to the worker count avoids reconnects. More threads
     than connections wait for a free one (``pool_block``) instead of opening throwaway
     connections ("Connection pool is full, discarding connection" warnings). Retries are ours
-    (logged, jittered), so urllib3's are off.
+    (logged, jittered), so urllib3's are off. Its connections tell the watchdog which socket a
+    request is on (:mod:`taxdata.clients.watch`), so a deadline can end it at any point.
     """
-    session = requests.Session()
-    adapter = HTTPAdapter(pool_connections=4, pool_maxsize=max(pool_size, 1), max_retries=0,
-                          pool_block=True)
+    session = BoundedSession()
+    adapter = TrackingAdapter(pool_connections=4, pool_maxsize=max(pool_size, 1), max_retries=0,
+                              pool_block=True)
     session.mount("http://", adapter)
     session.mount("https://", adapter)
     session.headers["User-Agent"] = user_agent
@@ -106,9 +203,17 @@ class RetryPolicy:
     # Busy answers back off from a smaller base: the endpoint's adaptive limit already paces
     # the retries, and a long wait only delays the last tasks of a run.
     busy_base: float = 0.5
+    # A malformed answer or a dropped connection: the server is there and not busy, so the next
+    # attempt goes soon, after a small jitter only (no floor), growing from this base.
+    soon_base: float = 0.05
+    soon_cap: float = 1.0
 
-    def delay(self, attempt: int, retry_after: float | None = None, *, busy: bool = False) -> float:
+    def delay(self, attempt: int, retry_after: float | None = None, *, busy: bool = False,
+              soon: bool = False) -> float:
         """Seconds to wait after failed (or busy) attempt number ``attempt`` (1-based)."""
+        if soon and retry_after is None:
+            return self.rng.uniform(0, min(self.soon_cap,
+                                           self.soon_base * 2 ** (min(attempt, 32) - 1)))
         base = min(self.base, self.busy_base) if busy else self.base
         spread = self.rng.uniform(0, min(self.cap, base * 2 ** (min(attempt, 32) - 1)))
         if retry_after is None:
@@ -146,6 +251,7 @@ class Outcome:
     reason: str = ""
     retry_after: float | None = None
     request_id: int | None = None
+    soon: bool = False  # RETRY: a malformed answer or dropped connection, retried at once
 
 
 @dataclass
@@ -192,7 +298,7 @@ def send(attempt: Callable[[int], Outcome], policy: RetryPolicy, *, what: str = 
             if failures >= policy.attempts:
                 kind, note = FAIL, f" (attempt {failures}/{policy.attempts}, giving up)"
             else:
-                delay = policy.delay(failures, outcome.retry_after)
+                delay = policy.delay(failures, outcome.retry_after, soon=outcome.soon)
                 counter = (failures + 1, policy.attempts)
         if kind == DONE or (kind == FAIL and outcome.error is None):
             return Sent(outcome.value, attempts)
@@ -219,7 +325,7 @@ def request(session: requests.Session, method: str, url: str, *, policy: RetryPo
         try:
             response = session.request(method, url, timeout=timeout, **kwargs)
         except (requests.ConnectionError, requests.Timeout) as exc:
-            return Outcome(RETRY, error=exc, reason=type(exc).__name__)
+            return Outcome(RETRY, error=exc, reason=type(exc).__name__, soon=dropped(exc))
         status = response.status_code
         reason = f"HTTP {status}"
         retry_after = parse_retry_after(response.headers.get("Retry-After"))

@@ -336,6 +336,10 @@ class Provenance(BaseModel):
     # imports).
     original: OriginalRef | None = None
     grounding: dict[str, Grounding] | None = None
+    # Which server answered (its chat URL) and the model name it reported, when that differs
+    # from ``model`` (a gateway's alias, a GGUF path).
+    endpoint: str | None = None
+    server_model: str | None = None
     extracted_at: str = Field(description="ISO 8601 timestamp in UTC, e.g. 2024-05-01T12:00:00Z")
 
     @field_validator("extracted_at")

@@ -58,3 +58,28 @@ def extraction_json_schema() -> dict[str, Any]:
         raw = Extraction.model_json_schema()
         _SCHEMA_CACHE = _grammar_friendly(raw, raw.get("$defs", {}), ())
     return copy.deepcopy(_SCHEMA_CACHE)
+
+
+def schema_outline(schema: dict[str, Any]) -> str:
+    """The schema in a compact notation for a prompt (a server without structured output gets
+    it there): every key, in order, its type, ``|null`` where it may be null, enums spelled out,
+    e.g. ``{"rate": number, "notes": string|null}``. A few hundred characters instead of the
+    schema's thousands."""
+    return _outline(schema)
+
+
+def _outline(node: Any) -> str:
+    if not isinstance(node, dict):
+        return "any"
+    if "anyOf" in node:
+        return "|".join(dict.fromkeys(_outline(option) for option in node["anyOf"]))
+    if "enum" in node:
+        return "|".join(f'"{value}"' for value in node["enum"])
+    kind = node.get("type")
+    if kind == "object" or "properties" in node:
+        fields = ", ".join(f'"{name}": {_outline(sub)}'
+                           for name, sub in (node.get("properties") or {}).items())
+        return "{" + fields + "}"
+    if kind == "array":
+        return "[" + _outline(node.get("items")) + "]"
+    return str(kind or "any")

@@ -10,6 +10,21 @@ Replies are scripted like a fake model: ``enqueue()`` strings (the reply text), 
 JSON text) or :class:`Fault` objects; or set ``responder`` to compute a reply per request. Every
 chat request is kept in ``history``; ``peak_in_flight`` tells how many were served at once.
 
+Like a real local server:
+
+- a request with ``"stream": true`` is answered token by token (Ollama's NDJSON lines, OpenAI's
+  server-sent events), ``token_delay`` seconds apart, after ``latency`` (the prompt's
+  processing); a client that hangs up stops the generation and is recorded in ``disconnects``;
+- ``capacity=1`` with ``overflow="queue"`` queues like a one-slot llama.cpp or an Ollama with
+  ``OLLAMA_NUM_PARALLEL=1`` (a queued request whose client hung up is dropped, recorded too);
+- ``context``: on the Ollama shapes, the ``num_ctx`` used when a request sends none; a prompt
+  over the request's ``num_ctx`` loses its start, like Ollama's, and ``prompt_eval_count`` says
+  how much was read (``truncations`` counts them); on the OpenAI shape, the server's context: a
+  longer prompt is refused with llama.cpp's "exceeds the available context size" (HTTP 400);
+- ``props=True``: llama.cpp's own ``/props`` and ``/slots`` (slots and context size);
+  ``/api/show`` answers like Ollama's, with ``model_context`` as the model's context length;
+- a prefix cache: the usage figures say how many prompt tokens the previous prompt shared.
+
 Misbehaving like a loaded or flaky server (all knobs may change while it runs):
 
 - ``capacity`` slots; requests beyond them wait (``overflow="queue"``), or are answered ``503``
@@ -31,65 +46,26 @@ import random
 import sys
 import threading
 import time
-from dataclasses import dataclass
 from typing import Any, Callable
 
+from taxdata.testing.llm_faults import Disconnect, Fault, is_probe, structured_form
+from taxdata.testing.llm_shapes import (
+    LLAMA_CPP_CONTEXT_ERROR,
+    Usage,
+    common_prefix,
+    prompt_text,
+    stream_chunks,
+    tokens,
+    truncate_prompt,
+    whole_body,
+)
 from taxdata.testing.responder import rule_based_reply
-from taxdata.testing.server import RecordedRequest, Reply, StandInServer, start_by_hand
+from taxdata.testing.server import RecordedRequest, Reply, StandInServer, StreamCut, start_by_hand
 
 CHAT_PATHS = {"/chat": "proxy", "/api/chat": "ollama", "/v1/chat/completions": "openai"}
 MODEL_PATHS = {"/models": "proxy", "/api/tags": "ollama", "/v1/models": "openai"}
 OLLAMA_BUSY = "server busy, please try again.  maximum pending requests exceeded"
-
-
-@dataclass
-class Fault:
-    """A scripted misbehaviour for one request."""
-
-    kind: str  # status | hang | garbage | truncated | length
-    status: int = 500
-    message: str = "internal error"
-    seconds: float = 0.0
-    retry_after: str | None = None
-    content: str = ""
-
-    @classmethod
-    def http(cls, status: int, message: str = "internal error",
-             retry_after: str | None = None) -> "Fault":
-        return cls("status", status=status, message=message, retry_after=retry_after)
-
-    @classmethod
-    def hang(cls, seconds: float) -> "Fault":
-        return cls("hang", seconds=seconds)
-
-    @classmethod
-    def garbage(cls) -> "Fault":
-        return cls("garbage")
-
-    @classmethod
-    def truncated(cls) -> "Fault":
-        """The server's JSON body cut in half (well-formed HTTP, broken JSON)."""
-        return cls("truncated")
-
-    @classmethod
-    def length(cls, content: str = '{"partial": ') -> "Fault":
-        """A reply stopped at the token limit (``done_reason``/``finish_reason`` = length)."""
-        return cls("length", content=content)
-
-
-def structured_form(dialect: str, body: dict) -> str:
-    """Which structured-output form a request body asks for (the client's names)."""
-    if dialect == "openai":
-        fmt = body.get("response_format") or {}
-        if fmt.get("type") == "json_schema":
-            return "json_schema"
-        if fmt.get("type") == "json_object":
-            return "json_object_schema" if "schema" in fmt else "json_object"
-        return "none"
-    fmt = body.get("format")
-    if isinstance(fmt, dict):
-        return "schema"
-    return "json" if fmt == "json" else "none"
+__all__ = ["Disconnect", "Fault", "StandInLLM", "is_probe", "main", "structured_form"]
 
 
 class StandInLLM(StandInServer):
@@ -101,7 +77,10 @@ class StandInLLM(StandInServer):
                  reject_forms: tuple[str, ...] = (), reject_status: int = 400,
                  garbage_rate: float = 0.0, error_rate: float = 0.0, seed: int | None = None,
                  host: str = "127.0.0.1", port: int = 0,
-                 responder: Callable[[dict], Any] | None = None,
+                 responder: Callable[[dict], Any] | None = None, token_delay: float = 0.0,
+                 context: int | None = None, model_context: int = 32768,
+                 props: bool = False, streams: bool = True, chars_per_token: int = 4,
+                 reported_model: str | None = None,
                  dialects: tuple[str, ...] = ("proxy", "ollama", "openai")) -> None:
         super().__init__(host, port)
         # The APIs it speaks; the others' paths are 404, as on a real server of one API.
@@ -121,16 +100,28 @@ class StandInLLM(StandInServer):
         self._rng = random.Random(seed)
         # Computes a reply when none is enqueued; returning None falls back to the default.
         self.responder: Callable[[dict], Any] | None = responder
+        self.token_delay = token_delay
+        self.context = context
+        self.model_context = model_context
+        self.props = props
+        self.streams = streams  # False: answer in one piece even when asked to stream
+        self.chars_per_token = chars_per_token  # its tokenizer (for the context and the usage)
+        self.reported_model = reported_model  # the model name its replies give (an alias)
         self.history: list[dict] = []  # chat request bodies, in arrival order
+        self.disconnects: list[Disconnect] = []  # clients that hung up before the end
+        self.truncations = 0  # prompts that lost their start (over num_ctx)
+        self.streams_finished = 0  # streamed replies sent to their end
         self._replies: collections.deque[Any] = collections.deque()
         self._slots = threading.BoundedSemaphore(capacity) if capacity else None
+        self._last_prompt = ""  # the prefix cache: what the previous prompt was
 
     def url(self, dialect: str = "proxy") -> str:
         path = {v: k for k, v in CHAT_PATHS.items()}[dialect]
         return self.base_url + path
 
     def enqueue(self, *replies: Any) -> None:
-        """Script the next replies (consumed in order, one per chat request)."""
+        """Script the next replies (consumed in order, one per chat request; the client's
+        structured-output probe takes none)."""
         with self._lock:
             self._replies.extend(replies)
 
@@ -144,11 +135,11 @@ class StandInLLM(StandInServer):
         if self.api_key and request.headers.get("Authorization") != f"Bearer {self.api_key}":
             return Reply(401, {"error": "invalid api key"})
         if request.method == "GET":
-            if request.path == "/health":
-                return Reply(200, {"status": "ok"})
-            if MODEL_PATHS.get(request.path) in self.dialects:
-                return Reply(200, self._model_list(MODEL_PATHS[request.path]))
-            return Reply(404, {"error": f"no route {request.path}"})
+            return self._get(request.path)
+        if request.path == "/api/show":
+            return Reply(200, {"model_info": {"general.architecture": "standin",
+                                              "standin.context_length": self.model_context},
+                               "parameters": ""})
         dialect = CHAT_PATHS.get(request.path)
         if dialect not in self.dialects:
             return Reply(404, {"error": f"no route {request.path}"})
@@ -164,25 +155,67 @@ class StandInLLM(StandInServer):
             return Reply(self.reject_status,
                          {"error": {"message": f"{what} {form!r} is not supported"}}
                          if dialect == "openai" else {"error": f"invalid {what}: {form}"})
+        return self._in_a_slot(dialect, body, request)
+
+    def _in_a_slot(self, dialect: str, body: dict, request: RecordedRequest) -> Reply:
+        """Answer once a slot is free: wait for it (queue), or refuse (503/429)."""
         if self._slots is None:
-            return self._answer(dialect, body)
+            return self._answer(dialect, body, request, lambda: None)
         if self.overflow == "queue":
-            self._slots.acquire()
+            if not self._wait_for_slot(request):
+                return Reply(499, {"error": "client closed request"})
         elif not self._slots.acquire(blocking=False):
             headers = {} if self.retry_after is None else {"Retry-After": f"{self.retry_after:g}"}
             if self.overflow == "503":
                 return Reply(503, {"error": OLLAMA_BUSY}, headers=headers)
             return Reply(429, {"error": "too many requests"}, headers=headers)
-        try:
-            return self._answer(dialect, body)
-        finally:
-            self._slots.release()
+        released = threading.Event()
 
-    def _answer(self, dialect: str, body: dict) -> Reply:
+        def release() -> None:  # once: by the stream's end, or here for a whole reply
+            if not released.is_set():
+                released.set()
+                self._slots.release()
+
+        try:
+            reply = self._answer(dialect, body, request, release)
+        except BaseException:
+            release()
+            raise
+        if reply.stream is None:
+            release()
+        return reply
+
+    def _get(self, path: str) -> Reply:
+        if path == "/health":
+            return Reply(200, {"status": "ok"})
+        if MODEL_PATHS.get(path) in self.dialects:
+            return Reply(200, self._model_list(MODEL_PATHS[path]))
+        if self.props and path in ("/props", "/slots"):
+            return Reply(200, self._props() if path == "/props" else self._slot_list())
+        return Reply(404, {"error": f"no route {path}"})
+
+    def _wait_for_slot(self, request: RecordedRequest) -> bool:
+        """Queue for a slot; a client that hangs up meanwhile is dropped (False)."""
+        while not self._slots.acquire(timeout=0.02):
+            if request.client_gone() or self._stop.is_set():
+                with self._lock:
+                    self.disconnects.append(Disconnect(request.path, "queued", 0))
+                return False
+        return True
+
+    def _answer(self, dialect: str, body: dict, request: RecordedRequest,
+                release: Callable[[], None]) -> Reply:
+        refused = self._context_check(dialect, body)
+        if isinstance(refused, Reply):
+            return refused
+        body, usage = refused
         if self.latency:
             self._stop.wait(self.latency)
         with self._lock:
-            scripted = self._replies.popleft() if self._replies else None
+            # Scripted replies are for the real requests: the client's preflight probe of the
+            # structured-output forms never takes one (a responder may still answer it).
+            queued = self._replies and not is_probe(body)
+            scripted = self._replies.popleft() if queued else None
             draw = self._rng.random() if scripted is None else 1.0
         if draw < self.garbage_rate:
             scripted = Fault.garbage()
@@ -193,9 +226,84 @@ class StandInLLM(StandInServer):
         if scripted is None:
             scripted = self._default(body)
         if isinstance(scripted, Fault):
-            return self._fault(dialect, body, scripted)
+            if body.get("stream") is True and self.streams and scripted.kind in (
+                    "stall", "interrupted", "length", "truncated", "hang"):
+                return self._stream(dialect, body, request, usage, release, scripted)
+            return self._fault(dialect, body, scripted, usage)
         text = scripted if isinstance(scripted, str) else json.dumps(scripted)
-        return Reply(200, self._chat_body(dialect, body, text, "stop"))
+        if body.get("stream") is True and self.streams:
+            return self._stream(dialect, body, request, usage, release, text=text)
+        return Reply(200, self._chat_body(dialect, body, text, "stop", usage))
+
+    def _context_check(self, dialect: str, body: dict) -> Reply | tuple[dict, Usage]:
+        """What the model reads of the prompt (Ollama drops the start of a long one; llama.cpp
+        refuses it) and the usage figures so far, with the prefix cache's share."""
+        text, per_token = prompt_text(body), self.chars_per_token
+        if dialect == "openai":
+            count = len(text) // per_token
+            if self.context is not None and count >= self.context:
+                return Reply(400, {"error": {"code": 400, "message": LLAMA_CPP_CONTEXT_ERROR,
+                                             "type": "exceed_context_size_error",
+                                             "n_prompt_tokens": count, "n_ctx": self.context}})
+        else:
+            num_ctx = (body.get("options") or {}).get("num_ctx") or self.context
+            if num_ctx:
+                seen, count = truncate_prompt(body, int(num_ctx), per_token)
+                if seen is not body:
+                    with self._lock:
+                        self.truncations += 1
+                    body, text = seen, prompt_text(seen)
+            else:
+                count = len(text) // per_token
+        with self._lock:
+            cached = min(common_prefix(self._last_prompt, text) // per_token, count)
+            self._last_prompt = text
+        return body, Usage(count, 0, cached)
+
+    def _stream(self, dialect: str, body: dict, request: RecordedRequest, usage: Usage,
+                release: Callable[[], None], fault: Fault | None = None, text: str = "") -> Reply:
+        """The reply token by token; a client that hangs up ends it (and is recorded)."""
+        kind = fault.kind if fault is not None else "text"
+        content = fault.content if fault is not None and kind != "hang" else text or "{}"
+        pieces = tokens(content)
+        usage.completion = len(pieces)
+        stop = {"length": "length", "interrupted": None}.get(kind, "stop")
+        model = self.reported_model or body.get("model") or self.models[0]
+        include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+        chunks = stream_chunks(dialect, model, pieces, stop, usage, include_usage=include_usage)
+        sent = [0]
+
+        def wait(seconds: float) -> None:  # generating: a client that hangs up stops it
+            end = time.monotonic() + seconds
+            while not self._stop.is_set() and (left := end - time.monotonic()) > 0:
+                if request.client_gone():
+                    raise ConnectionResetError("client hung up")
+                self._stop.wait(min(left, 0.01))
+
+        def paced() -> Any:
+            try:
+                if kind == "hang":
+                    wait(fault.seconds)
+                for number, chunk in enumerate(chunks):
+                    if kind == "stall" and number == fault.after:
+                        wait(fault.seconds)
+                    elif number and self.token_delay:
+                        wait(self.token_delay)
+                    if kind == "truncated" and number == len(pieces) // 2:
+                        raise StreamCut("stand-in cut the stream")
+                    sent[0] = number
+                    yield chunk
+                with self._lock:
+                    self.streams_finished += 1
+            finally:
+                release()
+
+        def gone(chunks_sent: int) -> None:
+            with self._lock:
+                self.disconnects.append(Disconnect(request.path, "streaming", chunks_sent))
+
+        ctype = "text/event-stream" if dialect == "openai" else "application/x-ndjson"
+        return Reply(200, stream=paced(), headers={"Content-Type": ctype}, on_disconnect=gone)
 
     @staticmethod
     def _default(body: dict) -> str:
@@ -203,39 +311,37 @@ class StandInLLM(StandInServer):
                                     body) != "none"
         return "{}" if asks_json else "OK"
 
-    def _fault(self, dialect: str, body: dict, fault: Fault) -> Reply:
+    def _fault(self, dialect: str, body: dict, fault: Fault, usage: Usage) -> Reply:
         if fault.kind == "status":
             headers = {"Retry-After": fault.retry_after} if fault.retry_after else {}
             return Reply(fault.status, {"error": fault.message}, headers=headers)
         if fault.kind == "hang":
-            return Reply(200, self._chat_body(dialect, body, "{}", "stop"), hang=fault.seconds)
+            return Reply(200, self._chat_body(dialect, body, "{}", "stop", usage),
+                         hang=fault.seconds)
         if fault.kind == "garbage":
             return Reply(200, "<html><body>502 Bad Gateway</body></html>",
                          headers={"Content-Type": "text/html"})
         if fault.kind == "truncated":
-            whole = json.dumps(self._chat_body(dialect, body, '{"a": 1}', "stop"))
+            whole = json.dumps(self._chat_body(dialect, body, '{"a": 1}', "stop", usage))
             return Reply(200, whole[: len(whole) // 2].encode(),
                          headers={"Content-Type": "application/json"})
-        if fault.kind == "length":
-            return Reply(200, self._chat_body(dialect, body, fault.content, "length"))
+        if fault.kind in ("length", "interrupted", "stall"):
+            stop = "length" if fault.kind == "length" else "stop"
+            return Reply(200, self._chat_body(dialect, body, fault.content, stop, usage))
         raise ValueError(f"unknown fault {fault.kind!r}")
 
-    def _chat_body(self, dialect: str, body: dict, text: str, stop: str) -> dict:
-        model = body.get("model") or self.models[0]
-        prompt_tokens = sum(len(str(m.get("content", ""))) for m in body.get("messages", [])) // 4
-        completion_tokens = max(1, len(text) // 4)
-        if dialect == "openai":
-            return {"id": "chatcmpl-standin", "object": "chat.completion",
-                    "created": int(time.time()), "model": model,
-                    "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
-                                 "finish_reason": stop}],
-                    "usage": {"prompt_tokens": prompt_tokens,
-                              "completion_tokens": completion_tokens,
-                              "total_tokens": prompt_tokens + completion_tokens}}
-        return {"model": model, "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                "message": {"role": "assistant", "content": text}, "done": True,
-                "done_reason": stop, "prompt_eval_count": prompt_tokens,
-                "eval_count": completion_tokens}
+    def _chat_body(self, dialect: str, body: dict, text: str, stop: str, usage: Usage) -> dict:
+        usage.completion = len(tokens(text)) or 1
+        return whole_body(dialect, self.reported_model or body.get("model") or self.models[0],
+                          text, stop, usage)
+
+    def _props(self) -> dict:
+        return {"default_generation_settings": {"n_ctx": self.context or 4096},
+                "total_slots": self.capacity or 1, "model_path": f"/models/{self.models[0]}"}
+
+    def _slot_list(self) -> list[dict]:
+        return [{"id": i, "n_ctx": self.context or 4096, "is_processing": False}
+                for i in range(self.capacity or 1)]
 
     def _model_list(self, dialect: str) -> dict:
         if dialect == "openai":
@@ -252,7 +358,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=5001,
                         help="0 picks a free port (default %(default)s)")
     parser.add_argument("--latency", type=float, default=0.0,
-                        help="seconds per reply (default %(default)s)")
+                        help="seconds per reply, before the first token when streaming "
+                             "(default %(default)s)")
+    parser.add_argument("--token-delay", type=float, default=0.0, metavar="S",
+                        help="seconds between streamed tokens (default %(default)s)")
+    parser.add_argument("--context", type=int, default=None, metavar="TOKENS",
+                        help="context size: Ollama shapes drop the start of a longer prompt, "
+                             "the OpenAI shape refuses it (default: no limit)")
+    parser.add_argument("--props", action="store_true",
+                        help="serve llama.cpp's /props and /slots")
     parser.add_argument("--capacity", type=int, default=None,
                         help="parallel slots (default: no limit)")
     parser.add_argument("--overflow", choices=("queue", "503", "429"), default="queue",
@@ -284,7 +398,8 @@ def main(argv: list[str] | None = None) -> int:
                         retry_after=args.retry_after, garbage_rate=args.garbage_rate,
                         error_rate=args.error_rate, seed=args.seed,
                         models=tuple(args.models or ("stand-in:latest",)), port=args.port,
-                        responder=responder)
+                        responder=responder, token_delay=args.token_delay, context=args.context,
+                        props=args.props)
     if not start_by_hand(server, prog, args.port):
         return 2
     print(f"stand-in LLM listening on {server.base_url} ({args.responder} responder)\n"

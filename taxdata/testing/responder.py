@@ -224,12 +224,14 @@ def _schema_of(body: dict[str, Any], system: str) -> dict[str, Any] | None:
               or response_format.get("schema"))
     if isinstance(schema, dict):
         return schema
-    start = system.find("JSON schema:")
-    if start != -1:
-        try:
-            return json.loads(system[start + len("JSON schema:"):])
-        except ValueError:
-            return None
+    for marker in ("JSON schema of the reply:", "JSON schema:"):  # a server without structured
+        start = system.find(marker)                                # output: it is in the prompt
+        if start != -1:
+            text = system[start + len(marker):]
+            try:
+                return json.loads(text)
+            except ValueError:  # the compact outline: its keys are what matters here
+                return {"properties": {key: {} for key in re.findall(r'"(\w+)":', text)}}
     return None
 
 
@@ -242,8 +244,9 @@ def rule_based_reply(body: dict[str, Any]) -> str | dict[str, Any] | None:
         return None
     prompt = users[0]  # a re-ask repeats the question in later turns; the source is in the first
     source = _SOURCE.search(prompt)
-    if source and "JSON schema" in system:
-        return extraction_reply(source.group(1), _schema_of(body, system))
+    schema = _schema_of(body, system)
+    if source and (schema is not None or "JSON object" in system):
+        return extraction_reply(source.group(1), schema)
     if source and (m := re.search(r"taxation in (.+?) into the standard taxation file", prompt)):
         return taxation_file(m.group(1), source.group(1))
     if source and re.search(r"This is part \d+ of \d+", prompt):

@@ -10,6 +10,7 @@ import argparse
 import contextlib
 import errno
 import json
+import select
 import socket
 import sys
 import threading
@@ -17,7 +18,7 @@ import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Callable, Iterable
 from urllib.parse import parse_qs, urlsplit
 
 
@@ -33,9 +34,25 @@ class RecordedRequest:
     started: float
     finished: float = 0.0
     status: int = 0
+    # The connection it came on, so a handler can tell whether the client is still there.
+    connection: socket.socket | None = field(default=None, repr=False, compare=False)
 
     def json(self) -> Any:
         return json.loads(self.body) if self.body else None
+
+    def client_gone(self) -> bool:
+        """Whether the client closed its end (EOF readable), as a server notices a hang-up."""
+        if self.connection is None:
+            return False
+        try:
+            readable, _, _ = select.select([self.connection], [], [], 0)
+            return bool(readable) and self.connection.recv(1, socket.MSG_PEEK) == b""
+        except (OSError, ValueError):
+            return True
+
+
+class StreamCut(Exception):
+    """Raised by a streamed body to cut the connection mid-stream (a server that broke off)."""
 
 
 @dataclass
@@ -48,6 +65,11 @@ class Reply:
     hang: float = 0.0
     # Close the connection after writing only this many body bytes (a cut-off response).
     cut_at: int | None = None
+    # A streamed body: chunks written as they come (chunked transfer encoding). Before each one
+    # the client is checked: when it has hung up, ``on_disconnect(chunks_sent)`` is called and
+    # the stream stops, as a real server stops generating.
+    stream: Iterable[bytes] | None = None
+    on_disconnect: Callable[[int], None] | None = None
 
     def encoded(self) -> tuple[bytes, str]:
         if isinstance(self.body, (dict, list)):
@@ -86,12 +108,16 @@ class _Handler(BaseHTTPRequestHandler):
             headers={k: v for k, v in self.headers.items()},
             body=body,
             started=time.monotonic(),
+            connection=self.connection,
         )
         owner._enter(req)
         try:
             reply = owner.handle(req)
             if reply.hang:
                 owner._stop.wait(reply.hang)
+            if reply.stream is not None:
+                self._write_stream(req, reply)
+                return
             payload, ctype = reply.encoded()
             self.send_response(reply.status)
             headers = {"Content-Type": ctype, **reply.headers}
@@ -108,6 +134,37 @@ class _Handler(BaseHTTPRequestHandler):
             owner._leave(req)
 
     do_GET = do_POST = _serve
+
+    def _write_stream(self, req: RecordedRequest, reply: Reply) -> None:
+        self.send_response(reply.status)
+        for name, value in {"Content-Type": "application/x-ndjson", **reply.headers}.items():
+            self.send_header(name, value)
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        req.status = reply.status
+        sent = 0
+        chunks = iter(reply.stream)
+        try:
+            for chunk in chunks:
+                if req.client_gone():
+                    raise ConnectionResetError("client hung up")
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+                self.wfile.flush()
+                sent += 1
+            self.wfile.write(b"0\r\n\r\n")
+            self.wfile.flush()
+        except StreamCut:  # the stand-in breaks its own stream: no last chunk, connection cut
+            self.close_connection = True
+            with contextlib.suppress(OSError):
+                self.connection.shutdown(socket.SHUT_RDWR)
+        except (ConnectionError, OSError):
+            self.close_connection = True
+            if reply.on_disconnect is not None:
+                reply.on_disconnect(sent)
+        finally:
+            close = getattr(chunks, "close", None)
+            if close is not None:
+                close()  # a generator's cleanup (a slot released) runs now, not at collection
 
 
 class _HTTPServer(ThreadingHTTPServer):

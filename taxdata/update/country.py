@@ -105,7 +105,11 @@ class CountryUpdater:
         if carried:
             outcome.warnings.append("kept from the previous record, not from the source: "
                                     + ", ".join(carried))
-        outcome.provenance = _provenance(path, raw, info, result.model, check).model_dump()
+        provenance = _provenance(path, raw, info, result.model, check)
+        provenance.endpoint = result.endpoint or None
+        if result.server_model and result.server_model != result.model:
+            provenance.server_model = result.server_model
+        outcome.provenance = provenance.model_dump()
         if carried:  # which figures no source of this record states (the previous record's)
             outcome.provenance["carried_over"] = carried
         self.cross_check(outcome, info, path)

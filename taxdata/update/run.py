@@ -204,7 +204,7 @@ def run(options: UpdateOptions, settings: Settings) -> int:
     client = LLMClient.from_settings(settings)
     extractor = Extractor(client, options.max_chars, settings.max_reasks)
     # A dry run checks the server too: a dead URL must not pass as "would work".
-    update.model = client.preflight()
+    update.model = extractor.prepare()
     update.previous = dict(update.store.dataset["countries"])
     if options.dry_run:
         return dry_run(update, extractor, sources)
@@ -217,6 +217,8 @@ def run(options: UpdateOptions, settings: Settings) -> int:
     one_country = CountryUpdater(update.registry, extractor, update.references, update.previous,
                                  force=options.force, accept_disputed=options.accept_disputed,
                                  originals=originals_for(settings))
+    if _needs_requests(one_country, sources, client.model):
+        extractor.probe()  # once per server, before any worker sends: not by their failures
 
     def work(slug: str) -> CountryOutcome:
         return one_country.process(slug, sources[slug])
@@ -245,6 +247,18 @@ def originals_for(settings: Settings) -> Originals:
     wikipedia = WikipediaClient(settings.wikipedia_api, settings.user_agent, cache_dir=data,
                                 retry=REVISION_RETRY)
     return Originals(data, wikipedia)
+
+
+def _needs_requests(one_country: CountryUpdater, sources: dict[str, Path],
+                    model: str | None) -> bool:
+    """Whether any country will ask the model (not all of them are up to date)."""
+    for slug, path in sources.items():
+        try:
+            if not one_country.up_to_date(slug, path.read_bytes(), model):
+                return True
+        except OSError:  # the worker will say what is wrong with it
+            return True
+    return False
 
 
 def prepare(options: UpdateOptions, settings: Settings) -> UpdateRun:

@@ -191,7 +191,8 @@ def test_run_dry_run_checks_the_servers_and_writes_nothing(servers):
     assert "  update    not run: no taxation files yet (a real run writes them first)" in \
         result.stdout
     assert [r.method for r in servers.llm.requests] and \
-        all(r.method == "GET" for r in servers.llm.requests)  # the preflights, no chat
+        all(r.method == "GET" or r.path == "/api/show" for r in servers.llm.requests)  # asks only
+    assert servers.llm.chats == []  # the preflights: no chat
     assert not servers.data.exists() or list(servers.data.rglob("*")) == []
 
 

@@ -46,7 +46,7 @@ def test_the_proxy_speaks_ollama_bodies_and_replies():
                 == ollama.body("m", MESSAGES, 0.1, form, SCHEMA, "r", 64))
     data = {"message": {"content": "hi"}, "done_reason": "stop", "model": "m",
             "prompt_eval_count": 3, "eval_count": 1}
-    assert proxy.reply(data) == ollama.reply(data) == ("hi", "stop", "m", 3, 1)
+    assert proxy.reply(data) == ollama.reply(data) == ("hi", "stop", "m", 3, 1, None)
 
 
 def test_openai_body_per_form_and_reply():
@@ -60,7 +60,7 @@ def test_openai_body_per_form_and_reply():
         "model": "m", "messages": MESSAGES, "temperature": 0.0}
     data = {"choices": [{"message": {"content": "hi"}, "finish_reason": "length"}],
             "model": "m", "usage": {"prompt_tokens": 3, "completion_tokens": 1}}
-    assert openai.reply(data) == ("hi", "length", "m", 3, 1)
+    assert openai.reply(data) == ("hi", "length", "m", 3, 1, None)
     with pytest.raises(KeyError):
         openai.reply({"message": {"content": "an Ollama reply"}})
 
@@ -74,3 +74,41 @@ def test_form_choice_moves_down_per_server_and_never_back():
     assert forms.refused("http://a/v1/chat/completions", openai, "json_schema") == \
         "json_object_schema"
     assert forms.current("http://b/v1/chat/completions", openai) == "json_schema"
+
+
+def test_streamed_bodies_ask_for_a_stream_and_the_ollama_ones_carry_num_ctx():
+    ollama, openai = DIALECTS["ollama"], DIALECTS["openai"]
+    body = ollama.body("m", MESSAGES, 0.0, "schema", SCHEMA, "r", 64, stream=True, num_ctx=8192)
+    assert body["stream"] is True
+    assert body["options"] == {"temperature": 0.0, "num_predict": 64, "num_ctx": 8192}
+    body = openai.body("m", MESSAGES, 0.0, None, None, "r", 64, stream=True, num_ctx=8192,
+                       extra={"cache_prompt": True})
+    assert body["stream"] is True and body["stream_options"] == {"include_usage": True}
+    assert body["cache_prompt"] is True and "num_ctx" not in str(body)  # fixed at server start
+
+
+def test_chunks_of_each_family():
+    ollama, openai = DIALECTS["ollama"], DIALECTS["openai"]
+    assert ollama.chunk({"message": {"content": "to"}, "done": False}).text == "to"
+    last = ollama.chunk({"message": {"content": ""}, "done": True, "done_reason": "stop",
+                         "prompt_eval_count": 9, "eval_count": 4, "prompt_eval_cached_count": 5})
+    assert (last.final, last.stop_reason, last.prompt_tokens, last.completion_tokens,
+            last.cached_tokens) == (True, "stop", 9, 4, 5)
+    assert ollama.chunk({"error": "model gone"}).error == "model gone"
+    piece = openai.chunk({"choices": [{"delta": {"content": "ke"}, "finish_reason": None}]})
+    assert (piece.text, piece.final) == ("ke", False)
+    end = openai.chunk({"choices": [{"delta": {}, "finish_reason": "length"}],
+                        "timings": {"cache_n": 7}})
+    assert (end.final, end.stop_reason, end.cached_tokens) == (True, "length", 7)
+    usage = openai.chunk({"choices": [], "usage": {
+        "prompt_tokens": 9, "completion_tokens": 4, "prompt_tokens_details": {"cached_tokens": 3}}})
+    assert (usage.final, usage.prompt_tokens, usage.cached_tokens) == (False, 9, 3)
+    thinking = openai.chunk({"choices": [{"delta": {"reasoning_content": "hm"}}]})
+    assert thinking.thinking and thinking.text == ""
+
+
+@pytest.mark.parametrize("form,carried", [("json_schema", True), ("json_object_schema", True),
+                                          ("json_object", False), ("none", False),
+                                          ("schema", True), ("json", False), (None, False)])
+def test_which_forms_carry_the_schema_to_the_server(form, carried):
+    assert DIALECTS["openai"].carries_schema(form) is carried

@@ -56,7 +56,7 @@ def test_ollama_style_request_shape_and_reply(llm_server, client_for, dialect):
     [request] = llm_server.requests_to(CHAT_PATH[dialect])
     assert request.method == "POST"
     body = llm_server.history[-1]
-    assert body == {"model": "stand-in:latest", "messages": MESSAGES, "stream": False,
+    assert body == {"model": "stand-in:latest", "messages": MESSAGES, "stream": True,
                     "options": {"temperature": 0.2, "num_predict": 4096}, "format": SCHEMA}
     assert reply.text == "y" * 20
     assert reply.model == "stand-in:latest"
@@ -85,7 +85,7 @@ def test_openai_request_shape_and_reply(llm_server, client_for):
     assert body["model"] == "stand-in:latest"
     assert body["messages"] == MESSAGES
     assert body["temperature"] == 0.0
-    assert "stream" not in body and "options" not in body
+    assert body["stream"] is True and "options" not in body
     fmt = body["response_format"]
     assert fmt["type"] == "json_schema"
     assert fmt["json_schema"]["name"] == "tax_record"

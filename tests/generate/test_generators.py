@@ -18,9 +18,17 @@ import socket
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
-from _programs import Run, run_lock_held_elsewhere, run_main, script_command, signal_when
+from _programs import (
+    Run,
+    eventually,
+    run_lock_held_elsewhere,
+    run_main,
+    script_command,
+    signal_when,
+)
 
 from taxdata.clients.htmlclean import clean_html
 from taxdata.countries.registry import BUNDLED_FILE, load_registry
@@ -29,7 +37,7 @@ from taxdata.generate.formatter import PROMPT_VERSION
 from taxdata.store.rawfile import read_raw
 from taxdata.store.taxfile import SECTIONS, SourceInfo, compose, missing_sections, parse_sources
 from taxdata.testing.extractor_server import StandInExtractor
-from taxdata.testing.llm_server import StandInLLM
+from taxdata.testing.llm_server import Fault, StandInLLM
 from taxdata.testing.mediawiki_server import StandInMediaWiki
 
 REPO = Path(__file__).resolve().parents[2]
@@ -96,8 +104,9 @@ _PART = re.compile(r"This is part (\d+) of (\d+) of a source text about taxation
 
 
 def prompt_of(body: dict) -> str:
-    """The first user message of a chat request (the task prompt; re-asks come after it)."""
-    return body["messages"][0]["content"]
+    """The first user message of a chat request (the task prompt; re-asks come after it; the
+    shared instructions come before it, in the system message)."""
+    return next(m["content"] for m in body["messages"] if m["role"] == "user")
 
 
 def country_in(body: dict) -> str:
@@ -263,8 +272,12 @@ def test_enhanced_sends_the_clean_article_and_the_source_only_rules(suite):
                  "citation needed", "INFOBOX", "FIGCAPTION", "AMBOXTEXT", "NewPP"):
         assert junk not in source, junk
 
-    # The instructions: this source only, and say so where it is silent.
-    rules = prompt.replace(source, "")
+    # The instructions: this source only, and say so where it is silent. They are the system
+    # message, the same for every country (a prefix cache reads them once); the user message
+    # names the country and the source.
+    system = chat["messages"][0]
+    assert system["role"] == "system" and "Germany" not in system["content"]
+    rules = system["content"] + prompt.replace(source, "")
     assert "Use ONLY facts stated in the source text" in rules
     assert '"not stated in source"' in rules
     assert "Do not write a Sources section" in rules
@@ -453,7 +466,8 @@ def test_reply_missing_a_section_is_asked_again_once(suite):
     first, second = suite.chats()
     assert prompt_of(second) == prompt_of(first)
     roles = [m["role"] for m in second["messages"]]
-    assert roles == ["user", "assistant", "user"]
+    assert roles == ["system", "user", "assistant", "user"]
+    assert second["messages"][:2] == first["messages"]  # the same conversation, continued
     reask = second["messages"][-1]["content"]
     assert "VAT / GST, Additional Information" in reask
     assert "Overview" not in reask and "Personal Income Tax" not in reask
@@ -485,48 +499,51 @@ def test_reply_missing_sections_every_time_fails_and_writes_nothing(suite, reask
     assert [p.name for p in suite.taxation("germany").parent.iterdir()] == ["germany.md"]
 
 
-def interrupt_after_chats(suite: Suite, chats: int, script: str,
-                          *args: str) -> tuple[int, str, str]:
-    """Run ``script`` as a process; SIGINT it once ``chats`` LLM requests arrived, each held
-    unanswered until the signal was sent (so all of them are in flight when it lands).
+def interrupt_after_chats(suite: Suite, chats: int, script: str, *args: str,
+                          answered: int = 0) -> tuple[int, str, str]:
+    """Run ``script`` as a process; SIGINT it once ``chats`` LLM requests arrived. The first
+    ``answered`` are answered at once; every later one streams a token and then stalls (a slow
+    model), so all of those are in flight when the signal lands.
 
     Returns (exit code, stdout, stderr).
     """
     answer, lock, count = suite.llm.responder, threading.Lock(), [0]
-    arrived, signalled = threading.Event(), threading.Event()
+    arrived = threading.Event()
 
-    def held(body: dict) -> str:
+    def held(body: dict) -> Any:
         with lock:
             count[0] += 1
-            if count[0] == chats:
-                arrived.set()
-        signalled.wait(60)
-        return answer(body)
+            number = count[0]
+        if number == chats:
+            arrived.set()
+        text = answer(body)
+        return text if number <= answered else Fault.stall(60, text, after=1)
 
     suite.llm.responder = held
-    try:
-        done = signal_when(suite.command(script, *args), until=arrived,
-                           env=suite.environment(None), on_signal=signalled.set)
-    finally:
-        signalled.set()
+    done = signal_when(suite.command(script, *args), until=arrived,
+                       env=suite.environment(None))
     assert len(suite.chats()) >= chats, "the workers never reached the LLM"
     return done.returncode, done.stdout, done.stderr
 
 
 # == 7. Ctrl-C ================================================================================
 
-def test_sigint_keeps_finished_files_whole_and_leaves_no_partial_files(suite, tmp_path):
+def test_sigint_keeps_finished_files_whole_and_closes_the_replies_in_flight(suite, tmp_path):
     slugs = ["austria", "belgium", "france", "germany", "italy", "spain"]
     suite.add_articles(*slugs)
+    # 3 workers: the first country is answered at once, its worker takes the fourth; the
+    # signal lands with three replies streaming and two countries queued.
     code, stdout, stderr = interrupt_after_chats(
-        suite, 3, "enhanced", "--countries", ",".join(slugs))
+        suite, 4, "enhanced", "--countries", ",".join(slugs), answered=1)
     assert code == 130, stderr
     assert "[INTERRUPTED]" in stderr and "Traceback" not in stderr
-    # The three in flight were finished and kept; the queued three never started.
-    assert len(suite.chats()) == 3
+    # The finished one was kept; the three in flight were cancelled, not waited for: their
+    # streams were closed and the server saw each client go; the queued two never started.
+    assert len(suite.chats()) == 4
+    eventually(lambda: [d.phase for d in suite.llm.disconnects] == ["streaming"] * 3)
     taxation = suite.data / "taxation"
     written = sorted(p.stem for p in taxation.glob("*.md"))
-    assert len(written) == 3
+    assert len(written) == 1
     for path in taxation.glob("*.md"):
         text = path.read_text(encoding="utf-8")
         assert missing_sections(text) == []
@@ -848,7 +865,8 @@ def test_dry_run_sends_nothing_and_writes_nothing(suite, script, args):
 def only_preflights(suite) -> bool:
     """The servers were asked whether they answer (model list, siteinfo, health) and nothing
     else: no chat, no article, no page."""
-    return (all(r.method == "GET" for r in suite.llm.requests)
+    return (all(r.method == "GET" or r.path == "/api/show" for r in suite.llm.requests)
+            and suite.llm.chats == []
             and all(r.query.get("action") == ["query"] for r in suite.wiki.requests)
             and all(r.path in ("/health", "/txt-files") for r in suite.extractor.requests))
 
@@ -922,9 +940,9 @@ def test_sigint_during_a_split_article_reports_it_interrupted_not_failed(suite, 
     line = summary_line(stdout, "germany")
     assert line.split()[0] == "SKIPPED" and "interrupted" in line, (line, stderr)
     assert "[FAILED]" not in stderr
-    # The two parts in flight finished and nothing new was queued. (The third part worker was
-    # already past LLMClient.chat's Ctrl-C check, waiting for a -w slot: llm.py sends it anyway.)
-    assert len(suite.chats()) <= 3
+    # The two parts in flight were cancelled (their streams closed) and nothing new was sent.
+    assert len(suite.chats()) == 2
+    eventually(lambda: [d.phase for d in suite.llm.disconnects] == ["streaming"] * 2)
     assert not suite.taxation("germany").exists()
 
 
@@ -1010,3 +1028,28 @@ def test_builtin_raw_extraction_checks_wikipedia_once_before_any_country(suite):
     (line,) = result.stderr.strip().splitlines()
     assert line.startswith(f"generate_taxation_files.py: error: Wikipedia not reachable at {dead}")
     assert "[RETRY]" not in result.stderr and suite.files() == []
+
+
+def test_a_source_that_does_not_fit_the_context_is_split_never_used_truncated(make_llm_server,
+                                                                            client_for):
+    # The stand-in reads 1 character a token, denser than the plan assumes: the whole article
+    # overflows Ollama's num_ctx (which would silently drop the rules); the parts fit.
+    from taxdata.countries.registry import BUNDLED_FILE, load_registry
+    from taxdata.generate.formatter import Formatter
+
+    def answer(body: dict) -> str:  # what is left of a truncated prompt gets a useless reply
+        whole = body["messages"][0]["role"] == "system"
+        return respond(body) if whole else "FIXTURE: a reply to half a prompt"
+
+    server = make_llm_server(chars_per_token=1, responder=answer)
+    client = client_for(server, "ollama")
+    client.num_ctx = 12000
+    formatter = Formatter(client, max_chars=24000)
+    article = clean_html(FREEDONIA_LONG)
+    assert len(article) > 12000
+    result = formatter.from_source(load_registry(BUNDLED_FILE).get("germany"), article,
+                                   "FIXTURE article")
+    assert server.truncations >= 1  # the first prompt did not fit ...
+    truncated = [b for b in server.chats if len(json.dumps(b["messages"])) > 12000]
+    assert truncated and result.requests > 1  # ... so it was split, and the file written
+    assert missing_sections(result.body) == [] and "half a prompt" not in result.body

@@ -36,7 +36,7 @@ from taxdata.events import (
 from taxdata.report.html import build_timeline, render_html
 from taxdata.store.taxfile import SourceInfo, compose
 from taxdata.testing.browser import check_page, find_chromium, rendered_dom
-from taxdata.testing.llm_server import Fault, StandInLLM
+from taxdata.testing.llm_server import Fault, StandInLLM, is_probe
 from taxdata.testing.responder import rule_based_reply
 from taxdata.testing.samples import research_answer
 
@@ -126,6 +126,8 @@ def big_run(tmp_path_factory):
     lock = threading.Lock()
 
     def respond(body: dict) -> Any:
+        if is_probe(body):
+            return "{}"
         prompt = next(m["content"] for m in body["messages"] if m["role"] == "user")
         name = re.search(r"Country: (Sample \d{3})", prompt).group(1)
         with lock:
@@ -141,7 +143,8 @@ def big_run(tmp_path_factory):
         code = commands.update_main(["--data-dir", str(tmp), "--input-dir", str(taxation),
                                      "--llm-url", llm.url(), "--model", "sample-rules",
                                      "-w", "8", "--no-progress"])
-        requests = [r for r in llm.requests if r.method == "POST"]  # chats, not the preflight
+        # the chats about a country: not the preflight's model list, context or form probe
+        requests = [r for r in llm.requests_to("/chat") if not is_probe(r.json())]
     reports = sorted((tmp / "reports").glob("update-*"))
     return code, reports, requests, tmp, printed.getvalue()
 
@@ -159,7 +162,7 @@ def _small_run(tmp: Path, respond, *, level: str = "INFO") -> tuple[int, str, li
         code = commands.update_main(["--data-dir", str(tmp), "--input-dir", str(taxation),
                                      "--llm-url", llm.url(), "--model", "sample-rules",
                                      "-w", "2", "--no-progress"])
-        requests = [r for r in llm.requests if r.method == "POST"]
+        requests = [r for r in llm.requests_to("/chat") if not is_probe(r.json())]
     [page] = (tmp / "reports").glob("update-*.html")
     return code, page.read_text(encoding="utf-8"), requests, stderr.getvalue()
 

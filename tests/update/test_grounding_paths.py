@@ -30,7 +30,9 @@ from taxdata.evidence.check import required_paths
 from taxdata.record.models import Extraction
 from taxdata.store.taxfile import parse_sources, strip_sources
 from taxdata.testing.extractor_server import StandInExtractor
+from taxdata.testing.llm_server import is_probe
 from taxdata.testing.mediawiki_server import StandInMediaWiki
+from taxdata.update.extract import SYSTEM_PROMPT
 
 TITLE = "Taxation in Latvia"
 REVISION = 1234567
@@ -111,11 +113,14 @@ def extraction(vat: float = 25, quotes: dict[str, str] = QUOTES) -> dict[str, An
 CORRECT = set(required_paths(Extraction.model_validate(extraction()))) - {"vat.standard"}
 
 
+EXTRACTION_PROMPT = SYSTEM_PROMPT.splitlines()[0]
+
+
 def respond(body: dict) -> Any:
     """The generators get the rewrite; the updater gets the faithful extraction."""
     system = next((m["content"] for m in body["messages"] if m["role"] == "system"), "")
     prompt = next(m["content"] for m in body["messages"] if m["role"] == "user")
-    if "JSON schema" in system:
+    if system.startswith(EXTRACTION_PROMPT):  # the updater's extraction request
         return extraction()
     if "into the standard taxation file" in prompt:
         return REWRITE
@@ -260,7 +265,8 @@ def test_an_original_that_cannot_be_found_fails_before_any_request(env, llm_serv
     unreachable = {**env, "TAXDATA_WIKIPEDIA_API": "http://127.0.0.1:9/w/api.php"}
     updated = run("tax_data_updater.py", unreachable, "--no-list-reference")
     assert updated.returncode == 1
-    assert len(llm_server.chats) == chats  # nothing could be verified: nothing was sent
+    # Nothing could be verified: nothing was sent (the client's form probe is not the work).
+    assert [b for b in llm_server.chats[chats:] if not is_probe(b)] == []
     assert "  FAILED latvia: cannot verify the figures: the article revision it was" in updated.stdout
     assert re.search(r"\[ORIGINAL\] \S+ latvia cannot verify the figures: the article revision it "
                      r"was written from \(Taxation in Latvia rev 1234567\) is not in the cache and "

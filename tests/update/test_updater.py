@@ -18,7 +18,7 @@ import threading
 from typing import Any
 
 import pytest
-from _programs import script_command, signal_when
+from _programs import eventually, script_command, signal_when
 from _updater import (  # noqa: F401  (pytest fixtures)
     _COUNTRY,
     _PART,
@@ -38,14 +38,17 @@ from _updater import (  # noqa: F401  (pytest fixtures)
     TIMESTAMP,
     Parts,
     Script,
+    chat_requests,
     chats_for,
     check_with_node,
+    country_chats,
     counts,
     data,
     dataset,
     expected_record,
     explain,
     free_port,
+    is_probe,
     js_comments,
     original_text,
     put_original,
@@ -74,7 +77,9 @@ def test_happy_path_three_countries(server, data, tmp_path):
     # One chat request per country, asking for structured output, Sources section not sent.
     assert server.responder.calls == {"germany": 1, "france": 1, "estonia": 1}
     assert server.responder.unscripted == []
-    assert [r.path for r in server.requests].count("/chat") == 3
+    assert len(chat_requests(server)) == 3
+    # The structured-output form was found once, at preflight, by one tiny request.
+    assert sum(is_probe(body) for body in server.chats) == 1
     for slug in HAPPY:
         (body,) = chats_for(server, slug)
         assert structured_form("proxy", body) == "schema"
@@ -111,7 +116,9 @@ def test_happy_path_three_countries(server, data, tmp_path):
             "source_file": f"{slug}.md", "source_sha256": hashlib.sha256(raw).hexdigest(),
             "source_url": url, "source_revision": revision, "source_kind": kind,
             "unverified": False, "model": MODEL, "prompt_version": PROMPT_VERSION,
-            "evidence": HAPPY_EVIDENCE[slug]}
+            "evidence": HAPPY_EVIDENCE[slug],
+            # which server answered; the name it reported is kept only where it differs
+            "endpoint": server.url("proxy"), "server_model": None}
 
     # taxData.js: parses back to the same records, each marked ADDED; node agrees.
     js_path = data / "taxData.js"
@@ -174,7 +181,7 @@ def test_second_run_reports_only_the_changed_country(server, data):
     server.reset_stats()
     proc = run_updater(data, server.url("proxy"), "--countries", "germany,france,estonia")
     assert proc.returncode == 0, explain(proc)
-    chats = [r for r in server.requests if r.method == "POST"]
+    chats = chat_requests(server)
     assert len(chats) == 1 and "Germany" in chats[0].json()["messages"][1]["content"]
 
     report = report_of(proc)
@@ -209,7 +216,7 @@ def test_force_asks_again_for_unchanged_sources(server, data):
     server.reset_stats()
     again = run_updater(data, server.url("proxy"), "--countries", "germany,france,estonia")
     assert again.returncode == 0, explain(again)
-    assert [r for r in server.requests if r.method == "POST"] == []
+    assert server.requests_to("/chat") == []  # nothing to ask: not even the form probe
     assert report_of(again)["counts"] == counts(unchanged=3)
 
     changed = dict(HAPPY)
@@ -218,7 +225,7 @@ def test_force_asks_again_for_unchanged_sources(server, data):
     forced = run_updater(data, server.url("proxy"), "--countries", "germany,france,estonia",
                          "--force")
     assert forced.returncode == 0, explain(forced)
-    assert len([r for r in server.requests if r.method == "POST"]) == 3
+    assert len(chat_requests(server)) == 3
     assert report_of(forced)["countries"]["france"]["status"] == "MODIFIED"
 
 
@@ -287,15 +294,20 @@ def test_bad_replies_are_reasked_then_fail_keeping_the_old_record(server, data):
         retry_text = second_ask["messages"][-1]["content"]
         assert second_ask["messages"][-1]["role"] == "user"
         assert fragment in retry_text
-        if isinstance(bad, Fault):  # no reply text to show back: the errors join the user turn
-            system, user = first_ask["messages"]
-            assert second_ask["messages"][0] == system and len(second_ask["messages"]) == 2
-            assert retry_text.startswith(user["content"] + "\n\n")
-            assert "Your reply was rejected for these reasons:\n- reply cut off" in retry_text
+        # The re-ask continues the conversation: the same first turns, the reply, the errors.
+        assert second_ask["messages"][:2] == first_ask["messages"]
+        shown = second_ask["messages"][2]
+        assert shown["role"] == "assistant"
+        if isinstance(bad, Fault):  # cut at the token limit: what came is shown back
+            assert shown["content"] == bad.content
+            assert retry_text.startswith("Your reply was rejected: reply cut off")
+        elif slug == "greece":  # prose after the JSON: the client stopped the reply there
+            assert _prose_wrapped(slug).startswith(shown["content"])
+            assert json.dumps(reply(slug)) in shown["content"]
+            assert "- reply is not a JSON object: prose before JSON" in retry_text
         else:
             text = bad if isinstance(bad, str) else json.dumps(bad)
-            assert second_ask["messages"][:2] == first_ask["messages"]
-            assert second_ask["messages"][2] == {"role": "assistant", "content": text}
+            assert shown["content"] == text
             for error in validation_errors(text, slug):
                 assert f"- {error}" in retry_text, (slug, error, retry_text)
 
@@ -344,7 +356,7 @@ def test_eight_workers_put_eight_requests_in_flight(server, data):
     # The preflight GET finished before the first chat started, so every request counted in
     # the peak is a chat request.
     (models,) = server.requests_to("/models")
-    chats = server.requests_to("/chat")
+    chats = chat_requests(server)
     assert len(chats) == 8 and models.finished <= min(r.started for r in chats)
     assert server.peak_in_flight == 8
     assert "[PARALLEL] Using 8 worker threads" in proc.stderr
@@ -360,7 +372,7 @@ def test_no_parallel_sends_one_request_at_a_time(server, data):
                        "--no-parallel")
     assert proc.returncode == 0, explain(proc)
     assert report_of(proc)["counts"] == counts(added=3)
-    assert len(server.requests_to("/chat")) == 3
+    assert len(chat_requests(server)) == 3
     assert server.peak_in_flight == 1
 
 
@@ -374,7 +386,9 @@ def test_dry_run_sends_nothing_and_writes_nothing(server, data):
     url = server.url("proxy")
     proc = run_updater(data, url, "--countries", "germany,france,estonia,spain", "--dry-run")
     assert proc.returncode == 0, explain(proc)
-    assert [r.method for r in server.requests] == ["GET"]  # the preflight's model list only
+    # The preflight asks (the model list, the model's context size) and sends no work.
+    assert [r.path for r in server.requests if r.method != "GET"] in ([], ["/api/show"])
+    assert server.chats == []
     assert snapshot(data) == before
 
     assert (f"Dry run: 3 countries would be sent to {url} (model {MODEL}) with 4 workers"
@@ -431,8 +445,12 @@ def test_each_api_dialect_end_to_end(server, data, dialect, chat_path, models_pa
     proc = run_updater(data, url, "--countries", ",".join(slugs))
     assert proc.returncode == 0, explain(proc)
     assert records(data) == {slug: expected_record(slug, HAPPY[slug]) for slug in slugs}
-    assert [r.path for r in server.requests] == [models_path, chat_path, chat_path]
-    assert [structured_form(dialect, body) for body in server.chats] == [form, form]
+    assert server.requests[0].path == models_path
+    chats = chat_requests(server, chat_path)
+    assert len(chats) == 2
+    assert [structured_form(dialect, r.json()) for r in chats] == [form, form]
+    # Before them, one tiny request found the form: the server took the first it was offered.
+    assert [structured_form(dialect, b) for b in server.chats if is_probe(b)] == [form]
     report = report_of(proc)
     assert report["counts"] == counts(added=2) and report["llm_url"] == url
 
@@ -447,9 +465,12 @@ def test_openai_json_schema_rejected_falls_back(make_llm_server, data):
                        "--no-parallel")
     assert proc.returncode == 0, explain(proc)
     assert records(data) == {slug: expected_record(slug, HAPPY[slug]) for slug in slugs}
-    # One rejected json_schema request, then the next form for every request.
-    assert [structured_form("openai", body) for body in server.chats] == [
-        "json_schema", "json_object_schema", "json_object_schema", "json_object_schema"]
+    # The preflight's probe was refused json_schema and took the next form; no country's
+    # request was ever refused.
+    assert [structured_form("openai", b) for b in server.chats if is_probe(b)] == [
+        "json_schema", "json_object_schema"]
+    assert [structured_form("openai", b) for b in server.chats if not is_probe(b)] == [
+        "json_object_schema"] * 3
     assert "[FALLBACK]" in proc.stderr
     report = report_of(proc)
     assert report["counts"] == counts(added=3)
@@ -793,33 +814,30 @@ def test_parts_that_disagree_fail(server, data):
 
 # -- 11. Ctrl-C -------------------------------------------------------------------------------
 
-def test_interrupt_keeps_finished_countries(server, data):
+def test_interrupt_keeps_finished_countries_and_closes_the_streams_in_flight(server, data):
     slugs = PARALLEL[:6]
     for slug in slugs:
         put_taxation(data, slug, generic=True)
-    # The first country answers at once; every later one waits until the signal was sent, so
-    # the first is written alone, the signal never lands in the middle of a write, and the
-    # second worker's request is in flight when it lands.
+    # The first country answers at once; every later one streams a token and then stalls (a
+    # slow model), so the second worker's reply is in flight when the signal lands.
     script = Script({slug: reply(slug) for slug in slugs})
-    signalled = threading.Event()
 
     def responder(body: dict) -> Any:
+        if is_probe(body):
+            return "{}"
         user = next(m["content"] for m in body["messages"] if m["role"] == "user")
         if _COUNTRY.search(user).group(1) != REGISTRY.get(slugs[0]).name:
-            signalled.wait(SUBPROCESS_TIMEOUT)
+            script(body)
+            return Fault.stall(SUBPROCESS_TIMEOUT, '{"currency": "EUR"}', after=1)
         return script(body)
 
     server.responder = responder
     command = script_command(SCRIPT.name, "--no-progress", "--countries", ",".join(slugs),
                              "-w", "2")
     # "[COMPLETED] <slug>" comes after the country was saved (runner: on_result, then the line).
-    try:
-        done = signal_when(command, until=lambda lines: any(
-            line.startswith(f"[COMPLETED] {slugs[0]} ") for line in lines),
-            env=script_env(data, server.url("proxy")), cwd=data.parent,
-            on_signal=signalled.set)
-    finally:
-        signalled.set()
+    done = signal_when(command, until=lambda lines: any(
+        line.startswith(f"[COMPLETED] {slugs[0]} ") for line in lines),
+        env=script_env(data, server.url("proxy")), cwd=data.parent)
     assert done.returncode == 130, explain(done)
 
     stored = dataset(data)["countries"]
@@ -827,16 +845,17 @@ def test_interrupt_keeps_finished_countries(server, data):
     assert report["interrupted"] is True
     statuses = {slug: entry["status"] for slug, entry in report["countries"].items()}
     assert sorted(statuses) == sorted(slugs)
-    added = sorted(slug for slug, status in statuses.items() if status == "ADDED")
-    skipped = [slug for slug, status in statuses.items() if status == "SKIPPED"]
-    # Finished countries are all saved (in-flight ones were allowed to finish), the queue was not.
-    assert slugs[0] in added and slugs[1] in added
-    assert sorted(stored) == added
-    for slug in added:
-        assert stored[slug]["record"] == expected_record(slug, reply(slug))
-    assert skipped and len(added) + len(skipped) == 6, statuses
-    assert all(report["countries"][s]["reason"] == "interrupted before it ran" for s in skipped)
-    assert len(server.chats) == len(added)
+    # The finished country is saved; the one in flight was cancelled, not waited for: its
+    # stream was closed, and the server saw the client go (it stops generating).
+    assert sorted(stored) == [slugs[0]]
+    assert stored[slugs[0]]["record"] == expected_record(slugs[0], reply(slugs[0]))
+    assert [s for s, status in statuses.items() if status == "ADDED"] == [slugs[0]]
+    # Worker 2 was on the second country; worker 1 may have started a third before the signal.
+    asked = [slug for slug in slugs if script.calls[slug]]
+    assert 2 <= len(asked) <= 3 and len(country_chats(server)) == len(asked)
+    eventually(lambda: [d.phase for d in server.disconnects] == ["streaming"] * (len(asked) - 1))
+    assert server.streams_finished == 2  # the probe's and the first country's
+    assert "Request timeout" not in done.stderr
 
     js = (data / "taxData.js").read_text(encoding="utf-8")
     assert parse_tax_data_js(js) == {slug: stored[slug]["record"] for slug in stored}
@@ -997,7 +1016,7 @@ def test_server_gone_mid_run_ends_quickly_with_one_line_keeping_what_finished(se
     gone = [line for line in proc.stderr.splitlines() if "stopped answering" in line]
     assert len(gone) == 1, proc.stderr
     assert gone[0].endswith(f"[ERROR] LLM server at {server.url('proxy')} stopped answering; "
-                            f"{failed} countries not processed; re-run to continue")
+                            f"{failed} countries not processed; re-run to continue"), proc.stderr
     assert sorted(dataset(data)["countries"]) == sorted(
         slug for slug, entry in report["countries"].items() if entry["status"] == "ADDED")
     assert re.search(r"^  LLM 127\.0\.0\.1:\d+: \d+ requests, .*\(gone\)$", proc.stdout, re.M)

@@ -1,0 +1,236 @@
+"""Reading a streamed LLM reply as it comes: Ollama's NDJSON lines, OpenAI's server-sent events, or
+a whole reply from a server that does not stream.
+
+Each token restarts the request's idle clock (:class:`~taxdata.clients.watch.Watch`); pings and
+blank lines do not. The client ends a reply itself, closing the connection so the server stops
+generating, when the reply runs past what the request can need:
+
+- more tokens than the cap it asked for (a server that ignores its cap);
+- for a JSON request, text after the object has closed: prose (the reply will be asked again
+  anyway) or a run of whitespace (a grammar-constrained model that cannot stop);
+- more bytes than ``max_bytes`` (``TAXDATA_MAX_REPLY_BYTES``).
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import requests
+import urllib3.exceptions
+
+from taxdata.clients.dialects import Chunk, Dialect
+from taxdata.clients.watch import Watch
+
+# Whitespace the client accepts after a JSON object before it calls the reply done.
+TRAILING_WHITESPACE = 64
+# Tokens past the cap a server may send before the client cuts (some count a few differently).
+CAP_SLACK = 16
+READ_SIZE = 65536
+
+
+class StreamBroken(Exception):
+    """The connection ended or failed before the reply was complete."""
+
+
+class ReplyTooLarge(requests.RequestException):
+    """The answer is larger than the configured cap (TAXDATA_MAX_REPLY_BYTES); not read on."""
+
+
+@dataclass
+class Streamed:
+    """What a (streamed) reply came to."""
+
+    text: str = ""
+    final: bool = False  # the server said the reply is complete
+    stop_reason: str | None = None  # "stop", "length", ...; None: no finish reason given
+    model: str | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    cached_tokens: int | None = None
+    tokens: int = 0  # content pieces received
+    done_marker: bool = False  # OpenAI's "data: [DONE]"
+    cut: str | None = None  # the client ended it early: why
+    error: str | None = None  # an error the server sent inside the stream
+    unreadable: str | None = None  # the body is neither a stream nor a reply: a sample of it
+    read_to_end: bool = False  # the body ended (else the client stopped reading: close it)
+
+
+class JsonEnd:
+    """Follows a growing reply to where its first top-level JSON object closes, and keeps what
+    comes after it (``after``)."""
+
+    def __init__(self) -> None:
+        self.depth = 0
+        self.started = self.in_string = self.escape = False
+        self.closed = False
+        self.after = ""
+
+    def feed(self, piece: str) -> None:
+        """Read the next piece of the reply."""
+        if self.closed:
+            self.after += piece
+            return
+        for index, char in enumerate(piece):
+            if self.in_string:
+                if self.escape:
+                    self.escape = False
+                elif char == "\\":
+                    self.escape = True
+                elif char == '"':
+                    self.in_string = False
+            elif char == "{":
+                self.depth += 1
+                self.started = True
+            elif not self.started:
+                continue  # prose or a fence before the object
+            elif char == '"':
+                self.in_string = True
+            elif char == "}":
+                self.depth -= 1
+                if self.depth == 0:
+                    self.closed = True
+                    self.after = piece[index + 1:]
+                    return
+
+    def past_the_object(self) -> str | None:
+        """Why the reply should stop now that its object has closed, if it should."""
+        if not self.closed:
+            return None
+        rest = self.after.strip()
+        fence = rest[:3]
+        if rest and not (set(fence) <= set("`") or set(fence) <= set("~")) or rest[3:].strip():
+            return "text after the JSON object"  # more than (a piece of) the closing fence
+        if len(self.after) > TRAILING_WHITESPACE:
+            return "only whitespace after the JSON object"
+        return None
+
+
+def read_reply(response: requests.Response, dialect: Dialect, watch: Watch, *, max_bytes: int,
+               cap: int | None, expect_json: bool,
+               on_first_token: Callable[[], None] | None = None) -> Streamed:
+    """Read a 200 answer to its end (or until the client cuts it); see the module docstring.
+
+    Raises :class:`StreamBroken` when the connection fails or ends before a complete reply
+    (the watch's ``expired`` says whether the watchdog ended it), :class:`ReplyTooLarge`.
+    """
+    reader = _Reader(dialect, watch, cap, expect_json, on_first_token)
+    total, buffer, after_final = 0, b"", 0
+    while True:
+        try:
+            data = response.raw.read1(READ_SIZE)
+        except (urllib3.exceptions.HTTPError, http.client.HTTPException, OSError,
+                ValueError) as exc:
+            if reader.result.final or reader.result.done_marker:
+                break  # the reply had ended; only the connection's own end was untidy
+            raise StreamBroken(type(exc).__name__) from None
+        if not data:
+            break
+        total += len(data)
+        if total > max_bytes:
+            raise ReplyTooLarge(f"reply larger than {max_bytes:,} bytes "
+                                "(TAXDATA_MAX_REPLY_BYTES); not read further")
+        if reader.result.final or reader.result.done_marker:
+            after_final += len(data)
+        buffer += data
+        *lines, buffer = buffer.split(b"\n")
+        for line in lines:
+            reader.line(line)
+        if reader.result.cut or reader.result.error or after_final > READ_SIZE:
+            reader.result.text = reader.text
+            return reader.result
+    reader.line(buffer)
+    reader.result.read_to_end = True
+    return reader.finish()
+
+
+class _Reader:
+    """Turns the lines of an answer into a :class:`Streamed`."""
+
+    def __init__(self, dialect: Dialect, watch: Watch, cap: int | None, expect_json: bool,
+                 on_first_token: Callable[[], None] | None) -> None:
+        self.dialect, self.watch, self.cap = dialect, watch, cap
+        self.json_end = JsonEnd() if expect_json else None
+        self.on_first_token = on_first_token
+        self.result = Streamed()
+        self.pieces: list[str] = []
+        self.other: list[bytes] = []  # lines that are not stream objects (a whole JSON body?)
+        self.objects = 0
+
+    def line(self, raw: bytes) -> None:
+        line = raw.strip()
+        if not line or line.startswith(b":"):  # blank, or an SSE comment (a ping)
+            return
+        if line.startswith(b"data:"):
+            line = line[5:].strip()
+            if line == b"[DONE]":
+                self.result.done_marker = True
+                return
+        elif line.startswith((b"event:", b"id:", b"retry:")):
+            return
+        try:
+            data = json.loads(line)
+            chunk = self.dialect.chunk(data)
+        except (ValueError, KeyError, IndexError, TypeError, AttributeError):
+            self.other.append(raw)
+            return
+        self.objects += 1
+        self.take(chunk)
+
+    def take(self, chunk: Chunk) -> None:
+        result = self.result
+        if chunk.error is not None:
+            result.error = chunk.error
+            return
+        if chunk.text or chunk.thinking:
+            # A whole reply in one piece is not a first token (its time is the whole reply's).
+            if (self.watch.last_token is None and self.on_first_token is not None
+                    and not chunk.final):
+                self.on_first_token()
+            self.watch.token()
+        if chunk.text:
+            self.pieces.append(chunk.text)
+            result.tokens += 1
+            self.check_cut()
+        for name in ("model", "prompt_tokens", "completion_tokens", "cached_tokens"):
+            value = getattr(chunk, name)
+            if value is not None:
+                setattr(result, name, value)
+        if chunk.final:
+            result.final = True
+            result.stop_reason = chunk.stop_reason
+
+    def check_cut(self) -> None:
+        result = self.result
+        if self.cap is not None and result.tokens > self.cap + CAP_SLACK:
+            result.cut, result.stop_reason = f"over the {self.cap}-token cap", "length"
+            return
+        if self.json_end is not None:
+            self.json_end.feed(self.pieces[-1])
+            result.cut = self.json_end.past_the_object()
+
+    def finish(self) -> Streamed:
+        result = self.result
+        result.text = "".join(self.pieces)
+        if self.objects == 0 and self.other:  # not a stream: a whole body, maybe pretty-printed
+            body = b"\n".join(self.other)
+            try:
+                self.take(self.dialect.chunk(json.loads(body)))
+            except (ValueError, KeyError, IndexError, TypeError, AttributeError):
+                result.unreadable = body[:120].decode("utf-8", "replace")
+            result.text = "".join(self.pieces)
+        return result
+
+    @property
+    def text(self) -> str:
+        return "".join(self.pieces)
+
+
+def close_quietly(response: Any) -> None:
+    """Close an answer whatever state it is in (a cut stream, a broken one)."""
+    try:
+        response.close()
+    except Exception:  # noqa: BLE001 - closing a broken connection may fail in many ways
+        pass

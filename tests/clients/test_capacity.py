@@ -1,0 +1,64 @@
+"""Capacity learned from the server and speed-aware routing (taxdata/clients/limiter.py), against
+stand-ins that queue like a one-slot server, state their slots like llama.cpp, or answer at
+different speeds. The stand-ins' delays make it happen; the assertions count requests, limits
+and peaks, never time."""
+
+from __future__ import annotations
+
+from conftest import fast_retry
+
+from taxdata.clients.llm import DIALECTS, Endpoint, LLMClient
+from taxdata.runner import run_tasks
+
+MESSAGES = [{"role": "user", "content": "FIXTURE question"}]
+
+
+def _run(client: LLMClient, tasks: int, workers: int) -> None:
+    summary = run_tasks([f"t{i}" for i in range(tasks)],
+                        lambda task: client.chat(MESSAGES, label=task).text,
+                        max_workers=workers, progress=False)
+    assert len(summary.succeeded) == tasks, [r.error for r in summary.results.values()]
+
+
+def test_a_one_slot_server_that_queues_settles_the_limit_at_one(make_llm_server, client_for):
+    # Like llama.cpp with one slot: it queues (no 503), each reply streams for a while.
+    server = make_llm_server(capacity=1, overflow="queue", token_delay=0.01)
+    server.responder = lambda body: "q" * 160  # 40 tokens
+    client = client_for(server, pool_size=4, max_in_flight=4)
+    _run(client, 12, 4)
+    member = client.pool.members[0]
+    assert member.permits == 1  # the server's real parallelism
+    assert member.queued >= 1 and member.busy == 0 and member.failures == 0
+    # Once settled, it is not probed above 1 at every success: few requests queued in all.
+    assert member.queued <= 6
+
+
+def test_a_server_with_free_slots_keeps_every_permit(make_llm_server, client_for):
+    server = make_llm_server(token_delay=0.01)  # as many slots as requests
+    server.responder = lambda body: "p" * 160
+    client = client_for(server, pool_size=4, max_in_flight=4)
+    _run(client, 12, 4)
+    assert client.pool.members[0].permits == 4 and client.pool.members[0].queued == 0
+    assert server.peak_in_flight == 4
+
+
+def test_llama_cpp_slots_are_the_ceiling_from_the_start(make_llm_server, client_for):
+    server = make_llm_server(props=True, capacity=2, overflow="queue", context=8192)
+    client = client_for(server, "openai", pool_size=6, max_in_flight=6, model="")
+    client.preflight()
+    assert client.context_size() == 8192 and client.info[server.url("openai")].slots == 2
+    _run(client, 12, 6)
+    assert server.peak_in_flight <= 2 + 1  # the two slots (the /props GET came before)
+    assert client.pool.members[0].permits == 2
+    assert all(body.get("cache_prompt") is True for body in server.history)  # llama.cpp's
+
+
+def test_routing_sends_the_work_to_the_fast_endpoint(make_llm_server):
+    fast, slow = make_llm_server(latency=0.01), make_llm_server(latency=0.6)
+    client = LLMClient([Endpoint(slow.url(), DIALECTS["proxy"]),
+                        Endpoint(fast.url(), DIALECTS["proxy"])],
+                       model="stand-in:latest", retry=fast_retry(), max_in_flight=2)
+    _run(client, 30, 2)
+    # The slow one is tried (an endpoint not yet measured comes first), then passed over:
+    # two workers never sit on it while the fast one could serve them.
+    assert len(slow.history) <= 2 and len(fast.history) >= 28
