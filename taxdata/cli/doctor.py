@@ -22,18 +22,30 @@ import requests
 from taxdata import __version__
 from taxdata.cli.common import add_llm_flags, add_verbosity_flags
 from taxdata.clients.address import Address, no_answer, resolve
+from taxdata.clients.context import source_chars
 from taxdata.clients.http import make_session
 from taxdata.clients.llm import DIALECTS, Endpoint, LLMClient, LLMError, model_listed
 from taxdata.clients.wikipedia import WikipediaClient
 from taxdata.config import DEFAULT_USER_AGENT, ENV_VARS, Settings, load_settings
 from taxdata.countries.registry import load_registry
-from taxdata.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, TaxdataError, first_line
+from taxdata.errors import (
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_USAGE,
+    PreflightError,
+    TaxdataError,
+    first_line,
+)
 from taxdata.log import setup_logging
+from taxdata.record.schema import extraction_json_schema
 from taxdata.store.datadir import DataDir
+from taxdata.store.taxfile import DEFAULT_MAX_CHARS
+from taxdata.update.extract import Extractor
 
 DESCRIPTION = ("Check the set-up before a long run: every setting and where it came from, the "
-               "LLM server(s) (reachable, which API, the model there), Wikipedia, the data "
-               "directory (writable, not in use). Exit 0 only when every check passes.")
+               "LLM server(s) (reachable, which API, the model there, its context size, the "
+               "structured-output form it takes), Wikipedia, the data directory (writable, not "
+               "in use). Exit 0 only when every check passes.")
 
 
 @dataclass(frozen=True)
@@ -85,7 +97,10 @@ def check_llm_models(setup: Setup) -> Iterator[Check]:
         return
     client = LLMClient(endpoints, model=settings.model, api_key=settings.api_key,
                        timeout=settings.timeout, connect_timeout=settings.connect_timeout,
-                       session=setup.session)
+                       session=setup.session, idle_timeout=settings.idle_timeout,
+                       deadline=settings.request_deadline,
+                       max_reply_bytes=settings.max_reply_bytes,
+                       num_ctx=settings.num_ctx or None)
     for endpoint in endpoints:
         started = time.monotonic()
         try:
@@ -109,7 +124,70 @@ def check_llm_models(setup: Setup) -> Iterator[Check]:
                           f"{'' if len(names) == 1 else 's'} listed in {seconds:.2f}s")
         yield _model_check(settings.model, endpoint, names)
     if len(setup.models) == len(endpoints):
+        if not client.model:  # what a run would use: the first model the server lists
+            client.model = setup.models[endpoints[0].url][0]
         setup.client = client
+
+
+def check_llm_context(setup: Setup) -> Iterator[Check]:
+    """Each server's context size against what an update request needs (instructions, a source
+    part of --max-chars, the reply cap): the run's num_ctx, or how small sources are split."""
+    client = setup.client
+    if client is None:
+        return
+    need = Extractor(client, DEFAULT_MAX_CHARS).need()
+    wanted = f"~{need.tokens:,} tokens for a {need.source_chars:,}-character source part"
+    try:
+        for endpoint in client.endpoints:
+            client.context_size(endpoint)
+        client.plan_context(need)  # the run's num_ctx, as its preflight would fix it
+    except (LLMError, requests.RequestException) as exc:
+        yield Check(False, f"context size: not found ({first_line(exc)})",
+                    "set TAXDATA_NUM_CTX to the server's context size")
+        return
+    except PreflightError:
+        pass  # said per server below
+    for endpoint in client.endpoints:
+        window = client.window(endpoint)
+        try:
+            fits = source_chars(window, need, endpoint.url)
+        except PreflightError as exc:
+            yield Check(False, f"context at {endpoint.url}: {first_line(exc)}")
+            continue
+        if window is None:
+            yield Check(True, f"context at {endpoint.url}: the server does not say its size; a "
+                              f"run needs {wanted}",
+                        "set TAXDATA_NUM_CTX to it (else the first request that overflows "
+                        "tells the run, which then splits the source smaller)")
+        elif fits < need.source_chars:
+            yield Check(True, f"context at {endpoint.url}: {window:,} tokens, less than "
+                              f"{wanted}: sources go in parts of {fits:,} characters",
+                        "more requests per country; a larger context sends fewer")
+        else:
+            yield Check(True, f"context at {endpoint.url}: {window:,} tokens hold {wanted}")
+
+
+def check_llm_forms(setup: Setup) -> Iterator[Check]:
+    """Which structured-output form each server takes for the updater's schema (one tiny request
+    per form tried, as a run's preflight does)."""
+    client = setup.client
+    if client is None:
+        return
+    schema = extraction_json_schema()
+    for endpoint in client.endpoints:
+        try:
+            form = client.probe_form(endpoint, schema)
+        except (LLMError, requests.RequestException) as exc:
+            yield Check(False, f"structured output at {endpoint.url}: the probe failed "
+                               f"({first_line(exc)})", "check the server's log")
+            continue
+        if form == "none":
+            yield Check(True, f"structured output at {endpoint.url}: no form accepted; the "
+                              "schema goes in the prompt",
+                        "replies are validated either way; a server that takes a JSON schema "
+                        "(Ollama's format, llama.cpp's json_schema) gives fewer invalid replies")
+        else:
+            yield Check(True, f"structured output at {endpoint.url}: {form!r} accepted")
 
 
 def _pull_hint(endpoint: Endpoint, model: str) -> str:
@@ -178,7 +256,8 @@ def check_data_dir(setup: Setup) -> Iterator[Check]:
 
 # The checks, in order (later ones may use what earlier ones found on the Setup).
 CHECKS: list[Callable[[Setup], Iterator[Check]]] = [
-    check_llm_address, check_llm_models, check_wikipedia, check_registry, check_data_dir]
+    check_llm_address, check_llm_models, check_llm_context, check_llm_forms, check_wikipedia,
+    check_registry, check_data_dir]
 
 
 _UNSET = {"model": "(none: the server's first)", "log_file": "(none)",

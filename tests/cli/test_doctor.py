@@ -4,6 +4,7 @@ server that accepts and never answers, a data directory in use, a bad setting.""
 from __future__ import annotations
 
 import os
+import re
 import socket
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import pytest
 from _programs import run_lock_held_elsewhere, run_main
 
 from taxdata.cli import doctor
-from taxdata.testing.llm_server import StandInLLM
+from taxdata.testing.llm_server import StandInLLM, is_probe
 from taxdata.testing.mediawiki_server import StandInMediaWiki
 from taxdata.testing.server import SilentServer
 
@@ -52,17 +53,19 @@ def test_a_good_setup_passes_every_check_and_says_where_settings_came_from(tmp_p
     result, lines = doctor_run(tmp_path, wiki, "--llm-url", ollama.base_url,
                                TAXDATA_TIMEOUT="120")
     assert result.returncode == 0, result.stdout
-    assert [line[0] for line in lines] == [GOOD] * 6
+    assert [line[0] for line in lines] == [GOOD] * 8
     assert lines[0] == (f"{GOOD} LLM server {ollama.base_url}: ollama API, chat at "
                         f"{ollama.base_url}/api/chat (GET {ollama.base_url}/api/tags answered)")
     assert lines[1].startswith(f"{GOOD} LLM server at {ollama.base_url}/api/chat answers: "
                                "2 models listed in ")
     assert lines[2] == f"{GOOD} model 'qwen2.5:7b' is at {ollama.base_url}/api/chat"
-    assert lines[3].startswith(f"{GOOD} Wikipedia answers at {wiki.api_url}")
-    assert "TAXDATA_USER_AGENT" in lines[3]  # the default User-Agent: a note, not a failure
-    assert lines[4].startswith(f"{GOOD} country registry: ")
-    assert lines[5].startswith(f"{GOOD} data directory {tmp_path / 'data'}: writable, not in use")
-    assert result.stdout.rstrip().endswith("All 6 checks passed.")
+    assert lines[3].startswith(f"{GOOD} context at {ollama.base_url}/api/chat: ")
+    assert lines[4] == f"{GOOD} structured output at {ollama.base_url}/api/chat: 'schema' accepted"
+    assert lines[5].startswith(f"{GOOD} Wikipedia answers at {wiki.api_url}")
+    assert "TAXDATA_USER_AGENT" in lines[5]  # the default User-Agent: a note, not a failure
+    assert lines[6].startswith(f"{GOOD} country registry: ")
+    assert lines[7].startswith(f"{GOOD} data directory {tmp_path / 'data'}: writable, not in use")
+    assert result.stdout.rstrip().endswith("All 8 checks passed.")
     settings = {line.split()[0]: line for line in result.stdout.splitlines()
                 if line.startswith("  TAXDATA_")}
     assert settings["TAXDATA_LLM_URL"].endswith("--llm-url")
@@ -70,7 +73,10 @@ def test_a_good_setup_passes_every_check_and_says_where_settings_came_from(tmp_p
     assert settings["TAXDATA_MODEL"].endswith("TAXDATA_MODEL (in .env)")
     assert settings["TAXDATA_MAX_REASKS"].split()[1:] == ["2", "default"]
     assert len(settings) == len(doctor.ENV_VARS)
-    assert [r.method for r in ollama.requests] == ["GET", "GET"]  # no chat: nothing is sent
+    # No work is sent: the model lists, what the server says of the model (its context) and
+    # one tiny structured-output probe.
+    assert [r.path for r in ollama.requests if r.method != "GET"] == ["/api/show", "/api/chat"]
+    assert [is_probe(body) for body in ollama.chats] == [True]
 
 
 def test_a_missing_model_fails_with_the_pull_and_the_models_there(tmp_path, wiki, ollama):
@@ -81,7 +87,7 @@ def test_a_missing_model_fails_with_the_pull_and_the_models_there(tmp_path, wiki
     assert failed == (f"{BAD} model 'gemma3:12b' not at {ollama.base_url}/api/chat (available: "
                       "qwen2.5:7b, llama3.2:3b) - pull it (ollama pull gemma3:12b), or set "
                       "TAXDATA_MODEL to one listed")
-    assert result.stdout.rstrip().endswith("1 of 6 checks failed.")
+    assert result.stdout.rstrip().endswith("1 of 8 checks failed.")
 
 
 def test_a_refused_connection_is_one_failed_line_with_the_fix(tmp_path, wiki):
@@ -116,7 +122,7 @@ def test_a_wiki_that_is_gone_and_a_data_directory_in_use(tmp_path, ollama):
     failed = [line for line in lines if line.startswith(BAD)]
     assert failed[0].startswith(f"{BAD} Wikipedia not reachable at http://127.0.0.1:")
     assert failed[1].startswith(f"{BAD} {data} is in use by tax_data_updater.py (PID {pid}")
-    assert result.stdout.rstrip().endswith("2 of 6 checks failed.")
+    assert result.stdout.rstrip().endswith("2 of 8 checks failed.")
 
 
 def test_a_bad_setting_stops_the_doctor_with_exit_2(tmp_path, wiki):
@@ -135,7 +141,46 @@ def test_quiet_shows_only_what_failed(tmp_path, wiki, ollama):
 
 
 def test_the_checks_are_a_list_of_small_functions():
-    # The integrator adds the structured-output and context-size checks here (issue 15).
     assert [c.__name__ for c in doctor.CHECKS] == ["check_llm_address", "check_llm_models",
+                                                   "check_llm_context", "check_llm_forms",
                                                    "check_wikipedia", "check_registry",
                                                    "check_data_dir"]
+
+
+@pytest.mark.parametrize("rejected, found", [
+    ((), "'json_schema' accepted"),
+    (("json_schema",), "'json_object_schema' accepted"),
+    (("json_schema", "json_object_schema"), "'json_object' accepted"),
+    (("json_schema", "json_object_schema", "json_object"),
+     "no form accepted; the schema goes in the prompt"),
+])
+def test_the_structured_output_form_a_server_takes(tmp_path, wiki, rejected, found):
+    with StandInLLM(dialects=("openai",), reject_forms=rejected) as server:
+        result, lines = doctor_run(tmp_path, wiki, "--llm-url", server.base_url + "/v1")
+        probes = [b for b in server.chats if is_probe(b)]
+    assert result.returncode == 0, result.stdout
+    [line] = [line for line in lines if "structured output" in line]
+    assert line.startswith(f"{GOOD} structured output at {server.base_url}/v1/chat/completions: "
+                           f"{found}")
+    assert len(probes) == len(rejected) + (0 if len(rejected) == 3 else 1)  # one per form tried
+    assert len(server.chats) == len(probes)  # nothing but the probes
+
+
+def test_a_context_too_small_for_any_source_part_fails_with_the_size_to_set(tmp_path, wiki):
+    with StandInLLM(dialects=("ollama",), model_context=1024) as server:
+        result, lines = doctor_run(tmp_path, wiki, "--llm-url", server.base_url)
+    assert result.returncode == 1
+    [failed] = [line for line in lines if line.startswith(BAD)]
+    assert failed.startswith(f"{BAD} context at {server.base_url}/api/chat: the context of 1024 "
+                             "tokens at ")
+    assert "raise the server's context size (or TAXDATA_NUM_CTX) to at least" in failed
+
+
+def test_a_small_context_splits_sources_and_says_so(tmp_path, wiki):
+    with StandInLLM(dialects=("ollama",), model_context=6144) as server:
+        result, lines = doctor_run(tmp_path, wiki, "--llm-url", server.base_url)
+    assert result.returncode == 0, result.stdout
+    [line] = [line for line in lines if " context at " in line]
+    assert re.match(rf"{GOOD} context at {re.escape(server.base_url)}/api/chat: 6,144 tokens, "
+                    r"less than ~[\d,]+ tokens for a 24,000-character source part: sources go "
+                    r"in parts of [\d,]+ characters", line), line
