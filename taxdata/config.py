@@ -59,6 +59,8 @@ class Settings:
     breaker_wait: float = 15.0
     # Inputs (taxation files, raw pages, articles) larger than this are SKIPPED, never sent.
     max_input_bytes: int = 1_000_000
+    # Update reports (JSON + review page) kept in <data>/reports: the newest N; 0 keeps all.
+    keep_reports: int = 100
 
     @property
     def llm_urls(self) -> tuple[str, ...]:
@@ -171,6 +173,8 @@ _SPEC: dict[str, tuple[str, Callable[[str], Any]]] = {
     "breaker_wait": ("TAXDATA_BREAKER_WAIT", _seconds),
     # Input size cap (bytes) of the updater and the generators; see Settings.max_input_bytes.
     "max_input_bytes": ("TAXDATA_MAX_INPUT_BYTES", _int_range(1, 1 << 40)),
+    # Reports kept (the newest N runs'; 0 keeps all); see Settings.keep_reports.
+    "keep_reports": ("TAXDATA_KEEP_REPORTS", _int_range(0, 1_000_000)),
 }
 
 ENV_VARS = {name: env for name, (env, _) in _SPEC.items()}

@@ -23,6 +23,7 @@ from taxdata.record.models import (
     TaxRecord,
     without_calculator_fields,
 )
+from taxdata.store.strictjson import value_problem
 
 # Plausibility thresholds: exceeding them is a *warning* for a human to look at, never an error
 # (a real system may legitimately exceed them).  These are review triggers, not tax facts.
@@ -315,6 +316,9 @@ def validate_record(record: Any, country: CountryLike) -> list[str]:
     """
     if not isinstance(record, dict):
         return [f"<root>: expected an object, got {type(record).__name__}"]
+    problem = value_problem(record)  # beyond what JSON and the calculator hold
+    if problem:
+        return [problem]
     try:
         TaxRecord.model_validate(record)
     except ValidationError as exc:

@@ -21,12 +21,13 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 from taxdata.errors import DataError
 
-__all__ = ["JSParseError", "parse_tax_data_js", "render_tax_data_js"]
+__all__ = ["JSParseError", "parse_tax_data_js", "render_tax_data_entry", "render_tax_data_js",
+           "tax_data_module"]
 
 
 class JSParseError(DataError):
@@ -362,6 +363,10 @@ def _js_scalar(v: Any) -> str:
 
 
 def _is_container(v: Any) -> bool:
+    if isinstance(v, (dict, list, tuple)):  # the common case, without the ABC checks' cost
+        return True
+    if isinstance(v, (str, int, float, bool, type(None))):
+        return False
     return isinstance(v, Mapping) or (isinstance(v, Sequence) and not isinstance(v, (str, bytes)))
 
 
@@ -430,16 +435,25 @@ def render_tax_data_js(
     (if any) as ``//`` lines.  Raises ValueError for NaN/Infinity, TypeError for
     values that have no JSON-like JS form.
     """
+    return tax_data_module(header_lines, (
+        render_tax_data_entry(key, country, (comments or {}).get(key))
+        for key, country in dataset.items()))
+
+
+def render_tax_data_entry(key: str, country: Mapping[str, Any], comment: str | None = None
+                          ) -> str:
+    """One country of :func:`render_tax_data_js`: its comment lines and its entry, each line
+    ending in a newline (so a caller can keep them and re-render only what changed)."""
+    out = _comment(comment, "  ") if comment is not None else []
+    prefix = f"{_js_key(key)}: "
+    out.append(f"  {prefix}{_render(country, 1, len(prefix), force_multiline=True)},")
+    return "\n".join(out) + "\n"
+
+
+def tax_data_module(header_lines: Sequence[str] | str, entries: Iterable[str]) -> str:
+    """The module around rendered entries (:func:`render_tax_data_entry`)."""
     if isinstance(header_lines, str):
         header_lines = [header_lines]
-    out = [line for h in header_lines for line in _comment(h, "")]
-    if out:
-        out.append("")
-    out.append("export const taxData = {")
-    for key, country in dataset.items():
-        if comments and key in comments:
-            out.extend(_comment(comments[key], "  "))
-        prefix = f"{_js_key(key)}: "
-        out.append(f"  {prefix}{_render(country, 1, len(prefix), force_multiline=True)},")
-    out.append("};")
-    return "\n".join(out) + "\n"
+    head = [line for h in header_lines for line in _comment(h, "")]
+    prologue = "\n".join(head) + "\n\n" if head else ""
+    return prologue + "export const taxData = {\n" + "".join(entries) + "};\n"

@@ -26,6 +26,8 @@ from taxdata.timestamps import now_utc
 from taxdata.update.extract import PROMPT_VERSION, ExtractionFailed, Extractor
 from taxdata.update.outcome import CountryOutcome
 
+UP_TO_DATE = "source unchanged since the last extraction (--force to redo)"
+
 
 @dataclass
 class CountryUpdater:
@@ -40,9 +42,13 @@ class CountryUpdater:
 
     def up_to_date(self, slug: str, raw: bytes, model: str | None) -> bool:
         """The record was extracted from these very bytes, with this prompt and model."""
+        return self.up_to_date_digest(slug, hashlib.sha256(raw).hexdigest(), model)
+
+    def up_to_date_digest(self, slug: str, digest: str | None, model: str | None) -> bool:
+        """:meth:`up_to_date` for bytes whose sha256 is ``digest``."""
         provenance = (self.previous.get(slug) or {}).get("provenance") or {}
-        return (not self.force
-                and provenance.get("source_sha256") == hashlib.sha256(raw).hexdigest()
+        return (not self.force and digest is not None
+                and provenance.get("source_sha256") == digest
                 and provenance.get("prompt_version") == PROMPT_VERSION
                 and provenance.get("model") == model)
 
@@ -64,7 +70,7 @@ class CountryUpdater:
                                  unverified=info.unverified, model=client.model)
         if self.up_to_date(slug, raw, client.model):
             outcome.status = Status.UNCHANGED
-            outcome.reason = "source unchanged since the last extraction (--force to redo)"
+            outcome.reason = UP_TO_DATE
             return outcome
         started = time.monotonic()
         try:

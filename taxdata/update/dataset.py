@@ -1,172 +1,360 @@
 """The updater's dataset on disk: ``tax_data.json``, the calculator's ``taxData.js``, the journal.
 
-``tax_data.json`` holds every record with its provenance; ``taxData.js`` is rendered from it
-(registry countries only) and the two are always written together. During a run each finished
-country goes into memory and the fsync'd journal at once (:meth:`DatasetStore.save`), and the
-whole files are rewritten at checkpoints; :func:`recover` finishes what a killed run left.
+``tax_data.json`` holds every record with its provenance, one country per line (the C JSON
+encoder, a one-line diff per changed country; files in the older indented layout load as they
+are); ``taxData.js`` is rendered from it and the two are always written together. During a run
+each finished country goes into memory and the fsync'd journal at once (:meth:`DatasetStore.save`)
+and the whole files are rewritten at checkpoints, from per-country pieces kept encoded (a
+checkpoint re-encodes only the countries that changed since the last). :func:`recover` finishes
+what a killed run left.
+
+Every entry passes the gate (:mod:`taxdata.update.gate`) on its way in, from a reply, the
+journal or the file itself; what fails is quarantined (:mod:`taxdata.store.quarantine`). A run
+that changed nothing rewrites nothing: ``taxData.js`` names the ``tax_data.json`` it was
+rendered from and a digest of its own body, so an unchanged run can tell it is in step.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import re
 import time
 from typing import Any, Mapping
 
 from taxdata.countries.registry import Registry
-from taxdata.errors import UsageError
+from taxdata.errors import EXIT_FAILED, TaxdataError, UsageError
 from taxdata.log import logger
 from taxdata.outcome import Status
 from taxdata.record import crosscheck
 from taxdata.record.build import diff_records
-from taxdata.store.datadir import DataDir, dump_json
+from taxdata.store import strictjson
+from taxdata.store.confined import SymlinkRefused
+from taxdata.store.datadir import DataDir
 from taxdata.store.journal import Journal, read_journal
-from taxdata.store.jsmodule import render_tax_data_js
+from taxdata.store.jsmodule import render_tax_data_entry, tax_data_module
+from taxdata.store.quarantine import Quarantine, shown_slug
 from taxdata.timestamps import now_utc
+from taxdata.update.gate import GATE_VERSION, entry_problem
 from taxdata.update.outcome import CountryOutcome, report_counts
 
 DATASET_FILE = "tax_data.json"
 JS_FILE = "taxData.js"
 JOURNAL_FILE = ".tax_data.journal.jsonl"  # finished countries not yet in tax_data.json
 CHECKPOINT_SECONDS = 5.0  # rewrite tax_data.json + taxData.js at most this often during a run
+CHECKPOINT_SHARE = 0.02  # ... and so that checkpoints take at most this share of the run
 DATASET_FORMAT = "taxdata/1"
+# taxData.js's state line: the tax_data.json bytes it was rendered from (which passed the gate
+# under that registry and gate version) and a digest of its own body.
+_STATE = re.compile(rb"State: tax_data\.json sha256 ([0-9a-f]{16}), body sha256 ([0-9a-f]{16}), "
+                    rb"checked by (\S+) against registry ([0-9a-f]{16}|none)")
+_BODY_START = b"export const taxData = {"
+
+
+class PersistFailed(TaxdataError):
+    """tax_data.json or taxData.js could not be written (a full disk): one line; the journal
+    keeps what was finished, and the next run recovers it."""
+
+    exit_code = EXIT_FAILED
 
 
 def empty_dataset() -> dict[str, Any]:
     return {"format": DATASET_FORMAT, "updated_at": None, "countries": {}}
 
 
-def load_dataset(data: DataDir) -> dict[str, Any]:
+def read_dataset(data: DataDir) -> tuple[dict[str, Any], bytes]:
+    """``tax_data.json`` parsed (an empty dataset when there is none) and its bytes; a file
+    that is not a dataset is a one-line :class:`UsageError`."""
+    path = data.path(DATASET_FILE)
     try:
-        dataset = data.read_json(DATASET_FILE, None) or empty_dataset()
-    except ValueError as exc:  # not JSON at all: a one-line usage error, not a traceback
-        raise UsageError(str(exc)) from None
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return empty_dataset(), b""
+    except IsADirectoryError:
+        raise UsageError(f"{path}: is a directory, not a file") from None
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    try:
+        dataset = strictjson.loads(raw, duplicates=True)
+    except strictjson.JSONProblem as exc:
+        raise UsageError(f"{path}: {exc}") from None
     if (not isinstance(dataset, dict) or dataset.get("format") != DATASET_FORMAT
             or not isinstance(dataset.get("countries"), dict)):
-        raise UsageError(f"{data.path(DATASET_FILE)}: not a taxdata dataset "
+        raise UsageError(f"{path}: not a taxdata dataset "
                          f"(expected \"format\": \"{DATASET_FORMAT}\")")
-    return dataset
+    return dataset, raw
 
 
-def calculator_view(dataset: dict[str, Any], registry: Registry) -> dict[str, Any]:
-    """The dataset as taxData.js shows it: registry countries only."""
-    return dict(dataset, countries={slug: entry for slug, entry in dataset["countries"].items()
-                                    if registry.has_slug(slug)})
+def load_dataset(data: DataDir) -> dict[str, Any]:
+    """``tax_data.json`` as it is (not gated: :meth:`DatasetStore.load` gates it)."""
+    return read_dataset(data)[0]
 
 
-def render_js(dataset: dict[str, Any], outcomes: Mapping[str, CountryOutcome],
-              model: str | None, note: str | None = None) -> str:
-    counts = report_counts(outcomes)
-    header = [
-        "taxData.js - generated by taxdata tax_data_updater; edit the taxation files, not this.",
-        f"Updated {dataset.get('updated_at') or now_utc()} with model {model or 'n/a'}.",
-        "This run: " + (note or ", ".join(f"{n} {s.lower()}" for s, n in counts.items() if n)
-                        or "no country processed"),
-    ]
-    comments = {}
-    for slug, entry in dataset["countries"].items():
-        outcome = outcomes.get(slug)
-        provenance = entry.get("provenance") or {}
-        tag = "[UNCHANGED]"
-        if outcome is None:
-            tag += " not processed in this run"
-        elif outcome.status in (Status.ADDED, Status.UNCHANGED):
-            tag = f"[{outcome.status}]"
-        elif outcome.status == Status.MODIFIED:
-            tag = f"[MODIFIED] {outcome.reason}"
-        elif outcome.status in (Status.FAILED, Status.SKIPPED):
-            tag += f" {outcome.status.lower()} in this run, previous record kept"
-        if provenance.get("source_kind") == "imported":  # old datasets: unverified said false
-            tag += " (UNVERIFIED: imported, not checked against a source)"
-        elif provenance.get("unverified"):
-            tag += " (UNVERIFIED: from model knowledge, not a cited source)"
-        if (provenance.get("crosscheck") or {}).get("classification") == crosscheck.DISPUTED:
-            tag += " (DISPUTED by a reference: see its provenance.crosscheck)"
-        comments[slug] = tag
-    records = {slug: entry["record"] for slug, entry in dataset["countries"].items()}
-    return render_tax_data_js(records, header_lines=header, comments=comments)
+def encode_entry(slug: str, entry: Mapping[str, Any]) -> str:
+    """One country's line of ``tax_data.json`` (the C encoder; the gate let no lone surrogate
+    or NaN in, so it always encodes)."""
+    return f"{json.dumps(slug)}: {json.dumps(entry, ensure_ascii=False, allow_nan=False)}"
+
+
+def dataset_text(dataset: Mapping[str, Any], lines: list[str]) -> str:
+    """The file: the top-level keys, then ``countries`` with one country per line."""
+    head = [f"  {json.dumps(key)}: {json.dumps(value, ensure_ascii=False)}"
+            for key, value in dataset.items() if key != "countries"]
+    body = ",\n".join(f"    {line}" for line in lines)
+    countries = '  "countries": {\n' + body + "\n  }" if lines else '  "countries": {}'
+    return "{\n" + ",\n".join([*head, countries]) + "\n}\n"
+
+
+def _seed_lines(dataset: Mapping[str, Any], raw: bytes) -> dict[str, tuple[Any, str]]:
+    """The lines of a file in this layout, as they are (so the first write re-encodes only
+    what changed); {} for any other layout."""
+    countries = dataset["countries"]
+    text = raw.decode("utf-8", errors="replace")
+    start = text.find('\n  "countries": {\n')
+    if start < 0 or not countries:
+        return {}
+    lines = text[start:].split("\n")[2:2 + len(countries)]
+    seeded: dict[str, tuple[Any, str]] = {}
+    for line, (slug, entry) in zip(lines, countries.items()):
+        prefix = f"    {json.dumps(slug)}: "
+        if not line.startswith(prefix):
+            return {}
+        seeded[slug] = (entry, line[4:-1] if line.endswith(",") else line[4:])
+    return seeded if len(seeded) == len(countries) else {}
+
+
+def country_tag(slug: str, entry: Mapping[str, Any],
+                outcomes: Mapping[str, CountryOutcome]) -> str:
+    """The comment above a country in taxData.js: what this run did to it, and its caveats."""
+    outcome = outcomes.get(slug)
+    provenance = entry.get("provenance") or {}
+    tag = "[UNCHANGED]"
+    if outcome is None:
+        tag += " not processed in this run"
+    elif outcome.status in (Status.ADDED, Status.UNCHANGED):
+        tag = f"[{outcome.status}]"
+    elif outcome.status == Status.MODIFIED:
+        tag = f"[MODIFIED] {outcome.reason}"
+    elif outcome.status in (Status.FAILED, Status.SKIPPED):
+        tag += f" {outcome.status.lower()} in this run, previous record kept"
+    if provenance.get("source_kind") == "imported":  # old datasets: unverified said false
+        tag += " (UNVERIFIED: imported, not checked against a source)"
+    elif provenance.get("unverified"):
+        tag += " (UNVERIFIED: from model knowledge, not a cited source)"
+    if (provenance.get("crosscheck") or {}).get("classification") == crosscheck.DISPUTED:
+        tag += " (DISPUTED by a reference: see its provenance.crosscheck)"
+    return tag
 
 
 class DatasetStore:
     """One run's dataset: in memory as it is now, and what is on disk of it.
 
     A finished country costs one journal append (independent of the dataset's size); the whole
-    files follow at checkpoints and at the end. Used from one thread (the runner's
-    ``on_result``), so it needs no lock.
+    files follow at checkpoints and at the end, built from per-country pieces encoded once per
+    change. Used from one thread (the runner's ``on_result``), so it needs no lock.
     """
 
-    def __init__(self, data: DataDir, registry: Registry) -> None:
+    def __init__(self, data: DataDir, registry: Registry,
+                 quarantine: Quarantine | None = None) -> None:
         self.data = data
         self.registry = registry
+        self.quarantine = quarantine  # None: a dry run, which writes nothing (not even that)
         self.dataset: dict[str, Any] = empty_dataset()  # the dataset as it is now, in memory
         self.dirty = False  # the dataset has changes tax_data.json does not hold yet
-        self.journal = Journal(data.path(JOURNAL_FILE))
+        self.digest = hashlib.sha256(b"").hexdigest()  # of tax_data.json as it is on disk
+        self.journal = Journal(data.path(JOURNAL_FILE), data.root)
+        self._lines: dict[str, tuple[Any, str]] = {}  # slug -> (entry, its encoded line)
+        self._js: dict[str, tuple[Any, str, str]] = {}  # slug -> (record, tag, rendered)
+        self._in_step = False  # taxData.js on disk is the one this dataset renders
         self._checkpointed = time.monotonic()
+        self._checkpoint_cost = 0.0
         # Time spent persisting, for the [PERSIST] line (and the persistence benchmark).
         self.costs: dict[str, float] = {"saved": 0, "journal_s": 0.0, "checkpoints": 0,
                                         "checkpoint_s": 0.0}
 
+    # -- in ------------------------------------------------------------------------------------
     def load(self) -> None:
-        """Read tax_data.json (a broken one is a usage error, before any LLM call)."""
-        self.dataset = load_dataset(self.data)
+        """Read tax_data.json (a broken one is a usage error, before any LLM call) and gate
+        every entry, unless these very bytes passed the gate under this registry before."""
+        self.dataset, raw = read_dataset(self.data)
+        self.digest = hashlib.sha256(raw).hexdigest()
+        self._lines = _seed_lines(self.dataset, raw)
+        self._in_step = self._js_in_step()
+        if not raw or (self._in_step and self.registry.digest is not None):
+            return  # these bytes passed the gate when taxData.js was rendered from them
+        countries = self.dataset["countries"]
+        refused = {slug: problem for slug, entry in countries.items()
+                   if (problem := entry_problem(slug, entry, self.registry, known=False))}
+        for slug, problem in refused.items():
+            self.refuse(slug, countries[slug], "dataset", problem)
+            if self.quarantine is not None:
+                del countries[slug]
+                self._lines.pop(slug, None)
+                self.dirty = True
 
-    def view(self) -> dict[str, Any]:
-        return calculator_view(self.dataset, self.registry)
+    def refuse(self, slug: Any, entry: Any, origin: str, problem: str,
+               raw: str | None = None) -> None:
+        """Quarantine an entry the gate refused (a dry run only says so); on disk before the
+        entry leaves the file it was in."""
+        where = {"dataset": DATASET_FILE, "journal": JOURNAL_FILE}.get(origin, origin)
+        logger.error("[QUARANTINE] %s %s: %s", where, shown_slug(slug), problem)
+        if self.quarantine is None:
+            return
+        try:
+            self.quarantine.add(slug, origin, problem, entry, raw)
+        except OSError as exc:
+            raise PersistFailed(f"cannot write the quarantine file in {self.data.root}: "
+                                f"{exc.strerror or exc}; {where} is left as it is") from None
 
-    def save(self, outcome: CountryOutcome) -> None:
-        """Take a country's new record: its status against the record it replaces (ADDED,
-        MODIFIED, UNCHANGED), then memory and the fsync'd journal."""
+    def save(self, outcome: CountryOutcome) -> bool:
+        """Take a country's new record: through the gate, its status against the record it
+        replaces (ADDED, MODIFIED, UNCHANGED), then memory and the journal. False (the outcome
+        FAILED, the entry quarantined) when the gate refuses it. OSError if the journal cannot
+        be written (nothing of this country is then taken)."""
         started = time.perf_counter()
+        entry = {"record": outcome.record, "provenance": outcome.provenance}
+        problem = entry_problem(outcome.slug, entry, self.registry)
+        if problem:
+            self.refuse(outcome.slug, entry, "reply", problem)
+            outcome.status, outcome.record = Status.FAILED, None
+            outcome.reason = f"quarantined, not written: {problem}"
+            return False
         countries = self.dataset["countries"]
         old = (countries.get(outcome.slug) or {}).get("record")
-        changes = diff_records(old, outcome.record)
-        outcome.compare(old, changes)
-        entry = {"record": outcome.record, "provenance": outcome.provenance}
         self.journal.append({"slug": outcome.slug, **entry})
+        outcome.compare(old, diff_records(old, outcome.record))
         countries[outcome.slug] = entry
         self.dataset["updated_at"] = now_utc()
         self.dirty = True
         self.costs["saved"] += 1
         self.costs["journal_s"] += time.perf_counter() - started
+        return True
+
+    def remove(self, slug: str) -> None:
+        """Drop a country from the dataset (``--prune``)."""
+        if self.dataset["countries"].pop(slug, None) is not None:
+            self.dataset["updated_at"] = now_utc()
+            self.dirty = True
+
+    # -- out -----------------------------------------------------------------------------------
+    def view(self) -> dict[str, Any]:
+        """The dataset as taxData.js shows it: every country (only ``--prune`` removes one)."""
+        return self.dataset
 
     def checkpoint_due(self) -> bool:
-        return time.monotonic() - self._checkpointed >= CHECKPOINT_SECONDS
+        wait = max(CHECKPOINT_SECONDS, self._checkpoint_cost / CHECKPOINT_SHARE)
+        return time.monotonic() - self._checkpointed >= wait
 
     def checkpoint(self, outcomes: Mapping[str, CountryOutcome], model: str | None) -> None:
         """Rewrite tax_data.json and taxData.js together from memory; the journal restarts."""
         started = time.perf_counter()
         if self.dirty:
-            self._sort()
-            self.data.write_text(DATASET_FILE, dump_json(self.dataset))
-            self.data.write_text(JS_FILE, render_js(self.view(), outcomes, model))
+            self.write_files(outcomes, model)
             self.journal.clear()
-            self.dirty = False
             self.costs["checkpoints"] += 1
-            self.costs["checkpoint_s"] += time.perf_counter() - started
+            self._checkpoint_cost = time.perf_counter() - started
+            self.costs["checkpoint_s"] += self._checkpoint_cost
         self._checkpointed = time.monotonic()
 
     def finish(self, outcomes: Mapping[str, CountryOutcome], model: str | None) -> None:
-        """The final write of tax_data.json and taxData.js (in step); the journal goes."""
+        """The final write of tax_data.json and taxData.js (in step), only if something changed;
+        the journal goes. :class:`PersistFailed` (the journal kept) if they cannot be written."""
         started = time.perf_counter()
-        if self.dirty:
-            self._sort()
-            self.data.write_text(DATASET_FILE, dump_json(self.dataset))
-        self.data.write_text(JS_FILE, render_js(self.view(), outcomes, model))
-        self.dirty = False
+        wrote = self.dirty or not self._in_step
+        if wrote:
+            self.write_files(outcomes, model)
         self.journal.remove()
         costs = self.costs
-        logger.info("[PERSIST] %d %s saved: journal %.2fs, %d %s %.2fs, final write %.2fs",
+        logger.info("[PERSIST] %d %s saved: journal %.2fs, %d %s %.2fs, final write %.2fs%s",
                     costs["saved"], "country" if costs["saved"] == 1 else "countries",
                     costs["journal_s"], costs["checkpoints"],
                     "checkpoint" if costs["checkpoints"] == 1 else "checkpoints",
-                    costs["checkpoint_s"], time.perf_counter() - started)
+                    costs["checkpoint_s"], time.perf_counter() - started,
+                    "" if wrote else f" (nothing changed: {DATASET_FILE} and {JS_FILE} "
+                                     "not rewritten)")
+
+    def write_files(self, outcomes: Mapping[str, CountryOutcome], model: str | None,
+                    note: str | None = None) -> None:
+        """tax_data.json (if it changed), then taxData.js: :class:`PersistFailed` (one line)
+        when the disk refuses."""
+        try:
+            if self.dirty:
+                self._sort()
+                raw = dataset_text(self.dataset, self._encoded_lines()).encode("utf-8")
+                self.data.write_bytes(DATASET_FILE, raw)
+                self.digest = hashlib.sha256(raw).hexdigest()
+                self.dirty = False
+            self.data.write_bytes(JS_FILE, self.render_js(outcomes, model, note))
+            self._in_step = True
+        except (OSError, SymlinkRefused) as exc:
+            what = getattr(exc, "strerror", None) or exc
+            raise PersistFailed(f"cannot write {DATASET_FILE} and {JS_FILE} in "
+                                f"{self.data.root}: {what}") from None
+
+    def render_js(self, outcomes: Mapping[str, CountryOutcome], model: str | None,
+                  note: str | None = None) -> bytes:
+        """taxData.js for the dataset as it is in memory, re-rendering only the countries whose
+        record or comment changed since the last rendering."""
+        counts = report_counts(outcomes)
+        pieces = []
+        for slug, entry in self.dataset["countries"].items():
+            record, tag = entry["record"], country_tag(slug, entry, outcomes)
+            cached = self._js.get(slug)
+            if cached is None or cached[0] is not record or cached[1] != tag:
+                cached = (record, tag, render_tax_data_entry(slug, record, tag))
+                self._js[slug] = cached
+            pieces.append(cached[2])
+        body = tax_data_module((), pieces).encode("utf-8")
+        header = [
+            "taxData.js - generated by taxdata tax_data_updater; edit the taxation files, not "
+            "this.",
+            f"Updated {self.dataset.get('updated_at') or now_utc()} with model {model or 'n/a'}.",
+            "This run: " + (note or ", ".join(f"{n} {s.lower()}" for s, n in counts.items() if n)
+                            or "no country processed"),
+            f"State: tax_data.json sha256 {self.digest[:16]}, body sha256 "
+            f"{hashlib.sha256(body).hexdigest()[:16]}, checked by {GATE_VERSION} against "
+            f"registry {(self.registry.digest or 'none')[:16]} (a run that changes nothing "
+            "leaves this file as it is)",
+        ]
+        return "".join(f"// {line}\n" for line in header).encode("utf-8") + b"\n" + body
+
+    def _js_in_step(self) -> bool:
+        """taxData.js is the one this dataset renders: its state line names these
+        tax_data.json bytes, this gate and this registry, and its body is untouched."""
+        try:
+            raw = self.data.path(JS_FILE).read_bytes()
+        except OSError:
+            return False
+        start = raw.find(_BODY_START)
+        match = _STATE.search(raw, 0, max(start, 0))
+        return (start >= 0 and match is not None
+                and match.group(1).decode() == self.digest[:16]
+                and match.group(2).decode() == hashlib.sha256(raw[start:]).hexdigest()[:16]
+                and match.group(3).decode() == GATE_VERSION
+                and match.group(4).decode() == (self.registry.digest or "none")[:16])
+
+    def _encoded_lines(self) -> list[str]:
+        lines = []
+        for slug, entry in self.dataset["countries"].items():
+            cached = self._lines.get(slug)
+            if cached is None or cached[0] is not entry:
+                cached = (entry, encode_entry(slug, entry))
+                self._lines[slug] = cached
+            lines.append(cached[1])
+        return lines
 
     def _sort(self) -> None:
-        self.dataset["countries"] = dict(sorted(self.dataset["countries"].items()))
+        countries = self.dataset["countries"]
+        if list(countries) != sorted(countries):
+            self.dataset["countries"] = dict(sorted(countries.items()))
 
 
-def recover(data: DataDir, registry: Registry) -> int:
-    """Finish what a killed run left: replay its journal into tax_data.json, re-render taxData.js.
+def recover(data: DataDir, registry: Registry, quarantine: Quarantine) -> int:
+    """Finish what a killed run left: replay its journal (each entry through the gate) into
+    tax_data.json, re-render taxData.js.
 
     Returns how many journal entries were replayed (0 when the last run finished its writes).
+    A disk that still refuses is a one-line :class:`PersistFailed`; the journal then stays.
     """
     path = data.path(JOURNAL_FILE)
     try:
@@ -175,25 +363,33 @@ def recover(data: DataDir, registry: Registry) -> int:
         raise UsageError(f"cannot read the journal {path}: {exc.strerror or exc}") from None
     if entries is None:
         return 0
-    dataset = load_dataset(data)
+    store = DatasetStore(data, registry, quarantine)
+    store.load()
+    countries = store.dataset["countries"]
+    replayed = 0
     for entry in entries:
         slug = entry.get("slug")
-        if isinstance(slug, str) and isinstance(entry.get("record"), dict):
-            dataset["countries"][slug] = {"record": entry["record"],
-                                          "provenance": entry.get("provenance")}
-    if entries:
-        dataset["countries"] = dict(sorted(dataset["countries"].items()))
-        dataset["updated_at"] = now_utc()
-        data.write_text(DATASET_FILE, dump_json(dataset))
-    if dataset["countries"] or data.path(JS_FILE).exists():
-        data.write_text(JS_FILE, render_js(calculator_view(dataset, registry), {}, None,
-                                           note="recovered after an interrupted run"))
-    Journal(path).remove()
-    if entries:
+        if "unreadable" in entry:
+            store.refuse(None, None, "journal", entry["unreadable"], raw=entry.get("raw"))
+            continue
+        body = {key: value for key, value in entry.items() if key != "slug"}
+        problem = entry_problem(slug, body, registry)
+        if problem:
+            store.refuse(slug, entry, "journal", problem)
+            continue
+        countries[slug] = body
+        store.dirty = True
+        replayed += 1
+    if replayed:
+        store.dataset["updated_at"] = now_utc()
+    if store.dirty or countries or data.path(JS_FILE).exists():
+        store.write_files({}, None, note="recovered after an interrupted run")
+    store.journal.remove()
+    if replayed:
         logger.warning("[RECOVERED] the last run ended without finishing its writes: %d finished "
-                       "countries replayed into %s, %s re-rendered", len(entries), DATASET_FILE,
+                       "countries replayed into %s, %s re-rendered", replayed, DATASET_FILE,
                        JS_FILE)
     else:
         logger.info("[RECOVERED] the last run ended without finishing its writes: %s "
                     "re-rendered from %s", JS_FILE, DATASET_FILE)
-    return len(entries)
+    return replayed

@@ -16,34 +16,35 @@ This module runs it: the plan, the workers, the end, the dry runs. What it is as
 from __future__ import annotations
 
 import hashlib
-import json
 import time
 from pathlib import Path
 from typing import Any, Mapping
 
 from taxdata import __version__
+from taxdata.cancel import STOP
 from taxdata.clients.llm import LLMClient, report_endpoints
 from taxdata.clients.wikipedia import WikipediaClient
 from taxdata.config import Settings
 from taxdata.countries.registry import RegistryError, load_registry
-from taxdata.errors import EXIT_OK, UsageError
+from taxdata.errors import EXIT_FAILED, EXIT_OK, TaxdataError, UsageError, first_line
 from taxdata.log import logger, thread_label
 from taxdata.outcome import Status, exit_code, outcome_of
 from taxdata.record import crosscheck
 from taxdata.record.reference import Reference, ReferenceTableError, fetch_list_reference
 from taxdata.record.referencefile import load_reference_csv, parse_column_spec
-from taxdata.report.html import write_html_report
 from taxdata.runner import TaskResult, run_tasks
 from taxdata.store.datadir import DataDir
-from taxdata.store.locks import run_lock_scope
+from taxdata.store.locks import DataDirError, run_lock_scope
+from taxdata.store.quarantine import Quarantine
 from taxdata.store.taxfile import source_problem, taxation_path
 from taxdata.timestamps import now_utc
-from taxdata.update.country import CountryUpdater
-from taxdata.update.dataset import DatasetStore, recover
+from taxdata.update.country import UP_TO_DATE, CountryUpdater
+from taxdata.update.dataset import DATASET_FILE, JS_FILE, DatasetStore, PersistFailed, recover
 from taxdata.update.extract import PROMPT_VERSION, Extractor
 from taxdata.update.imports import merge_import, read_import
 from taxdata.update.options import UpdateOptions
 from taxdata.update.outcome import CountryOutcome, report_counts
+from taxdata.update.reports import report_countries, write_reports
 from taxdata.update.summary import (
     crosscheck_counts,
     few_words,
@@ -54,6 +55,12 @@ from taxdata.update.summary import (
 )
 
 SCRIPT_NAME = "tax_data_updater.py"
+
+
+class NotSaved(TaxdataError):
+    """A finished country the disk did not take; the run stopped once, with one line."""
+
+    reported_once = True
 
 
 class UpdateRun:
@@ -75,7 +82,12 @@ class UpdateRun:
         self.model: str | None = None
         self.references: list[Reference] = []  # the second sources to cross-check against
         self.list_fetched = False  # Wikipedia's list page was asked for (once per run)
-        self.store = DatasetStore(self.data, self.registry)
+        stamp = self.started.replace(":", "").replace("-", "")
+        self.quarantine = Quarantine(self.data, stamp)  # what the gate refused, kept aside
+        self.store = DatasetStore(self.data, self.registry,
+                                  None if options.dry_run else self.quarantine)
+        self.digests: dict[str, str] = {}  # slug -> sha256 of its taxation file, as planned
+        self.stopped: str | None = None  # why the run stopped early (the disk), if it did
         self.report_path: Path | None = None
 
     # Which countries have a source file; the others are SKIPPED.
@@ -92,7 +104,7 @@ class UpdateRun:
                 self.outcomes[country.slug] = CountryOutcome(
                     country.slug, Status.SKIPPED, f"no taxation file in {self.input_dir}")
                 continue
-            problem = self.input_problem(path)
+            problem = self.input_problem(path, country.slug)
             if problem:
                 logger.warning("[SKIPPED] %s %s: %s", country.slug, path.name, problem)
                 self.outcomes[country.slug] = CountryOutcome(
@@ -102,15 +114,19 @@ class UpdateRun:
                 sources[country.slug] = path
         return sources
 
-    def input_problem(self, path: Path) -> str | None:
-        """Why a taxation file must not be sent (over the size cap, not text, empty)."""
+    def input_problem(self, path: Path, slug: str | None = None) -> str | None:
+        """Why a taxation file must not be sent (over the size cap, not text, empty); its
+        digest is kept (``slug``) to tell an up-to-date country without reading it again."""
         cap = self.settings.max_input_bytes
         try:
             size = path.stat().st_size
             if size > cap:  # not even read: it may be huge
                 return (f"{size:,} bytes is over the input cap of {cap:,} bytes "
                         "(TAXDATA_MAX_INPUT_BYTES)")
-            return source_problem(path.read_bytes(), cap)
+            raw = path.read_bytes()
+            if slug is not None:
+                self.digests[slug] = hashlib.sha256(raw).hexdigest()
+            return source_problem(raw, cap)
         except OSError as exc:
             return f"cannot read: {exc.strerror or exc}"
 
@@ -125,14 +141,45 @@ class UpdateRun:
         if listed is not None:
             self.references.insert(0, listed)
 
+    def current(self, sources: dict[str, Path], judge: CountryUpdater) -> dict[str, Path]:
+        """The sources that must be sent; the up-to-date ones (the very bytes the record was
+        extracted from, with this prompt and model) are UNCHANGED here, never a task."""
+        send = {}
+        for slug, path in sources.items():
+            provenance = (self.previous.get(slug) or {}).get("provenance") or {}
+            if judge.up_to_date_digest(slug, self.digests.get(slug), self.model):
+                self.outcomes[slug] = CountryOutcome(
+                    slug, Status.UNCHANGED, UP_TO_DATE, source_file=path.name,
+                    source_kind=provenance.get("source_kind"),
+                    unverified=bool(provenance.get("unverified")), model=self.model)
+            else:
+                send[slug] = path
+        return send
+
     def persist(self, outcome: CountryOutcome) -> None:
         """Record a finished country at once (called as each result arrives, on one thread):
-        in memory and the journal; the whole files follow at checkpoints."""
-        if outcome.record is not None:  # None: up to date, nothing new to write
-            self.store.save(outcome)
-        self.outcomes[outcome.slug] = outcome
-        if outcome.record is not None and self.store.checkpoint_due():
-            self.checkpoint()
+        in memory and the journal; the whole files follow at checkpoints. A disk that refuses
+        stops the run (one line; what the journal holds is kept)."""
+        if self.stopped:
+            raise NotSaved(self.stopped)
+        try:
+            if outcome.record is not None:  # None: up to date, nothing new to write
+                self.store.save(outcome)
+            self.outcomes[outcome.slug] = outcome
+            if outcome.record is not None and self.store.checkpoint_due():
+                self.checkpoint()
+        except (OSError, PersistFailed) as exc:
+            self.stop(exc)
+            raise NotSaved(self.stopped) from None
+
+    def stop(self, error: BaseException) -> None:
+        """The disk refused a write: stop sending work (one line for the whole run)."""
+        what = getattr(error, "strerror", None) or first_line(error)
+        self.stopped = f"finished but not saved ({what}); previous record kept"
+        logger.error("[STOPPED] cannot write to %s: %s; the run stops, %d countries saved so far "
+                     "are kept (the journal); free space and re-run to continue", self.data.root,
+                     what, self.store.costs["saved"])
+        STOP.set()  # queued countries are not started; the ones in flight end unsaved
 
     def checkpoint(self) -> None:
         self.store.checkpoint(self.outcomes, self.model)
@@ -142,12 +189,13 @@ class UpdateRun:
         """Write tax_data.json and taxData.js (in step), then the report and its review page;
         drop the journal. ``seconds``: the run's wall time; ``endpoints``: the LLM servers'
         summary lines (the page shows them as the summary prints them)."""
-        for slug in self.store.dataset["countries"]:
-            if not self.registry.has_slug(slug):
-                self.outcomes[slug] = CountryOutcome(
-                    slug, Status.REMOVED, "not in the country registry: left out of taxData.js "
-                    "(its record stays in tax_data.json)")
-        self.store.finish(self.outcomes, self.model)
+        if not self.stopped:
+            try:
+                self.store.finish(self.outcomes, self.model)
+            except PersistFailed as exc:
+                self.stop(exc)
+        if self.stopped:
+            self.store.journal.close()  # it holds what was finished: the next run recovers it
         report = {
             "started_at": self.started, "finished_at": now_utc(), "interrupted": interrupted,
             "model": self.model, "llm_url": self.settings.llm_url,
@@ -157,15 +205,12 @@ class UpdateRun:
             "crosscheck": {"references": [r.label for r in self.references],
                            "rule": crosscheck.RULE,
                            "counts": crosscheck_counts(self.outcomes)},
-            "countries": {slug: self.outcomes[slug].report() for slug in sorted(self.outcomes)},
+            "stopped": self.stopped, "quarantined": self.quarantine.report(),
+            **report_countries(self.outcomes),
         }
-        stamp = self.started.replace(":", "").replace("-", "")
-        # Claimed with an exclusive create: runs started in the same second keep both reports.
-        self.report_path = self.data.write_new_text(f"reports/update-{stamp}", ".json",
-                                                    json.dumps(report, indent=2) + "\n")
-        write_html_report(self.data, self.report_path.relative_to(self.data.root).as_posix(),
-                          report, self.store.view(), previous=self.previous,
-                          sources=self.source_text)
+        self.report_path = write_reports(self.data, self.started, report, self.store.view(),
+                                         self.previous, self.source_text,
+                                         self.settings.keep_reports)
 
     def source_text(self, slug: str, source: Mapping[str, Any] | None) -> str | None:
         """The text a country's quotes are shown in: its taxation file, or (``source``: the
@@ -197,7 +242,42 @@ class UpdateRun:
 
     def print_summary(self, seconds: float) -> None:
         print_update_summary(self.outcomes, seconds, model=self.model,
-                             references=self.references)
+                             references=self.references, quarantined=self.quarantine.items)
+
+    def exit_code(self, interrupted: bool) -> int:
+        """The dataset's status; a quarantined entry or a refused write is a failure too."""
+        code = exit_code(self.outcomes, interrupted)
+        if code == EXIT_OK and (self.quarantine.items or self.stopped):
+            return EXIT_FAILED
+        return code
+
+    def keep_or_prune(self) -> None:
+        """The dataset's countries the registry lacks (a changed registry, a forgotten
+        TAXDATA_COUNTRIES) stay in both files, with one warning, unless ``--prune``."""
+        unknown = [slug for slug in self.store.dataset["countries"]
+                   if not self.registry.has_slug(slug)]
+        if not unknown:
+            return
+        shown = ", ".join(unknown[:10]) + (f" and {len(unknown) - 10} more"
+                                           if len(unknown) > 10 else "")
+        if self.options.prune:
+            logger.warning("[PRUNE] %d %s not in the country registry %s removed: %s",
+                           len(unknown), "country" if len(unknown) == 1 else "countries",
+                           self.registry.source, shown)
+        else:
+            logger.warning("[KEPT] %d %s of %s not in the country registry %s: kept in %s and "
+                           "%s (--prune removes them): %s", len(unknown),
+                           "country" if len(unknown) == 1 else "countries", DATASET_FILE,
+                           self.registry.source, DATASET_FILE, JS_FILE, shown)
+        for slug in unknown:
+            if self.options.prune:
+                self.store.remove(slug)
+                self.outcomes[slug] = CountryOutcome(
+                    slug, Status.REMOVED, "--prune: not in the country registry")
+            else:
+                self.outcomes[slug] = CountryOutcome(
+                    slug, Status.SKIPPED, "not in the country registry: kept as it is "
+                    "(--prune removes it)")
 
 
 @run_lock_scope()
@@ -220,14 +300,19 @@ def run(options: UpdateOptions, settings: Settings) -> int:
     update.previous = dict(update.store.dataset["countries"])
     if options.dry_run:
         return dry_run(update, extractor, sources)
-    update.store.journal.open()
-    if update.store.dirty:  # the import is on disk before the first request
-        update.checkpoint()
+    try:
+        update.store.journal.open()
+        if update.store.dirty:  # the import (or a quarantine) is on disk before any request
+            update.checkpoint()
+    except (OSError, PersistFailed) as exc:
+        raise DataDirError(f"cannot write to {update.data.root}: "
+                           f"{getattr(exc, 'strerror', None) or exc}") from None
 
-    if sources:
-        update.fetch_list_reference()
     one_country = CountryUpdater(update.registry, extractor, update.references, update.previous,
                                  force=options.force, accept_disputed=options.accept_disputed)
+    sources = update.current(sources, one_country)
+    if sources:
+        update.fetch_list_reference()
 
     def work(slug: str) -> CountryOutcome:
         return one_country.process(slug, sources[slug])
@@ -241,12 +326,14 @@ def run(options: UpdateOptions, settings: Settings) -> int:
     for slug, result in summary.results.items():
         if slug not in update.outcomes or not result.ok:
             update.outcomes[slug] = outcome_of(result, CountryOutcome)
+            if result.cancelled and update.stopped:
+                update.outcomes[slug].reason = "not run: the run stopped (the disk refused a write)"
     update.finish(summary.interrupted, time.monotonic() - started, client.endpoint_summary())
     update.print_summary(time.monotonic() - started)
     report_endpoints(client, (r.error for r in summary.results.values()))
     print_report_paths(update.report_path)  # the last lines: where to look ...
     print_closing_line(update.outcomes)  # ... and, if nothing written was checked, that
-    return exit_code(update.outcomes, summary.interrupted)
+    return update.exit_code(summary.interrupted)
 
 
 def prepare(options: UpdateOptions, settings: Settings) -> UpdateRun:
@@ -269,9 +356,17 @@ def prepare(options: UpdateOptions, settings: Settings) -> UpdateRun:
         update.data.check_writable()
         update.data.acquire_run_lock(SCRIPT_NAME)
         update.data.sweep_stale_temps()
-        recover(update.data, update.registry)
+        try:
+            recover(update.data, update.registry, update.quarantine)
+        except PersistFailed as exc:  # the disk is still full: the journal waits for space
+            raise DataDirError(f"cannot recover the last run's work: {exc}; the journal is "
+                               "kept, free space and re-run") from None
     # A broken dataset is an error before any LLM call.
-    update.store.load()
+    try:
+        update.store.load()
+    except PersistFailed as exc:
+        raise DataDirError(str(exc)) from None
+    update.keep_or_prune()
     return update
 
 
@@ -289,12 +384,16 @@ def run_import(update: UpdateRun, started: float) -> int | None:
     if options.dry_run:
         return dry_run_import(update)
     if options.import_only:
-        update.store.journal.open()
+        try:
+            update.store.journal.open()
+        except OSError as exc:
+            raise DataDirError(f"cannot write to {update.data.root}: {exc.strerror or exc}"
+                               ) from None
         update.finish(interrupted=False, seconds=time.monotonic() - started)
         update.print_summary(time.monotonic() - started)
         print_report_paths(update.report_path)
         print_closing_line(update.outcomes)
-        return exit_code(update.outcomes, interrupted=False)
+        return update.exit_code(interrupted=False)
     return None
 
 
@@ -311,8 +410,8 @@ def dry_run(update: UpdateRun, extractor: Extractor, sources: dict[str, Path]) -
     run) and each prompt's size; send no work, write nothing."""
     judge = CountryUpdater(update.registry, extractor, [], update.previous,
                            force=update.options.force)
-    current = [slug for slug, path in sources.items()
-               if judge.up_to_date(slug, path.read_bytes(), update.model)]
+    current = [slug for slug in sources
+               if judge.up_to_date_digest(slug, update.digests.get(slug), update.model)]
     sent = {slug: path for slug, path in sources.items() if slug not in current}
     noun = "country" if len(sent) == 1 else "countries"
     print(f"Dry run: {len(sent)} {noun} would be sent to "
