@@ -24,11 +24,14 @@ import contextlib
 import json
 import os
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
 from taxdata.store import strictjson
 from taxdata.store.confined import open_file, unlink
+
+GROUP_WINDOW = 0.002  # seconds the writer gathers lines before one fsync for all of them
 
 
 class Journal:
@@ -46,6 +49,8 @@ class Journal:
         self._size = 0  # bytes of whole lines in the file
         self._error: OSError | None = None
         self._writer: threading.Thread | None = None
+        self._since_clear: list[tuple[str | None, bytes]] = []  # (key, line) since clear()
+        self._idle = False  # the writer waits for lines to fsync
 
     def open(self) -> "Journal":
         self._dir_fd, self._fd = open_file(self.root, self._relpath,
@@ -65,8 +70,12 @@ class Journal:
     def append(self, entry: dict[str, Any]) -> None:
         """Write one entry (one JSON line) now; the writer thread fsyncs it. Raises OSError if
         this or an earlier write failed (the file then ends with the last whole line)."""
-        line = (json.dumps(entry, ensure_ascii=False, separators=(",", ":")) + "\n"
-                ).encode("utf-8")
+        self.append_line(json.dumps(entry, ensure_ascii=False, separators=(",", ":")))
+
+    def append_line(self, text: str, key: str | None = None) -> None:
+        """:meth:`append` for an entry already encoded as one line of JSON (no newline);
+        thread-safe. ``key`` names the entry for :meth:`clear`."""
+        line = (text + "\n").encode("utf-8")
         with self._cond:
             if self._fd is None:
                 raise ValueError("journal is not open")
@@ -84,14 +93,17 @@ class Journal:
                 raise
             self._size += len(line)
             self._written += 1
-            self._cond.notify_all()
+            self._since_clear.append((key, line))
+            if self._idle:  # wake the writer only when it sleeps (one wake per fsync, not line)
+                self._cond.notify_all()
 
     def flush(self) -> None:
         """Wait until every entry appended so far is fsynced."""
         with self._cond:
             target = self._written
             while self._durable < target and self._error is None:
-                self._cond.wait()
+                self._cond.notify_all()
+                self._cond.wait(0.05)
             if self._error is not None:
                 raise self._error
 
@@ -99,7 +111,13 @@ class Journal:
         while True:
             with self._cond:
                 while self._durable == self._written and self._fd is not None:
+                    self._idle = True
                     self._cond.wait()
+                    self._idle = False
+                if self._fd is None:
+                    return
+            time.sleep(GROUP_WINDOW)  # the lines written meanwhile share this fsync
+            with self._cond:
                 if self._fd is None:
                     return
                 target, fd = self._written, self._fd
@@ -114,14 +132,23 @@ class Journal:
                 self._durable = max(self._durable, target)
                 self._cond.notify_all()
 
-    def clear(self) -> None:
-        """Forget the entries (the whole files now hold them); keep appending after this."""
-        if self._fd is not None:
-            self.flush()
-            with self._cond:
-                os.ftruncate(self._fd, 0)
-                os.fsync(self._fd)
-                self._size = 0
+    def clear(self, done: set[str] | None = None) -> None:
+        """Forget the entries the whole files now hold (those keyed in ``done``; None: all) and
+        keep appending. Lines appended since by other threads for entries the files do not
+        hold yet are written again, so none is lost."""
+        if self._fd is None:
+            return
+        with self._cond:
+            kept = [] if done is None else [(key, line) for key, line in self._since_clear
+                                            if key not in done]
+            os.ftruncate(self._fd, 0)
+            data = b"".join(line for _, line in kept)
+            view = memoryview(data)
+            while view:
+                view = view[os.write(self._fd, view):]
+            os.fsync(self._fd)
+            self._size, self._since_clear = len(data), kept
+            self._durable = self._written
 
     def close(self) -> None:
         """Stop the writer and close the file, which stays (the next start replays it)."""

@@ -51,7 +51,8 @@ def _reject_constant(name: str) -> Any:
 
 def loads(text: str | bytes, *, duplicates: bool = False, max_depth: int = MAX_DEPTH) -> Any:
     """Parse ``text``; :class:`JSONProblem` (one line) for invalid JSON, NaN/Infinity, nesting
-    deeper than ``max_depth`` (checked after parsing, so the value is walked once) and, unless
+    deeper than ``max_depth`` (checked after parsing, so the value is walked once; 0: only as
+    deep as the decoder can go, for a caller that checks each part itself) and, unless
     ``duplicates``, a key given twice in one object."""
     hook = None if duplicates else no_duplicate_keys
     if isinstance(text, (bytes, bytearray)):
@@ -93,6 +94,29 @@ def _deeper_than(value: Any, limit: int) -> bool:
             return True
         stack.extend((child, depth + 1) for child in item if isinstance(child, (dict, list)))
     return False
+
+
+# Every digit to "0", everything else to " ": a run of 16 digits (2**53 has 16, every shorter
+# integer is in range) is then a plain substring search, far cheaper than a regex.
+_DIGITS_ONLY = bytes(48 if 48 <= byte <= 57 else 32 for byte in range(256))
+_SIXTEEN_DIGITS = b"0" * 16
+
+
+def encode_checked(value: Any) -> tuple[str | None, str | None]:
+    """``(problem, text)``: what :func:`value_problem` would say, and the value as one line of
+    JSON (C encoder) when there is no problem. The common case costs one encoding: only text
+    with many brackets or a long run of digits is walked."""
+    try:
+        text = json.dumps(value, ensure_ascii=False, allow_nan=False)
+        data = text.encode("utf-8")  # a lone surrogate cannot be
+    except (TypeError, ValueError, RecursionError):
+        return value_problem(value) or "not a JSON value", None
+    if (text.count("{") + text.count("[") >= MAX_DEPTH
+            or _SIXTEEN_DIGITS in data.translate(_DIGITS_ONLY)):
+        problem = value_problem(value)
+        if problem:
+            return problem, None
+    return None, text
 
 
 def value_problem(value: Any, where: str = "", max_depth: int = MAX_DEPTH) -> str | None:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import threading
 import time
 from typing import Any, Mapping
 
@@ -35,7 +36,7 @@ from taxdata.store.journal import Journal, read_journal
 from taxdata.store.jsmodule import render_tax_data_entry, tax_data_module
 from taxdata.store.quarantine import Quarantine, shown_slug
 from taxdata.timestamps import now_utc
-from taxdata.update.gate import GATE_VERSION, entry_problem
+from taxdata.update.gate import GATE_VERSION, admit, entry_problem
 from taxdata.update.outcome import CountryOutcome, report_counts
 
 DATASET_FILE = "tax_data.json"
@@ -74,14 +75,17 @@ def read_dataset(data: DataDir) -> tuple[dict[str, Any], bytes]:
         raise UsageError(f"{path}: is a directory, not a file") from None
     except OSError as exc:
         raise UsageError(f"{path}: cannot read: {exc.strerror or exc}") from None
-    try:
-        dataset = strictjson.loads(raw, duplicates=True)
+    try:  # the depth of each country is the gate's to check (it may skip trusted bytes)
+        dataset = strictjson.loads(raw, duplicates=True, max_depth=0)
     except strictjson.JSONProblem as exc:
         raise UsageError(f"{path}: {exc}") from None
     if (not isinstance(dataset, dict) or dataset.get("format") != DATASET_FORMAT
             or not isinstance(dataset.get("countries"), dict)):
         raise UsageError(f"{path}: not a taxdata dataset "
                          f"(expected \"format\": \"{DATASET_FORMAT}\")")
+    problem = strictjson.value_problem({k: v for k, v in dataset.items() if k != "countries"})
+    if problem:
+        raise UsageError(f"{path}: {problem}")
     return dataset, raw
 
 
@@ -166,6 +170,8 @@ class DatasetStore:
         self._lines: dict[str, tuple[Any, str]] = {}  # slug -> (entry, its encoded line)
         self._js: dict[str, tuple[Any, str, str]] = {}  # slug -> (record, tag, rendered)
         self._in_step = False  # taxData.js on disk is the one this dataset renders
+        self._applied: set[str] = set()  # journaled countries in memory since the last clear
+        self._costs_lock = threading.Lock()  # the workers add their journal time
         self._checkpointed = time.monotonic()
         self._checkpoint_cost = 0.0
         # Time spent persisting, for the [PERSIST] line (and the persistence benchmark).
@@ -206,28 +212,46 @@ class DatasetStore:
             raise PersistFailed(f"cannot write the quarantine file in {self.data.root}: "
                                 f"{exc.strerror or exc}; {where} is left as it is") from None
 
-    def save(self, outcome: CountryOutcome) -> bool:
-        """Take a country's new record: through the gate, its status against the record it
-        replaces (ADDED, MODIFIED, UNCHANGED), then memory and the journal. False (the outcome
-        FAILED, the entry quarantined) when the gate refuses it. OSError if the journal cannot
-        be written (nothing of this country is then taken)."""
-        started = time.perf_counter()
+    def write_ahead(self, outcome: CountryOutcome) -> None:
+        """On the worker that made it: a new record through the gate and into the journal, so
+        it is on disk before the run says it is finished (and a kill from then on keeps it);
+        the gate's encoding is kept for tax_data.json. OSError if the journal cannot be
+        written. Thread-safe."""
+        if outcome.record is None or outcome.journaled is not None:
+            return
+        started = time.thread_time()
         entry = {"record": outcome.record, "provenance": outcome.provenance}
-        problem = entry_problem(outcome.slug, entry, self.registry)
-        if problem:
-            self.refuse(outcome.slug, entry, "reply", problem)
+        verdict = admit(outcome.slug, entry, self.registry)
+        if verdict.text is None:
+            outcome.refused = str(verdict.problem)  # the run's thread quarantines it
+        else:
+            slug = json.dumps(outcome.slug)
+            self.journal.append_line(f'{{"slug": {slug}, {verdict.text[1:]}', outcome.slug)
+            outcome.journaled = (entry, f"{slug}: {verdict.text}")
+        with self._costs_lock:
+            self.costs["journal_s"] += time.thread_time() - started
+
+    def save(self, outcome: CountryOutcome) -> bool:
+        """Take a country's new record (journaled by :meth:`write_ahead`, done here if it was
+        not): its status against the record it replaces (ADDED, MODIFIED, UNCHANGED), then
+        memory. False (the outcome FAILED, the entry quarantined) when the gate refused it."""
+        self.write_ahead(outcome)
+        if outcome.journaled is None:
+            entry = {"record": outcome.record, "provenance": outcome.provenance}
+            self.refuse(outcome.slug, entry, "reply", str(outcome.refused))
             outcome.status, outcome.record = Status.FAILED, None
-            outcome.reason = f"quarantined, not written: {problem}"
+            outcome.reason = f"quarantined, not written: {outcome.refused}"
             return False
+        entry, line = outcome.journaled
         countries = self.dataset["countries"]
         old = (countries.get(outcome.slug) or {}).get("record")
-        self.journal.append({"slug": outcome.slug, **entry})
         outcome.compare(old, diff_records(old, outcome.record))
         countries[outcome.slug] = entry
+        self._lines[outcome.slug] = (entry, line)
+        self._applied.add(outcome.slug)
         self.dataset["updated_at"] = now_utc()
         self.dirty = True
         self.costs["saved"] += 1
-        self.costs["journal_s"] += time.perf_counter() - started
         return True
 
     def remove(self, slug: str) -> None:
@@ -250,7 +274,8 @@ class DatasetStore:
         started = time.perf_counter()
         if self.dirty:
             self.write_files(outcomes, model)
-            self.journal.clear()
+            self.journal.clear(done=self._applied)  # lines of results still arriving stay
+            self._applied = set()
             self.costs["checkpoints"] += 1
             self._checkpoint_cost = time.perf_counter() - started
             self.costs["checkpoint_s"] += self._checkpoint_cost
@@ -265,7 +290,10 @@ class DatasetStore:
             self.write_files(outcomes, model)
         self.journal.remove()
         costs = self.costs
-        logger.info("[PERSIST] %d %s saved: journal %.2fs, %d %s %.2fs, final write %.2fs%s",
+        # The journal's time is the CPU the workers spent on it (gate, encoding, write): their
+        # wall time would also count the moments another thread held the GIL.
+        logger.info("[PERSIST] %d %s saved: journal %.2fs (workers' CPU), %d %s %.2fs, final "
+                    "write %.2fs%s",
                     costs["saved"], "country" if costs["saved"] == 1 else "countries",
                     costs["journal_s"], costs["checkpoints"],
                     "checkpoint" if costs["checkpoints"] == 1 else "checkpoints",

@@ -20,7 +20,7 @@ from pydantic import ConfigDict, ValidationError
 from taxdata.countries.registry import SLUG_MAX, Registry, is_slug
 from taxdata.record.models import Provenance
 from taxdata.record.validation import validate_record
-from taxdata.store.strictjson import value_problem
+from taxdata.store.strictjson import encode_checked
 
 GATE_VERSION = "gate-1"  # a change of the rules below must re-check datasets checked before
 _ENTRY_KEYS = {"record", "provenance"}
@@ -55,34 +55,49 @@ def slug_problem(slug: Any, registry: Registry, *, known: bool) -> str | None:
     return None
 
 
-def entry_problem(slug: Any, entry: Any, registry: Registry, *, known: bool = True) -> str | None:
-    """Why this entry may not enter the dataset (one line), or None when it may.
+@dataclass(frozen=True)
+class Verdict:
+    """The gate's answer: why an entry may not enter (``problem``), else the entry as one line
+    of JSON (``text``: encoding it was part of the check, so the caller writes that)."""
+
+    problem: str | None
+    text: str | None = None
+
+
+def admit(slug: Any, entry: Any, registry: Registry, *, known: bool = True) -> Verdict:
+    """Whether this entry may enter the dataset; see the module docstring.
 
     ``known=False`` (the dataset as it is read): a slug the registry lacks is kept, its record
     checked against its own currency and code, since only ``--prune`` removes such countries.
     """
     problem = slug_problem(slug, registry, known=known)
     if problem:
-        return problem
+        return Verdict(problem)
     if not isinstance(entry, dict):
-        return f"the entry is {_kind(entry)}, not an object"
+        return Verdict(f"the entry is {_kind(entry)}, not an object")
     if "record" not in entry:
-        return "the entry has no record"
+        return Verdict("the entry has no record")
     extra = sorted(set(entry) - _ENTRY_KEYS)
     if extra:
-        return f"unknown key(s) in the entry: {', '.join(map(repr, extra))[:80]}"
-    problem = value_problem(entry)
+        return Verdict(f"unknown key(s) in the entry: {', '.join(map(repr, extra))[:80]}")
+    problem, text = encode_checked(entry)
     if problem:
-        return problem
+        return Verdict(problem)
     record, provenance = entry["record"], entry.get("provenance")
     if not isinstance(record, dict):
-        return f"record: {_kind(record)}, not an object"
+        return Verdict(f"record: {_kind(record)}, not an object")
     country = registry.get(slug) if registry.has_slug(slug) else _own_identity(slug, record)
-    errors = validate_record(record, country)
+    errors = validate_record(record, country, json_checked=True)
     if errors:
         more = f" (+{len(errors) - 2} more)" if len(errors) > 2 else ""
-        return "record: " + "; ".join(errors[:2]) + more
-    return _provenance_problem(provenance)
+        return Verdict("record: " + "; ".join(errors[:2]) + more)
+    problem = _provenance_problem(provenance)
+    return Verdict(problem) if problem else Verdict(None, text)
+
+
+def entry_problem(slug: Any, entry: Any, registry: Registry, *, known: bool = True) -> str | None:
+    """Why this entry may not enter the dataset (one line), or None when it may."""
+    return admit(slug, entry, registry, known=known).problem
 
 
 def _own_identity(slug: str, record: dict[str, Any]) -> _OwnIdentity:

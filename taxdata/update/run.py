@@ -16,6 +16,8 @@ This module runs it: the plan, the workers, the end, the dry runs. What it is as
 from __future__ import annotations
 
 import hashlib
+import os
+import threading
 import time
 from pathlib import Path
 from typing import Any, Mapping
@@ -88,6 +90,7 @@ class UpdateRun:
                                   None if options.dry_run else self.quarantine)
         self.digests: dict[str, str] = {}  # slug -> sha256 of its taxation file, as planned
         self.stopped: str | None = None  # why the run stopped early (the disk), if it did
+        self._stop_lock = threading.Lock()
         self.report_path: Path | None = None
 
     # Which countries have a source file; the others are SKIPPED.
@@ -119,11 +122,12 @@ class UpdateRun:
         digest is kept (``slug``) to tell an up-to-date country without reading it again."""
         cap = self.settings.max_input_bytes
         try:
-            size = path.stat().st_size
-            if size > cap:  # not even read: it may be huge
-                return (f"{size:,} bytes is over the input cap of {cap:,} bytes "
-                        "(TAXDATA_MAX_INPUT_BYTES)")
-            raw = path.read_bytes()
+            with path.open("rb") as handle:
+                size = os.fstat(handle.fileno()).st_size
+                if size > cap:  # not even read: it may be huge
+                    return (f"{size:,} bytes is over the input cap of {cap:,} bytes "
+                            "(TAXDATA_MAX_INPUT_BYTES)")
+                raw = handle.read(cap + 1)
             if slug is not None:
                 self.digests[slug] = hashlib.sha256(raw).hexdigest()
             return source_problem(raw, cap)
@@ -172,10 +176,24 @@ class UpdateRun:
             self.stop(exc)
             raise NotSaved(self.stopped) from None
 
+    def write_ahead(self, outcome: CountryOutcome) -> None:
+        """On a worker: the new record into the journal (:meth:`DatasetStore.write_ahead`); a
+        disk that refuses stops the run (one line)."""
+        if self.stopped:
+            raise NotSaved(self.stopped)
+        try:
+            self.store.write_ahead(outcome)
+        except OSError as exc:
+            self.stop(exc)
+            raise NotSaved(self.stopped) from None
+
     def stop(self, error: BaseException) -> None:
         """The disk refused a write: stop sending work (one line for the whole run)."""
-        what = getattr(error, "strerror", None) or first_line(error)
-        self.stopped = f"finished but not saved ({what}); previous record kept"
+        with self._stop_lock:  # workers may all hit it at once: one line
+            if self.stopped:
+                return
+            what = getattr(error, "strerror", None) or first_line(error)
+            self.stopped = f"finished but not saved ({what}); previous record kept"
         logger.error("[STOPPED] cannot write to %s: %s; the run stops, %d countries saved so far "
                      "are kept (the journal); free space and re-run to continue", self.data.root,
                      what, self.store.costs["saved"])
@@ -315,7 +333,9 @@ def run(options: UpdateOptions, settings: Settings) -> int:
         update.fetch_list_reference()
 
     def work(slug: str) -> CountryOutcome:
-        return one_country.process(slug, sources[slug])
+        outcome = one_country.process(slug, sources[slug])
+        update.write_ahead(outcome)  # in the journal before the run calls it finished
+        return outcome
 
     def on_result(result: TaskResult[CountryOutcome]) -> None:
         update.persist(result.value)
