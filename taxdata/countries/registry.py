@@ -274,8 +274,8 @@ def load_registry(path: str | Path | None = None, *,
         raise RegistryError(f"{source}: countries file not found ({origin})") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise RegistryError(f"{source}: cannot read countries file: {exc}") from None
-    try:
-        data = strictjson.loads(text)
+    try:  # every value is checked by its field's type below: no depth walk is needed
+        data = strictjson.loads(text, max_depth=0)
     except strictjson.JSONProblem as exc:
         raise RegistryError(f"{source}: {exc}") from None
     return Registry.from_data(data, source=source, digest=hashlib.sha256(

@@ -74,7 +74,7 @@ def loads(text: str | bytes, *, duplicates: bool = False, max_depth: int = MAX_D
         raise JSONProblem(f"not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset "
                           f"{exc.start})") from None
     except RecursionError:  # the C decoder recurses once per level: far beyond max_depth
-        raise JSONProblem(f"nested deeper than {max_depth} levels") from None
+        raise JSONProblem(f"nested deeper than {max_depth or MAX_DEPTH} levels") from None
     except ValueError as exc:  # e.g. an integer literal of more than 4,300 digits
         raise JSONProblem(f"invalid JSON: {exc}") from None
     if max_depth and _deeper_than(value, max_depth):

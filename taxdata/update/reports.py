@@ -68,34 +68,41 @@ def write_reports(data: DataDir, started: str, report: Mapping[str, Any],
         path = data.write_new_text(f"{REPORT_DIR}/update-{stamp}", ".json", report_text(report))
     except (OSError, DataError) as exc:
         logger.error("[REPORT] cannot write the report in %s: %s; the dataset is written as "
-                     "the summary says", data.path(REPORT_DIR), _why(exc))
+                     "the summary says", data.root / REPORT_DIR, _why(exc))
         return None
     try:
         write_html_report(data, path.relative_to(data.root).as_posix(), report, dataset,
                           previous=previous, sources=sources)
     except (OSError, DataError) as exc:
         logger.error("[REPORT] cannot write the review page beside %s: %s", path, _why(exc))
-    prune_reports(data, keep)
+    prune_reports(data, keep, path)
     return path
 
 
-def prune_reports(data: DataDir, keep: int) -> list[str]:
-    """Remove the update reports (JSON and page) older than the newest ``keep``; the names
-    removed. ``keep`` 0: keep all."""
+def prune_reports(data: DataDir, keep: int, current: Path | None = None) -> list[str]:
+    """Remove the update reports (JSON and page) older than the newest ``keep`` runs' (by their
+    time stamp, then by when they were written: a name freed by a removal can be claimed
+    again); never ``current``'s. The names removed. ``keep`` 0: keep all."""
     if keep <= 0:
         return []
+    runs: dict[tuple[str, int], list[tuple[str, int]]] = {}
     try:
-        names = os.listdir(data.path(REPORT_DIR))
-    except OSError:
+        with confined.directory(data.root, REPORT_DIR, create=False) as dir_fd:
+            for name in os.listdir(dir_fd):
+                match = _REPORT_NAME.match(name)
+                if match:
+                    written = os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mtime_ns
+                    runs.setdefault((match.group(1), int(match.group(2) or 1)), []).append(
+                        (name, written))
+    except (OSError, DataError):
         return []
-    runs: dict[tuple[str, int], list[str]] = {}
-    for name in names:
-        match = _REPORT_NAME.match(name)
-        if match:
-            runs.setdefault((match.group(1), int(match.group(2) or 1)), []).append(name)
+    mine = current.stem if current is not None else None
+    order = sorted(runs, key=lambda run: (run[0], max(w for _, w in runs[run])))
     removed = []
-    for run in sorted(runs)[:-keep]:
-        for name in runs[run]:
+    for run in order[:-keep]:
+        for name, _ in runs[run]:
+            if Path(name).stem == mine:
+                continue
             try:
                 confined.unlink(data.root, f"{REPORT_DIR}/{name}")
                 removed.append(name)

@@ -101,8 +101,10 @@ class UpdateRun:
             raise UsageError(f"input directory {self.input_dir} does not exist - run the "
                              "generators first or pass --input-dir")
         sources = {}
+        listing = self.listing()
         for country in self.countries:
-            path = taxation_path(self.input_dir, country.slug)
+            path = (taxation_path(self.input_dir, country.slug) if listing is None
+                    else _listed_taxation_path(self.input_dir, listing, country.slug))
             if path is None:
                 self.outcomes[country.slug] = CountryOutcome(
                     country.slug, Status.SKIPPED, f"no taxation file in {self.input_dir}")
@@ -117,22 +119,48 @@ class UpdateRun:
                 sources[country.slug] = path
         return sources
 
+    def listing(self) -> dict[str, os.DirEntry] | None:
+        """The input directory's entries, read once (5,000 countries: one directory read, not
+        10,000 stats); None when it cannot be listed (each file is then looked for)."""
+        try:
+            with os.scandir(self.input_dir) as entries:
+                return {entry.name: entry for entry in entries}
+        except OSError:
+            return None
+
     def input_problem(self, path: Path, slug: str | None = None) -> str | None:
         """Why a taxation file must not be sent (over the size cap, not text, empty); its
-        digest is kept (``slug``) to tell an up-to-date country without reading it again."""
+        digest is kept (``slug``) to tell an up-to-date country without reading it again.
+        (os calls on a str path: 5,000 countries' pathlib overhead was a third of this.)"""
         cap = self.settings.max_input_bytes
         try:
-            with path.open("rb") as handle:
-                size = os.fstat(handle.fileno()).st_size
+            fd = os.open(str(path), os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+            try:
+                size = os.fstat(fd).st_size
                 if size > cap:  # not even read: it may be huge
                     return (f"{size:,} bytes is over the input cap of {cap:,} bytes "
                             "(TAXDATA_MAX_INPUT_BYTES)")
-                raw = handle.read(cap + 1)
+                raw = os.read(fd, cap + 1) if size else b""
+                while len(raw) < size:  # a short read (a network file system)
+                    more = os.read(fd, cap + 1 - len(raw))
+                    if not more:
+                        break
+                    raw += more
+            finally:
+                os.close(fd)
             if slug is not None:
-                self.digests[slug] = hashlib.sha256(raw).hexdigest()
+                digest = self.digests[slug] = hashlib.sha256(raw).hexdigest()
+                if digest == self.extracted_from(slug):
+                    return None  # the very bytes a record was made from: checked back then
             return source_problem(raw, cap)
         except OSError as exc:
             return f"cannot read: {exc.strerror or exc}"
+
+    def extracted_from(self, slug: str) -> str | None:
+        """The sha256 of the source the dataset's record of ``slug`` was extracted from."""
+        entry = self.store.dataset["countries"].get(slug)
+        provenance = entry.get("provenance") if isinstance(entry, dict) else None
+        return provenance.get("source_sha256") if isinstance(provenance, dict) else None
 
     def fetch_list_reference(self) -> None:
         """Wikipedia's list page as the first reference, asked for once per run (before the
@@ -354,6 +382,16 @@ def run(options: UpdateOptions, settings: Settings) -> int:
     print_report_paths(update.report_path)  # the last lines: where to look ...
     print_closing_line(update.outcomes)  # ... and, if nothing written was checked, that
     return update.exit_code(summary.interrupted)
+
+
+def _listed_taxation_path(directory: Path, listing: dict[str, os.DirEntry],
+                          slug: str) -> Path | None:
+    """:func:`taxation_path` from the directory's listing: the same names, the same order."""
+    for name in (f"{slug}.md", f"taxation_{slug}.txt"):
+        entry = listing.get(name)
+        if entry is not None and entry.is_file():
+            return directory / name
+    return None
 
 
 def prepare(options: UpdateOptions, settings: Settings) -> UpdateRun:
