@@ -26,8 +26,8 @@ from typing import Any, NamedTuple
 
 from taxdata.errors import DataError
 
-__all__ = ["JSParseError", "parse_tax_data_js", "render_tax_data_entry", "render_tax_data_js",
-           "tax_data_module"]
+__all__ = ["JSParseError", "parse_tax_data_js", "render_comment", "render_tax_data_entry",
+           "render_tax_data_js", "split_tax_data_entries", "tax_data_module"]
 
 
 class JSParseError(DataError):
@@ -448,6 +448,40 @@ def render_tax_data_entry(key: str, country: Mapping[str, Any], comment: str | N
     prefix = f"{_js_key(key)}: "
     out.append(f"  {prefix}{_render(country, 1, len(prefix), force_multiline=True)},")
     return "\n".join(out) + "\n"
+
+
+def render_comment(text: str, indent: str = "  ") -> str:
+    """``text`` as ``//`` comment lines (each ending in a newline) that cannot become code."""
+    return "\n".join(_comment(text, indent)) + "\n"
+
+
+def split_tax_data_entries(text: str) -> list[tuple[str, str]] | None:
+    """The countries of a module :func:`render_tax_data_js` wrote, as ``(key prefix, entry)``
+    in the file's order (each entry as :func:`render_tax_data_entry` renders it without its
+    comment), so a caller can reuse them; None for a file of any other shape."""
+    start = text.find("\nexport const taxData = {\n")
+    end = text.rfind("\n};\n")
+    if start < 0 or end < start:
+        return None
+    entries: list[tuple[str, str]] = []
+    current: list[str] = []
+    for line in text[start + 26:end + 1].split("\n")[:-1]:
+        if not current:
+            if line.startswith("  //"):
+                continue
+            if not line.startswith("  ") or line.startswith("   ") or ": " not in line:
+                return None
+            current.append(line)
+            if line.endswith(","):  # a country on one line (an empty object)
+                entries.append((line[2:line.index(": ") + 2], line + "\n"))
+                current = []
+        else:
+            current.append(line)
+            if line == "  },":
+                entries.append((current[0][2:current[0].index(": ") + 2],
+                                "\n".join(current) + "\n"))
+                current = []
+    return None if current else entries
 
 
 def tax_data_module(header_lines: Sequence[str] | str, entries: Iterable[str]) -> str:
