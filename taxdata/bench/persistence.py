@@ -141,13 +141,15 @@ def prepare(root: Path, count: int) -> dict[str, str]:
 
 _PERSIST = re.compile(r"\[PERSIST\] \d+ countr\w+ saved: journal ([\d.]+)s \(workers' CPU\), "
                       r"\d+ checkpoints? ([\d.]+)s, final write ([\d.]+)s")
+_GATE = re.compile(r"the gate's checks ([\d.]+)s")
 PERSIST_SHARE_GOAL = 0.05  # the persisting's share of the forced run's wall, at most
 UNCHANGED_GOAL_S = 0.3  # an unchanged re-run's wall over the start-up, at most
 DATA_FILES = ("tax_data.json", "taxData.js")
 
 
-def run_updater(env: dict[str, str], url: str, *args: str) -> tuple[float, float]:
-    """(wall time, time spent persisting) of one updater run; RuntimeError when it fails."""
+def run_updater(env: dict[str, str], url: str, *args: str) -> tuple[float, float, float]:
+    """(wall time, time spent persisting, the gate's checks) of one updater run (the last two
+    from its ``[PERSIST]`` line); RuntimeError when it fails."""
     started = time.perf_counter()
     # --no-list-reference: the runs measure persistence, never a fetch of Wikipedia's list page.
     proc = subprocess.run([*UPDATER_COMMAND, "--no-progress", "--no-list-reference", *args],
@@ -160,7 +162,8 @@ def run_updater(env: dict[str, str], url: str, *args: str) -> tuple[float, float
         raise RuntimeError(f"updater {' '.join(args)} exited {proc.returncode}: {last}")
     match = _PERSIST.search(proc.stderr)
     persisting = sum(map(float, match.groups())) if match else float("nan")
-    return seconds, persisting
+    gate = _GATE.search(proc.stderr)
+    return seconds, persisting, float(gate.group(1)) if gate else float("nan")
 
 
 def _file_ids(data: Path) -> dict[str, tuple[int, int] | None]:
@@ -208,12 +211,13 @@ def measure(count: int, workers: int, latency: float, repeat: int = 3,
             url = server.url("proxy")
             data = Path(env["TAXDATA_DATA_DIR"])
             run_updater(env, url, "-w", str(workers))
-            forced, persisting = [], []
+            forced, persisting, gates = [], [], []
             for _ in range(repeat):
                 requests_before = len(server.chats)
-                wall, persisted = run_updater(env, url, "-w", str(workers), "--force")
+                wall, persisted, gate = run_updater(env, url, "-w", str(workers), "--force")
                 forced.append(wall)
                 persisting.append(persisted)
+                gates.append(gate)
                 requests = len(server.chats) - requests_before
                 if requests != count:
                     raise RuntimeError(f"expected {count} requests, got {requests}")
@@ -233,7 +237,7 @@ def measure(count: int, workers: int, latency: float, repeat: int = 3,
         if own:
             server.stop()
     best = min(forced)
-    persisted = persisting[forced.index(best)]
+    persisted, gate = persisting[forced.index(best)], gates[forced.index(best)]
     ideal = math.ceil(count / workers) * latency
     quiet = min(unchanged)
     return {"countries": count, "workers": workers, "latency_s": latency, "repeat": repeat,
@@ -241,6 +245,7 @@ def measure(count: int, workers: int, latency: float, repeat: int = 3,
             "measured_s": round(best, 3), "runs_s": [round(f, 3) for f in forced],
             "persisting_s": round(persisted, 3),
             "persist_share": round(persisted / best, 4),
+            "gate_s": round(gate, 3), "gate_share": round(gate / best, 4),
             "ratio": round(best / ideal, 3) if ideal else None,
             "unchanged_s": round(quiet, 3),
             "unchanged_over_startup_s": round(quiet - startup, 3),
@@ -278,12 +283,13 @@ def print_table(results: list[dict[str, Any]]) -> None:
     print(f"Persistence benchmark: FIXTURE countries, -w {first['workers']}, latency "
           f"{first['latency_s']} s, best of {first['repeat']}; start-up (an unchanged "
           f"1-country run) {first['startup_s']:.2f} s")
-    print("       N   forced  ideal  wall/ideal  persisting  share   unchanged  over start-up  "
-          "data files rewritten  report")
+    print("       N   forced  ideal  wall/ideal  persisting  share  gate  share   unchanged  "
+          "over start-up  data files rewritten  report")
     for r in results:
         rewrote = ", ".join(r["unchanged_rewrote"]) or "none"
         print(f"  {r['countries']:6,}  {r['measured_s']:6.2f}s {r['ideal_s']:5.2f}s  "
               f"{r['ratio']:9.2f}x  {r['persisting_s']:9.2f}s  {r['persist_share']:5.1%}  "
+              f"{r['gate_s']:4.2f}s {r['gate_share']:5.1%}  "
               f"{r['unchanged_s']:9.2f}s  {r['unchanged_over_startup_s']:+12.2f}s  "
               f"{rewrote:>20}  {r['unchanged_report_bytes'] / 1024:5.0f} KB")
     last = results[-1]

@@ -41,6 +41,7 @@ from taxdata.store.jsmodule import (
     tax_data_module,
 )
 from taxdata.store.quarantine import Quarantine, shown_slug
+from taxdata.store.strictjson import encode_checked
 from taxdata.timestamps import now_utc
 from taxdata.update.gate import GATE_VERSION, admit, entry_problem
 from taxdata.update.outcome import CountryOutcome, report_counts
@@ -185,8 +186,7 @@ class DatasetStore:
         self._raw: bytes | None = None  # tax_data.json as read, until its lines are seeded
         self._read: list[tuple[str, Any]] = []  # its countries as read, in its order
         self._read_js: list[tuple[str, Any]] = []  # their records, for taxData.js's entries
-        self._js: dict[str, tuple[Any, str, str]] = {}  # slug -> (record, its JSON, entry)
-        self._bodies: dict[tuple[str, str], str] = {}  # (slug, record JSON) -> rendered entry
+        self._js: dict[str, list[Any]] = {}  # slug -> [record, its JSON, entry, tag, piece]
         self._js_read: bytes | None = None  # taxData.js as read, while in step: entries reused
         self._in_step = False  # taxData.js on disk is the one this dataset renders
         self._applied: set[str] = set()  # journaled countries in memory since the last clear
@@ -194,8 +194,8 @@ class DatasetStore:
         self._checkpointed = time.monotonic()
         self._checkpoint_cost = 0.0
         # Time spent persisting, for the [PERSIST] line (and the persistence benchmark).
-        self.costs: dict[str, float] = {"saved": 0, "journal_s": 0.0, "checkpoints": 0,
-                                        "checkpoint_s": 0.0}
+        self.costs: dict[str, float] = {"saved": 0, "journal_s": 0.0, "gate_s": 0.0,
+                                        "checkpoints": 0, "checkpoint_s": 0.0}
 
     # -- in ------------------------------------------------------------------------------------
     def load(self) -> None:
@@ -245,7 +245,10 @@ class DatasetStore:
             return
         started = time.thread_time()
         entry = {"record": outcome.record, "provenance": outcome.provenance}
-        verdict = admit(outcome.slug, entry, self.registry)
+        encoded = encode_checked(entry)  # the journal's line; also the gate's JSON check
+        encoding = time.thread_time()
+        verdict = admit(outcome.slug, entry, self.registry, encoded=encoded)
+        checked = time.thread_time()
         if verdict.text is None:
             outcome.refused = str(verdict.problem)  # the run's thread quarantines it
         else:
@@ -253,7 +256,8 @@ class DatasetStore:
             self.journal.append_line(f'{{"slug": {slug}, {verdict.text[1:]}', outcome.slug)
             outcome.journaled = (entry, f"{slug}: {verdict.text}")
         with self._costs_lock:
-            self.costs["journal_s"] += time.thread_time() - started
+            self.costs["journal_s"] += encoding - started + time.thread_time() - checked
+            self.costs["gate_s"] += checked - encoding
 
     def save(self, outcome: CountryOutcome) -> bool:
         """Take a country's new record (journaled by :meth:`write_ahead`, done here if it was
@@ -314,16 +318,17 @@ class DatasetStore:
             self.write_files(outcomes, model)
         self.journal.remove()
         costs = self.costs
-        # The journal's time is the CPU the workers spent on it (gate, encoding, write): their
-        # wall time would also count the moments another thread held the GIL.
+        # The journal's time is the CPU the workers spent on it (encoding, writing; the gate's
+        # checks apart): their wall time would also count the moments another thread held the
+        # GIL.
         logger.info("[PERSIST] %d %s saved: journal %.2fs (workers' CPU), %d %s %.2fs, final "
-                    "write %.2fs%s",
+                    "write %.2fs%s; the gate's checks %.2fs (workers' CPU)",
                     costs["saved"], "country" if costs["saved"] == 1 else "countries",
                     costs["journal_s"], costs["checkpoints"],
                     "checkpoint" if costs["checkpoints"] == 1 else "checkpoints",
                     costs["checkpoint_s"], time.perf_counter() - started,
                     "" if wrote else f" (nothing changed: {DATASET_FILE} and {JS_FILE} "
-                                     "not rewritten)")
+                                     "not rewritten)", costs["gate_s"])
 
     def write_files(self, outcomes: Mapping[str, CountryOutcome], model: str | None,
                     note: str | None = None) -> None:
@@ -351,22 +356,26 @@ class DatasetStore:
     def render_js(self, outcomes: Mapping[str, CountryOutcome], model: str | None,
                   note: str | None = None) -> bytes:
         """taxData.js for the dataset as it is in memory, rendering only the countries whose
-        record is new since the last rendering (a record of the same content, even a new
-        object, and the entries of a taxData.js in step are reused)."""
+        record changed since the last rendering (a new record of the same content is not a
+        change; the entries of a taxData.js in step with the dataset are taken as they are)."""
         counts = report_counts(outcomes)
+        self._seed_js()
         pieces = []
         for slug, entry in self.dataset["countries"].items():
             record = entry["record"]
-            cached = self._js.get(slug)
+            cached = self._js.get(slug)  # [record, its JSON or None, entry, tag, piece]
             if cached is None or cached[0] is not record:
                 content = json.dumps(record, ensure_ascii=False)
-                body = self._bodies.get((slug, content))
-                if body is None:
-                    body = self._seeded_body(slug, content) or render_tax_data_entry(slug, record)
-                    self._bodies[(slug, content)] = body
-                cached = (record, content, body)
+                if cached is None or content != (cached[1] or json.dumps(
+                        cached[0], ensure_ascii=False)):
+                    cached = [record, content, render_tax_data_entry(slug, record), None, ""]
+                else:
+                    cached = [record, content, cached[2], cached[3], cached[4]]
                 self._js[slug] = cached
-            pieces.append(render_comment(country_tag(slug, entry, outcomes)) + cached[2])
+            tag = country_tag(slug, entry, outcomes)
+            if cached[3] != tag:
+                cached[3], cached[4] = tag, render_comment(tag) + cached[2]
+            pieces.append(cached[4])
         body = tax_data_module((), pieces).encode("utf-8")
         header = [
             "taxData.js - generated by taxdata tax_data_updater; edit the taxation files, not "
@@ -398,19 +407,18 @@ class DatasetStore:
         return (in_step and match.group(3).decode() == GATE_VERSION
                 and match.group(4).decode() == (self.registry.digest or "none")[:16])
 
-    def _seeded_body(self, slug: str, content: str) -> str | None:
-        """The entry of ``slug`` in the taxData.js read at load, if that file was in step and
-        the record is still the one it was rendered from."""
-        if self._js_read is not None:  # split once, at the first rendering that needs it
-            entries = split_tax_data_entries(self._js_read.decode("utf-8", errors="replace"))
-            if (entries is not None and len(entries) == len(self._read_js)
-                    and all(prefix == f"{slug}: " for (prefix, _), (slug, _) in
-                            zip(entries, self._read_js))):
-                for (_, body), (read_slug, record) in zip(entries, self._read_js):
-                    key = (read_slug, json.dumps(record, ensure_ascii=False))
-                    self._bodies.setdefault(key, body)
-            self._js_read, self._read_js = None, []
-        return self._bodies.get((slug, content))
+    def _seed_js(self) -> None:
+        """The entries of the taxData.js read at load, if it was in step with the dataset: each
+        is its record's (as read) until that record changes. Once, at the first rendering."""
+        if self._js_read is None:
+            return
+        entries = split_tax_data_entries(self._js_read.decode("utf-8", errors="replace"))
+        if (entries is not None and len(entries) == len(self._read_js)
+                and all(prefix == f"{slug}: " for (prefix, _), (slug, _) in
+                        zip(entries, self._read_js))):
+            for (_, body), (slug, record) in zip(entries, self._read_js):
+                self._js.setdefault(slug, [record, None, body, None, ""])
+        self._js_read, self._read_js = None, []
 
     def _encoded_lines(self) -> list[str]:
         if self._raw is not None:  # the lines of the file as read, for what did not change

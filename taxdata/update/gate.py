@@ -64,8 +64,12 @@ class Verdict:
     text: str | None = None
 
 
-def admit(slug: Any, entry: Any, registry: Registry, *, known: bool = True) -> Verdict:
+def admit(slug: Any, entry: Any, registry: Registry, *, known: bool = True,
+          encoded: tuple[str | None, str | None] | None = None) -> Verdict:
     """Whether this entry may enter the dataset; see the module docstring.
+
+    ``encoded``: what :func:`~taxdata.store.strictjson.encode_checked` said of ``entry``, when
+    the caller has it already (the journal's encoding is the JSON check).
 
     ``known=False`` (the dataset as it is read): a slug the registry lacks is kept, its record
     checked against its own currency and code, since only ``--prune`` removes such countries.
@@ -80,7 +84,7 @@ def admit(slug: Any, entry: Any, registry: Registry, *, known: bool = True) -> V
     extra = sorted(set(entry) - _ENTRY_KEYS)
     if extra:
         return Verdict(f"unknown key(s) in the entry: {', '.join(map(repr, extra))[:80]}")
-    problem, text = encode_checked(entry)
+    problem, text = encode_checked(entry) if encoded is None else encoded
     if problem:
         return Verdict(problem)
     record, provenance = entry["record"], entry.get("provenance")
