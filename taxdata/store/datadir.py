@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from taxdata.errors import DataError
-from taxdata.store import confined
+from taxdata.store import confined, strictjson
 from taxdata.store.locks import (
     LOCK_DIR,
     LOCK_SUFFIX,
@@ -240,9 +240,9 @@ class DataDir:
         text = self.read_text(relpath)
         if text is None:
             return default
-        try:
-            return json.loads(text)
-        except json.JSONDecodeError as exc:
+        try:  # nesting bounded, NaN refused: one line, never a RecursionError
+            return strictjson.loads(text, duplicates=True)
+        except strictjson.JSONProblem as exc:
             raise ValueError(f"{self.path(relpath)}: not valid JSON ({exc})") from None
 
     def update_json(self, relpath: str | Path, update: Callable[[Any], Any],

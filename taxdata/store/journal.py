@@ -43,7 +43,7 @@ class Journal:
         self._relpath = path.relative_to(self.root).as_posix()
         self._fd: int | None = None
         self._dir_fd: int | None = None
-        self._cond = threading.Condition()
+        self._cond = threading.Condition(threading.Lock())  # never taken twice by one thread
         self._written = 0  # lines written so far
         self._durable = 0  # lines written and fsynced so far
         self._size = 0  # bytes of whole lines in the file
@@ -67,15 +67,27 @@ class Journal:
     def is_open(self) -> bool:
         return self._fd is not None
 
+    @property
+    def size(self) -> int:
+        """Bytes of whole lines in the file."""
+        with self._cond:
+            return self._size
+
+    @property
+    def lines(self) -> int:
+        """Whole lines in the file (written since it was opened or last cleared)."""
+        with self._cond:
+            return len(self._since_clear)
+
     def append(self, entry: dict[str, Any]) -> None:
         """Write one entry (one JSON line) now; the writer thread fsyncs it. Raises OSError if
         this or an earlier write failed (the file then ends with the last whole line)."""
         self.append_line(json.dumps(entry, ensure_ascii=False, separators=(",", ":")))
 
-    def append_line(self, text: str, key: str | None = None) -> None:
-        """:meth:`append` for an entry already encoded as one line of JSON (no newline);
-        thread-safe. ``key`` names the entry for :meth:`clear`."""
-        line = (text + "\n").encode("utf-8")
+    def append_line(self, text: str | bytes, key: str | None = None) -> None:
+        """:meth:`append` for an entry already encoded as one line of JSON (no newline; str or
+        UTF-8); thread-safe. ``key`` names the entry for :meth:`clear`."""
+        line = (text if isinstance(text, bytes) else text.encode("utf-8")) + b"\n"
         with self._cond:
             if self._fd is None:
                 raise ValueError("journal is not open")

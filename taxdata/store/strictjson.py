@@ -102,10 +102,10 @@ _DIGITS_ONLY = bytes(48 if 48 <= byte <= 57 else 32 for byte in range(256))
 _SIXTEEN_DIGITS = b"0" * 16
 
 
-def encode_checked(value: Any) -> tuple[str | None, str | None]:
-    """``(problem, text)``: what :func:`value_problem` would say, and the value as one line of
-    JSON (C encoder) when there is no problem. The common case costs one encoding: only text
-    with many brackets or a long run of digits is walked."""
+def encode_checked(value: Any) -> tuple[str | None, bytes | None]:
+    """``(problem, data)``: what :func:`value_problem` would say, and the value as one line of
+    JSON (C encoder, UTF-8) when there is no problem. The common case costs one encoding: only
+    text with many brackets or a long run of digits is walked."""
     try:
         text = json.dumps(value, ensure_ascii=False, allow_nan=False)
         data = text.encode("utf-8")  # a lone surrogate cannot be
@@ -116,7 +116,7 @@ def encode_checked(value: Any) -> tuple[str | None, str | None]:
         problem = value_problem(value)
         if problem:
             return problem, None
-    return None, text
+    return None, data
 
 
 def value_problem(value: Any, where: str = "", max_depth: int = MAX_DEPTH) -> str | None:

@@ -49,8 +49,15 @@ from taxdata.update.outcome import CountryOutcome, report_counts
 DATASET_FILE = "tax_data.json"
 JS_FILE = "taxData.js"
 JOURNAL_FILE = ".tax_data.journal.jsonl"  # finished countries not yet in tax_data.json
-CHECKPOINT_SECONDS = 5.0  # rewrite tax_data.json + taxData.js at most this often during a run
-CHECKPOINT_SHARE = 0.02  # ... and so that checkpoints take at most this share of the run
+# During a run tax_data.json and taxData.js are rewritten (a checkpoint) when the journal holds
+# twice as many bytes as tax_data.json (a run that rewrites every country once needs none; the
+# cost per country stays the same at any size), or CHECKPOINT_SECONDS after the last one, so readers
+# are never far behind; and never so often that checkpoints take more than CHECKPOINT_SHARE of
+# the run (each one's cost is measured). The journal keeps every result safe in between.
+CHECKPOINT_SECONDS = 60.0
+CHECKPOINT_SHARE = 0.02
+JOURNAL_RATIO = 2  # journal bytes per byte of tax_data.json that call for a checkpoint
+JOURNAL_MIN_BYTES = 1 << 20  # a small dataset: compact at 1 MB of journal, not at every line
 DATASET_FORMAT = "taxdata/1"
 # taxData.js's state line: the tax_data.json bytes it was rendered from (which passed the gate
 # under that registry and gate version) and a digest of its own body.
@@ -109,36 +116,36 @@ def load_dataset(data: DataDir) -> dict[str, Any]:
     return read_dataset(data)[0]
 
 
-def encode_entry(slug: str, entry: Mapping[str, Any]) -> str:
-    """One country's line of ``tax_data.json`` (the C encoder; the gate let no lone surrogate
-    or NaN in, so it always encodes)."""
-    return f"{json.dumps(slug)}: {json.dumps(entry, ensure_ascii=False, allow_nan=False)}"
+def encode_entry(slug: str, entry: Mapping[str, Any]) -> bytes:
+    """One country's line of ``tax_data.json``, UTF-8 (the C encoder; the gate let no lone
+    surrogate or NaN in, so it always encodes)."""
+    return (f"{json.dumps(slug)}: {json.dumps(entry, ensure_ascii=False, allow_nan=False)}"
+            ).encode("utf-8")
 
 
-def dataset_text(dataset: Mapping[str, Any], lines: list[str]) -> str:
+def dataset_bytes(dataset: Mapping[str, Any], lines: list[bytes]) -> bytes:
     """The file: the top-level keys, then ``countries`` with one country per line."""
-    head = [f"  {json.dumps(key)}: {json.dumps(value, ensure_ascii=False)}"
+    head = [f"  {json.dumps(key)}: {json.dumps(value, ensure_ascii=False)}".encode("utf-8")
             for key, value in dataset.items() if key != "countries"]
-    body = ",\n".join(f"    {line}" for line in lines)
-    countries = '  "countries": {\n' + body + "\n  }" if lines else '  "countries": {}'
-    return "{\n" + ",\n".join([*head, countries]) + "\n}\n"
+    countries = (b'  "countries": {\n    ' + b",\n    ".join(lines) + b"\n  }" if lines
+                 else b'  "countries": {}')
+    return b"{\n" + b",\n".join([*head, countries]) + b"\n}\n"
 
 
-def _seed_lines(items: list[tuple[str, Any]], raw: bytes) -> dict[str, tuple[Any, str]]:
+def _seed_lines(items: list[tuple[str, Any]], raw: bytes) -> dict[str, tuple[Any, bytes]]:
     """The lines of a file in this layout, as they are, for its countries as read (``items``,
     in the file's order), so the first write re-encodes only what changed; {} for any other
     layout."""
-    text = raw.decode("utf-8", errors="replace")
-    start = text.find('\n  "countries": {\n')
+    start = raw.find(b'\n  "countries": {\n')
     if start < 0 or not items:
         return {}
-    lines = text[start:].split("\n")[2:2 + len(items)]
-    seeded: dict[str, tuple[Any, str]] = {}
+    lines = raw[start:].split(b"\n")[2:2 + len(items)]
+    seeded: dict[str, tuple[Any, bytes]] = {}
     for line, (slug, entry) in zip(lines, items):
-        prefix = f"    {json.dumps(slug)}: "
+        prefix = f"    {json.dumps(slug)}: ".encode("utf-8")
         if not line.startswith(prefix):
             return {}
-        seeded[slug] = (entry, line[4:-1] if line.endswith(",") else line[4:])
+        seeded[slug] = (entry, line[4:-1] if line.endswith(b",") else line[4:])
     return seeded if len(seeded) == len(items) else {}
 
 
@@ -181,8 +188,9 @@ class DatasetStore:
         self.dataset: dict[str, Any] = empty_dataset()  # the dataset as it is now, in memory
         self.dirty = False  # the dataset has changes tax_data.json does not hold yet
         self.digest = hashlib.sha256(b"").hexdigest()  # of tax_data.json as it is on disk
+        self._size = 0  # of tax_data.json as it is on disk, in bytes
         self.journal = Journal(data.path(JOURNAL_FILE), data.root)
-        self._lines: dict[str, tuple[Any, str]] = {}  # slug -> (entry, its encoded line)
+        self._lines: dict[str, tuple[Any, bytes]] = {}  # slug -> (entry, its line, UTF-8)
         self._raw: bytes | None = None  # tax_data.json as read, until its lines are seeded
         self._read: list[tuple[str, Any]] = []  # its countries as read, in its order
         self._read_js: list[tuple[str, Any]] = []  # their records, for taxData.js's entries
@@ -202,7 +210,7 @@ class DatasetStore:
         """Read tax_data.json (a broken one is a usage error, before any LLM call) and gate
         every entry, unless these very bytes passed the gate under this registry before."""
         self.dataset, raw = read_dataset(self.data)
-        self.digest = hashlib.sha256(raw).hexdigest()
+        self.digest, self._size = hashlib.sha256(raw).hexdigest(), len(raw)
         # Its lines are taken as they are at the first write (if any): a run that writes
         # nothing does not split them.
         self._raw, self._read = raw, list(self.dataset["countries"].items())
@@ -249,12 +257,13 @@ class DatasetStore:
         encoding = time.thread_time()
         verdict = admit(outcome.slug, entry, self.registry, encoded=encoded)
         checked = time.thread_time()
-        if verdict.text is None:
+        if verdict.data is None:
             outcome.refused = str(verdict.problem)  # the run's thread quarantines it
         else:
-            slug = json.dumps(outcome.slug)
-            self.journal.append_line(f'{{"slug": {slug}, {verdict.text[1:]}', outcome.slug)
-            outcome.journaled = (entry, f"{slug}: {verdict.text}")
+            slug = json.dumps(outcome.slug).encode("utf-8")
+            self.journal.append_line(b'{"slug": ' + slug + b", " + verdict.data[1:],
+                                     outcome.slug)
+            outcome.journaled = (entry, slug + b": " + verdict.data)
         with self._costs_lock:
             self.costs["journal_s"] += encoding - started + time.thread_time() - checked
             self.costs["gate_s"] += checked - encoding
@@ -294,8 +303,11 @@ class DatasetStore:
         return self.dataset
 
     def checkpoint_due(self) -> bool:
-        wait = max(CHECKPOINT_SECONDS, self._checkpoint_cost / CHECKPOINT_SHARE)
-        return time.monotonic() - self._checkpointed >= wait
+        elapsed = time.monotonic() - self._checkpointed
+        if elapsed < self._checkpoint_cost / CHECKPOINT_SHARE:
+            return False
+        return (elapsed >= CHECKPOINT_SECONDS
+                or self.journal.size >= max(JOURNAL_MIN_BYTES, JOURNAL_RATIO * self._size))
 
     def checkpoint(self, outcomes: Mapping[str, CountryOutcome], model: str | None) -> None:
         """Rewrite tax_data.json and taxData.js together from memory; the journal restarts."""
@@ -339,9 +351,9 @@ class DatasetStore:
         try:
             if self.dirty:
                 self._sort()
-                raw = dataset_text(self.dataset, self._encoded_lines()).encode("utf-8")
+                raw = dataset_bytes(self.dataset, self._encoded_lines())
                 self.data.write_bytes(DATASET_FILE, raw)
-                self.digest = hashlib.sha256(raw).hexdigest()
+                self.digest, self._size = hashlib.sha256(raw).hexdigest(), len(raw)
                 self.dirty = False
             self.data.write_bytes(JS_FILE, self.render_js(outcomes, model, note))
             self._in_step = True
@@ -420,7 +432,7 @@ class DatasetStore:
                 self._js.setdefault(slug, [record, None, body, None, ""])
         self._js_read, self._read_js = None, []
 
-    def _encoded_lines(self) -> list[str]:
+    def _encoded_lines(self) -> list[bytes]:
         if self._raw is not None:  # the lines of the file as read, for what did not change
             self._lines = {**_seed_lines(self._read, self._raw), **self._lines}
             self._raw, self._read = None, []

@@ -58,14 +58,14 @@ def slug_problem(slug: Any, registry: Registry, *, known: bool) -> str | None:
 @dataclass(frozen=True)
 class Verdict:
     """The gate's answer: why an entry may not enter (``problem``), else the entry as one line
-    of JSON (``text``: encoding it was part of the check, so the caller writes that)."""
+    of JSON in UTF-8 (``data``: encoding it was part of the check, so the caller writes that)."""
 
     problem: str | None
-    text: str | None = None
+    data: bytes | None = None
 
 
 def admit(slug: Any, entry: Any, registry: Registry, *, known: bool = True,
-          encoded: tuple[str | None, str | None] | None = None) -> Verdict:
+          encoded: tuple[str | None, bytes | None] | None = None) -> Verdict:
     """Whether this entry may enter the dataset; see the module docstring.
 
     ``encoded``: what :func:`~taxdata.store.strictjson.encode_checked` said of ``entry``, when
@@ -84,7 +84,7 @@ def admit(slug: Any, entry: Any, registry: Registry, *, known: bool = True,
     extra = sorted(set(entry) - _ENTRY_KEYS)
     if extra:
         return Verdict(f"unknown key(s) in the entry: {', '.join(map(repr, extra))[:80]}")
-    problem, text = encode_checked(entry) if encoded is None else encoded
+    problem, data = encode_checked(entry) if encoded is None else encoded
     if problem:
         return Verdict(problem)
     record, provenance = entry["record"], entry.get("provenance")
@@ -96,7 +96,7 @@ def admit(slug: Any, entry: Any, registry: Registry, *, known: bool = True,
         more = f" (+{len(errors) - 2} more)" if len(errors) > 2 else ""
         return Verdict("record: " + "; ".join(errors[:2]) + more)
     problem = _provenance_problem(provenance)
-    return Verdict(problem) if problem else Verdict(None, text)
+    return Verdict(problem) if problem else Verdict(None, data)
 
 
 def entry_problem(slug: Any, entry: Any, registry: Registry, *, known: bool = True) -> str | None:

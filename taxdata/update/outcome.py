@@ -42,7 +42,7 @@ class CountryOutcome(Outcome):
     provenance: dict[str, Any] | None = field(default=None, repr=False)
     # Set by the worker that journaled it (taxdata.update.dataset): the entry and its line of
     # tax_data.json, or why the gate refused it.
-    journaled: tuple[dict[str, Any], str] | None = field(default=None, repr=False)
+    journaled: tuple[dict[str, Any], bytes] | None = field(default=None, repr=False)
     refused: str | None = field(default=None, repr=False)
 
     def compare(self, old: dict[str, Any] | None, changes: list[FieldChange]) -> None:

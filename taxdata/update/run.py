@@ -192,13 +192,15 @@ class UpdateRun:
         """Record a finished country at once (called as each result arrives, on one thread):
         in memory and the journal; the whole files follow at checkpoints. A disk that refuses
         stops the run (one line; what the journal holds is kept)."""
-        if self.stopped:
-            raise NotSaved(self.stopped)
         try:
             if outcome.record is not None:  # None: up to date, nothing new to write
-                self.store.save(outcome)
+                self.store.save(outcome)  # journaled on its worker: in memory now
             self.outcomes[outcome.slug] = outcome
-            if outcome.record is not None and self.store.checkpoint_due():
+            if self.stopped:  # no more checkpoints; the journal holds it for the next run
+                if outcome.journaled is not None:
+                    outcome.reason = (f"{outcome.reason}; " if outcome.reason else "") + \
+                        "saved in the journal only: the next run writes it"
+            elif outcome.record is not None and self.store.checkpoint_due():
                 self.checkpoint()
         except (OSError, PersistFailed) as exc:
             self.stop(exc)
@@ -222,9 +224,10 @@ class UpdateRun:
                 return
             what = getattr(error, "strerror", None) or first_line(error)
             self.stopped = f"finished but not saved ({what}); previous record kept"
-        logger.error("[STOPPED] cannot write to %s: %s; the run stops, %d countries saved so far "
-                     "are kept (the journal); free space and re-run to continue", self.data.root,
-                     what, self.store.costs["saved"])
+        logger.error("[STOPPED] cannot write to %s: %s; the run stops, what it saved so far is "
+                     "kept (%d %s in the journal); free space and re-run to continue",
+                     self.data.root, what, self.store.journal.lines,
+                     "country" if self.store.journal.lines == 1 else "countries")
         STOP.set()  # queued countries are not started; the ones in flight end unsaved
 
     def checkpoint(self) -> None:

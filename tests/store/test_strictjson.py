@@ -57,7 +57,7 @@ def test_value_problem_names_the_path_and_why(value, problem):
 def test_encode_checked_is_the_c_encoding_when_there_is_no_problem():
     value = {"record": {"max": SAFE_INTEGER, "name": "Zürich", "n": "1234567890123456"}}
     assert value_problem(value) is None
-    assert encode_checked(value) == (None, json.dumps(value, ensure_ascii=False))
+    assert encode_checked(value) == (None, json.dumps(value, ensure_ascii=False).encode())
     deep = nested = []
     for _ in range(MAX_DEPTH):
         nested.append([])

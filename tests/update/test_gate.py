@@ -29,7 +29,7 @@ def changed(**record) -> dict:
 
 def test_a_good_entry_passes_and_comes_back_encoded():
     verdict = admit("germany", GOOD, REGISTRY)
-    assert verdict.problem is None and verdict.text.startswith('{"record": {"name": "Germany"')
+    assert verdict.problem is None and verdict.data.startswith(b'{"record": {"name": "Germany"')
 
 
 @pytest.mark.parametrize("slug, entry, problem", [
