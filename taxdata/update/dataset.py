@@ -1,12 +1,11 @@
-"""The updater's dataset on disk: ``tax_data.json``, the calculator's ``taxData.js``, the journal.
+"""The updater's dataset during a run: ``tax_data.json`` (:mod:`taxdata.store.datasetfile`), the
+calculator's ``taxData.js`` rendered from it (always written together) and the journal.
 
-``tax_data.json`` holds every record with its provenance, one country per line (the C JSON
-encoder, a one-line diff per changed country; files in the older indented layout load as they
-are); ``taxData.js`` is rendered from it and the two are always written together. During a run
-each finished country goes into memory and the fsync'd journal at once (:meth:`DatasetStore.save`)
-and the whole files are rewritten at checkpoints, from per-country pieces kept encoded (a
-checkpoint re-encodes only the countries that changed since the last). :func:`recover` finishes
-what a killed run left.
+Each finished country is gated and written to the journal by the worker that made it
+(:meth:`DatasetStore.write_ahead`), then taken into memory (:meth:`DatasetStore.save`); the whole
+files are rewritten at checkpoints, from per-country pieces kept encoded, so a checkpoint
+re-encodes and re-renders only the countries that changed since the last.
+:mod:`taxdata.update.recovery` finishes what a killed run left.
 
 Every entry passes the gate (:mod:`taxdata.update.gate`) on its way in, from a reply, the
 journal or the file itself; what fails is quarantined (:mod:`taxdata.store.quarantine`). A run
@@ -25,15 +24,22 @@ import time
 from typing import Any, Mapping
 
 from taxdata.countries.registry import Registry
-from taxdata.errors import EXIT_FAILED, TaxdataError, UsageError
+from taxdata.errors import EXIT_FAILED, TaxdataError
 from taxdata.log import logger
 from taxdata.outcome import Status
 from taxdata.record import crosscheck
 from taxdata.record.build import diff_records
-from taxdata.store import strictjson
 from taxdata.store.confined import SymlinkRefused
 from taxdata.store.datadir import DataDir
-from taxdata.store.journal import Journal, read_journal
+from taxdata.store.datasetfile import (
+    DATASET_FILE,
+    dataset_bytes,
+    empty_dataset,
+    encode_entry,
+    read_dataset,
+    seed_lines,
+)
+from taxdata.store.journal import Journal
 from taxdata.store.jsmodule import (
     render_comment,
     render_tax_data_entry,
@@ -46,7 +52,6 @@ from taxdata.timestamps import now_utc
 from taxdata.update.gate import GATE_VERSION, admit, entry_problem
 from taxdata.update.outcome import CountryOutcome, report_counts
 
-DATASET_FILE = "tax_data.json"
 JS_FILE = "taxData.js"
 JOURNAL_FILE = ".tax_data.journal.jsonl"  # finished countries not yet in tax_data.json
 # During a run tax_data.json and taxData.js are rewritten (a checkpoint) when the journal holds
@@ -58,7 +63,6 @@ CHECKPOINT_SECONDS = 60.0
 CHECKPOINT_SHARE = 0.02
 JOURNAL_RATIO = 2  # journal bytes per byte of tax_data.json that call for a checkpoint
 JOURNAL_MIN_BYTES = 1 << 20  # a small dataset: compact at 1 MB of journal, not at every line
-DATASET_FORMAT = "taxdata/1"
 # taxData.js's state line: the tax_data.json bytes it was rendered from (which passed the gate
 # under that registry and gate version) and a digest of its own body.
 _STATE = re.compile(rb"State: tax_data\.json sha256 ([0-9a-f]{16}), body sha256 ([0-9a-f]{16}), "
@@ -71,82 +75,6 @@ class PersistFailed(TaxdataError):
     keeps what was finished, and the next run recovers it."""
 
     exit_code = EXIT_FAILED
-
-
-def empty_dataset() -> dict[str, Any]:
-    return {"format": DATASET_FORMAT, "updated_at": None, "countries": {}}
-
-
-def read_dataset(data: DataDir) -> tuple[dict[str, Any], bytes]:
-    """``tax_data.json`` parsed (an empty dataset when there is none) and its bytes; a file
-    that is not a dataset is a one-line :class:`UsageError`."""
-    path = data.path(DATASET_FILE)
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        return empty_dataset(), b""
-    except IsADirectoryError:
-        raise UsageError(f"{path}: is a directory, not a file") from None
-    except OSError as exc:
-        raise UsageError(f"{path}: cannot read: {exc.strerror or exc}") from None
-    # The depth of each country is the gate's to check (it may skip trusted bytes). json builds
-    # no cycles: the collector, paused, does not scan its 300,000 containers (5,000 countries)
-    # again and again while they are made (a quarter of the time).
-    paused = gc.isenabled()
-    gc.disable()
-    try:
-        dataset = strictjson.loads(raw, duplicates=True, max_depth=0)
-    except strictjson.JSONProblem as exc:
-        raise UsageError(f"{path}: {exc}") from None
-    finally:
-        if paused:
-            gc.enable()
-    if (not isinstance(dataset, dict) or dataset.get("format") != DATASET_FORMAT
-            or not isinstance(dataset.get("countries"), dict)):
-        raise UsageError(f"{path}: not a taxdata dataset "
-                         f"(expected \"format\": \"{DATASET_FORMAT}\")")
-    problem = strictjson.value_problem({k: v for k, v in dataset.items() if k != "countries"})
-    if problem:
-        raise UsageError(f"{path}: {problem}")
-    return dataset, raw
-
-
-def load_dataset(data: DataDir) -> dict[str, Any]:
-    """``tax_data.json`` as it is (not gated: :meth:`DatasetStore.load` gates it)."""
-    return read_dataset(data)[0]
-
-
-def encode_entry(slug: str, entry: Mapping[str, Any]) -> bytes:
-    """One country's line of ``tax_data.json``, UTF-8 (the C encoder; the gate let no lone
-    surrogate or NaN in, so it always encodes)."""
-    return (f"{json.dumps(slug)}: {json.dumps(entry, ensure_ascii=False, allow_nan=False)}"
-            ).encode("utf-8")
-
-
-def dataset_bytes(dataset: Mapping[str, Any], lines: list[bytes]) -> bytes:
-    """The file: the top-level keys, then ``countries`` with one country per line."""
-    head = [f"  {json.dumps(key)}: {json.dumps(value, ensure_ascii=False)}".encode("utf-8")
-            for key, value in dataset.items() if key != "countries"]
-    countries = (b'  "countries": {\n    ' + b",\n    ".join(lines) + b"\n  }" if lines
-                 else b'  "countries": {}')
-    return b"{\n" + b",\n".join([*head, countries]) + b"\n}\n"
-
-
-def _seed_lines(items: list[tuple[str, Any]], raw: bytes) -> dict[str, tuple[Any, bytes]]:
-    """The lines of a file in this layout, as they are, for its countries as read (``items``,
-    in the file's order), so the first write re-encodes only what changed; {} for any other
-    layout."""
-    start = raw.find(b'\n  "countries": {\n')
-    if start < 0 or not items:
-        return {}
-    lines = raw[start:].split(b"\n")[2:2 + len(items)]
-    seeded: dict[str, tuple[Any, bytes]] = {}
-    for line, (slug, entry) in zip(lines, items):
-        prefix = f"    {json.dumps(slug)}: ".encode("utf-8")
-        if not line.startswith(prefix):
-            return {}
-        seeded[slug] = (entry, line[4:-1] if line.endswith(b",") else line[4:])
-    return seeded if len(seeded) == len(items) else {}
 
 
 def country_tag(slug: str, entry: Mapping[str, Any],
@@ -434,7 +362,7 @@ class DatasetStore:
 
     def _encoded_lines(self) -> list[bytes]:
         if self._raw is not None:  # the lines of the file as read, for what did not change
-            self._lines = {**_seed_lines(self._read, self._raw), **self._lines}
+            self._lines = {**seed_lines(self._read, self._raw), **self._lines}
             self._raw, self._read = None, []
         lines = []
         for slug, entry in self.dataset["countries"].items():
@@ -449,49 +377,3 @@ class DatasetStore:
         countries = self.dataset["countries"]
         if list(countries) != sorted(countries):
             self.dataset["countries"] = dict(sorted(countries.items()))
-
-
-def recover(data: DataDir, registry: Registry, quarantine: Quarantine) -> int:
-    """Finish what a killed run left: replay its journal (each entry through the gate) into
-    tax_data.json, re-render taxData.js.
-
-    Returns how many journal entries were replayed (0 when the last run finished its writes).
-    A disk that still refuses is a one-line :class:`PersistFailed`; the journal then stays.
-    """
-    path = data.path(JOURNAL_FILE)
-    try:
-        entries = read_journal(path)
-    except OSError as exc:  # e.g. a directory in its place: say so, touch nothing
-        raise UsageError(f"cannot read the journal {path}: {exc.strerror or exc}") from None
-    if entries is None:
-        return 0
-    store = DatasetStore(data, registry, quarantine)
-    store.load()
-    countries = store.dataset["countries"]
-    replayed = 0
-    for entry in entries:
-        slug = entry.get("slug")
-        if "unreadable" in entry:
-            store.refuse(None, None, "journal", entry["unreadable"], raw=entry.get("raw"))
-            continue
-        body = {key: value for key, value in entry.items() if key != "slug"}
-        problem = entry_problem(slug, body, registry)
-        if problem:
-            store.refuse(slug, entry, "journal", problem)
-            continue
-        countries[slug] = body
-        store.dirty = True
-        replayed += 1
-    if replayed:
-        store.dataset["updated_at"] = now_utc()
-    if store.dirty or countries or data.path(JS_FILE).exists():
-        store.write_files({}, None, note="recovered after an interrupted run")
-    store.journal.remove()
-    if replayed:
-        logger.warning("[RECOVERED] the last run ended without finishing its writes: %d finished "
-                       "countries replayed into %s, %s re-rendered", replayed, DATASET_FILE,
-                       JS_FILE)
-    else:
-        logger.info("[RECOVERED] the last run ended without finishing its writes: %s "
-                    "re-rendered from %s", JS_FILE, DATASET_FILE)
-    return replayed

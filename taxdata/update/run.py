@@ -16,7 +16,6 @@ This module runs it: the plan, the workers, the end, the dry runs. What it is as
 from __future__ import annotations
 
 import hashlib
-import os
 import threading
 import time
 from pathlib import Path
@@ -41,12 +40,15 @@ from taxdata.store.quarantine import Quarantine
 from taxdata.store.taxfile import source_problem, taxation_path
 from taxdata.timestamps import now_utc
 from taxdata.update.country import UP_TO_DATE, CountryUpdater
-from taxdata.update.dataset import DATASET_FILE, JS_FILE, DatasetStore, PersistFailed, recover
+from taxdata.update.dataset import DatasetStore, PersistFailed
 from taxdata.update.extract import PROMPT_VERSION, Extractor
 from taxdata.update.imports import merge_import, read_import
 from taxdata.update.options import UpdateOptions
 from taxdata.update.outcome import CountryOutcome, report_counts
+from taxdata.update.pruning import keep_or_prune
+from taxdata.update.recovery import recover
 from taxdata.update.reports import report_countries, write_reports
+from taxdata.update.sources import list_directory, listed_taxation_path, read_source
 from taxdata.update.summary import (
     crosscheck_counts,
     few_words,
@@ -101,10 +103,10 @@ class UpdateRun:
             raise UsageError(f"input directory {self.input_dir} does not exist - run the "
                              "generators first or pass --input-dir")
         sources = {}
-        listing = self.listing()
+        listing = list_directory(self.input_dir)
         for country in self.countries:
             path = (taxation_path(self.input_dir, country.slug) if listing is None
-                    else _listed_taxation_path(self.input_dir, listing, country.slug))
+                    else listed_taxation_path(self.input_dir, listing, country.slug))
             if path is None:
                 self.outcomes[country.slug] = CountryOutcome(
                     country.slug, Status.SKIPPED, f"no taxation file in {self.input_dir}")
@@ -119,42 +121,17 @@ class UpdateRun:
                 sources[country.slug] = path
         return sources
 
-    def listing(self) -> dict[str, os.DirEntry] | None:
-        """The input directory's entries, read once (5,000 countries: one directory read, not
-        10,000 stats); None when it cannot be listed (each file is then looked for)."""
-        try:
-            with os.scandir(self.input_dir) as entries:
-                return {entry.name: entry for entry in entries}
-        except OSError:
-            return None
-
     def input_problem(self, path: Path, slug: str | None = None) -> str | None:
         """Why a taxation file must not be sent (over the size cap, not text, empty); its
-        digest is kept (``slug``) to tell an up-to-date country without reading it again.
-        (os calls on a str path: 5,000 countries' pathlib overhead was a third of this.)"""
-        cap = self.settings.max_input_bytes
-        try:
-            fd = os.open(str(path), os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
-            try:
-                size = os.fstat(fd).st_size
-                if size > cap:  # not even read: it may be huge
-                    return (f"{size:,} bytes is over the input cap of {cap:,} bytes "
-                            "(TAXDATA_MAX_INPUT_BYTES)")
-                raw = os.read(fd, cap + 1) if size else b""
-                while len(raw) < size:  # a short read (a network file system)
-                    more = os.read(fd, cap + 1 - len(raw))
-                    if not more:
-                        break
-                    raw += more
-            finally:
-                os.close(fd)
-            if slug is not None:
-                digest = self.digests[slug] = hashlib.sha256(raw).hexdigest()
-                if digest == self.extracted_from(slug):
-                    return None  # the very bytes a record was made from: checked back then
-            return source_problem(raw, cap)
-        except OSError as exc:
-            return f"cannot read: {exc.strerror or exc}"
+        digest is kept (``slug``) to tell an up-to-date country without reading it again."""
+        raw, problem = read_source(path, self.settings.max_input_bytes)
+        if raw is None:
+            return problem
+        if slug is not None:
+            digest = self.digests[slug] = hashlib.sha256(raw).hexdigest()
+            if digest == self.extracted_from(slug):
+                return None  # the very bytes a record was made from: checked back then
+        return source_problem(raw, self.settings.max_input_bytes)
 
     def extracted_from(self, slug: str) -> str | None:
         """The sha256 of the source the dataset's record of ``slug`` was extracted from."""
@@ -300,34 +277,6 @@ class UpdateRun:
             return EXIT_FAILED
         return code
 
-    def keep_or_prune(self) -> None:
-        """The dataset's countries the registry lacks (a changed registry, a forgotten
-        TAXDATA_COUNTRIES) stay in both files, with one warning, unless ``--prune``."""
-        unknown = [slug for slug in self.store.dataset["countries"]
-                   if not self.registry.has_slug(slug)]
-        if not unknown:
-            return
-        shown = ", ".join(unknown[:10]) + (f" and {len(unknown) - 10} more"
-                                           if len(unknown) > 10 else "")
-        if self.options.prune:
-            logger.warning("[PRUNE] %d %s not in the country registry %s removed: %s",
-                           len(unknown), "country" if len(unknown) == 1 else "countries",
-                           self.registry.source, shown)
-        else:
-            logger.warning("[KEPT] %d %s of %s not in the country registry %s: kept in %s and "
-                           "%s (--prune removes them): %s", len(unknown),
-                           "country" if len(unknown) == 1 else "countries", DATASET_FILE,
-                           self.registry.source, DATASET_FILE, JS_FILE, shown)
-        for slug in unknown:
-            if self.options.prune:
-                self.store.remove(slug)
-                self.outcomes[slug] = CountryOutcome(
-                    slug, Status.REMOVED, "--prune: not in the country registry")
-            else:
-                self.outcomes[slug] = CountryOutcome(
-                    slug, Status.SKIPPED, "not in the country registry: kept as it is "
-                    "(--prune removes it)")
-
 
 @run_lock_scope()
 def run(options: UpdateOptions, settings: Settings) -> int:
@@ -387,16 +336,6 @@ def run(options: UpdateOptions, settings: Settings) -> int:
     return update.exit_code(summary.interrupted)
 
 
-def _listed_taxation_path(directory: Path, listing: dict[str, os.DirEntry],
-                          slug: str) -> Path | None:
-    """:func:`taxation_path` from the directory's listing: the same names, the same order."""
-    for name in (f"{slug}.md", f"taxation_{slug}.txt"):
-        entry = listing.get(name)
-        if entry is not None and entry.is_file():
-            return directory / name
-    return None
-
-
 def prepare(options: UpdateOptions, settings: Settings) -> UpdateRun:
     """Check the reference file and the data directory (locked, recovered, dataset loaded)
     before any request: every problem here is a usage error."""
@@ -427,7 +366,7 @@ def prepare(options: UpdateOptions, settings: Settings) -> UpdateRun:
         update.store.load()
     except PersistFailed as exc:
         raise DataDirError(str(exc)) from None
-    update.keep_or_prune()
+    update.outcomes.update(keep_or_prune(update.store, update.registry, options.prune))
     return update
 
 

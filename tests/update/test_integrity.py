@@ -101,6 +101,8 @@ def test_a_tampered_journal_is_gated_line_by_line(server, filled):
     report = report_of(proc)
     assert len(report["quarantined"]) == 5
     assert "QUARANTINED 5" in proc.stdout
+    page = Path(proc.stdout.split("Review page: ")[1].split()[0]).read_text("utf-8")
+    assert "QUARANTINED: 5 entries refused by the checks" in page and "__proto__" in page
     assert not (data / JOURNAL).exists()
 
 
@@ -284,3 +286,28 @@ def test_prune_alone_is_no_longer_a_usage_error(server, filled):
     assert proc.returncode == 0, explain(proc)
     assert sorted(dataset(filled)["countries"]) == SLUGS  # every one is in the registry
     assert os.path.exists(filled / "taxData.js")
+
+
+def test_completed_is_logged_only_once_the_journal_holds_the_country(server, data,
+                                                                     monkeypatch):
+    from taxdata import runner
+
+    log_result = runner._log_result
+    checked = []
+
+    def after_the_journal(result, describe):
+        outcome = result.value
+        if result.ok and outcome.status in ("ADDED", "MODIFIED"):
+            journal = data / JOURNAL
+            lines = journal.read_text(encoding="utf-8").splitlines() if journal.exists() else []
+            held = {json.loads(line)["slug"] for line in lines}
+            if (data / "tax_data.json").exists():  # or a checkpoint wrote it already
+                held |= set(dataset(data)["countries"])
+            assert outcome.slug in held, (outcome.slug, held)
+            checked.append(outcome.slug)
+        log_result(result, describe)
+
+    monkeypatch.setattr(runner, "_log_result", after_the_journal)
+    proc = run_happy(server, data)
+    assert proc.returncode == 0, explain(proc)
+    assert sorted(checked) == SLUGS
