@@ -15,11 +15,13 @@ This module runs it: the plan, the workers, the end, the dry runs. What it is as
 
 from __future__ import annotations
 
+import functools
+import gc
 import hashlib
 import threading
 import time
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from taxdata import __version__
 from taxdata.cancel import STOP
@@ -278,7 +280,20 @@ class UpdateRun:
         return code
 
 
+def _thawed_after(function: Callable[..., int]) -> Callable[..., int]:
+    """:func:`prepare` freezes the heap it read (``gc.freeze``); after the run what it froze is
+    collectable again (a process may run the updater many times: the tests, the demo)."""
+    @functools.wraps(function)
+    def thawed(*args: Any, **kwargs: Any) -> int:
+        try:
+            return function(*args, **kwargs)
+        finally:
+            gc.unfreeze()
+    return thawed
+
+
 @run_lock_scope()
+@_thawed_after
 def run(options: UpdateOptions, settings: Settings) -> int:
     """The whole updater run (the script's one call)."""
     started = time.monotonic()
@@ -367,6 +382,9 @@ def prepare(options: UpdateOptions, settings: Settings) -> UpdateRun:
     except PersistFailed as exc:
         raise DataDirError(str(exc)) from None
     update.outcomes.update(keep_or_prune(update.store, update.registry, options.prune))
+    # The dataset and registry just read (300,000 objects at 5,000 countries) live for the whole
+    # run and hold no cycles: later collections need not scan them again and again.
+    gc.freeze()
     return update
 
 
