@@ -15,9 +15,11 @@ This module runs it: the plan, the workers, the end, the dry runs. What it is as
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import gc
 import hashlib
+import os
 import threading
 import time
 from pathlib import Path
@@ -29,7 +31,14 @@ from taxdata.clients.llm import LLMClient, report_endpoints
 from taxdata.clients.wikipedia import WikipediaClient
 from taxdata.config import Settings
 from taxdata.countries.registry import RegistryError, load_registry
-from taxdata.errors import EXIT_FAILED, EXIT_OK, TaxdataError, UsageError, first_line
+from taxdata.errors import (
+    EXIT_FAILED,
+    EXIT_OK,
+    DataError,
+    TaxdataError,
+    UsageError,
+    first_line,
+)
 from taxdata.log import logger, thread_label
 from taxdata.outcome import Status, exit_code, outcome_of
 from taxdata.record import crosscheck
@@ -50,7 +59,13 @@ from taxdata.update.outcome import CountryOutcome, report_counts
 from taxdata.update.pruning import keep_or_prune
 from taxdata.update.recovery import recover
 from taxdata.update.reports import report_countries, write_reports
-from taxdata.update.sources import list_directory, listed_taxation_path, read_source
+from taxdata.update.sources import (
+    STAT_CACHE,
+    StatCache,
+    list_directory,
+    listed_taxation_path,
+    read_source,
+)
 from taxdata.update.summary import (
     crosscheck_counts,
     few_words,
@@ -93,6 +108,7 @@ class UpdateRun:
         self.store = DatasetStore(self.data, self.registry,
                                   None if options.dry_run else self.quarantine)
         self.digests: dict[str, str] = {}  # slug -> sha256 of its taxation file, as planned
+        self.stat_cache = StatCache(self.input_dir, _read_quietly(self.data, STAT_CACHE))
         self.stopped: str | None = None  # why the run stopped early (the disk), if it did
         self._stop_lock = threading.Lock()
         self.report_path: Path | None = None
@@ -113,6 +129,9 @@ class UpdateRun:
                 self.outcomes[country.slug] = CountryOutcome(
                     country.slug, Status.SKIPPED, f"no taxation file in {self.input_dir}")
                 continue
+            if self.known_unchanged(country.slug, path, listing):
+                sources[country.slug] = path
+                continue
             problem = self.input_problem(path, country.slug)
             if problem:
                 logger.warning("[SKIPPED] %s %s: %s", country.slug, path.name, problem)
@@ -126,14 +145,29 @@ class UpdateRun:
     def input_problem(self, path: Path, slug: str | None = None) -> str | None:
         """Why a taxation file must not be sent (over the size cap, not text, empty); its
         digest is kept (``slug``) to tell an up-to-date country without reading it again."""
-        raw, problem = read_source(path, self.settings.max_input_bytes)
+        raw, problem, stat = read_source(path, self.settings.max_input_bytes)
         if raw is None:
             return problem
         if slug is not None:
             digest = self.digests[slug] = hashlib.sha256(raw).hexdigest()
+            if stat is not None:
+                self.stat_cache.remember(path.name, stat, digest)
             if digest == self.extracted_from(slug):
                 return None  # the very bytes a record was made from: checked back then
         return source_problem(raw, self.settings.max_input_bytes)
+
+    def known_unchanged(self, slug: str, path: Path, listing: dict | None) -> bool:
+        """The file's stat says it is the one a record was made from (no read needed)."""
+        entry = listing.get(path.name) if listing else None
+        try:
+            stat = entry.stat() if entry is not None else os.stat(path)
+        except OSError:
+            return False
+        digest = self.stat_cache.digest(path.name, stat)
+        if digest is None or digest != self.extracted_from(slug):
+            return False
+        self.digests[slug] = digest
+        return True
 
     def extracted_from(self, slug: str) -> str | None:
         """The sha256 of the source the dataset's record of ``slug`` was extracted from."""
@@ -239,6 +273,9 @@ class UpdateRun:
         self.report_path = write_reports(self.data, self.started, report, self.store.view(),
                                          self.previous, self.source_text,
                                          self.settings.keep_reports)
+        if self.stat_cache.changed:  # a cache: a disk that refuses it costs the next run a read
+            with contextlib.suppress(OSError, DataError):
+                self.data.write_text(STAT_CACHE, self.stat_cache.content())
 
     def source_text(self, slug: str, source: Mapping[str, Any] | None) -> str | None:
         """The text a country's quotes are shown in: its taxation file, or (``source``: the
@@ -349,6 +386,14 @@ def run(options: UpdateOptions, settings: Settings) -> int:
     print_report_paths(update.report_path)  # the last lines: where to look ...
     print_closing_line(update.outcomes)  # ... and, if nothing written was checked, that
     return update.exit_code(summary.interrupted)
+
+
+def _read_quietly(data: DataDir, relpath: str) -> bytes | None:
+    """A cache file's bytes, or None (missing, unreadable, a symlink out: no cache)."""
+    try:
+        return data.path(relpath).read_bytes()
+    except (OSError, DataError):
+        return None
 
 
 def prepare(options: UpdateOptions, settings: Settings) -> UpdateRun:

@@ -311,3 +311,48 @@ def test_completed_is_logged_only_once_the_journal_holds_the_country(server, dat
     proc = run_happy(server, data)
     assert proc.returncode == 0, explain(proc)
     assert sorted(checked) == SLUGS
+
+
+def test_an_unchanged_run_reads_no_taxation_file_whose_stat_is_known(server, data,
+                                                                     monkeypatch):
+    from taxdata.update import run as update_run
+    from taxdata.update import sources
+
+    monkeypatch.setattr(sources, "RACY_NS", 0)  # files written just now count as settled
+    reads = []
+    read_source = sources.read_source
+
+    def counted(path, cap):
+        reads.append(path.name)
+        return read_source(path, cap)
+
+    monkeypatch.setattr(update_run, "read_source", counted)
+    assert run_happy(server, data).returncode == 0  # reads and remembers each file's stat
+    assert sorted(reads) == [f"{slug}.md" for slug in SLUGS]
+    reads.clear()
+    proc = run_updater(data, server.url("proxy"), "--countries", ",".join(SLUGS))
+    assert proc.returncode == 0 and reads == [] and server.chats[3:] == [], explain(proc)
+    assert report_of(proc)["unchanged"]["countries"] == SLUGS
+
+    germany = data / "taxation" / "germany.md"  # the same size, another content: re-read
+    text = germany.read_text(encoding="utf-8")
+    germany.write_text(text.replace("17 %", "18 %"), encoding="utf-8")
+    os.utime(germany, ns=(germany.stat().st_atime_ns, germany.stat().st_mtime_ns + 10**9))
+    proc = run_updater(data, server.url("proxy"), "--countries", ",".join(SLUGS))
+    assert reads == ["germany.md"], reads
+    assert "germany" not in report_of(proc)["unchanged"]["countries"]
+
+
+def test_a_file_changed_just_before_its_hashing_is_read_again(server, data, monkeypatch):
+    from taxdata.update import run as update_run
+
+    reads = []
+    read_source = update_run.read_source
+    monkeypatch.setattr(update_run, "read_source",
+                        lambda path, cap: reads.append(path.name) or read_source(path, cap))
+    assert run_happy(server, data).returncode == 0
+    reads.clear()
+    proc = run_updater(data, server.url("proxy"), "--countries", ",".join(SLUGS))
+    assert proc.returncode == 0, explain(proc)
+    # Written within two seconds of their hashing: not trusted by their stat, read again.
+    assert sorted(reads) == [f"{slug}.md" for slug in SLUGS]
