@@ -24,7 +24,7 @@ import time
 from typing import Any, Mapping
 
 from taxdata.countries.registry import Registry
-from taxdata.errors import EXIT_FAILED, TaxdataError
+from taxdata.errors import EXIT_FAILED, DataError, TaxdataError
 from taxdata.log import logger
 from taxdata.outcome import Status
 from taxdata.record import crosscheck
@@ -168,9 +168,10 @@ class DatasetStore:
             return
         try:
             self.quarantine.add(slug, origin, problem, entry, raw)
-        except OSError as exc:
+        except (OSError, DataError) as exc:  # a full disk, a symlink at quarantine/
+            why = getattr(exc, "strerror", None) or exc
             raise PersistFailed(f"cannot write the quarantine file in {self.data.root}: "
-                                f"{exc.strerror or exc}; {where} is left as it is") from None
+                                f"{why}; {where} is left as it is") from None
 
     def write_ahead(self, outcome: CountryOutcome) -> None:
         """On the worker that made it: a new record through the gate and into the journal, so

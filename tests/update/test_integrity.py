@@ -356,3 +356,20 @@ def test_a_file_changed_just_before_its_hashing_is_read_again(server, data, monk
     assert proc.returncode == 0, explain(proc)
     # Written within two seconds of their hashing: not trusted by their stat, read again.
     assert sorted(reads) == [f"{slug}.md" for slug in SLUGS]
+
+
+def test_a_symlinked_quarantine_directory_is_one_line_and_the_dataset_is_left_as_it_is(
+        server, filled, tmp_path):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (filled / "quarantine").symlink_to(outside)
+    stored = dataset(filled)
+    stored["countries"]["germany"]["record"]["vat"]["standard"] = 250
+    text = json.dumps(stored, indent=2)
+    (filled / "tax_data.json").write_text(text, encoding="utf-8")
+    proc = run_updater(filled, server.url("proxy"), "--countries", ",".join(SLUGS))
+    no_traceback(proc)
+    assert proc.returncode == 2, explain(proc)
+    assert "quarantine" in proc.stderr.strip().splitlines()[-1]
+    assert (filled / "tax_data.json").read_text(encoding="utf-8") == text  # not dropped
+    assert list(outside.iterdir()) == []
