@@ -7,6 +7,8 @@ line (:class:`~taxdata.update.dataset.PersistFailed`), and the journal stays for
 
 from __future__ import annotations
 
+import re
+
 from taxdata.countries.registry import Registry
 from taxdata.errors import UsageError
 from taxdata.log import logger
@@ -17,6 +19,9 @@ from taxdata.store.quarantine import Quarantine
 from taxdata.timestamps import now_utc
 from taxdata.update.dataset import JOURNAL_FILE, JS_FILE, DatasetStore
 from taxdata.update.gate import entry_problem
+
+# The slug a line that cannot be parsed names, for the messages (never to replay it).
+_SLUG_IN_LINE = re.compile(r'"slug"\s*:\s*"([a-z0-9_]{1,64})"')
 
 
 def recover(data: DataDir, registry: Registry, quarantine: Quarantine) -> int:
@@ -40,7 +45,9 @@ def recover(data: DataDir, registry: Registry, quarantine: Quarantine) -> int:
     for entry in entries:
         slug = entry.get("slug")
         if "unreadable" in entry:
-            store.refuse(None, None, "journal", entry["unreadable"], raw=entry.get("raw"))
+            named = _SLUG_IN_LINE.search(entry.get("raw") or "")
+            store.refuse(named.group(1) if named else "(a line)", None, "journal",
+                         entry["unreadable"], raw=entry.get("raw"))
             continue
         body = {key: value for key, value in entry.items() if key != "slug"}
         problem = entry_problem(slug, body, registry)
@@ -57,8 +64,8 @@ def recover(data: DataDir, registry: Registry, quarantine: Quarantine) -> int:
     store.journal.remove()
     if replayed:
         logger.warning("[RECOVERED] the last run ended without finishing its writes: %d finished "
-                       "countries replayed into %s, %s re-rendered", replayed, DATASET_FILE,
-                       JS_FILE)
+                       "%s replayed into %s, %s re-rendered", replayed,
+                       "country" if replayed == 1 else "countries", DATASET_FILE, JS_FILE)
     else:
         logger.info("[RECOVERED] the last run ended without finishing its writes: %s "
                     "re-rendered from %s", JS_FILE, DATASET_FILE)
