@@ -67,6 +67,8 @@ class Settings:
     # The context size in tokens: sent to Ollama as num_ctx (0: planned from what the run
     # needs, within the model's); for a server that does not say its own, its size.
     num_ctx: int = 0
+    # Update reports (JSON + review page) kept in <data>/reports: the newest N; 0 keeps all.
+    keep_reports: int = 100
 
     @property
     def llm_urls(self) -> tuple[str, ...]:
@@ -183,6 +185,8 @@ _SPEC: dict[str, tuple[str, Callable[[str], Any]]] = {
     "request_deadline": ("TAXDATA_REQUEST_DEADLINE", _seconds),
     "max_reply_bytes": ("TAXDATA_MAX_REPLY_BYTES", _int_range(1024, 1 << 34)),
     "num_ctx": ("TAXDATA_NUM_CTX", _int_range(0, 1 << 24)),
+    # Reports kept (the newest N runs'; 0 keeps all); see Settings.keep_reports.
+    "keep_reports": ("TAXDATA_KEEP_REPORTS", _int_range(0, 1_000_000)),
 }
 
 ENV_VARS = {name: env for name, (env, _) in _SPEC.items()}

@@ -73,8 +73,9 @@ def update_main(argv: Sequence[str] | None = None, prog: str | None = None) -> i
     parser.add_argument("--import-only", action="store_true",
                         help="with --import-js: import and write the dataset, no LLM calls")
     parser.add_argument("--prune", action="store_true",
-                        help="with --import-js: remove the countries the file lacks (listed, "
-                             "reported REMOVED)")
+                        help="remove the dataset's countries the registry lacks (without it "
+                             "they are kept, with a warning); with --import-js also the ones "
+                             "the file lacks (listed, reported REMOVED)")
     _add_max_chars(parser, "longer files are split")
     parser.add_argument("--reference", metavar="FILE.csv",
                         help="cross-check against your reference table too (a territory column "

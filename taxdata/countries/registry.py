@@ -8,6 +8,8 @@ Everything the rest of the suite needs about "which countries" goes through this
 from __future__ import annotations
 
 import difflib
+import gc
+import hashlib
 import json
 import math
 import os
@@ -19,7 +21,7 @@ from urllib.parse import quote
 
 from taxdata.config import ENV_VARS
 from taxdata.errors import DataError
-from taxdata.store.strictjson import DuplicateKeyError, no_duplicate_keys
+from taxdata.store import strictjson
 
 ENV_VAR = ENV_VARS["countries_file"]  # TAXDATA_COUNTRIES; also a Settings field
 FILE_NAME = "countries.json"
@@ -29,7 +31,9 @@ BUNDLED_FILE = Path(__file__).resolve().parents[1] / "data" / FILE_NAME
 WIKIPEDIA_BASE = "https://en.wikipedia.org/wiki/"
 
 _FIELDS = ("name", "code", "currency", "wikipedia_title", "coordinates")
+_FIELD_SET = frozenset(_FIELDS)
 _SLUG = re.compile(r"[a-z][a-z0-9_]*")
+SLUG_MAX = 64  # a file name on every system (the longest country's slug is about 35)
 _ISO_COUNTRY = re.compile(r"[A-Z]{2}")
 _ISO_CURRENCY = re.compile(r"[A-Z]{3}")
 
@@ -60,7 +64,7 @@ class Country:
     def __post_init__(self) -> None:
         problem = _entry_problem(self)
         if problem:
-            raise RegistryError(f"entry {self.slug!r}: {problem}")
+            raise RegistryError(f"entry {_shown_slug(self.slug)}: {problem}")
 
     @property
     def wikipedia_url(self) -> str | None:
@@ -71,6 +75,17 @@ class Country:
         return WIKIPEDIA_BASE + quote(self.wikipedia_title.replace(" ", "_"), safe="/:(),")
 
 
+def is_slug(value: object) -> bool:
+    """``value`` has the shape of a registry slug (whether or not a registry holds it)."""
+    return isinstance(value, str) and len(value) <= SLUG_MAX and bool(_SLUG.fullmatch(value))
+
+
+def _shown_slug(slug: object) -> str:
+    """A slug for a message: a 5,000-character one is cut, so the message stays one line."""
+    text = repr(slug)
+    return text if len(text) <= 70 else f"{text[:60]}... ({len(str(slug)):,} characters)"
+
+
 def _is_number(value: object) -> bool:
     # bool is an int subclass, but true/false in the file is a mistake, not a coordinate.
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
@@ -78,8 +93,9 @@ def _is_number(value: object) -> bool:
 
 def _entry_problem(c: Country) -> str | None:
     """Describe the first invalid field of ``c``, or return None when it is valid."""
-    if not isinstance(c.slug, str) or not _SLUG.fullmatch(c.slug):
-        return "slug must be lowercase letters, digits and underscores, starting with a letter"
+    if not is_slug(c.slug):
+        return (f"slug must be lowercase letters, digits and underscores, starting with a "
+                f"letter, at most {SLUG_MAX} characters")
     if not isinstance(c.name, str) or not c.name.strip():
         return "name must be a non-empty string"
     if not isinstance(c.code, str) or not _ISO_COUNTRY.fullmatch(c.code):
@@ -114,15 +130,15 @@ def _key(name: str) -> str:
 
 
 def _parse_entry(slug: object, raw: object, source: str) -> Country:
-    where = f"{source}: entry {slug!r}"
-    if not isinstance(raw, dict):
-        raise RegistryError(f"{where}: must be an object with keys {', '.join(_FIELDS)}")
-    unknown = sorted(set(raw) - set(_FIELDS))
-    if unknown:
-        raise RegistryError(f"{where}: unknown key(s) {', '.join(map(repr, unknown))}"
-                            f" (allowed: {', '.join(_FIELDS)})")
-    missing = [f for f in _FIELDS if f not in raw]
-    if missing:
+    if not isinstance(raw, dict) or raw.keys() != _FIELD_SET:  # the common case: one check
+        where = f"{source}: entry {_shown_slug(slug)}"
+        if not isinstance(raw, dict):
+            raise RegistryError(f"{where}: must be an object with keys {', '.join(_FIELDS)}")
+        unknown = sorted(set(raw) - _FIELD_SET)
+        if unknown:
+            raise RegistryError(f"{where}: unknown key(s) {', '.join(map(repr, unknown))}"
+                                f" (allowed: {', '.join(_FIELDS)})")
+        missing = [f for f in _FIELDS if f not in raw]
         raise RegistryError(f"{where}: missing key(s) {', '.join(map(repr, missing))}")
     coords = raw["coordinates"]
     try:
@@ -136,8 +152,10 @@ def _parse_entry(slug: object, raw: object, source: str) -> Country:
 class Registry:
     """The set of known countries, looked up by slug or display name. Immutable once built."""
 
-    def __init__(self, countries: Mapping[str, Country], *, source: str = "<registry>") -> None:
+    def __init__(self, countries: Mapping[str, Country], *, source: str = "<registry>",
+                 digest: str | None = None) -> None:
         self.source = source
+        self.digest = digest  # sha256 of the file it was read from (None: built in memory)
         self._by_slug: dict[str, Country] = {}
         for slug in sorted(countries):
             country = countries[slug]
@@ -156,7 +174,8 @@ class Registry:
                                     f"clashes with entry {other.slug!r}")
 
     @classmethod
-    def from_data(cls, data: object, *, source: str = "<data>") -> Registry:
+    def from_data(cls, data: object, *, source: str = "<data>",
+                  digest: str | None = None) -> Registry:
         """Build from the parsed JSON document:
         ``{"countries": {slug: {...}}, "_comment": ...}``."""
         if not isinstance(data, dict) or not isinstance(data.get("countries"), dict):
@@ -166,7 +185,7 @@ class Registry:
         if extra:
             raise RegistryError(f"{source}: unknown top-level key(s) {', '.join(map(repr, extra))}")
         return cls({slug: _parse_entry(slug, raw, source)
-                    for slug, raw in data["countries"].items()}, source=source)
+                    for slug, raw in data["countries"].items()}, source=source, digest=digest)
 
     def __len__(self) -> int:
         return len(self._by_slug)
@@ -257,11 +276,15 @@ def load_registry(path: str | Path | None = None, *,
         raise RegistryError(f"{source}: countries file not found ({origin})") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise RegistryError(f"{source}: cannot read countries file: {exc}") from None
+    try:  # every value is checked by its field's type below: no depth walk is needed
+        data = strictjson.loads(text, max_depth=0)
+    except strictjson.JSONProblem as exc:
+        raise RegistryError(f"{source}: {exc}") from None
+    paused = gc.isenabled()  # 5,000 entries make no cycles: see taxdata.store.datasetfile
+    gc.disable()
     try:
-        data = json.loads(text, object_pairs_hook=no_duplicate_keys)
-    except json.JSONDecodeError as exc:
-        raise RegistryError(f"{source}: invalid JSON at line {exc.lineno}, "
-                            f"column {exc.colno}: {exc.msg}") from None
-    except DuplicateKeyError as exc:
-        raise RegistryError(f"{source}: duplicate key {exc.key!r}") from None
-    return Registry.from_data(data, source=source)
+        return Registry.from_data(data, source=source, digest=hashlib.sha256(
+            text.encode("utf-8", "surrogatepass")).hexdigest())
+    finally:
+        if paused:
+            gc.enable()

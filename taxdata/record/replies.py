@@ -11,7 +11,12 @@ import re
 from typing import Any
 
 from taxdata.errors import ServerError
-from taxdata.store.strictjson import DuplicateKeyError, no_duplicate_keys
+from taxdata.store.strictjson import (
+    MAX_DEPTH,
+    DuplicateKeyError,
+    no_duplicate_keys,
+    value_problem,
+)
 
 # --------------------------------------------------------------------------------------------
 # Reply parsing
@@ -83,8 +88,15 @@ def parse_reply(text: str) -> dict[str, Any]:
         raise ReplyError(
             f"{_REPLY}: invalid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno}){hint}"
         ) from None
+    except RecursionError:  # the decoder recurses once per level
+        raise ReplyError(f"{_REPLY}: nested deeper than {MAX_DEPTH} levels") from None
+    except ValueError as exc:  # e.g. an integer literal of more than 4,300 digits
+        raise ReplyError(f"{_REPLY}: invalid JSON: {exc}") from None
     if text[end:].strip():
         raise ReplyError(f"{_REPLY}: prose after JSON")
+    problem = value_problem(value)
+    if problem:  # too deep, an integer beyond the calculator's, a lone surrogate
+        raise ReplyError(f"{_REPLY}: {problem}")
     if not isinstance(value, dict):  # only an array can get here: text starts with { or [
         raise ReplyError(f"{_REPLY}: got a JSON array")
     return value

@@ -9,7 +9,6 @@ thresholds, review triggers - not tax facts) never make a reply fail.
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,8 +20,8 @@ from taxdata.record.models import (
     CountryLike,
     Extraction,
     TaxRecord,
-    without_calculator_fields,
 )
+from taxdata.store.strictjson import value_problem
 
 # Plausibility thresholds: exceeding them is a *warning* for a human to look at, never an error
 # (a real system may legitimately exceed them).  These are review triggers, not tax facts.
@@ -305,24 +304,30 @@ def missing_fields(extraction: Extraction) -> list[str]:
     return missing
 
 
-def validate_record(record: Any, country: CountryLike) -> list[str]:
-    """Why a stored record (an imported one) may not enter the dataset; [] when it may.
+def validate_record(record: Any, country: CountryLike, *, json_checked: bool = False
+                    ) -> list[str]:
+    """Why a stored record (an imported one, or any entry at the dataset's gate) may not enter
+    the dataset; [] when it may.
 
-    The record model's types (strict; unknown keys are errors, the calculator's own fields are
-    known), then the rules a model's reply meets (:func:`semantic_errors`, the identity against
-    the registry included), the calculator fields' rates, and the fields a reply never carries:
-    a name, coordinates in range, a currency and a country code.
+    What JSON and the calculator cannot hold (nesting, integers beyond 2**53, lone surrogates;
+    ``json_checked``: the caller checked that already), the record model's types (strict;
+    unknown keys are errors, the calculator's own fields are known), then the rules a model's
+    reply meets (:func:`semantic_errors`, the identity against the registry included), the
+    calculator fields' rates, and the fields a reply never carries: a name, coordinates in
+    range, a currency and a country code.
     """
     if not isinstance(record, dict):
         return [f"<root>: expected an object, got {type(record).__name__}"]
+    problem = None if json_checked else value_problem(record)
+    if problem:
+        return [problem]
     try:
-        TaxRecord.model_validate(record)
+        typed = TaxRecord.model_validate(record)
     except ValidationError as exc:
         return _pydantic_errors(exc)
-    facts = without_calculator_fields(copy.deepcopy(record))
-    for key in ("name", "coordinates"):
-        facts.pop(key)
-    errors = semantic_errors(Extraction.model_validate(facts), country)
+    # The typed record has every field the rules read (vat, brackets, ...), typed as in a
+    # reply: no second validation of a copy without the calculator's fields.
+    errors = semantic_errors(typed, country)  # type: ignore[arg-type]
     errors += _calculator_field_errors(record)
     if not record["name"].strip():
         errors.append("name: required, a non-empty string")

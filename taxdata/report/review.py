@@ -204,8 +204,14 @@ def review(report: Mapping[str, Any], dataset: Mapping[str, Any] | None,
     names = [((e or {}).get("record") or {}).get("name") or "" for e in after.values()]
     sample = ("DEMO" in str(report.get("model") or "").upper()
               or any("(SAMPLE)" in name for name in names))
+    unchanged = report.get("unchanged") if isinstance(report.get("unchanged"), Mapping) else {}
     return {"shown": shown, "collapsed": {k: v for k, v in collapsed.items() if v},
+            # Up-to-date countries the report lists by name only (a line, not a row each).
+            "unchanged": list(unchanged.get("countries") or []),
+            "unchanged_reason": unchanged.get("reason") or "up to date",
+            "quarantined": [q for q in report.get("quarantined") or [] if isinstance(q, Mapping)],
             "attention": [v for v in views if v.needs_a_look],
             "totals": report.get("totals") or fallback_totals(entries),
-            "statuses": [s for s in (*SHOWN, *COLLAPSED) if any(v.status == s for v in views)],
+            "statuses": [s for s in (*SHOWN, *COLLAPSED) if any(v.status == s for v in views)
+                         or (s == "UNCHANGED" and unchanged.get("countries"))],
             "sample": sample}

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from taxdata.errors import DataError
+from taxdata.store import confined, strictjson
 from taxdata.store.locks import (
     LOCK_DIR,
     LOCK_SUFFIX,
@@ -133,7 +134,7 @@ class DataDir:
         with self._guard:
             lock = self._thread_locks.setdefault(target, threading.Lock())
         rel = target.relative_to(self.root).as_posix().replace("/", "__")
-        return lock, LockFile(self.root / LOCK_DIR / f"{rel}{LOCK_SUFFIX}")
+        return lock, LockFile(self.root / LOCK_DIR / f"{rel}{LOCK_SUFFIX}", self.root)
 
     # -- before any work -------------------------------------------------------------------
     def check_writable(self) -> None:
@@ -189,27 +190,36 @@ class DataDir:
         while True:
             relpath = f"{stem}{suffix}" if number == 1 else f"{stem}-{number}{suffix}"
             target = self.path(relpath)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            try:
-                os.close(os.open(target, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
+            try:  # O_EXCL: never through a symlink, never a name another run claimed
+                dir_fd, fd = confined.open_file(self.root, relpath,
+                                                os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
             except FileExistsError:
                 number += 1
                 continue
+            os.close(fd)
+            os.close(dir_fd)
             try:
-                atomic_write_bytes(target, text.encode("utf-8"))
+                confined.write_atomic(self.root, relpath, text.encode("utf-8"),
+                                      umask=_umask())
             except BaseException:
                 with contextlib.suppress(OSError):
-                    os.unlink(target)
+                    confined.unlink(self.root, relpath)
                 raise
             return target
 
     # -- text ------------------------------------------------------------------------------
     def write_text(self, relpath: str | Path, text: str) -> Path:
         """Atomically replace ``relpath`` with ``text`` (UTF-8), under the path's locks."""
+        return self.write_bytes(relpath, text.encode("utf-8"))
+
+    def write_bytes(self, relpath: str | Path, data: bytes) -> Path:
+        """Atomically replace ``relpath`` with ``data``, under the path's locks, through
+        directories opened without following symlinks (:mod:`taxdata.store.confined`)."""
         target = self.path(relpath)
         thread_lock, file_lock = self._locks(target)
         with thread_lock, file_lock:
-            atomic_write_bytes(target, text.encode("utf-8"))
+            confined.write_atomic(self.root, target.relative_to(self.root), data,
+                                  umask=_umask())
         return target
 
     def read_text(self, relpath: str | Path) -> str | None:
@@ -230,9 +240,9 @@ class DataDir:
         text = self.read_text(relpath)
         if text is None:
             return default
-        try:
-            return json.loads(text)
-        except json.JSONDecodeError as exc:
+        try:  # nesting bounded, NaN refused: one line, never a RecursionError
+            return strictjson.loads(text, duplicates=True)
+        except strictjson.JSONProblem as exc:
             raise ValueError(f"{self.path(relpath)}: not valid JSON ({exc})") from None
 
     def update_json(self, relpath: str | Path, update: Callable[[Any], Any],
@@ -247,7 +257,8 @@ class DataDir:
         with thread_lock, file_lock:
             current = self.read_json(relpath, default)
             new = update(current)
-            atomic_write_bytes(target, dump_json(new).encode("utf-8"))
+            confined.write_atomic(self.root, target.relative_to(self.root),
+                                  dump_json(new).encode("utf-8"), umask=_umask())
             return new
 
     # -- housekeeping ----------------------------------------------------------------------

@@ -21,12 +21,13 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 from taxdata.errors import DataError
 
-__all__ = ["JSParseError", "parse_tax_data_js", "render_tax_data_js"]
+__all__ = ["JSParseError", "parse_tax_data_js", "render_comment", "render_tax_data_entry",
+           "render_tax_data_js", "split_tax_data_entries", "tax_data_module"]
 
 
 class JSParseError(DataError):
@@ -362,6 +363,10 @@ def _js_scalar(v: Any) -> str:
 
 
 def _is_container(v: Any) -> bool:
+    if isinstance(v, (dict, list, tuple)):  # the common case, without the ABC checks' cost
+        return True
+    if isinstance(v, (str, int, float, bool, type(None))):
+        return False
     return isinstance(v, Mapping) or (isinstance(v, Sequence) and not isinstance(v, (str, bytes)))
 
 
@@ -430,16 +435,59 @@ def render_tax_data_js(
     (if any) as ``//`` lines.  Raises ValueError for NaN/Infinity, TypeError for
     values that have no JSON-like JS form.
     """
+    return tax_data_module(header_lines, (
+        render_tax_data_entry(key, country, (comments or {}).get(key))
+        for key, country in dataset.items()))
+
+
+def render_tax_data_entry(key: str, country: Mapping[str, Any], comment: str | None = None
+                          ) -> str:
+    """One country of :func:`render_tax_data_js`: its comment lines and its entry, each line
+    ending in a newline (so a caller can keep them and re-render only what changed)."""
+    out = _comment(comment, "  ") if comment is not None else []
+    prefix = f"{_js_key(key)}: "
+    out.append(f"  {prefix}{_render(country, 1, len(prefix), force_multiline=True)},")
+    return "\n".join(out) + "\n"
+
+
+def render_comment(text: str, indent: str = "  ") -> str:
+    """``text`` as ``//`` comment lines (each ending in a newline) that cannot become code."""
+    return "\n".join(_comment(text, indent)) + "\n"
+
+
+def split_tax_data_entries(text: str) -> list[tuple[str, str]] | None:
+    """The countries of a module :func:`render_tax_data_js` wrote, as ``(key prefix, entry)``
+    in the file's order (each entry as :func:`render_tax_data_entry` renders it without its
+    comment), so a caller can reuse them; None for a file of any other shape."""
+    start = text.find("\nexport const taxData = {\n")
+    end = text.rfind("\n};\n")
+    if start < 0 or end < start:
+        return None
+    entries: list[tuple[str, str]] = []
+    current: list[str] = []
+    for line in text[start + 26:end + 1].split("\n")[:-1]:
+        if not current:
+            if line.startswith("  //"):
+                continue
+            if not line.startswith("  ") or line.startswith("   ") or ": " not in line:
+                return None
+            current.append(line)
+            if line.endswith(","):  # a country on one line (an empty object)
+                entries.append((line[2:line.index(": ") + 2], line + "\n"))
+                current = []
+        else:
+            current.append(line)
+            if line == "  },":
+                entries.append((current[0][2:current[0].index(": ") + 2],
+                                "\n".join(current) + "\n"))
+                current = []
+    return None if current else entries
+
+
+def tax_data_module(header_lines: Sequence[str] | str, entries: Iterable[str]) -> str:
+    """The module around rendered entries (:func:`render_tax_data_entry`)."""
     if isinstance(header_lines, str):
         header_lines = [header_lines]
-    out = [line for h in header_lines for line in _comment(h, "")]
-    if out:
-        out.append("")
-    out.append("export const taxData = {")
-    for key, country in dataset.items():
-        if comments and key in comments:
-            out.extend(_comment(comments[key], "  "))
-        prefix = f"{_js_key(key)}: "
-        out.append(f"  {prefix}{_render(country, 1, len(prefix), force_multiline=True)},")
-    out.append("};")
-    return "\n".join(out) + "\n"
+    head = [line for h in header_lines for line in _comment(h, "")]
+    prologue = "\n".join(head) + "\n\n" if head else ""
+    return prologue + "export const taxData = {\n" + "".join(entries) + "};\n"

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from taxdata.errors import DataError
+from taxdata.store.confined import SymlinkRefused, open_file
 from taxdata.timestamps import now_utc
 
 
@@ -43,41 +44,52 @@ class LockFile:
     UnixFileLock keeps its files for exactly this reason; this is the classic fix.)
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, root: Path | None = None) -> None:
         self.path = path
+        # The data directory: the lock is opened below it without following a symlink
+        # (taxdata.store.confined), so a planted .locks -> /etc cannot make us write there.
+        self.root = root if root is not None else path.parent.parent
+        self.relpath = path.relative_to(self.root).as_posix()
         self.fd: int | None = None
+        self._dir_fd: int | None = None
 
     def acquire(self, blocking: bool = True) -> bool:
         while True:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
             try:
-                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+                dir_fd, fd = open_file(self.root, self.relpath, os.O_RDWR | os.O_CREAT, 0o644)
             except FileNotFoundError:  # .locks/ was just removed as empty: make it again
                 continue
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
             except OSError as exc:
                 os.close(fd)
+                os.close(dir_fd)
                 if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
                     return False
                 raise
             try:
-                same = os.stat(self.path).st_ino == os.fstat(fd).st_ino
+                same = os.stat(self.path.name, dir_fd=dir_fd, follow_symlinks=False
+                               ).st_ino == os.fstat(fd).st_ino
             except FileNotFoundError:
                 same = False
             if same:
-                self.fd = fd
+                self.fd, self._dir_fd = fd, dir_fd
                 return True
             os.close(fd)  # the holder before us removed it: lock the current file instead
+            os.close(dir_fd)
 
     def release(self) -> None:
         if self.fd is None:
             return
         with contextlib.suppress(FileNotFoundError):
-            os.unlink(self.path)  # while still locked: nobody can be holding the new one
+            # While still locked: nobody can be holding the new one. Through the directory
+            # that was checked when the lock was taken.
+            os.unlink(self.path.name, dir_fd=self._dir_fd)
         fcntl.flock(self.fd, fcntl.LOCK_UN)
         os.close(self.fd)
-        self.fd = None
+        if self._dir_fd is not None:
+            os.close(self._dir_fd)
+        self.fd = self._dir_fd = None
 
     def __enter__(self) -> "LockFile":
         self.acquire()
@@ -92,7 +104,7 @@ class RunLock:
 
     def __init__(self, root: Path) -> None:
         self.path = root / LOCK_DIR / RUN_LOCK
-        self._lock = LockFile(self.path)
+        self._lock = LockFile(self.path, root)
 
     @property
     def held(self) -> bool:
@@ -104,6 +116,8 @@ class RunLock:
             return
         try:
             got = self._lock.acquire(blocking=False)
+        except SymlinkRefused as exc:
+            raise DataDirError(f"cannot lock {self.path}: {exc}") from None
         except OSError as exc:
             raise DataDirError(f"cannot lock {self.path}: {exc.strerror or exc}") from None
         if not got:
@@ -111,17 +125,22 @@ class RunLock:
                             f"{_describe_holder(self.path)}; wait for it to finish "
                             "(one run at a time per data directory)")
         previous = _read_holder(self._lock.fd)
-        if previous.get("pid") and not pid_alive(int(previous["pid"])):
+        if holder_pid(previous) and not pid_alive(holder_pid(previous)):
             # flock died with its process; only the file (and this note) outlived it.
             from taxdata.log import logger  # log imports nothing of the store, but load it late
             logger.warning("[LOCK] taking over the lock of %s (PID %s, started %s), which ended "
-                           "without releasing it", previous.get("what", "a run"),
-                           previous["pid"], previous.get("started", "?"))
+                           "without releasing it", _note(previous.get("what"), "a run"),
+                           holder_pid(previous), _note(previous.get("started"), "?"))
         holder = {"pid": os.getpid(), "what": what,
                   "started": now_utc()}
         data = (json.dumps(holder) + "\n").encode()
-        os.ftruncate(self._lock.fd, 0)
-        os.pwrite(self._lock.fd, data, 0)
+        try:
+            os.ftruncate(self._lock.fd, 0)
+            os.pwrite(self._lock.fd, data, 0)
+        except OSError as exc:  # a full disk: the flock holds without its note
+            from taxdata.log import logger
+            logger.warning("[LOCK] cannot write the holder's note into %s: %s", self.path,
+                           exc.strerror or exc)
 
     def release(self) -> None:
         if self.held:
@@ -130,18 +149,29 @@ class RunLock:
                 self.path.parent.rmdir()  # only when empty: leave no trace of the run
 
 
+def holder_pid(holder: dict[str, Any]) -> int | None:
+    """The holder's PID if its note has a usable one (a note is only a hint: ``"abc"``, a
+    20-digit number or a negative one is no PID)."""
+    pid = holder.get("pid")
+    if isinstance(pid, str) and pid.isascii() and pid.isdigit() and len(pid) <= 10:
+        pid = int(pid)
+    if isinstance(pid, int) and not isinstance(pid, bool) and 0 < pid < 2**31:
+        return pid
+    return None
+
+
 def _read_holder(fd: int) -> dict[str, Any]:
     try:
         raw = os.pread(fd, 4096, 0)
         holder = json.loads(raw.decode("utf-8")) if raw.strip() else {}
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return {}
     return holder if isinstance(holder, dict) else {}
 
 
 def _describe_holder(path: Path) -> str:
     try:
-        fd = os.open(path, os.O_RDONLY)
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
     except OSError:
         return "another run"
     try:
@@ -150,8 +180,15 @@ def _describe_holder(path: Path) -> str:
         os.close(fd)
     if not holder:
         return "another run (it is starting)"
-    return (f"{holder.get('what', 'another run')} (PID {holder.get('pid', '?')}, "
-            f"started {holder.get('started', '?')})")
+    return (f"{_note(holder.get('what'), 'another run')} (PID {holder_pid(holder) or '?'}, "
+            f"started {_note(holder.get('started'), '?')})")
+
+
+def _note(value: Any, default: str) -> str:
+    """A field of the holder's note as a message shows it: text, one line, short."""
+    if not isinstance(value, str) or not value.strip():
+        return default
+    return " ".join(value.split())[:80]
 
 
 _HELD_RUN_LOCKS: dict[Path, RunLock] = {}
@@ -210,7 +247,7 @@ def pid_alive(pid: int) -> bool:
         return True
     try:
         os.kill(pid, 0)
-    except ProcessLookupError:
+    except (ProcessLookupError, OverflowError, ValueError):
         return False
     except PermissionError:
         return True

@@ -29,6 +29,8 @@ from taxdata.timestamps import now_utc
 from taxdata.update.extract import PROMPT_VERSION, ExtractionFailed, Extractor
 from taxdata.update.outcome import CountryOutcome
 
+UP_TO_DATE = "source unchanged since the last extraction (--force to redo)"
+
 
 @dataclass
 class CountryUpdater:
@@ -40,18 +42,22 @@ class CountryUpdater:
     previous: dict[str, Any]  # the dataset's countries when the run started
     force: bool = False  # extract again even when the source has not changed
     accept_disputed: bool = False  # write a record that a reference disputes (VAT or top rate)
-    # Where each file's original is found, to verify every figure in it (taxdata.record.
+    # Where each file's original is found, to verify every figure in it (taxdata.evidence.
     # grounding); None verifies against the taxation files alone (Python callers' choice).
     originals: Originals | None = None
 
     def up_to_date(self, slug: str, raw: bytes, model: str | None) -> bool:
         """The record was extracted from these very bytes, with this prompt and model (and, when
         originals are checked, verified in its original: records from before that are redone)."""
+        return self.up_to_date_digest(slug, hashlib.sha256(raw).hexdigest(), model)
+
+    def up_to_date_digest(self, slug: str, digest: str | None, model: str | None) -> bool:
+        """:meth:`up_to_date` for bytes whose sha256 is ``digest``."""
         provenance = (self.previous.get(slug) or {}).get("provenance") or {}
         grounded = (self.originals is None or provenance.get("unverified")
                     or provenance.get("original") is not None)
-        return (not self.force and bool(grounded)
-                and provenance.get("source_sha256") == hashlib.sha256(raw).hexdigest()
+        return (not self.force and digest is not None and bool(grounded)
+                and provenance.get("source_sha256") == digest
                 and provenance.get("prompt_version") == PROMPT_VERSION
                 and provenance.get("model") == model)
 
@@ -73,7 +79,7 @@ class CountryUpdater:
                                  unverified=info.unverified, model=client.model)
         if self.up_to_date(slug, raw, client.model):
             outcome.status = Status.UNCHANGED
-            outcome.reason = "source unchanged since the last extraction (--force to redo)"
+            outcome.reason = UP_TO_DATE
             return outcome
         started = time.monotonic()
         original = self.original_of(outcome, path, text, info)

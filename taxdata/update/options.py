@@ -26,7 +26,9 @@ class UpdateOptions(RunOptions):
     output_dir: str | Path | None = None  # tax_data.json, taxData.js, reports/ (None: data dir)
     import_js: str | Path | None = None  # a calculator taxData.js to merge into the dataset
     import_only: bool = False  # with import_js: import and write, no LLM calls
-    prune: bool = False  # with import_js: remove the countries the file lacks
+    # Remove the dataset's countries the registry lacks (and, with import_js, the ones the
+    # file lacks); without it they are kept, with a warning.
+    prune: bool = False
     max_chars: int = DEFAULT_MAX_CHARS  # source characters per request; longer files are split
     reference: str | Path | None = None  # the user's reference table (CSV) to cross-check against
     # Which of its columns hold what, where guessing cannot work: "vat=NAME,top=NAME,country=NAME"
@@ -44,9 +46,6 @@ class UpdateOptions(RunOptions):
                              "writes; --dry-run previews)")
         if self.import_only and not self.import_js:
             raise UsageError("--import-only needs --import-js FILE (there is nothing to import)")
-        if self.prune and not self.import_js:
-            raise UsageError("--prune needs --import-js FILE (it removes the countries that file "
-                             "lacks)")
         if self.reference_columns and not self.reference:
             raise UsageError("--reference-column needs --reference FILE.csv (it names that "
                              "file's columns)")

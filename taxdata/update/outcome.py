@@ -43,6 +43,10 @@ class CountryOutcome(Outcome):
     replies: list[dict[str, Any]] = field(default_factory=list)
     record: dict[str, Any] | None = field(default=None, repr=False)
     provenance: dict[str, Any] | None = field(default=None, repr=False)
+    # Set by the worker that journaled it (taxdata.update.dataset): the entry and its line of
+    # tax_data.json, or why the gate refused it.
+    journaled: tuple[dict[str, Any], bytes] | None = field(default=None, repr=False)
+    refused: str | None = field(default=None, repr=False)
 
     def compare(self, old: dict[str, Any] | None, changes: list[FieldChange]) -> None:
         """ADDED, MODIFIED (with the changes listed) or UNCHANGED against the old record."""

@@ -15,17 +15,30 @@ This module runs it: the plan, the workers, the end, the dry runs. What it is as
 
 from __future__ import annotations
 
-import json
+import contextlib
+import functools
+import gc
+import hashlib
+import os
+import threading
 import time
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from taxdata import __version__
+from taxdata.cancel import STOP
 from taxdata.clients.llm import LLMClient, report_endpoints
 from taxdata.clients.wikipedia import WikipediaClient
 from taxdata.config import Settings
 from taxdata.countries.registry import RegistryError, load_registry
-from taxdata.errors import EXIT_OK, UsageError
+from taxdata.errors import (
+    EXIT_FAILED,
+    EXIT_OK,
+    DataError,
+    TaxdataError,
+    UsageError,
+    first_line,
+)
 from taxdata.evidence.originals import REVISION_RETRY, Originals, read_original
 from taxdata.log import logger, thread_label
 from taxdata.outcome import Status, exit_code, outcome_of
@@ -33,18 +46,28 @@ from taxdata.references import crosscheck
 from taxdata.references.csvfile import load_reference_csv, parse_column_spec
 from taxdata.references.listpage import fetch_list_reference
 from taxdata.references.table import Reference, ReferenceTableError
-from taxdata.report.html import write_html_report
 from taxdata.runner import TaskResult, run_tasks
 from taxdata.store.datadir import DataDir
-from taxdata.store.locks import run_lock_scope
+from taxdata.store.locks import DataDirError, run_lock_scope
+from taxdata.store.quarantine import Quarantine
 from taxdata.store.taxfile import source_problem, taxation_path
 from taxdata.timestamps import now_utc
-from taxdata.update.country import CountryUpdater
-from taxdata.update.dataset import DatasetStore, recover
+from taxdata.update.country import UP_TO_DATE, CountryUpdater
+from taxdata.update.dataset import DatasetStore, PersistFailed
 from taxdata.update.extract import PROMPT_VERSION, Extractor
 from taxdata.update.imports import merge_import, read_import
 from taxdata.update.options import UpdateOptions
 from taxdata.update.outcome import CountryOutcome, report_counts
+from taxdata.update.pruning import keep_or_prune
+from taxdata.update.recovery import recover
+from taxdata.update.reports import report_countries, write_reports
+from taxdata.update.sources import (
+    STAT_CACHE,
+    StatCache,
+    list_directory,
+    listed_taxation_path,
+    read_source,
+)
 from taxdata.update.summary import (
     crosscheck_counts,
     few_words,
@@ -55,6 +78,12 @@ from taxdata.update.summary import (
 )
 
 SCRIPT_NAME = "tax_data_updater.py"
+
+
+class NotSaved(TaxdataError):
+    """A finished country the disk did not take; the run stopped once, with one line."""
+
+    reported_once = True
 
 
 class UpdateRun:
@@ -76,7 +105,14 @@ class UpdateRun:
         self.model: str | None = None
         self.references: list[Reference] = []  # the second sources to cross-check against
         self.list_fetched = False  # Wikipedia's list page was asked for (once per run)
-        self.store = DatasetStore(self.data, self.registry)
+        stamp = self.started.replace(":", "").replace("-", "")
+        self.quarantine = Quarantine(self.data, stamp)  # what the gate refused, kept aside
+        self.store = DatasetStore(self.data, self.registry,
+                                  None if options.dry_run else self.quarantine)
+        self.digests: dict[str, str] = {}  # slug -> sha256 of its taxation file, as planned
+        self.stat_cache = StatCache(self.input_dir, _read_quietly(self.data, STAT_CACHE))
+        self.stopped: str | None = None  # why the run stopped early (the disk), if it did
+        self._stop_lock = threading.Lock()
         self.report_path: Path | None = None
 
     # Which countries have a source file; the others are SKIPPED.
@@ -87,13 +123,18 @@ class UpdateRun:
             raise UsageError(f"input directory {self.input_dir} does not exist - run the "
                              "generators first or pass --input-dir")
         sources = {}
+        listing = list_directory(self.input_dir)
         for country in self.countries:
-            path = taxation_path(self.input_dir, country.slug)
+            path = (taxation_path(self.input_dir, country.slug) if listing is None
+                    else listed_taxation_path(self.input_dir, listing, country.slug))
             if path is None:
                 self.outcomes[country.slug] = CountryOutcome(
                     country.slug, Status.SKIPPED, f"no taxation file in {self.input_dir}")
                 continue
-            problem = self.input_problem(path)
+            if self.known_unchanged(country.slug, path, listing):
+                sources[country.slug] = path
+                continue
+            problem = self.input_problem(path, country.slug)
             if problem:
                 logger.warning("[SKIPPED] %s %s: %s", country.slug, path.name, problem)
                 self.outcomes[country.slug] = CountryOutcome(
@@ -103,17 +144,38 @@ class UpdateRun:
                 sources[country.slug] = path
         return sources
 
-    def input_problem(self, path: Path) -> str | None:
-        """Why a taxation file must not be sent (over the size cap, not text, empty)."""
-        cap = self.settings.max_input_bytes
+    def input_problem(self, path: Path, slug: str | None = None) -> str | None:
+        """Why a taxation file must not be sent (over the size cap, not text, empty); its
+        digest is kept (``slug``) to tell an up-to-date country without reading it again."""
+        raw, problem, stat = read_source(path, self.settings.max_input_bytes)
+        if raw is None:
+            return problem
+        if slug is not None:
+            digest = self.digests[slug] = hashlib.sha256(raw).hexdigest()
+            if stat is not None:
+                self.stat_cache.remember(path.name, stat, digest)
+            if digest == self.extracted_from(slug):
+                return None  # the very bytes a record was made from: checked back then
+        return source_problem(raw, self.settings.max_input_bytes)
+
+    def known_unchanged(self, slug: str, path: Path, listing: dict | None) -> bool:
+        """The file's stat says it is the one a record was made from (no read needed)."""
+        entry = listing.get(path.name) if listing else None
         try:
-            size = path.stat().st_size
-            if size > cap:  # not even read: it may be huge
-                return (f"{size:,} bytes is over the input cap of {cap:,} bytes "
-                        "(TAXDATA_MAX_INPUT_BYTES)")
-            return source_problem(path.read_bytes(), cap)
-        except OSError as exc:
-            return f"cannot read: {exc.strerror or exc}"
+            stat = entry.stat() if entry is not None else os.stat(path)
+        except OSError:
+            return False
+        digest = self.stat_cache.digest(path.name, stat)
+        if digest is None or digest != self.extracted_from(slug):
+            return False
+        self.digests[slug] = digest
+        return True
+
+    def extracted_from(self, slug: str) -> str | None:
+        """The sha256 of the source the dataset's record of ``slug`` was extracted from."""
+        entry = self.store.dataset["countries"].get(slug)
+        provenance = entry.get("provenance") if isinstance(entry, dict) else None
+        return provenance.get("source_sha256") if isinstance(provenance, dict) else None
 
     def fetch_list_reference(self) -> None:
         """Wikipedia's list page as the first reference, asked for once per run (before the
@@ -126,14 +188,62 @@ class UpdateRun:
         if listed is not None:
             self.references.insert(0, listed)
 
+    def current(self, sources: dict[str, Path], judge: CountryUpdater) -> dict[str, Path]:
+        """The sources that must be sent; the up-to-date ones (the very bytes the record was
+        extracted from, with this prompt and model) are UNCHANGED here, never a task."""
+        send = {}
+        for slug, path in sources.items():
+            provenance = (self.previous.get(slug) or {}).get("provenance") or {}
+            if judge.up_to_date_digest(slug, self.digests.get(slug), self.model):
+                self.outcomes[slug] = CountryOutcome(
+                    slug, Status.UNCHANGED, UP_TO_DATE, source_file=path.name,
+                    source_kind=provenance.get("source_kind"),
+                    unverified=bool(provenance.get("unverified")), model=self.model)
+            else:
+                send[slug] = path
+        return send
+
     def persist(self, outcome: CountryOutcome) -> None:
         """Record a finished country at once (called as each result arrives, on one thread):
-        in memory and the journal; the whole files follow at checkpoints."""
-        if outcome.record is not None:  # None: up to date, nothing new to write
-            self.store.save(outcome)
-        self.outcomes[outcome.slug] = outcome
-        if outcome.record is not None and self.store.checkpoint_due():
-            self.checkpoint()
+        in memory and the journal; the whole files follow at checkpoints. A disk that refuses
+        stops the run (one line; what the journal holds is kept)."""
+        try:
+            if outcome.record is not None:  # None: up to date, nothing new to write
+                self.store.save(outcome)  # journaled on its worker: in memory now
+            self.outcomes[outcome.slug] = outcome
+            if self.stopped:  # no more checkpoints; the journal holds it for the next run
+                if outcome.journaled is not None:
+                    outcome.reason = (f"{outcome.reason}; " if outcome.reason else "") + \
+                        "saved in the journal only: the next run writes it"
+            elif outcome.record is not None and self.store.checkpoint_due():
+                self.checkpoint()
+        except (OSError, PersistFailed) as exc:
+            self.stop(exc)
+            raise NotSaved(self.stopped) from None
+
+    def write_ahead(self, outcome: CountryOutcome) -> None:
+        """On a worker: the new record into the journal (:meth:`DatasetStore.write_ahead`); a
+        disk that refuses stops the run (one line)."""
+        if self.stopped:
+            raise NotSaved(self.stopped)
+        try:
+            self.store.write_ahead(outcome)
+        except OSError as exc:
+            self.stop(exc)
+            raise NotSaved(self.stopped) from None
+
+    def stop(self, error: BaseException) -> None:
+        """The disk refused a write: stop sending work (one line for the whole run)."""
+        with self._stop_lock:  # workers may all hit it at once: one line
+            if self.stopped:
+                return
+            what = getattr(error, "strerror", None) or first_line(error)
+            self.stopped = f"finished but not saved ({what}); previous record kept"
+        logger.error("[STOPPED] cannot write to %s: %s; the run stops, what it saved so far is "
+                     "kept (%d %s in the journal); free space and re-run to continue",
+                     self.data.root, what, self.store.journal.lines,
+                     "country" if self.store.journal.lines == 1 else "countries")
+        STOP.set()  # queued countries are not started; the ones in flight end unsaved
 
     def checkpoint(self) -> None:
         self.store.checkpoint(self.outcomes, self.model)
@@ -143,12 +253,13 @@ class UpdateRun:
         """Write tax_data.json and taxData.js (in step), then the report and its review page;
         drop the journal. ``seconds``: the run's wall time; ``endpoints``: the LLM servers'
         summary lines (the page shows them as the summary prints them)."""
-        for slug in self.store.dataset["countries"]:
-            if not self.registry.has_slug(slug):
-                self.outcomes[slug] = CountryOutcome(
-                    slug, Status.REMOVED, "not in the country registry: left out of taxData.js "
-                    "(its record stays in tax_data.json)")
-        self.store.finish(self.outcomes, self.model)
+        if not self.stopped:
+            try:
+                self.store.finish(self.outcomes, self.model)
+            except PersistFailed as exc:
+                self.stop(exc)
+        if self.stopped:
+            self.store.journal.close()  # it holds what was finished: the next run recovers it
         report = {
             "started_at": self.started, "finished_at": now_utc(), "interrupted": interrupted,
             "model": self.model, "llm_url": self.settings.llm_url,
@@ -158,15 +269,15 @@ class UpdateRun:
             "crosscheck": {"references": [r.label for r in self.references],
                            "rule": crosscheck.RULE,
                            "counts": crosscheck_counts(self.outcomes)},
-            "countries": {slug: self.outcomes[slug].report() for slug in sorted(self.outcomes)},
+            "stopped": self.stopped, "quarantined": self.quarantine.report(),
+            **report_countries(self.outcomes),
         }
-        stamp = self.started.replace(":", "").replace("-", "")
-        # Claimed with an exclusive create: runs started in the same second keep both reports.
-        self.report_path = self.data.write_new_text(f"reports/update-{stamp}", ".json",
-                                                    json.dumps(report, indent=2) + "\n")
-        write_html_report(self.data, self.report_path.relative_to(self.data.root).as_posix(),
-                          report, self.store.view(), previous=self.previous,
-                          sources=self.source_text)
+        self.report_path = write_reports(self.data, self.started, report, self.store.view(),
+                                         self.previous, self.source_text,
+                                         self.settings.keep_reports)
+        if self.stat_cache.changed:  # a cache: a disk that refuses it costs the next run a read
+            with contextlib.suppress(OSError, DataError):
+                self.data.write_text(STAT_CACHE, self.stat_cache.content())
 
     def source_text(self, slug: str, source: Mapping[str, Any] | None) -> str | None:
         """The text a country's quotes are shown in: its taxation file, or (``source``: the
@@ -185,10 +296,30 @@ class UpdateRun:
 
     def print_summary(self, seconds: float) -> None:
         print_update_summary(self.outcomes, seconds, model=self.model,
-                             references=self.references)
+                             references=self.references, quarantined=self.quarantine.items)
+
+    def exit_code(self, interrupted: bool) -> int:
+        """The dataset's status; a quarantined entry or a refused write is a failure too."""
+        code = exit_code(self.outcomes, interrupted)
+        if code == EXIT_OK and (self.quarantine.items or self.stopped):
+            return EXIT_FAILED
+        return code
+
+
+def _thawed_after(function: Callable[..., int]) -> Callable[..., int]:
+    """:func:`prepare` freezes the heap it read (``gc.freeze``); after the run what it froze is
+    collectable again (a process may run the updater many times: the tests, the demo)."""
+    @functools.wraps(function)
+    def thawed(*args: Any, **kwargs: Any) -> int:
+        try:
+            return function(*args, **kwargs)
+        finally:
+            gc.unfreeze()
+    return thawed
 
 
 @run_lock_scope()
+@_thawed_after
 def run(options: UpdateOptions, settings: Settings) -> int:
     """The whole updater run (the script's one call)."""
     started = time.monotonic()
@@ -208,20 +339,26 @@ def run(options: UpdateOptions, settings: Settings) -> int:
     update.previous = dict(update.store.dataset["countries"])
     if options.dry_run:
         return dry_run(update, extractor, sources)
-    update.store.journal.open()
-    if update.store.dirty:  # the import is on disk before the first request
-        update.checkpoint()
+    try:
+        update.store.journal.open()
+        if update.store.dirty:  # the import (or a quarantine) is on disk before any request
+            update.checkpoint()
+    except (OSError, PersistFailed) as exc:
+        raise DataDirError(f"cannot write to {update.data.root}: "
+                           f"{getattr(exc, 'strerror', None) or exc}") from None
 
-    if sources:
-        update.fetch_list_reference()
     one_country = CountryUpdater(update.registry, extractor, update.references, update.previous,
                                  force=options.force, accept_disputed=options.accept_disputed,
                                  originals=originals_for(settings))
-    if _needs_requests(one_country, sources, client.model):
+    sources = update.current(sources, one_country)  # those up to date need no task
+    if sources:
+        update.fetch_list_reference()
         extractor.probe()  # once per server, before any worker sends: not by their failures
 
     def work(slug: str) -> CountryOutcome:
-        return one_country.process(slug, sources[slug])
+        outcome = one_country.process(slug, sources[slug])
+        update.write_ahead(outcome)  # in the journal before the run calls it finished
+        return outcome
 
     def on_result(result: TaskResult[CountryOutcome]) -> None:
         update.persist(result.value)
@@ -232,12 +369,22 @@ def run(options: UpdateOptions, settings: Settings) -> int:
     for slug, result in summary.results.items():
         if slug not in update.outcomes or not result.ok:
             update.outcomes[slug] = outcome_of(result, CountryOutcome)
+            if result.cancelled and update.stopped:
+                update.outcomes[slug].reason = "not run: the run stopped (the disk refused a write)"
     update.finish(summary.interrupted, time.monotonic() - started, client.endpoint_summary())
     update.print_summary(time.monotonic() - started)
     report_endpoints(client, (r.error for r in summary.results.values()))
     print_report_paths(update.report_path)  # the last lines: where to look ...
     print_closing_line(update.outcomes)  # ... and, if nothing written was checked, that
-    return exit_code(update.outcomes, summary.interrupted)
+    return update.exit_code(summary.interrupted)
+
+
+def _read_quietly(data: DataDir, relpath: str) -> bytes | None:
+    """A cache file's bytes, or None (missing, unreadable, a symlink out: no cache)."""
+    try:
+        return data.path(relpath).read_bytes()
+    except (OSError, DataError):
+        return None
 
 
 def originals_for(settings: Settings) -> Originals:
@@ -247,18 +394,6 @@ def originals_for(settings: Settings) -> Originals:
     wikipedia = WikipediaClient(settings.wikipedia_api, settings.user_agent, cache_dir=data,
                                 retry=REVISION_RETRY)
     return Originals(data, wikipedia)
-
-
-def _needs_requests(one_country: CountryUpdater, sources: dict[str, Path],
-                    model: str | None) -> bool:
-    """Whether any country will ask the model (not all of them are up to date)."""
-    for slug, path in sources.items():
-        try:
-            if not one_country.up_to_date(slug, path.read_bytes(), model):
-                return True
-        except OSError:  # the worker will say what is wrong with it
-            return True
-    return False
 
 
 def prepare(options: UpdateOptions, settings: Settings) -> UpdateRun:
@@ -281,9 +416,20 @@ def prepare(options: UpdateOptions, settings: Settings) -> UpdateRun:
         update.data.check_writable()
         update.data.acquire_run_lock(SCRIPT_NAME)
         update.data.sweep_stale_temps()
-        recover(update.data, update.registry)
+        try:
+            recover(update.data, update.registry, update.quarantine)
+        except PersistFailed as exc:  # the disk is still full: the journal waits for space
+            raise DataDirError(f"cannot recover the last run's work: {exc}; the journal is "
+                               "kept, free space and re-run") from None
     # A broken dataset is an error before any LLM call.
-    update.store.load()
+    try:
+        update.store.load()
+    except PersistFailed as exc:
+        raise DataDirError(str(exc)) from None
+    update.outcomes.update(keep_or_prune(update.store, update.registry, options.prune))
+    # The dataset and registry just read (300,000 objects at 5,000 countries) live for the whole
+    # run and hold no cycles: later collections need not scan them again and again.
+    gc.freeze()
     return update
 
 
@@ -301,12 +447,16 @@ def run_import(update: UpdateRun, started: float) -> int | None:
     if options.dry_run:
         return dry_run_import(update)
     if options.import_only:
-        update.store.journal.open()
+        try:
+            update.store.journal.open()
+        except OSError as exc:
+            raise DataDirError(f"cannot write to {update.data.root}: {exc.strerror or exc}"
+                               ) from None
         update.finish(interrupted=False, seconds=time.monotonic() - started)
         update.print_summary(time.monotonic() - started)
         print_report_paths(update.report_path)
         print_closing_line(update.outcomes)
-        return exit_code(update.outcomes, interrupted=False)
+        return update.exit_code(interrupted=False)
     return None
 
 
@@ -323,8 +473,8 @@ def dry_run(update: UpdateRun, extractor: Extractor, sources: dict[str, Path]) -
     run) and each prompt's size; send no work, write nothing."""
     judge = CountryUpdater(update.registry, extractor, [], update.previous,
                            force=update.options.force)
-    current = [slug for slug, path in sources.items()
-               if judge.up_to_date(slug, path.read_bytes(), update.model)]
+    current = [slug for slug in sources
+               if judge.up_to_date_digest(slug, update.digests.get(slug), update.model)]
     sent = {slug: path for slug, path in sources.items() if slug not in current}
     noun = "country" if len(sent) == 1 else "countries"
     print(f"Dry run: {len(sent)} {noun} would be sent to "

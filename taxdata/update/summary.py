@@ -16,13 +16,16 @@ from taxdata.evidence.check import NOT_STATED
 from taxdata.outcome import Status, print_summary
 from taxdata.references import crosscheck
 from taxdata.references.table import Reference
+from taxdata.store.quarantine import Quarantined
 from taxdata.update.outcome import STATUSES, CountryOutcome
 
 
 def print_update_summary(outcomes: Mapping[str, CountryOutcome], seconds: float, *,
-                         model: str | None, references: Sequence[Reference]) -> None:
+                         model: str | None, references: Sequence[Reference],
+                         quarantined: Sequence[Quarantined] = ()) -> None:
     """The summary of a finished run (or import); :func:`print_report_paths` follows it."""
-    sections = [*removed_lines(outcomes), *unsupported_lines(outcomes),
+    sections = [*quarantine_lines(quarantined), *removed_lines(outcomes),
+                *unsupported_lines(outcomes),
                 *unverified_lines(outcomes), *crosscheck_lines(outcomes, references)]
     print_summary("Update summary", dict(sorted(outcomes.items())), seconds, statuses=STATUSES,
                   note=f"model {model or 'n/a'}", listed=_listed,
@@ -34,6 +37,17 @@ def print_report_paths(report_path: Path | None) -> None:
     if report_path is not None:
         print(f"  Report: {report_path}")
         print(f"  Review page: {report_path.with_suffix('.html')}")
+
+
+def quarantine_lines(quarantined: Sequence[Quarantined], most: int = 20) -> Iterator[str]:
+    """The entries the gate refused: kept aside, never written (where: the report says)."""
+    if quarantined:
+        yield (f"QUARANTINED {len(quarantined)} (refused by the checks, kept in "
+               "data/quarantine/, not written):")
+        for item in quarantined[:most]:
+            yield f"  {item.slug} (from {item.origin}): {few_words(item.reason, 120)}"
+        if len(quarantined) > most:
+            yield f"  ... and {len(quarantined) - most} more (see the report)"
 
 
 def removed_lines(outcomes: Mapping[str, CountryOutcome], most: int = 20) -> Iterator[str]:

@@ -27,14 +27,19 @@ def test_fixture_countries_are_labelled_and_their_replies_validate():
 
 def test_benchmark_runs_and_reports_its_figures(capfd):
     # main() here; the updater runs it measures are processes of their own (start-up counts).
-    code = bench_persistence.main(["--countries", "12", "-w", "4", "--latency", "0.01",
+    code = bench_persistence.main(["--countries", "12,20", "-w", "4", "--latency", "0.01",
                                    "--repeat", "1", "--json"])
     out, err = capfd.readouterr()
     assert code == 0, err
-    result = json.loads(out)  # stdout (fd 1) is the JSON object, nothing else
-    assert result["countries"] == 12 and result["workers"] == 4 and len(result["runs_s"]) == 1
+    small, large = [json.loads(line) for line in out.splitlines()]  # one JSON object per size
+    assert small["countries"] == 12 and large["countries"] == 20
+    assert small["workers"] == 4 and len(small["runs_s"]) == 1
+    assert small["startup_s"] == large["startup_s"]  # measured once, for every size
     # The updater's [PERSIST] line was found and read (a missing one would be NaN).
-    assert 0 <= result["persisting_s"] < result["measured_s"]
-    # Figures are rounded to ms in the output: compare within that.
-    assert result["ideal_s"] == pytest.approx(3 * 0.01 + result["startup_s"], abs=0.002)
-    assert result["ratio"] == pytest.approx(result["measured_s"] / result["ideal_s"], abs=0.005)
+    assert 0 <= small["persisting_s"] < small["measured_s"]
+    # The ideal leaves start-up out: ceil(12 / 4) replies of 0.01 s.
+    assert small["ideal_s"] == pytest.approx(3 * 0.01, abs=0.002)
+    assert small["ratio"] == pytest.approx(small["measured_s"] / small["ideal_s"], rel=0.05)
+    # An unchanged re-run rewrote neither data file (inode and mtime kept) and wrote a report.
+    assert small["unchanged_rewrote"] == [] and large["unchanged_rewrote"] == []
+    assert small["unchanged_report_bytes"] > 0

@@ -61,12 +61,15 @@ def test_clear_forgets_entries_and_appending_goes_on(tmp_path):
     journal.remove()
 
 
-def test_a_failed_write_is_raised_by_the_next_flush_and_append(tmp_path):
+def test_a_failed_write_is_raised_at_once_and_by_the_next_flush_and_append(tmp_path):
     journal = Journal(tmp_path / "j.jsonl").open()
+    journal.append({"slug": "a"})
+    journal.flush()
     os.close(journal._fd)  # the disk goes away under the writer (EBADF on its write)
     journal._fd = os.open(os.devnull, os.O_RDONLY)
-    journal.append({"slug": "a"})
+    with pytest.raises(OSError):
+        journal.append({"slug": "b"})  # written by the caller: it hears of it at once
     with pytest.raises(OSError):
         journal.flush()
     with pytest.raises(OSError):
-        journal.append({"slug": "b"})
+        journal.append({"slug": "c"})

@@ -31,7 +31,6 @@ from taxdata.update.options import UpdateOptions
     ({"write": True}, "--write goes with --discover-countries (the updater always writes; "
                       "--dry-run previews)"),
     ({"import_only": True}, "--import-only needs --import-js FILE (there is nothing to import)"),
-    ({"prune": True}, "--prune needs --import-js FILE (it removes the countries that file lacks)"),
     ({"max_chars": 0}, "--max-chars must be at least 1, got 0"),
 ])
 def test_options_that_cannot_work_are_a_usage_error_when_made(given, message):

@@ -192,9 +192,9 @@ def test_second_run_reports_only_the_changed_country(server, data):
     assert germany["changes"] == [{"path": "brackets", "old": 2, "new": 3},
                                   {"path": "vat.standard", "old": 17, "new": 18}]
     assert germany["reason"] == "brackets 2 -> 3; vat.standard 17 -> 18"
-    for slug in ("france", "estonia"):
-        assert report["countries"][slug]["status"] == "UNCHANGED"
-        assert report["countries"][slug]["changes"] == []
+    # Up to date, not sent: listed by name only (the report of an unchanged run stays small).
+    assert report["unchanged"]["countries"] == ["estonia", "france"]
+    assert "france" not in report["countries"] and "estonia" not in report["countries"]
 
     after = dataset(data)
     assert after["countries"]["germany"]["record"] == expected_record("germany",
@@ -622,6 +622,7 @@ def test_country_without_file_is_skipped_and_kept(server, data):
     first = run_happy(server, data)
     assert first.returncode == 0, explain(first)
     before = dataset(data)["countries"]
+    js_before = (data / "taxData.js").read_bytes()
     (data / "taxation" / "france.md").unlink()
     server.history.clear()
 
@@ -633,13 +634,14 @@ def test_country_without_file_is_skipped_and_kept(server, data):
     assert "no taxation file" in report["countries"]["france"]["reason"]
     assert server.chats == []  # germany is up to date, france has no file: nothing to ask
     assert "up to date" not in report["countries"]["france"]["reason"]
-    assert "unchanged" in report["countries"]["germany"]["reason"]
+    assert report["unchanged"]["countries"] == ["germany"]
+    assert "unchanged" in report["unchanged"]["reason"]
     after = dataset(data)["countries"]
     assert list(after) == ["estonia", "france", "germany"]
     assert json.dumps(after["france"]) == json.dumps(before["france"])
-    comments = js_comments((data / "taxData.js").read_text(encoding="utf-8"))
-    assert comments["france"] == ["// [UNCHANGED] skipped in this run, previous record kept"]
-    assert comments["estonia"] == ["// [UNCHANGED] not processed in this run"]
+    # Nothing changed, so taxData.js is not rewritten: france's record stays in it as it was.
+    assert (data / "taxData.js").read_bytes() == js_before
+    assert "france: {" in js_before.decode("utf-8")
 
 
 def test_zero_workers_is_a_usage_error(server, data):
