@@ -15,6 +15,8 @@ from typing import Any, Callable
 from bs4 import BeautifulSoup
 from bs4.element import NavigableString, PreformattedString, Tag
 
+from taxdata.store.hiddenmarkup import HIDDEN_STYLE, strip_hidden_markup
+
 # Everything here is chrome around the article's prose, never content worth an LLM's tokens.
 # The infobox goes too: its label/value cells (population, GDP, HDI, calling code...) lose their
 # meaning as flat text, duplicate the prose, and are exactly the stray numbers an LLM may take
@@ -66,11 +68,32 @@ def clean_html(html: str) -> str:
     for junk in soup.select(_JUNK_SELECTORS):
         if not junk.decomposed:  # a junk element inside another one is already gone
             junk.decompose()
+    _drop_hidden(soup)
     root = soup.select_one(".mw-parser-output") or soup.body or soup
     blocks: list[_Block] = []
     _collect(root, blocks)
     blocks = _drop_sections(blocks)
-    return "\n\n".join(_render(block) for block in blocks) + "\n"
+    # Comment syntax in the article's text itself (escaped, so visible) is dropped as well, as
+    # it is from a taxation file: what the text becomes is read as markdown.
+    return strip_hidden_markup("\n\n".join(_render(block) for block in blocks) + "\n")
+
+
+def _is_hidden(tag: Tag) -> bool:
+    """An element no reader sees (hidden, aria-hidden, an inline style that hides it); a
+    formula's MathML is hidden for its image, but its TeX is what _inline keeps."""
+    if tag.has_attr("hidden") or str(tag.get("aria-hidden", "")).lower() == "true":
+        hidden = True
+    else:
+        hidden = bool(HIDDEN_STYLE.search(str(tag.get("style", ""))))
+    return hidden and tag.find_parent(class_="mwe-math-element") is None
+
+
+def _drop_hidden(soup: BeautifulSoup) -> None:
+    """Hidden elements go with what is in them: a vandal's text aimed at the model must not
+    reach it unseen by the article's readers. (Comments are never read: see _collect.)"""
+    for tag in soup.find_all(_is_hidden):
+        if not tag.decomposed:
+            tag.decompose()
 
 
 def _collect(node: Tag, out: list[_Block]) -> None:
