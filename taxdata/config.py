@@ -69,6 +69,8 @@ class Settings:
     num_ctx: int = 0
     # Update reports (JSON + review page) kept in <data>/reports: the newest N; 0 keeps all.
     keep_reports: int = 100
+    # An --import-js file larger than this is refused unread (a calculator file, not a stream).
+    max_import_bytes: int = 64_000_000
 
     @property
     def llm_urls(self) -> tuple[str, ...]:
@@ -187,6 +189,7 @@ _SPEC: dict[str, tuple[str, Callable[[str], Any]]] = {
     "num_ctx": ("TAXDATA_NUM_CTX", _int_range(0, 1 << 24)),
     # Reports kept (the newest N runs'; 0 keeps all); see Settings.keep_reports.
     "keep_reports": ("TAXDATA_KEEP_REPORTS", _int_range(0, 1_000_000)),
+    "max_import_bytes": ("TAXDATA_MAX_IMPORT_BYTES", _int_range(1, 1 << 40)),
 }
 
 ENV_VARS = {name: env for name, (env, _) in _SPEC.items()}
