@@ -13,8 +13,8 @@ import hashlib
 import json
 import re
 import threading
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, replace
+from typing import Any, Callable
 from urllib.parse import quote
 
 import requests
@@ -32,6 +32,7 @@ from taxdata.clients.http import (
     parse_retry_after,
     send,
 )
+from taxdata.clients.revisions import HISTORY_LIMIT, RevisionChoice, parse_history, stable_revision
 from taxdata.config import DEFAULT_USER_AGENT, Settings
 from taxdata.errors import PreflightError, ServerError
 from taxdata.log import logger, thread_label
@@ -70,6 +71,17 @@ class RevisionNotFound(WikipediaError):
         self.revision = revision
 
 
+class NoStableRevision(WikipediaError):
+    """No recent revision of the article has stood as long as the revision policy asks."""
+
+    def __init__(self, title: str, min_age: float, latest: int) -> None:
+        super().__init__(
+            f"no revision of {title!r} among its last {HISTORY_LIMIT} has stood "
+            f"{min_age / 3600:g} h (the latest is rev {latest}); not used "
+            "(TAXDATA_WIKIPEDIA_MIN_AGE, or --latest-revision to use the latest)")
+        self.title = title
+
+
 class DisambiguationPage(WikipediaError):
     """The title names a disambiguation page: a list of other articles, not an article."""
 
@@ -91,6 +103,8 @@ class Article:
     text: str
     fetched_at: str
     from_cache: bool
+    # Why this revision (the revision policy's choice, see fetch's min_age); None: the latest.
+    choice: RevisionChoice | None = None
 
 
 class WikipediaClient:
@@ -162,8 +176,12 @@ class WikipediaClient:
             raise PreflightError(f"Wikipedia at {self.api_url} answered HTTP "
                                  f"{response.status_code} - {hint}")
 
-    def fetch(self, title: str, *, refresh: bool = False) -> Article:
-        """The article ``title`` (redirects followed), from the cache unless ``refresh``."""
+    def fetch(self, title: str, *, refresh: bool = False, min_age: float = 0.0) -> Article:
+        """The article ``title`` (redirects followed), from the cache unless ``refresh``.
+
+        ``min_age`` > 0: not the latest revision but the newest that has stood ``min_age``
+        seconds (taxdata.clients.revisions; one more request, for the article's history);
+        :class:`NoStableRevision` when none of the recent ones has."""
         requested = " ".join(title.replace("_", " ").split())
         if not requested:
             raise ValueError("empty Wikipedia title")
@@ -175,6 +193,11 @@ class WikipediaClient:
                 logger.info("[CACHE] %s Wikipedia %r rev %d from cache (fetched %s)",
                             thread_label(), cached.title, cached.revision_id, cached.fetched_at)
                 return cached
+        if min_age > 0:
+            article = self._stable(requested, min_age)
+            if self.cache_dir is not None:
+                self._write_cache(cache_key, article)
+            return article
         # Callers log "[FETCH] ... for <country>"; the title is in the result line below.
         logger.debug("[FETCH] %s GET %s page=%s", thread_label(), self.api_url, requested)
         parse = self._request_parse({"page": requested, "redirects": "1"}, requested)
@@ -200,6 +223,56 @@ class WikipediaClient:
         if self.cache_dir is not None:
             self._write_cache(cache_key, article)
         return article
+
+    def _stable(self, requested: str, min_age: float) -> Article:
+        """The newest revision of ``requested`` that has stood ``min_age`` seconds."""
+        title, history = self._history(requested)
+        choice = stable_revision(history, min_age)
+        if choice is None:
+            raise NoStableRevision(title, min_age, history[0].id)
+        if not choice.is_latest:
+            logger.info("[REVISION] %s Wikipedia %r: rev %d (saved %s, stood %.0f h) instead of "
+                        "the latest rev %d (saved %s, younger than %g h)", thread_label(), title,
+                        choice.chosen.id, choice.chosen.saved, choice.stood_seconds / 3600,
+                        choice.latest.id, choice.latest.saved, min_age / 3600)
+        revision = choice.chosen.id
+        relpath = self.cached_revision(title, revision)
+        cached = self._read_cache(relpath, requested) if relpath is not None else None
+        if cached is not None:  # a revision never changes: its text is final
+            logger.info("[CACHE] %s Wikipedia %r rev %d from cache", thread_label(), title,
+                        revision)
+            return replace(cached, url=self.article_url(cached.title), choice=choice)
+        parse = None
+        if choice.is_latest:  # as a plain fetch asks, unless an edit came in between
+            parse = self._request_parse({"page": title, "redirects": "1"}, title)
+        if parse is None or int(parse["revid"]) != revision:
+            parse = self._request_parse({"oldid": str(revision)}, f"{title} rev {revision}")
+        html = parse.get("text") or ""
+        if _is_disambiguation(parse, html):
+            raise DisambiguationPage(parse["title"])
+        article = Article(requested_title=requested, title=parse["title"], revision_id=revision,
+                          url=self.article_url(parse["title"]), html=html,
+                          text=clean_html(html), fetched_at=now_utc(), from_cache=False,
+                          choice=choice)
+        logger.info("[FETCH] %s Wikipedia %r rev %d: %d chars of text",
+                    thread_label(), article.title, revision, len(article.text))
+        return article  # cached under its title by fetch, as the latest would be
+
+    def _history(self, requested: str) -> tuple[str, list]:
+        """The article's title (redirects followed) and its recent revisions, newest first."""
+        params = {"action": "query", "prop": "revisions", "titles": requested, "redirects": "1",
+                  "rvprop": "ids|timestamp", "rvlimit": str(HISTORY_LIMIT)}
+
+        def history(data: dict[str, Any]) -> tuple[str, list]:
+            try:
+                found = parse_history(data)
+            except ValueError as exc:
+                raise WikipediaError(f"Wikipedia history of {requested!r}: {exc}") from None
+            if found is None:
+                raise ArticleNotFound(requested)
+            return found
+
+        return self._request(params, requested, history)
 
     def cached(self, title: str) -> Article | None:
         """The cached article for ``title``, without a request (None: not cached, no cache)."""
@@ -257,15 +330,15 @@ class WikipediaClient:
         """``action=parse`` of ``which`` (``page`` + ``redirects``, or ``oldid``); ``title``
         names it in errors."""
         revision = int(which["oldid"]) if "oldid" in which else None
-        params = {
-            "action": "parse",
-            **which,
-            # ``properties`` is the one extra: it carries the ``disambiguation`` page prop.
-            "prop": "text|revid|displaytitle|properties",
-            "formatversion": "2",
-            "format": "json",
-            "maxlag": "5",
-        }
+        # ``properties`` is the one extra: it carries the ``disambiguation`` page prop.
+        params = {"action": "parse", **which, "prop": "text|revid|displaytitle|properties"}
+        return self._request(params, title, lambda data: _parse_or_raise(data, title, revision))
+
+    def _request(self, params: dict[str, str], title: str,
+                 answer: Callable[[dict[str, Any]], Any]) -> Any:
+        """One API request (retried politely); ``answer`` reads the JSON answer or raises
+        WikipediaError; ``title`` names it in errors."""
+        params = {**params, "formatversion": "2", "format": "json", "maxlag": "5"}
 
         def attempt(number: int) -> Outcome:
             try:
@@ -294,8 +367,10 @@ class WikipediaClient:
                 lag = data["error"].get("lag", "?")
                 return self._retry(BUSY, title, number, f"maxlag ({lag} s lagged)",
                                    MAXLAG_DEFAULT_WAIT if retry_after is None else retry_after)
+            if data.get("error") and not isinstance(data["error"], dict):
+                data = {"error": {"code": "?", "info": str(data["error"])[:200]}}
             try:
-                return Outcome(DONE, value=_parse_or_raise(data, title, revision))
+                return Outcome(DONE, value=answer(data))
             except WikipediaError as exc:
                 return Outcome(FAIL, error=exc)
 
