@@ -12,8 +12,10 @@ import re
 from dataclasses import dataclass
 from typing import Any, Callable
 
+import lxml.html
 from bs4 import BeautifulSoup
 from bs4.element import NavigableString, PreformattedString, Tag
+from lxml import etree
 
 from taxdata.store.hiddenmarkup import HIDDEN_STYLE, strip_hidden_markup
 
@@ -49,6 +51,31 @@ _BLOCKS = [
 _DISPLAYSTYLE = re.compile(r"^\{\\displaystyle (.*)\}$", re.DOTALL)
 
 
+# No article nests deeper than a few dozen elements; libxml2 itself stops at 255.
+MAX_DEPTH = 200
+
+
+class HTMLTooDeep(ValueError):
+    """HTML nested deeper than :data:`MAX_DEPTH` elements."""
+
+
+def _too_deep(html: str) -> bool:
+    """Whether ``html`` nests deeper than MAX_DEPTH: libxml2's own parse (C, a millisecond for
+    an article), before BeautifulSoup's tree, which would follow any depth, slowly."""
+    if html.count("<") < MAX_DEPTH:
+        return False
+    try:
+        root = lxml.html.document_fromstring(html)
+    except (etree.ParserError, ValueError):
+        return False  # BeautifulSoup reads what libxml2 will not (an empty document)
+    depth = 0
+    for event, _ in etree.iterwalk(root, events=("start", "end")):
+        depth += 1 if event == "start" else -1
+        if depth > MAX_DEPTH:
+            return True
+    return False
+
+
 @dataclass
 class _Block:
     kind: str  # "heading", "para", "list", "table"
@@ -62,8 +89,11 @@ def clean_html(html: str) -> str:
     Headings become ``## Heading`` (level kept), paragraphs are single lines, lists are ``- x`` /
     ``1. x`` (nested lists indented), data tables are markdown tables. Blocks are separated by a
     blank line. References, navigation, edit links, images and the sections listed in
-    ``_DROPPED_SECTIONS`` are removed; no HTML is left.
+    ``_DROPPED_SECTIONS`` are removed; no HTML is left. :class:`HTMLTooDeep` for HTML nested
+    beyond any article's (a hostile answer: walking it would cost seconds and the stack).
     """
+    if _too_deep(html):
+        raise HTMLTooDeep(f"the HTML is nested deeper than {MAX_DEPTH} elements")
     soup = BeautifulSoup(html, "lxml")
     for junk in soup.select(_JUNK_SELECTORS):
         if not junk.decomposed:  # a junk element inside another one is already gone

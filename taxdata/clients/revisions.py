@@ -75,20 +75,22 @@ def parse_history(data: dict[str, Any]) -> tuple[str, list[Revision]] | None:
     """The page title and its revisions (newest first) from a ``prop=revisions`` answer
     (formatversion 2); None when the page is missing. ValueError on an answer of another
     shape."""
-    pages = (data.get("query") or {}).get("pages")
+    query = data.get("query")
+    pages = query.get("pages") if isinstance(query, dict) else None
     if not isinstance(pages, list) or not pages or not isinstance(pages[0], dict):
         raise ValueError("no pages in the answer")
     page = pages[0]
     if page.get("missing") or page.get("invalid"):
         return None
     revisions = []
-    for entry in page.get("revisions") or []:
+    entries = page.get("revisions")
+    for entry in entries if isinstance(entries, list) else []:
         try:
             saved = datetime.strptime(str(entry["timestamp"]), "%Y-%m-%dT%H:%M:%SZ")
             revisions.append(Revision(int(entry["revid"]), saved.replace(tzinfo=timezone.utc)))
         except (KeyError, TypeError, ValueError):
             raise ValueError(f"a revision without id or timestamp: {entry!r:.80}") from None
-    if not isinstance(page.get("title"), str) or not revisions:
+    if not isinstance(page.get("title"), str) or not page["title"].strip() or not revisions:
         raise ValueError("a page without title or revisions")
     revisions.sort(key=lambda r: (r.timestamp, r.id), reverse=True)
     return page["title"], revisions

@@ -19,7 +19,7 @@ from urllib.parse import quote
 
 import requests
 
-from taxdata.clients.htmlclean import clean_html
+from taxdata.clients.htmlclean import HTMLTooDeep, clean_html
 from taxdata.clients.http import (
     BUSY,
     DONE,
@@ -214,7 +214,7 @@ class WikipediaClient:
             revision_id=int(parse["revid"]),
             url=self.article_url(final),
             html=html,
-            text=clean_html(html),
+            text=_clean(html, requested),
             fetched_at=now_utc(),
             from_cache=False,
         )
@@ -252,7 +252,7 @@ class WikipediaClient:
             raise DisambiguationPage(parse["title"])
         article = Article(requested_title=requested, title=parse["title"], revision_id=revision,
                           url=self.article_url(parse["title"]), html=html,
-                          text=clean_html(html), fetched_at=now_utc(), from_cache=False,
+                          text=_clean(html, requested), fetched_at=now_utc(), from_cache=False,
                           choice=choice)
         logger.info("[FETCH] %s Wikipedia %r rev %d: %d chars of text",
                     thread_label(), article.title, revision, len(article.text))
@@ -299,7 +299,7 @@ class WikipediaClient:
         article = Article(requested_title=requested, title=parse["title"],
                           revision_id=int(parse.get("revid") or revision),
                           url=self.revision_url(parse["title"], revision), html=html,
-                          text=clean_html(html), fetched_at=now_utc(), from_cache=False)
+                          text=_clean(html, requested), fetched_at=now_utc(), from_cache=False)
         if self.cache_dir is not None:
             self._write_entry(revision_relpath(revision), article)
         return article
@@ -362,13 +362,13 @@ class WikipediaClient:
             data = _json_or_none(body)
             if data is None:
                 return self._retry(RETRY, title, number, "invalid JSON")
+            if data.get("error") and not isinstance(data["error"], dict):
+                data = {"error": {"code": "?", "info": str(data["error"])[:200]}}
             if (data.get("error") or {}).get("code") == "maxlag":
                 # A lagged replica is a busy server; Manual:Maxlag asks for at least 5 s.
                 lag = data["error"].get("lag", "?")
                 return self._retry(BUSY, title, number, f"maxlag ({lag} s lagged)",
                                    MAXLAG_DEFAULT_WAIT if retry_after is None else retry_after)
-            if data.get("error") and not isinstance(data["error"], dict):
-                data = {"error": {"code": "?", "info": str(data["error"])[:200]}}
             try:
                 return Outcome(DONE, value=answer(data))
             except WikipediaError as exc:
@@ -469,6 +469,8 @@ def _parse_or_raise(data: dict[str, Any], title: str,
                     revision: int | None = None) -> dict[str, Any]:
     error = data.get("error")
     if error:
+        if not isinstance(error, dict):
+            error = {"code": "?", "info": str(error)[:200]}
         if error.get("code") == "missingtitle":
             raise ArticleNotFound(title)
         if error.get("code") == "nosuchrevid" and revision is not None:
@@ -478,7 +480,33 @@ def _parse_or_raise(data: dict[str, Any], title: str,
     parse = data.get("parse")
     if not isinstance(parse, dict) or "title" not in parse or "revid" not in parse:
         raise WikipediaError(f"Wikipedia answer for {title!r} has no parse result")
+    # What an answer of another shape (a hostile or broken server) holds is never used as is.
+    revid = parse["revid"]
+    if (not isinstance(parse["title"], str) or not parse["title"].strip()
+            or not isinstance(revid, int) or isinstance(revid, bool) or revid < 0
+            or not isinstance(parse.get("text", ""), str)):
+        raise WikipediaError(f"Wikipedia answer for {title!r} is malformed (title, revid or "
+                             "text of another type)")
+    parse = {**parse, "title": _SURROGATE.sub("\ufffd", parse["title"]),
+             "text": _SURROGATE.sub("\ufffd", parse.get("text") or "")}
+    for key, kind in (("properties", dict), ("redirects", list)):
+        if not isinstance(parse.get(key), kind):
+            parse.pop(key, None)
     return parse
+
+
+# A lone surrogate (a JSON escape of half a pair) cannot be written as UTF-8: shown as U+FFFD.
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _clean(html: str, title: str) -> str:
+    """The article's text (taxdata.clients.htmlclean); WikipediaError for HTML nested too
+    deeply to walk (no article is; a hostile answer may be)."""
+    try:
+        return clean_html(html)
+    except (HTMLTooDeep, RecursionError):
+        raise WikipediaError(f"Wikipedia answer for {title!r}: its HTML is nested too deeply "
+                             "to read") from None
 
 
 _DISAMBIG_HTML = re.compile(r'id="disambigbox"|\bdmbox-disambig\b|\bmw-disambig\b')
