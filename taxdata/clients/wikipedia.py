@@ -4,13 +4,13 @@
 server-side, rejects missing and disambiguation pages, retries politely (429, 5xx, ``maxlag``)
 and never has more than ``max_in_flight`` (at most 3) requests open, however many worker threads
 share it; :func:`taxdata.clients.htmlclean.clean_html` turns the parser output into the
-article's text.
+article's text; :mod:`taxdata.clients.mwanswers` reads its answers (and holds its errors),
+:mod:`taxdata.clients.revisions` picks the revision that has stood (``fetch(min_age=...)``).
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 import threading
 from dataclasses import dataclass, replace
@@ -19,7 +19,6 @@ from urllib.parse import quote
 
 import requests
 
-from taxdata.clients.htmlclean import HTMLTooDeep, clean_html
 from taxdata.clients.http import (
     BUSY,
     DONE,
@@ -32,12 +31,27 @@ from taxdata.clients.http import (
     parse_retry_after,
     send,
 )
+from taxdata.clients.mwanswers import (  # the errors are the client's: imported from here
+    ArticleNotFound,
+    DisambiguationPage,
+    NoStableRevision,
+    RevisionNotFound,
+    WikipediaError,
+    article_text,
+    is_disambiguation,
+    json_or_none,
+    parse_result,
+)
 from taxdata.clients.revisions import HISTORY_LIMIT, RevisionChoice, parse_history, stable_revision
 from taxdata.config import DEFAULT_USER_AGENT, Settings
-from taxdata.errors import PreflightError, ServerError
+from taxdata.errors import PreflightError
 from taxdata.log import logger, thread_label
 from taxdata.store.datadir import DataDir, dump_json
 from taxdata.timestamps import now_utc
+
+__all__ = ["WikipediaClient", "Article", "WikipediaError", "ArticleNotFound", "RevisionNotFound",
+           "NoStableRevision", "DisambiguationPage", "cache_relpath", "revision_relpath",
+           "WIKIPEDIA_USER_AGENT", "MAX_IN_FLIGHT", "CACHE_DIR"]
 
 # Wikimedia's User-Agent policy asks for a name/version plus a way to reach the operator.
 WIKIPEDIA_USER_AGENT = f"{DEFAULT_USER_AGENT} python-requests/{requests.__version__}"
@@ -49,45 +63,6 @@ MAX_IN_FLIGHT = 3
 MAXLAG_DEFAULT_WAIT = 5.0
 
 CACHE_DIR = ".cache/wikipedia"
-
-
-class WikipediaError(ServerError):
-    """Wikipedia could not give us the article (API error, or retries used up)."""
-
-
-class ArticleNotFound(WikipediaError):
-    """No article by that title (the API's ``missingtitle``)."""
-
-    def __init__(self, title: str) -> None:
-        super().__init__(f"no Wikipedia article {title!r}")
-        self.title = title
-
-
-class RevisionNotFound(WikipediaError):
-    """No revision by that id (the API's ``nosuchrevid``: never existed, or deleted)."""
-
-    def __init__(self, revision: int) -> None:
-        super().__init__(f"no Wikipedia revision {revision}")
-        self.revision = revision
-
-
-class NoStableRevision(WikipediaError):
-    """No recent revision of the article has stood as long as the revision policy asks."""
-
-    def __init__(self, title: str, min_age: float, latest: int) -> None:
-        super().__init__(
-            f"no revision of {title!r} among its last {HISTORY_LIMIT} has stood "
-            f"{min_age / 3600:g} h (the latest is rev {latest}); not used "
-            "(TAXDATA_WIKIPEDIA_MIN_AGE, or --latest-revision to use the latest)")
-        self.title = title
-
-
-class DisambiguationPage(WikipediaError):
-    """The title names a disambiguation page: a list of other articles, not an article."""
-
-    def __init__(self, title: str) -> None:
-        super().__init__(f"{title!r} is a Wikipedia disambiguation page; name the specific article")
-        self.title = title
 
 
 @dataclass
@@ -206,7 +181,7 @@ class WikipediaClient:
         if redirects or final != _canonical(requested):
             logger.info("[REDIRECT] %s Wikipedia %r -> %r", thread_label(), requested, final)
         html = parse.get("text") or ""
-        if _is_disambiguation(parse, html):
+        if is_disambiguation(parse, html):
             raise DisambiguationPage(final)
         article = Article(
             requested_title=requested,
@@ -214,7 +189,7 @@ class WikipediaClient:
             revision_id=int(parse["revid"]),
             url=self.article_url(final),
             html=html,
-            text=_clean(html, requested),
+            text=article_text(html, requested),
             fetched_at=now_utc(),
             from_cache=False,
         )
@@ -248,12 +223,12 @@ class WikipediaClient:
         if parse is None or int(parse["revid"]) != revision:
             parse = self._request_parse({"oldid": str(revision)}, f"{title} rev {revision}")
         html = parse.get("text") or ""
-        if _is_disambiguation(parse, html):
+        if is_disambiguation(parse, html):
             raise DisambiguationPage(parse["title"])
         article = Article(requested_title=requested, title=parse["title"], revision_id=revision,
                           url=self.article_url(parse["title"]), html=html,
-                          text=_clean(html, requested), fetched_at=now_utc(), from_cache=False,
-                          choice=choice)
+                          text=article_text(html, requested), fetched_at=now_utc(),
+                          from_cache=False, choice=choice)
         logger.info("[FETCH] %s Wikipedia %r rev %d: %d chars of text",
                     thread_label(), article.title, revision, len(article.text))
         return article  # cached under its title by fetch, as the latest would be
@@ -299,7 +274,8 @@ class WikipediaClient:
         article = Article(requested_title=requested, title=parse["title"],
                           revision_id=int(parse.get("revid") or revision),
                           url=self.revision_url(parse["title"], revision), html=html,
-                          text=_clean(html, requested), fetched_at=now_utc(), from_cache=False)
+                          text=article_text(html, requested), fetched_at=now_utc(),
+                          from_cache=False)
         if self.cache_dir is not None:
             self._write_entry(revision_relpath(revision), article)
         return article
@@ -332,7 +308,7 @@ class WikipediaClient:
         revision = int(which["oldid"]) if "oldid" in which else None
         # ``properties`` is the one extra: it carries the ``disambiguation`` page prop.
         params = {"action": "parse", **which, "prop": "text|revid|displaytitle|properties"}
-        return self._request(params, title, lambda data: _parse_or_raise(data, title, revision))
+        return self._request(params, title, lambda data: parse_result(data, title, revision))
 
     def _request(self, params: dict[str, str], title: str,
                  answer: Callable[[dict[str, Any]], Any]) -> Any:
@@ -359,7 +335,7 @@ class WikipediaClient:
             if status != 200:
                 return Outcome(FAIL, error=WikipediaError(
                     f"Wikipedia HTTP {status} for {title!r}: {body[:200]!r}"))
-            data = _json_or_none(body)
+            data = json_or_none(body)
             if data is None:
                 return self._retry(RETRY, title, number, "invalid JSON")
             if data.get("error") and not isinstance(data["error"], dict):
@@ -455,67 +431,3 @@ def _has_contact(user_agent: str) -> bool:
 def _canonical(title: str) -> str:
     # MediaWiki upper-cases the first letter of a title; only a real change is a redirect.
     return title[:1].upper() + title[1:]
-
-
-def _json_or_none(body: bytes) -> dict[str, Any] | None:
-    try:
-        data = json.loads(body)
-    except ValueError:
-        return None
-    return data if isinstance(data, dict) else None
-
-
-def _parse_or_raise(data: dict[str, Any], title: str,
-                    revision: int | None = None) -> dict[str, Any]:
-    error = data.get("error")
-    if error:
-        if not isinstance(error, dict):
-            error = {"code": "?", "info": str(error)[:200]}
-        if error.get("code") == "missingtitle":
-            raise ArticleNotFound(title)
-        if error.get("code") == "nosuchrevid" and revision is not None:
-            raise RevisionNotFound(revision)
-        raise WikipediaError(
-            f"Wikipedia API error for {title!r}: {error.get('code')}: {error.get('info')}")
-    parse = data.get("parse")
-    if not isinstance(parse, dict) or "title" not in parse or "revid" not in parse:
-        raise WikipediaError(f"Wikipedia answer for {title!r} has no parse result")
-    # What an answer of another shape (a hostile or broken server) holds is never used as is.
-    revid = parse["revid"]
-    if (not isinstance(parse["title"], str) or not parse["title"].strip()
-            or not isinstance(revid, int) or isinstance(revid, bool) or revid < 0
-            or not isinstance(parse.get("text", ""), str)):
-        raise WikipediaError(f"Wikipedia answer for {title!r} is malformed (title, revid or "
-                             "text of another type)")
-    parse = {**parse, "title": _SURROGATE.sub("\ufffd", parse["title"]),
-             "text": _SURROGATE.sub("\ufffd", parse.get("text") or "")}
-    for key, kind in (("properties", dict), ("redirects", list)):
-        if not isinstance(parse.get(key), kind):
-            parse.pop(key, None)
-    return parse
-
-
-# A lone surrogate (a JSON escape of half a pair) cannot be written as UTF-8: shown as U+FFFD.
-_SURROGATE = re.compile("[\ud800-\udfff]")
-
-
-def _clean(html: str, title: str) -> str:
-    """The article's text (taxdata.clients.htmlclean); WikipediaError for HTML nested too
-    deeply to walk (no article is; a hostile answer may be)."""
-    try:
-        return clean_html(html)
-    except (HTMLTooDeep, RecursionError):
-        raise WikipediaError(f"Wikipedia answer for {title!r}: its HTML is nested too deeply "
-                             "to read") from None
-
-
-_DISAMBIG_HTML = re.compile(r'id="disambigbox"|\bdmbox-disambig\b|\bmw-disambig\b')
-
-
-def _is_disambiguation(parse: dict[str, Any], html: str) -> bool:
-    # The Disambiguation extension sets the ``disambiguation`` page prop; the template's box
-    # markup is the fallback for wikis without the extension.
-    properties = parse.get("properties")
-    if isinstance(properties, dict) and "disambiguation" in properties:
-        return True
-    return bool(_DISAMBIG_HTML.search(html))
