@@ -80,6 +80,8 @@ class Article:
     from_cache: bool
     # Why this revision (the revision policy's choice, see fetch's min_age); None: the latest.
     choice: RevisionChoice | None = None
+    # The choice in words, as the Sources section writes it; kept in the cache with the text.
+    chosen_because: str | None = None
 
 
 class WikipediaClient:
@@ -216,7 +218,8 @@ class WikipediaClient:
         if cached is not None:  # a revision never changes: its text is final
             logger.info("[CACHE] %s Wikipedia %r rev %d from cache", thread_label(), title,
                         revision)
-            return replace(cached, url=self.article_url(cached.title), choice=choice)
+            return replace(cached, url=self.article_url(cached.title), choice=choice,
+                           chosen_because=choice.describe(min_age))
         parse = None
         if choice.is_latest:  # as a plain fetch asks, unless an edit came in between
             parse = self._request_parse({"page": title, "redirects": "1"}, title)
@@ -228,7 +231,8 @@ class WikipediaClient:
         article = Article(requested_title=requested, title=parse["title"], revision_id=revision,
                           url=self.article_url(parse["title"]), html=html,
                           text=article_text(html, requested), fetched_at=now_utc(),
-                          from_cache=False, choice=choice)
+                          from_cache=False, choice=choice,
+                          chosen_because=choice.describe(min_age))
         logger.info("[FETCH] %s Wikipedia %r rev %d: %d chars of text",
                     thread_label(), article.title, revision, len(article.text))
         return article  # cached under its title by fetch, as the latest would be
@@ -380,6 +384,8 @@ class WikipediaClient:
                 text=entry["text"],
                 fetched_at=entry["fetched_at"],
                 from_cache=True,
+                chosen_because=(entry.get("chosen_because")
+                                if isinstance(entry.get("chosen_because"), str) else None),
             )
         except (KeyError, TypeError, ValueError):
             return None
@@ -405,6 +411,8 @@ class WikipediaClient:
             "fetched_at": article.fetched_at,
             "text": article.text,
         }
+        if article.chosen_because:
+            entry["chosen_because"] = article.chosen_because
         self.cache_dir.write_text(relpath, dump_json(entry))
 
 

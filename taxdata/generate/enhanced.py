@@ -117,8 +117,8 @@ def run(options: EnhancedOptions, settings: Settings) -> int:
         return _write(data, country.slug, result.body, SourceInfo(
             kind="wikipedia", title=article.title, url=article.url,
             revision=str(article.revision_id), fetched_at=article.fetched_at,
-            revision_policy=(article.choice.describe(min_age) if article.choice
-                             else "the latest (--latest-revision)" if not min_age else None),
+            revision_policy=(article.chosen_because
+                             or ("the latest (--latest-revision)" if not min_age else None)),
             model=result.model, prompt_version=PROMPT_VERSION, generated_at=now_utc()),
             original)
 

@@ -174,6 +174,11 @@ def test_the_generator_uses_the_revision_that_has_stood_and_says_so(env, wiki):
     updated = run("tax_data_updater.py", env, "--no-list-reference")
     assert updated.returncode == 0, updated.stderr
     assert len(wiki.requests) == before
+    # A run from the cache writes the same revision and the same reason.
+    rerun = run("generate_enhanced_taxation_files.py", env, "--force")
+    assert rerun.returncode == 0 and "[CACHE]" in rerun.stderr, rerun.stderr
+    assert sources(env).revision == str(GOOD) and sources(env).revision_policy == (
+        info.revision_policy)
     data = Path(env["TAXDATA_DATA_DIR"])
     stored = json.loads((data / "tax_data.json").read_text())["countries"]["latvia"]
     assert stored["record"]["vat"]["standard"] == 21
