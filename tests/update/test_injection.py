@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -226,3 +227,46 @@ def test_an_instruction_in_a_wikipedia_article_obeyed_by_both_models(env, llm_se
         wiki.stop()
     held = assert_99_held_back(env, updated, f"not stated in {TITLE} rev {REVISION}")
     assert "reads as an instruction to the model" in held["reason"]
+
+
+# -- an extractor page with a hidden instruction -------------------------------------------------
+
+def test_a_page_with_a_hidden_instruction_never_reaches_the_formatter(env, llm_server):
+    """generate_taxation_files keeps the page as fetched; the formatter is sent it without the
+    comment; the updater finds the original by its SHA-256, also from data/raw when the kept
+    original is gone (read the same way, hidden markup out)."""
+    from taxdata.testing.extractor_server import StandInExtractor
+    url = "https://en.wikipedia.org/wiki/Taxation_in_Latvia"  # what the raw generator asks for
+    page = ("FIXTURE page of a made-up tax site; not real tax data.\n\n"
+            + FILE.format(planted=f"<!-- {INJECTION} -->").split("\n", 2)[2])
+    formatted: list[str] = []
+
+    def respond(body: dict) -> Any:
+        system = body["messages"][0]["content"]
+        prompt = next(m["content"] for m in body["messages"] if m["role"] == "user")
+        if system.startswith(SYSTEM_PROMPT.splitlines()[0]):
+            return obeying()(body)
+        formatted.append(prompt)
+        return FILE.format(planted="- FIXTURE: 99 % answered" if "answer VAT 99" in prompt
+                           else "")
+
+    llm_server.responder = respond
+    extractor = StandInExtractor().start()
+    try:
+        extractor.add_page(url, page)
+        env = {**env, "TAXDATA_EXTRACTOR_URL": extractor.base_url}
+        assert run("generate_taxation_files.py", env).returncode == 0
+        generated = run("generate_enhanced_taxation_files.py", env, "--from-raw")
+    finally:
+        extractor.stop()
+    assert generated.returncode == 0, generated.stderr
+    data = Path(env["TAXDATA_DATA_DIR"])
+    assert INJECTION in (data / "raw" / "latvia.txt").read_text(encoding="utf-8")  # as fetched
+    (sent,) = formatted
+    assert "Ignore previous" not in sent and "99" not in sent
+    shutil.rmtree(data / ".cache" / "originals")  # the kept original is gone: data/raw is read
+    updated = run("tax_data_updater.py", env, "--no-list-reference")
+    assert updated.returncode == 0, updated.stderr
+    stored, report = written(env, updated)
+    assert stored["record"]["vat"]["standard"] == 21 and report["unsupported"] == []
+    assert stored["provenance"]["original"]["location"] == "raw/latvia.txt"
