@@ -29,7 +29,7 @@ import functools
 import re
 from collections.abc import Iterable
 
-from taxdata.evidence.sourcetext import Occurrence
+from taxdata.evidence.sourcetext import Occurrence, Passage
 
 __all__ = ["instruction_reason", "instruction_in", "occurrence_reason"]
 
@@ -104,14 +104,34 @@ def occurrence_reason(quote: str, where: Occurrence) -> str | None:
     """:func:`instruction_reason` for a quote at one of its occurrences in a source."""
     inside = [p.text for p in where.passages]
     section = where.section
-    first = next((i for i, p in enumerate(section) if p is where.passages[0]), None)
-    last = next((i for i, p in enumerate(section) if p is where.passages[-1]), None)
+    places = _places(section)
+    first, last = places.get(id(where.passages[0])), places.get(id(where.passages[-1]))
     beside = []
     if first is not None and first > 0:
         beside.append(section[first - 1].text)
     if last is not None and last + 1 < len(section):
         beside.append(section[last + 1].text)
     return instruction_reason(quote, inside, beside)
+
+
+# Each section's passages by identity -> position, for the last sections asked about: a long
+# original's every candidate passage is looked up, so not by a scan each time. (Each occurrence
+# holds its own tuple of the section's passages; the passages themselves are the source's.)
+_PLACES: dict[tuple[int, int], tuple[Passage, dict[int, int]]] = {}
+
+
+def _places(section: tuple[Passage, ...]) -> dict[int, int]:
+    if not section:
+        return {}
+    key = (id(section[0]), len(section))
+    known = _PLACES.get(key)
+    if known is not None and known[0] is section[0]:
+        return known[1]
+    if len(_PLACES) >= 64:
+        _PLACES.clear()
+    places = {id(p): i for i, p in enumerate(section)}
+    _PLACES[key] = (section[0], places)  # the passage is kept, so its id stays its own
+    return places
 
 
 def _short(text: str, limit: int = 80) -> str:

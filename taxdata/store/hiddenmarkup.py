@@ -12,6 +12,7 @@ checked for quotes or used as an original. (Article HTML is cleaned the same way
 
 from __future__ import annotations
 
+import functools
 import re
 
 __all__ = ["strip_hidden_markup", "HIDDEN_STYLE"]
@@ -23,7 +24,10 @@ HIDDEN_STYLE = re.compile(
 
 # An unterminated comment hides the rest of the text, as it does in a browser.
 _COMMENT = re.compile(r"<!--.*?(?:-->|\Z)", re.DOTALL)
-_TAG = re.compile(r"<([a-zA-Z][a-zA-Z0-9]*)\b((?:[^>\"']|\"[^\"]*\"|'[^']*')*)>")
+# A tag never spans another "<" (so a scan is linear, whatever the text); its attributes are
+# bounded. One with an unbalanced quote (a ">" inside a value) is read as hidden: it shows no
+# reader what a model would read.
+_TAG = re.compile(r"<([a-zA-Z][a-zA-Z0-9]*)\b([^<>]{0,4000})>")
 _HIDDEN_ATTRIBUTE = re.compile(
     r"(?:^|\s)(?:hidden|aria-hidden\s*=\s*[\"']?true)(?=[\s/\"'=]|$)", re.IGNORECASE)
 _STYLE = re.compile(r"\bstyle\s*=\s*(\"[^\"]*\"|'[^']*'|[^\s>]+)", re.IGNORECASE)
@@ -47,7 +51,8 @@ def strip_hidden_markup(text: str) -> str:
 
 
 def _is_hidden(attributes: str) -> bool:
-    if _HIDDEN_ATTRIBUTE.search(attributes):
+    if _HIDDEN_ATTRIBUTE.search(attributes) or attributes.count('"') % 2 or (
+            attributes.count("'") % 2 and '"' not in attributes):
         return True
     style = _STYLE.search(attributes)
     return style is not None and HIDDEN_STYLE.search(style.group(1)) is not None
@@ -55,7 +60,8 @@ def _is_hidden(attributes: str) -> bool:
 
 def _strip_hidden_elements(text: str) -> str:
     """Each hidden element goes with everything up to its own closing tag (nested elements of
-    the same name counted); one that is never closed hides the rest of its paragraph."""
+    the same name counted) within its paragraph; one not closed there hides the rest of the
+    paragraph (where a markdown HTML block ends)."""
     out: list[str] = []
     pos = 0
     for match in _TAG.finditer(text):
@@ -74,12 +80,18 @@ def _strip_hidden_elements(text: str) -> str:
 
 
 def _element_end(text: str, name: str, start: int) -> int:
-    """Where the element opened just before ``start`` ends (after its closing tag)."""
-    tags = re.compile(rf"<(/?){re.escape(name)}\b[^>]*>", re.IGNORECASE)
+    """Where the element opened just before ``start`` ends: after its closing tag, or at the end
+    of its paragraph (one scan, up to whichever comes first)."""
     depth = 1
-    for tag in tags.finditer(text, start):
+    for tag in _same_name_or_blank_line(name).finditer(text, start):
+        if tag.group(1) is None:  # a blank line: the paragraph ends, the element with it
+            return tag.start()
         depth += -1 if tag.group(1) else 1
         if depth == 0:
             return tag.end()
-    paragraph = re.compile(r"\n[ \t]*\n").search(text, start)
-    return paragraph.start() if paragraph else len(text)
+    return len(text)
+
+
+@functools.lru_cache(maxsize=64)
+def _same_name_or_blank_line(name: str) -> re.Pattern[str]:
+    return re.compile(rf"<(/?){re.escape(name)}\b[^<>]{{0,4000}}>|\n[ \t]*\n", re.IGNORECASE)
