@@ -183,6 +183,7 @@ def test_the_generator_uses_the_revision_that_has_stood_and_says_so(env, wiki):
     stored = json.loads((data / "tax_data.json").read_text())["countries"]["latvia"]
     assert stored["record"]["vat"]["standard"] == 21
     assert stored["provenance"]["original"]["revision"] == str(GOOD)
+    assert stored["provenance"]["source_revision"] == str(GOOD)
 
 
 @pytest.mark.parametrize("how", ["--latest-revision", "TAXDATA_WIKIPEDIA_MIN_AGE=0"])
