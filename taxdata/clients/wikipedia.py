@@ -42,7 +42,13 @@ from taxdata.clients.mwanswers import (  # the errors are the client's: imported
     json_or_none,
     parse_result,
 )
-from taxdata.clients.revisions import HISTORY_LIMIT, RevisionChoice, parse_history, stable_revision
+from taxdata.clients.revisions import (
+    HISTORY_LIMIT,
+    Revision,
+    RevisionChoice,
+    parse_history,
+    stable_revision,
+)
 from taxdata.config import DEFAULT_USER_AGENT, Settings
 from taxdata.errors import PreflightError
 from taxdata.log import logger, thread_label
@@ -237,12 +243,12 @@ class WikipediaClient:
                     thread_label(), article.title, revision, len(article.text))
         return article  # cached under its title by fetch, as the latest would be
 
-    def _history(self, requested: str) -> tuple[str, list]:
+    def _history(self, requested: str) -> tuple[str, list[Revision]]:
         """The article's title (redirects followed) and its recent revisions, newest first."""
         params = {"action": "query", "prop": "revisions", "titles": requested, "redirects": "1",
                   "rvprop": "ids|timestamp", "rvlimit": str(HISTORY_LIMIT)}
 
-        def history(data: dict[str, Any]) -> tuple[str, list]:
+        def history(data: dict[str, Any]) -> tuple[str, list[Revision]]:
             try:
                 found = parse_history(data)
             except ValueError as exc:
