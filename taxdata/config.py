@@ -69,6 +69,11 @@ class Settings:
     num_ctx: int = 0
     # Update reports (JSON + review page) kept in <data>/reports: the newest N; 0 keeps all.
     keep_reports: int = 100
+    # An --import-js file larger than this is refused unread (a calculator file, not a stream).
+    max_import_bytes: int = 64_000_000
+    # Hours a Wikipedia revision must have stood before the generator uses it (fresh vandalism
+    # is mostly reverted within them); 0: the latest revision.
+    wikipedia_min_age: float = 24.0
 
     @property
     def llm_urls(self) -> tuple[str, ...]:
@@ -122,6 +127,16 @@ def _seconds(value: str) -> float:
         raise ValueError("must be a number of seconds greater than 0") from None
     if not 0 < number <= 86400:
         raise ValueError("must be a number of seconds greater than 0 (at most 86400)")
+    return number
+
+
+def _hours(value: str) -> float:
+    try:
+        number = float(str(value).strip().lower().removesuffix("h"))
+    except ValueError:
+        raise ValueError("must be a number of hours, 0 or more (0: the latest revision)") from None
+    if not 0 <= number <= 8760:
+        raise ValueError("must be a number of hours from 0 to 8760 (0: the latest revision)")
     return number
 
 
@@ -187,6 +202,8 @@ _SPEC: dict[str, tuple[str, Callable[[str], Any]]] = {
     "num_ctx": ("TAXDATA_NUM_CTX", _int_range(0, 1 << 24)),
     # Reports kept (the newest N runs'; 0 keeps all); see Settings.keep_reports.
     "keep_reports": ("TAXDATA_KEEP_REPORTS", _int_range(0, 1_000_000)),
+    "max_import_bytes": ("TAXDATA_MAX_IMPORT_BYTES", _int_range(1, 1 << 40)),
+    "wikipedia_min_age": ("TAXDATA_WIKIPEDIA_MIN_AGE", _hours),
 }
 
 ENV_VARS = {name: env for name, (env, _) in _SPEC.items()}

@@ -37,7 +37,7 @@ FIXTURES = Path(__file__).resolve().parent / "fixtures" / "updater"
 NODE = shutil.which("node")
 REGISTRY = load_registry(BUNDLED_FILE)
 MODEL = "stand-in:latest"
-PROMPT_VERSION = "updater-3"
+PROMPT_VERSION = "updater-4"
 RECORD_KEYS = ["name", "currency", "system", "countryCode", "coordinates", "brackets", "vat",
                "socialSecurity", "special_taxes", "notes"]
 STATUSES = ("ADDED", "MODIFIED", "UNCHANGED", "FAILED", "SKIPPED", "REMOVED")

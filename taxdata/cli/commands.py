@@ -114,6 +114,9 @@ def enhanced_main(argv: Sequence[str] | None = None, prog: str | None = None) ->
     parser = _parser(ENHANCED, argv, prog)
     parser.add_argument("--refresh", action="store_true",
                         help="fetch articles again instead of using the cache")
+    parser.add_argument("--latest-revision", action="store_true",
+                        help="use each article's latest revision, not the newest one that has "
+                             "stood TAXDATA_WIKIPEDIA_MIN_AGE hours (24)")
     parser.add_argument("--from-raw", action="store_true",
                         help="use <data dir>/raw/<slug>.txt (taxdata raw) as the source")
     parser.add_argument("--process-existing", action="store_true",
@@ -126,7 +129,8 @@ def enhanced_main(argv: Sequence[str] | None = None, prog: str | None = None) ->
 
 
 def _enhanced_options(args: argparse.Namespace) -> EnhancedOptions:
-    return EnhancedOptions(**common_options(args), refresh=args.refresh, from_raw=args.from_raw,
+    return EnhancedOptions(**common_options(args), refresh=args.refresh,
+                           latest_revision=args.latest_revision, from_raw=args.from_raw,
                            process_existing=args.process_existing,
                            list_txt_files=args.list_txt_files, max_chars=args.max_chars)
 

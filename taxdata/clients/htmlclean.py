@@ -12,8 +12,12 @@ import re
 from dataclasses import dataclass
 from typing import Any, Callable
 
+import lxml.html
 from bs4 import BeautifulSoup
 from bs4.element import NavigableString, PreformattedString, Tag
+from lxml import etree
+
+from taxdata.store.hiddenmarkup import HIDDEN_STYLE, strip_hidden_markup
 
 # Everything here is chrome around the article's prose, never content worth an LLM's tokens.
 # The infobox goes too: its label/value cells (population, GDP, HDI, calling code...) lose their
@@ -47,6 +51,31 @@ _BLOCKS = [
 _DISPLAYSTYLE = re.compile(r"^\{\\displaystyle (.*)\}$", re.DOTALL)
 
 
+# No article nests deeper than a few dozen elements; libxml2 itself stops at 255.
+MAX_DEPTH = 200
+
+
+class HTMLTooDeep(ValueError):
+    """HTML nested deeper than :data:`MAX_DEPTH` elements."""
+
+
+def _too_deep(html: str) -> bool:
+    """Whether ``html`` nests deeper than MAX_DEPTH: libxml2's own parse (C, a millisecond for
+    an article), before BeautifulSoup's tree, which would follow any depth, slowly."""
+    if html.count("<") < MAX_DEPTH:
+        return False
+    try:
+        root = lxml.html.document_fromstring(html)
+    except (etree.ParserError, ValueError):
+        return False  # BeautifulSoup reads what libxml2 will not (an empty document)
+    depth = 0
+    for event, _ in etree.iterwalk(root, events=("start", "end")):
+        depth += 1 if event == "start" else -1
+        if depth > MAX_DEPTH:
+            return True
+    return False
+
+
 @dataclass
 class _Block:
     kind: str  # "heading", "para", "list", "table"
@@ -60,17 +89,41 @@ def clean_html(html: str) -> str:
     Headings become ``## Heading`` (level kept), paragraphs are single lines, lists are ``- x`` /
     ``1. x`` (nested lists indented), data tables are markdown tables. Blocks are separated by a
     blank line. References, navigation, edit links, images and the sections listed in
-    ``_DROPPED_SECTIONS`` are removed; no HTML is left.
+    ``_DROPPED_SECTIONS`` are removed; no HTML is left. :class:`HTMLTooDeep` for HTML nested
+    beyond any article's (a hostile answer: walking it would cost seconds and the stack).
     """
+    if _too_deep(html):
+        raise HTMLTooDeep(f"the HTML is nested deeper than {MAX_DEPTH} elements")
     soup = BeautifulSoup(html, "lxml")
     for junk in soup.select(_JUNK_SELECTORS):
         if not junk.decomposed:  # a junk element inside another one is already gone
             junk.decompose()
+    _drop_hidden(soup)
     root = soup.select_one(".mw-parser-output") or soup.body or soup
     blocks: list[_Block] = []
     _collect(root, blocks)
     blocks = _drop_sections(blocks)
-    return "\n\n".join(_render(block) for block in blocks) + "\n"
+    # Comment syntax in the article's text itself (escaped, so visible) is dropped as well, as
+    # it is from a taxation file: what the text becomes is read as markdown.
+    return strip_hidden_markup("\n\n".join(_render(block) for block in blocks) + "\n")
+
+
+def _is_hidden(tag: Tag) -> bool:
+    """An element no reader sees (hidden, aria-hidden, an inline style that hides it); a
+    formula's MathML is hidden for its image, but its TeX is what _inline keeps."""
+    if tag.has_attr("hidden") or str(tag.get("aria-hidden", "")).lower() == "true":
+        hidden = True
+    else:
+        hidden = bool(HIDDEN_STYLE.search(str(tag.get("style", ""))))
+    return hidden and tag.find_parent(class_="mwe-math-element") is None
+
+
+def _drop_hidden(soup: BeautifulSoup) -> None:
+    """Hidden elements go with what is in them: a vandal's text aimed at the model must not
+    reach it unseen by the article's readers. (Comments are never read: see _collect.)"""
+    for tag in soup.find_all(_is_hidden):
+        if not tag.decomposed:
+            tag.decompose()
 
 
 def _collect(node: Tag, out: list[_Block]) -> None:

@@ -4,22 +4,21 @@
 server-side, rejects missing and disambiguation pages, retries politely (429, 5xx, ``maxlag``)
 and never has more than ``max_in_flight`` (at most 3) requests open, however many worker threads
 share it; :func:`taxdata.clients.htmlclean.clean_html` turns the parser output into the
-article's text.
+article's text; :mod:`taxdata.clients.mwanswers` reads its answers (and holds its errors),
+:mod:`taxdata.clients.revisions` picks the revision that has stood (``fetch(min_age=...)``).
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 import threading
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, replace
+from typing import Any, Callable
 from urllib.parse import quote
 
 import requests
 
-from taxdata.clients.htmlclean import clean_html
 from taxdata.clients.http import (
     BUSY,
     DONE,
@@ -32,11 +31,33 @@ from taxdata.clients.http import (
     parse_retry_after,
     send,
 )
+from taxdata.clients.mwanswers import (  # the errors are the client's: imported from here
+    ArticleNotFound,
+    DisambiguationPage,
+    NoStableRevision,
+    RevisionNotFound,
+    WikipediaError,
+    article_text,
+    is_disambiguation,
+    json_or_none,
+    parse_result,
+)
+from taxdata.clients.revisions import (
+    HISTORY_LIMIT,
+    Revision,
+    RevisionChoice,
+    parse_history,
+    stable_revision,
+)
 from taxdata.config import DEFAULT_USER_AGENT, Settings
-from taxdata.errors import PreflightError, ServerError
+from taxdata.errors import PreflightError
 from taxdata.log import logger, thread_label
 from taxdata.store.datadir import DataDir, dump_json
 from taxdata.timestamps import now_utc
+
+__all__ = ["WikipediaClient", "Article", "WikipediaError", "ArticleNotFound", "RevisionNotFound",
+           "NoStableRevision", "DisambiguationPage", "cache_relpath", "revision_relpath",
+           "WIKIPEDIA_USER_AGENT", "MAX_IN_FLIGHT", "CACHE_DIR"]
 
 # Wikimedia's User-Agent policy asks for a name/version plus a way to reach the operator.
 WIKIPEDIA_USER_AGENT = f"{DEFAULT_USER_AGENT} python-requests/{requests.__version__}"
@@ -48,34 +69,6 @@ MAX_IN_FLIGHT = 3
 MAXLAG_DEFAULT_WAIT = 5.0
 
 CACHE_DIR = ".cache/wikipedia"
-
-
-class WikipediaError(ServerError):
-    """Wikipedia could not give us the article (API error, or retries used up)."""
-
-
-class ArticleNotFound(WikipediaError):
-    """No article by that title (the API's ``missingtitle``)."""
-
-    def __init__(self, title: str) -> None:
-        super().__init__(f"no Wikipedia article {title!r}")
-        self.title = title
-
-
-class RevisionNotFound(WikipediaError):
-    """No revision by that id (the API's ``nosuchrevid``: never existed, or deleted)."""
-
-    def __init__(self, revision: int) -> None:
-        super().__init__(f"no Wikipedia revision {revision}")
-        self.revision = revision
-
-
-class DisambiguationPage(WikipediaError):
-    """The title names a disambiguation page: a list of other articles, not an article."""
-
-    def __init__(self, title: str) -> None:
-        super().__init__(f"{title!r} is a Wikipedia disambiguation page; name the specific article")
-        self.title = title
 
 
 @dataclass
@@ -91,6 +84,10 @@ class Article:
     text: str
     fetched_at: str
     from_cache: bool
+    # Why this revision (the revision policy's choice, see fetch's min_age); None: the latest.
+    choice: RevisionChoice | None = None
+    # The choice in words, as the Sources section writes it; kept in the cache with the text.
+    chosen_because: str | None = None
 
 
 class WikipediaClient:
@@ -162,8 +159,12 @@ class WikipediaClient:
             raise PreflightError(f"Wikipedia at {self.api_url} answered HTTP "
                                  f"{response.status_code} - {hint}")
 
-    def fetch(self, title: str, *, refresh: bool = False) -> Article:
-        """The article ``title`` (redirects followed), from the cache unless ``refresh``."""
+    def fetch(self, title: str, *, refresh: bool = False, min_age: float = 0.0) -> Article:
+        """The article ``title`` (redirects followed), from the cache unless ``refresh``.
+
+        ``min_age`` > 0: not the latest revision but the newest that has stood ``min_age``
+        seconds (taxdata.clients.revisions; one more request, for the article's history);
+        :class:`NoStableRevision` when none of the recent ones has."""
         requested = " ".join(title.replace("_", " ").split())
         if not requested:
             raise ValueError("empty Wikipedia title")
@@ -175,6 +176,11 @@ class WikipediaClient:
                 logger.info("[CACHE] %s Wikipedia %r rev %d from cache (fetched %s)",
                             thread_label(), cached.title, cached.revision_id, cached.fetched_at)
                 return cached
+        if min_age > 0:
+            article = self._stable(requested, min_age)
+            if self.cache_dir is not None:
+                self._write_cache(cache_key, article)
+            return article
         # Callers log "[FETCH] ... for <country>"; the title is in the result line below.
         logger.debug("[FETCH] %s GET %s page=%s", thread_label(), self.api_url, requested)
         parse = self._request_parse({"page": requested, "redirects": "1"}, requested)
@@ -183,7 +189,7 @@ class WikipediaClient:
         if redirects or final != _canonical(requested):
             logger.info("[REDIRECT] %s Wikipedia %r -> %r", thread_label(), requested, final)
         html = parse.get("text") or ""
-        if _is_disambiguation(parse, html):
+        if is_disambiguation(parse, html):
             raise DisambiguationPage(final)
         article = Article(
             requested_title=requested,
@@ -191,7 +197,7 @@ class WikipediaClient:
             revision_id=int(parse["revid"]),
             url=self.article_url(final),
             html=html,
-            text=clean_html(html),
+            text=article_text(html, requested),
             fetched_at=now_utc(),
             from_cache=False,
         )
@@ -200,6 +206,58 @@ class WikipediaClient:
         if self.cache_dir is not None:
             self._write_cache(cache_key, article)
         return article
+
+    def _stable(self, requested: str, min_age: float) -> Article:
+        """The newest revision of ``requested`` that has stood ``min_age`` seconds."""
+        title, history = self._history(requested)
+        choice = stable_revision(history, min_age)
+        if choice is None:
+            raise NoStableRevision(title, min_age, history[0].id)
+        if not choice.is_latest:
+            logger.info("[REVISION] %s Wikipedia %r: rev %d (saved %s, stood %.0f h) instead of "
+                        "the latest rev %d (saved %s, younger than %g h)", thread_label(), title,
+                        choice.chosen.id, choice.chosen.saved, choice.stood_seconds / 3600,
+                        choice.latest.id, choice.latest.saved, min_age / 3600)
+        revision = choice.chosen.id
+        relpath = self.cached_revision(title, revision)
+        cached = self._read_cache(relpath, requested) if relpath is not None else None
+        if cached is not None:  # a revision never changes: its text is final
+            logger.info("[CACHE] %s Wikipedia %r rev %d from cache", thread_label(), title,
+                        revision)
+            return replace(cached, url=self.article_url(cached.title), choice=choice,
+                           chosen_because=choice.describe(min_age))
+        parse = None
+        if choice.is_latest:  # as a plain fetch asks, unless an edit came in between
+            parse = self._request_parse({"page": title, "redirects": "1"}, title)
+        if parse is None or int(parse["revid"]) != revision:
+            parse = self._request_parse({"oldid": str(revision)}, f"{title} rev {revision}")
+        html = parse.get("text") or ""
+        if is_disambiguation(parse, html):
+            raise DisambiguationPage(parse["title"])
+        article = Article(requested_title=requested, title=parse["title"], revision_id=revision,
+                          url=self.article_url(parse["title"]), html=html,
+                          text=article_text(html, requested), fetched_at=now_utc(),
+                          from_cache=False, choice=choice,
+                          chosen_because=choice.describe(min_age))
+        logger.info("[FETCH] %s Wikipedia %r rev %d: %d chars of text",
+                    thread_label(), article.title, revision, len(article.text))
+        return article  # cached under its title by fetch, as the latest would be
+
+    def _history(self, requested: str) -> tuple[str, list[Revision]]:
+        """The article's title (redirects followed) and its recent revisions, newest first."""
+        params = {"action": "query", "prop": "revisions", "titles": requested, "redirects": "1",
+                  "rvprop": "ids|timestamp", "rvlimit": str(HISTORY_LIMIT)}
+
+        def history(data: dict[str, Any]) -> tuple[str, list[Revision]]:
+            try:
+                found = parse_history(data)
+            except ValueError as exc:
+                raise WikipediaError(f"Wikipedia history of {requested!r}: {exc}") from None
+            if found is None:
+                raise ArticleNotFound(requested)
+            return found
+
+        return self._request(params, requested, history)
 
     def cached(self, title: str) -> Article | None:
         """The cached article for ``title``, without a request (None: not cached, no cache)."""
@@ -226,7 +284,8 @@ class WikipediaClient:
         article = Article(requested_title=requested, title=parse["title"],
                           revision_id=int(parse.get("revid") or revision),
                           url=self.revision_url(parse["title"], revision), html=html,
-                          text=clean_html(html), fetched_at=now_utc(), from_cache=False)
+                          text=article_text(html, requested), fetched_at=now_utc(),
+                          from_cache=False)
         if self.cache_dir is not None:
             self._write_entry(revision_relpath(revision), article)
         return article
@@ -257,15 +316,15 @@ class WikipediaClient:
         """``action=parse`` of ``which`` (``page`` + ``redirects``, or ``oldid``); ``title``
         names it in errors."""
         revision = int(which["oldid"]) if "oldid" in which else None
-        params = {
-            "action": "parse",
-            **which,
-            # ``properties`` is the one extra: it carries the ``disambiguation`` page prop.
-            "prop": "text|revid|displaytitle|properties",
-            "formatversion": "2",
-            "format": "json",
-            "maxlag": "5",
-        }
+        # ``properties`` is the one extra: it carries the ``disambiguation`` page prop.
+        params = {"action": "parse", **which, "prop": "text|revid|displaytitle|properties"}
+        return self._request(params, title, lambda data: parse_result(data, title, revision))
+
+    def _request(self, params: dict[str, str], title: str,
+                 answer: Callable[[dict[str, Any]], Any]) -> Any:
+        """One API request (retried politely); ``answer`` reads the JSON answer or raises
+        WikipediaError; ``title`` names it in errors."""
+        params = {**params, "formatversion": "2", "format": "json", "maxlag": "5"}
 
         def attempt(number: int) -> Outcome:
             try:
@@ -286,16 +345,18 @@ class WikipediaClient:
             if status != 200:
                 return Outcome(FAIL, error=WikipediaError(
                     f"Wikipedia HTTP {status} for {title!r}: {body[:200]!r}"))
-            data = _json_or_none(body)
+            data = json_or_none(body)
             if data is None:
                 return self._retry(RETRY, title, number, "invalid JSON")
+            if data.get("error") and not isinstance(data["error"], dict):
+                data = {"error": {"code": "?", "info": str(data["error"])[:200]}}
             if (data.get("error") or {}).get("code") == "maxlag":
                 # A lagged replica is a busy server; Manual:Maxlag asks for at least 5 s.
                 lag = data["error"].get("lag", "?")
                 return self._retry(BUSY, title, number, f"maxlag ({lag} s lagged)",
                                    MAXLAG_DEFAULT_WAIT if retry_after is None else retry_after)
             try:
-                return Outcome(DONE, value=_parse_or_raise(data, title, revision))
+                return Outcome(DONE, value=answer(data))
             except WikipediaError as exc:
                 return Outcome(FAIL, error=exc)
 
@@ -329,6 +390,8 @@ class WikipediaClient:
                 text=entry["text"],
                 fetched_at=entry["fetched_at"],
                 from_cache=True,
+                chosen_because=(entry.get("chosen_because")
+                                if isinstance(entry.get("chosen_because"), str) else None),
             )
         except (KeyError, TypeError, ValueError):
             return None
@@ -354,6 +417,8 @@ class WikipediaClient:
             "fetched_at": article.fetched_at,
             "text": article.text,
         }
+        if article.chosen_because:
+            entry["chosen_because"] = article.chosen_because
         self.cache_dir.write_text(relpath, dump_json(entry))
 
 
@@ -380,39 +445,3 @@ def _has_contact(user_agent: str) -> bool:
 def _canonical(title: str) -> str:
     # MediaWiki upper-cases the first letter of a title; only a real change is a redirect.
     return title[:1].upper() + title[1:]
-
-
-def _json_or_none(body: bytes) -> dict[str, Any] | None:
-    try:
-        data = json.loads(body)
-    except ValueError:
-        return None
-    return data if isinstance(data, dict) else None
-
-
-def _parse_or_raise(data: dict[str, Any], title: str,
-                    revision: int | None = None) -> dict[str, Any]:
-    error = data.get("error")
-    if error:
-        if error.get("code") == "missingtitle":
-            raise ArticleNotFound(title)
-        if error.get("code") == "nosuchrevid" and revision is not None:
-            raise RevisionNotFound(revision)
-        raise WikipediaError(
-            f"Wikipedia API error for {title!r}: {error.get('code')}: {error.get('info')}")
-    parse = data.get("parse")
-    if not isinstance(parse, dict) or "title" not in parse or "revid" not in parse:
-        raise WikipediaError(f"Wikipedia answer for {title!r} has no parse result")
-    return parse
-
-
-_DISAMBIG_HTML = re.compile(r'id="disambigbox"|\bdmbox-disambig\b|\bmw-disambig\b')
-
-
-def _is_disambiguation(parse: dict[str, Any], html: str) -> bool:
-    # The Disambiguation extension sets the ``disambiguation`` page prop; the template's box
-    # markup is the fallback for wikis without the extension.
-    properties = parse.get("properties")
-    if isinstance(properties, dict) and "disambiguation" in properties:
-        return True
-    return bool(_DISAMBIG_HTML.search(html))

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from taxdata.evidence.bracketchecks import Bounds
+from taxdata.evidence.instructions import instruction_in
 from taxdata.evidence.quotechecks import check_figure
 from taxdata.evidence.sourcetext import Passage, Source, numbers_in, same_number, source_of
 from taxdata.evidence.taxwords import SYSTEM_WORDS, TAX_FREE, TOPIC_WORDS
@@ -175,6 +176,8 @@ def unstated_figures(rewrite: str, original: Original) -> list[Unstated]:
     stated: dict[str | None, set[float]] = {topic: set() for topic in TOPIC_WORDS}
     stated[None] = set()
     for passage, numbers in zip(original.source.passages, original._passage_numbers()):
+        if instruction_in(passage.text):
+            continue  # text that speaks to the model states nothing (evidence.instructions)
         stated[None] |= numbers
         for topic, words in TOPIC_WORDS.items():
             if re.search(words, passage.context) or re.search(words, passage.text):

@@ -38,6 +38,7 @@ from taxdata.clients.wikipedia import (
 from taxdata.errors import ServerError
 from taxdata.evidence.grounding import Original, sha256_text
 from taxdata.store.datadir import DataDir, UnsafePathError
+from taxdata.store.hiddenmarkup import strip_hidden_markup
 from taxdata.store.rawfile import read_raw
 from taxdata.store.taxfile import SourceInfo
 
@@ -190,4 +191,5 @@ class Originals:
 
     def _raw(self, slug: str) -> tuple[dict[str, str], str] | None:
         text = _read_exact(self.data.path(f"{RAW_DIR}/{slug}.txt"))
-        return None if text is None else read_raw(text)
+        # As the generator read it (taxdata.generate.common.checked_source): hidden markup out.
+        return None if text is None else read_raw(strip_hidden_markup(text))

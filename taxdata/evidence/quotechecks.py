@@ -5,6 +5,8 @@ it does). In order, the first failing check gives the reason:
 
 1. **found**: the quote occurs in the source (:meth:`~taxdata.evidence.sourcetext.Source.find`),
    within one table row.
+   **instruction** (:mod:`taxdata.evidence.instructions`): neither the quote nor the passage it
+   is in nor the one beside it reads as an instruction to the model (a source is data).
 2. **figure**: the figure is one of the quote's numbers, compared as numbers, and the quote says
    more than the bare number (a 0 % rate may be worded: "tax-free", "exempt", "nil").
 3. **example**: the quote is not from a worked example (computed amounts are not rates).
@@ -50,6 +52,7 @@ from taxdata.evidence.clauses import (
     is_example,
     qualifier_reason,
 )
+from taxdata.evidence.instructions import instruction_reason, occurrence_reason
 from taxdata.evidence.sourcetext import (
     NUMBER,
     ROW_BREAK,
@@ -97,6 +100,9 @@ def check_figure(path: str, value: Any, quote: str, source: Source, extraction: 
     occurrences = source.find(quote)
     if not occurrences:
         return "the quote is not in the source text", None
+    injected = instruction_reason(quote)
+    if injected:
+        return injected, None
     numbers = numbers_in(text)
     hits = _hits(path, value, text, numbers)
     reason = _figure_in_quote(path, value, text, numbers, hits, extraction, strict)
@@ -105,7 +111,8 @@ def check_figure(path: str, value: Any, quote: str, source: Source, extraction: 
     first = None
     for where in occurrences:
         quoted = Quoted(text, numbers, where)
-        reason = _reason_at(path, value, quoted, hits, extraction, bounds, strict)
+        reason = (occurrence_reason(text, where)
+                  or _reason_at(path, value, quoted, hits, extraction, bounds, strict))
         if reason is None:
             return None, where
         first = first or reason

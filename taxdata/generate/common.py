@@ -12,6 +12,7 @@ from taxdata.options import RunOptions
 from taxdata.outcome import Outcome, Status, exit_code, outcome_of, print_summary
 from taxdata.runner import run_tasks
 from taxdata.store.datadir import DataDir, check_slug
+from taxdata.store.hiddenmarkup import strip_hidden_markup
 from taxdata.store.taxfile import source_problem, taxation_path
 
 TAXATION_DIR = "taxation"
@@ -58,7 +59,8 @@ def checked_source(source: str | bytes, settings: Settings, what: str) -> str:
     problem = source_problem(raw, settings.max_input_bytes)
     if problem:
         raise Skip(f"{what}: {problem}; not sent")
-    return raw.decode("utf-8")
+    # What no reader of the source sees (comments, hidden elements) is never sent.
+    return strip_hidden_markup(raw.decode("utf-8"))
 
 
 def taxation_relpath(slug: str) -> str:

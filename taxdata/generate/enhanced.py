@@ -20,7 +20,7 @@ from dataclasses import replace
 
 from taxdata.clients.extractor import ExtractorClient, ExtractorError, check_file_name
 from taxdata.clients.http import RetryPolicy
-from taxdata.clients.wikipedia import ArticleNotFound, WikipediaClient
+from taxdata.clients.wikipedia import ArticleNotFound, NoStableRevision, WikipediaClient
 from taxdata.config import Settings
 from taxdata.countries.registry import Country
 from taxdata.errors import PreflightError
@@ -90,6 +90,8 @@ def run(options: EnhancedOptions, settings: Settings) -> int:
     wikipedia = WikipediaClient(settings.wikipedia_api, settings.user_agent, cache_dir=data,
                                 retry=retry)
     by_slug = {c.slug: c for c in countries}
+    # Fresh vandalism: the newest revision that has stood this long (taxdata.clients.revisions).
+    min_age = 0.0 if options.latest_revision else settings.wikipedia_min_age * 3600
     formatter = start_formatter(settings, options.max_chars)  # a dry run checks the servers too
     if not options.from_raw and any(c.wikipedia_title for c in countries):
         wikipedia.check(settings.connect_timeout)
@@ -103,8 +105,9 @@ def run(options: EnhancedOptions, settings: Settings) -> int:
             raise Skip("no Wikipedia article in the registry (use research_and_format.py)")
         logger.info("[FETCH] %s Getting Wikipedia content for %s", thread_label(), country.slug)
         try:
-            article = wikipedia.fetch(country.wikipedia_title, refresh=options.refresh)
-        except ArticleNotFound as exc:
+            article = wikipedia.fetch(country.wikipedia_title, refresh=options.refresh,
+                                      min_age=min_age)
+        except (ArticleNotFound, NoStableRevision) as exc:
             raise Skip(str(exc)) from None
         _keep_existing(data, country.slug, options.force, str(article.revision_id))
         text = checked_source(article.text, settings, f'article "{article.title}"')
@@ -114,6 +117,8 @@ def run(options: EnhancedOptions, settings: Settings) -> int:
         return _write(data, country.slug, result.body, SourceInfo(
             kind="wikipedia", title=article.title, url=article.url,
             revision=str(article.revision_id), fetched_at=article.fetched_at,
+            revision_policy=(article.chosen_because
+                             or ("the latest (--latest-revision)" if not min_age else None)),
             model=result.model, prompt_version=PROMPT_VERSION, generated_at=now_utc()),
             original)
 

@@ -19,6 +19,8 @@ class EnhancedOptions(RunOptions):
     taxation files."""
 
     refresh: bool = False  # fetch articles again instead of using the cache
+    # The article's latest revision, not the newest that has stood TAXDATA_WIKIPEDIA_MIN_AGE.
+    latest_revision: bool = False
     from_raw: bool = False  # data/raw/<slug>.txt as the source
     process_existing: bool = False  # reformat the extractor service's saved taxation* files
     list_txt_files: bool = False  # list the extractor service's taxation* files and stop

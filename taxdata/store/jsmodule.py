@@ -72,6 +72,11 @@ _MAX_DEPTH = 200
 _DIGITS = "0123456789"  # ASCII only: str.isdigit() would accept e.g. Arabic-Indic digits
 
 
+# A finite double has at most 309 integer digits (1e308), 1,100 binary ones; a longer literal
+# is no number the calculator can hold (and int() refuses 4,300 digits and more).
+_MAX_NUMBER_CHARS = 1_100
+
+
 def _fail(text: str, source: str, pos: int, what: str, expected: str) -> JSParseError:
     line = text.count("\n", 0, pos) + 1
     return JSParseError(source, line, pos - (text.rfind("\n", 0, pos) + 1) + 1, what, expected)
@@ -102,6 +107,9 @@ def _lex(text: str, pos: int, source: str) -> _Tok:
                         "a digit or separator")
         if len(s) > 1 and s[0] == "0" and s[1].isdigit():
             raise _fail(text, source, pos, f"legacy octal literal {s!r}", "a decimal number")
+        if len(s) > _MAX_NUMBER_CHARS:  # beyond any finite double; int() would balk at it
+            raise _fail(text, source, pos, f"number of {len(s):,} characters out of range",
+                        "a finite number")
         if s[:2].lower() in ("0x", "0o", "0b"):
             value = int(s, 0)
         else:

@@ -145,6 +145,7 @@ _FIELDS = {  # label in the file -> attribute
     "Title": "title",
     "URL": "url",
     "Revision": "revision",
+    "Revision chosen": "revision_policy",  # why this revision (taxdata.clients.revisions)
     "Fetched": "fetched_at",
     "Model": "model",
     "Prompt version": "prompt_version",
@@ -171,6 +172,7 @@ class SourceInfo:
     generated_at: str | None = None
     original_sha256: str | None = None
     unstated: str | None = None  # "2 figures: 25% (VAT / GST), 1000 (Personal Income Tax)"
+    revision_policy: str | None = None  # "the newest that has stood 24 h, saved ..."
 
     @property
     def unverified(self) -> bool:

@@ -3,7 +3,10 @@
 Answers the way en.wikipedia.org does with ``formatversion=2``: a ``parse`` object (``title``,
 ``pageid``, ``revid``, ``displaytitle``, ``text``, ``properties``, ``redirects``) holding only the
 props asked for, for a page (``page=``, its latest revision) or one revision of it (``oldid=``:
-every revision added stays served), HTTP 200 + ``error`` objects (``missingtitle``,
+every revision added stays served); a page's revision history (``action=query&prop=revisions``,
+``rvprop=ids|timestamp``, newest first, ``rvlimit``, ``redirects``; each revision saved at the
+``timestamp`` it was added with, by default long ago, one day apart); HTTP 200 + ``error``
+objects (``missingtitle``,
 ``nosuchrevid``, ``maxlag`` with ``Retry-After``), and injected 429/5xx faults. Recording and
 peak in-flight come from :class:`StandInServer`.
 """
@@ -15,6 +18,7 @@ import re
 import sys
 import threading
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
 from urllib.parse import parse_qs
 
 from taxdata.testing.samples import REGISTRY_FILE, sample_articles
@@ -34,6 +38,9 @@ _DOCREF = ("See https://en.wikipedia.org/w/api.php for API usage. Subscribe to t
            "lists/mediawiki-api-announce.lists.wikimedia.org/&gt; for notice of API "
            "deprecations and breaking changes.")
 _JSON = "application/json; charset=utf-8"
+# When a revision added without a timestamp was saved: long ago, each a day after the one before
+# (so by default every revision has stood, and the latest is what a revision policy uses).
+_EPOCH = datetime(2020, 1, 1, tzinfo=timezone.utc)
 # Characters MediaWiki never allows in a title (its $wgLegalTitleChars excludes them).
 _ILLEGAL_TITLE_CHARS = re.compile(r"[#<>\[\]|{}]")
 
@@ -45,6 +52,8 @@ class _Page:
     revid: int
     pageid: int
     properties: dict[str, str] = field(default_factory=dict)
+    timestamp: datetime = _EPOCH
+    parentid: int = 0
 
 
 def normalize_title(title: str) -> str:
@@ -61,6 +70,7 @@ class StandInMediaWiki(StandInServer):
         self.latency = latency  # seconds each answer waits before it is written
         self._pages: dict[str, _Page] = {}
         self._revisions: dict[int, _Page] = {}  # every revision ever added, for oldid=
+        self._history: dict[str, list[_Page]] = {}  # each title's revisions, oldest first
         self._redirects: dict[str, str] = {}
         self._faults: list[Reply] = []
         self._state = threading.Lock()
@@ -72,15 +82,17 @@ class StandInMediaWiki(StandInServer):
 
     # -- set-up ----------------------------------------------------------------------------
     def add_page(self, title: str, html: str, revid: int | None = None,
-                 redirect_from: list[str] | tuple[str, ...] = ()) -> None:
+                 redirect_from: list[str] | tuple[str, ...] = (),
+                 timestamp: datetime | None = None) -> None:
         """Serve ``html`` as ``title``; ``redirect_from`` titles redirect to it.
 
         Adding a page again with another ``revid`` makes that the page's latest revision; the
         earlier ones stay served by ``oldid=``. ``html`` may be the whole parser output (a
         ``mw-parser-output`` div, as in the fixtures)
-        or just its inside, which is then wrapped the way MediaWiki wraps it.
+        or just its inside, which is then wrapped the way MediaWiki wraps it. ``timestamp``:
+        when the revision was saved (aware, UTC), for the history; by default long ago.
         """
-        self._add(title, html, revid, redirect_from, {"wikibase_item": "Q0"})
+        self._add(title, html, revid, redirect_from, {"wikibase_item": "Q0"}, timestamp)
 
     def add_tax_rates_list(self, html: str, revid: int | None = None,
                            articles: dict[str, str] | None = None) -> None:
@@ -96,17 +108,22 @@ class StandInMediaWiki(StandInServer):
         self._add(title, html, revid, (), {"disambiguation": "", "wikibase_item": "Q0"})
 
     def _add(self, title: str, html: str, revid: int | None,
-             redirect_from: list[str] | tuple[str, ...], properties: dict[str, str]) -> None:
+             redirect_from: list[str] | tuple[str, ...], properties: dict[str, str],
+             timestamp: datetime | None = None) -> None:
         if "mw-parser-output" not in html:
             html = f'<div class="mw-content-ltr mw-parser-output" lang="en" dir="ltr">{html}</div>'
         with self._state:
             self._next_id += 1
             name = normalize_title(title)
             known = self._pages.get(name)
+            history = self._history.setdefault(name, [])
+            saved = timestamp or _EPOCH + timedelta(days=self._next_id - 1000)
             page = _Page(name, html, revid or self._next_id * 10,
-                         known.pageid if known else self._next_id, properties)
+                         known.pageid if known else self._next_id, properties, saved,
+                         history[-1].revid if history else 0)
             self._pages[name] = page
             self._revisions[page.revid] = page
+            history.append(page)
             for source in redirect_from:
                 self._redirects[normalize_title(source)] = name
 
@@ -159,6 +176,8 @@ class StandInMediaWiki(StandInServer):
         params = {k: v[-1] for k, v in request.query.items()}
         if request.method == "POST":  # the API takes form bodies too
             params.update({k: v[-1] for k, v in parse_qs(request.body.decode()).items()})
+        if params.get("action") == "query" and params.get("prop") == "revisions":
+            return self._history_reply(params)
         refused = _refuse_params(params)
         if refused is not None:
             return refused
@@ -182,6 +201,33 @@ class StandInMediaWiki(StandInServer):
         if page is None:
             return _error("missingtitle", "The page you specified doesn't exist.")
         return _parse_reply(page, params, title, redirected=bool(target and follow))
+
+
+    def _history_reply(self, params: dict[str, str]) -> Reply:
+        """``action=query&prop=revisions``: the page's revisions, newest first."""
+        if params.get("format") != "json" or params.get("formatversion") != "2":
+            return _error("badvalue", "The stand-in only speaks format=json&formatversion=2.")
+        if params.get("rvprop") != "ids|timestamp":
+            return _error("badvalue", "The stand-in serves rvprop=ids|timestamp only.")
+        asked = normalize_title(params.get("titles", ""))
+        limit = int(params.get("rvlimit", "1")) if params.get("rvlimit", "1").isdigit() else 1
+        query: dict = {}
+        with self._state:
+            target = self._redirects.get(asked) if "redirects" in params else None
+            name = target or asked
+            history = list(self._history.get(name, []))
+        if target:
+            query["redirects"] = [{"from": asked, "to": target}]
+        if not history:
+            query["pages"] = [{"ns": 0, "title": name, "missing": True}]
+        else:
+            newest = sorted(history, key=lambda p: (p.timestamp, p.revid), reverse=True)
+            query["pages"] = [{"pageid": history[-1].pageid, "ns": 0, "title": name,
+                               "revisions": [{"revid": p.revid, "parentid": p.parentid,
+                                              "timestamp": p.timestamp.strftime(
+                                                  "%Y-%m-%dT%H:%M:%SZ")}
+                                             for p in newest[:max(1, min(limit, 500))]]}]
+        return Reply(200, {"batchcomplete": True, "query": query}, {"Content-Type": _JSON})
 
 
 def _refuse_params(params: dict[str, str]) -> Reply | None:

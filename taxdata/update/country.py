@@ -24,6 +24,7 @@ from taxdata.record.models import Provenance
 from taxdata.record.validation import missing_fields
 from taxdata.references import crosscheck
 from taxdata.references.table import Reference
+from taxdata.store.hiddenmarkup import strip_hidden_markup
 from taxdata.store.taxfile import SourceInfo, parse_sources
 from taxdata.timestamps import now_utc
 from taxdata.update.extract import PROMPT_VERSION, ExtractionFailed, Extractor
@@ -73,7 +74,8 @@ class CountryUpdater:
         client = self.extractor.client
         country = self.registry.get(slug)
         raw = path.read_bytes()
-        text = raw.decode("utf-8", errors="replace")
+        # What no reviewer of the file sees (comments, hidden elements) is not part of it.
+        text = strip_hidden_markup(raw.decode("utf-8", errors="replace"))
         info = parse_sources(text)
         outcome = CountryOutcome(slug, source_file=path.name, source_kind=info.kind,
                                  unverified=info.unverified, model=client.model)

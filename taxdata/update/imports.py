@@ -13,10 +13,13 @@ countries stay, unless ``--prune`` removes them (REMOVED).
 from __future__ import annotations
 
 import hashlib
+import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from taxdata.config import Settings
 from taxdata.countries.registry import Registry
 from taxdata.errors import UsageError
 from taxdata.log import logger, thread_label
@@ -42,12 +45,53 @@ class ImportResult:
     unknown: list[str] = field(default_factory=list)  # not in the country registry
 
 
-def read_import(path: Path, registry: Registry) -> ImportResult:
-    """Parse (never execute) a calculator file and validate every record in it."""
+def read_import_bytes(path: Path, max_bytes: int) -> bytes:
+    """The file's bytes; :class:`UsageError` (one line) unless it is a regular file of at most
+    ``max_bytes``. Opened without blocking and checked on the open file: a FIFO does not hang
+    the run, a device (``/dev/zero``) is not read into memory, a swap of the path after the
+    check changes nothing."""
     try:
-        raw = path.read_bytes()
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     except OSError as exc:
         raise UsageError(f"cannot read {path}: {exc.strerror or exc}") from None
+    try:
+        mode = os.fstat(fd)
+        if not stat.S_ISREG(mode.st_mode):
+            raise UsageError(f"{path}: not a regular file ({_kind(mode.st_mode)}); expected a "
+                             "calculator taxData.js")
+        if mode.st_size > max_bytes:
+            raise UsageError(f"{path}: {mode.st_size:,} bytes is over the import cap of "
+                             f"{max_bytes:,} bytes (TAXDATA_MAX_IMPORT_BYTES)")
+        chunks, size = [], 0
+        while size <= max_bytes:  # the file may grow while it is read: still capped
+            chunk = os.read(fd, min(1 << 20, max_bytes + 1 - size))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+        if size > max_bytes:
+            raise UsageError(f"{path}: over the import cap of {max_bytes:,} bytes "
+                             "(TAXDATA_MAX_IMPORT_BYTES)")
+        return b"".join(chunks)
+    except OSError as exc:
+        raise UsageError(f"cannot read {path}: {exc.strerror or exc}") from None
+    finally:
+        os.close(fd)
+
+
+def _kind(mode: int) -> str:
+    for test, name in ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"),
+                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+                       (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return name
+    return "not a plain file"
+
+
+def read_import(path: Path, registry: Registry,
+                max_bytes: int = Settings.max_import_bytes) -> ImportResult:
+    """Parse (never execute) a calculator file and validate every record in it."""
+    raw = read_import_bytes(path, max_bytes)
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -60,7 +104,8 @@ def read_import(path: Path, registry: Registry) -> ImportResult:
     result = ImportResult(path, hashlib.sha256(raw).hexdigest())
     for slug, record in sorted(records.items()):
         if not registry.has_slug(slug):
-            result.unknown.append(slug)
+            # Named in lines and reports: a lone surrogate in it is shown as its escape.
+            result.unknown.append(slug.encode("utf-8", "backslashreplace").decode("utf-8"))
             continue
         errors = validate_record(record, registry.get(slug))
         if errors:

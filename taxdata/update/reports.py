@@ -28,6 +28,7 @@ from taxdata.update.country import UP_TO_DATE
 from taxdata.update.outcome import CountryOutcome
 
 REPORT_DIR = "reports"
+_SURROGATE = re.compile("[\ud800-\udfff]")
 _REPORT_NAME = re.compile(r"^update-(\d{8}T\d{6}Z)(?:-(\d+))?\.(json|html)$")
 
 
@@ -54,7 +55,9 @@ def report_text(report: Mapping[str, Any]) -> str:
              for slug, entry in (report.get("countries") or {}).items()]
     countries = ('  "countries": {\n' + ",\n".join(lines) + "\n  }") if lines else \
         '  "countries": {}'
-    return "{\n" + ",\n".join([*head, countries]) + "\n}\n"
+    text = "{\n" + ",\n".join([*head, countries]) + "\n}\n"
+    # A lone surrogate from a hostile input cannot be written as UTF-8: its JSON escape can.
+    return _SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
 
 
 def write_reports(data: DataDir, started: str, report: Mapping[str, Any],

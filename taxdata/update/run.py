@@ -437,7 +437,8 @@ def run_import(update: UpdateRun, started: float) -> int | None:
     """Merge ``--import-js`` into the dataset; the exit code if the run ends with the import
     (--dry-run, --import-only), else None: the LLM run follows."""
     options = update.options
-    imported = read_import(Path(options.import_js), update.registry)
+    imported = read_import(Path(options.import_js), update.registry,
+                           update.settings.max_import_bytes)
     if not options.dry_run:  # a dry run sends nothing: only a reference file checks it
         update.fetch_list_reference()
     outcomes, changed = merge_import(update.store.dataset, imported, options.prune,

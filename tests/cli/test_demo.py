@@ -196,9 +196,12 @@ def test_wikipedia_preflight_is_one_request_before_the_work(monkeypatch):
             wiki.add_page(article.title, article.html)
         monkeypatch.setenv("TAXDATA_WIKIPEDIA_API", wiki.api_url)
         assert commands.enhanced_main(["--llm-url", llm.url(), "--no-progress"]) == 0
-        actions = [r.query.get("action", ["?"])[0] for r in wiki.requests]
-    assert actions[0] == "query" and actions.count("query") == 1
-    assert actions[1:] == ["parse"] * len(sample_articles())
+        actions = [("siteinfo" if r.query.get("meta") == ["siteinfo"]
+                    else r.query.get("prop", ["?"])[0] if r.query.get("action") == ["query"]
+                    else r.query.get("action", ["?"])[0]) for r in wiki.requests]
+    assert actions[0] == "siteinfo" and actions.count("siteinfo") == 1
+    # Then per article its history (the revision policy, docs/wikipedia.md) and its text.
+    assert sorted(actions[1:]) == sorted(["parse", "revisions"] * len(sample_articles()))
 
 
 def test_a_stand_in_on_a_busy_port_says_so_in_one_line():

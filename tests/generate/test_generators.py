@@ -193,6 +193,10 @@ def suite(tmp_path, make_llm_server) -> Suite:
         "TAXDATA_WIKIPEDIA_API": wiki.api_url,
         "TAXDATA_EXTRACTOR_URL": extractor.base_url,
         "TAXDATA_MAX_RETRIES": "2",
+        # These tests count and fault the article requests themselves: the latest revision,
+        # one request each (the revision policy has its own tests, tests/generate/
+        # test_revision_policy.py).
+        "TAXDATA_WIKIPEDIA_MIN_AGE": "0",
         "PYTHONDONTWRITEBYTECODE": "1",
     })
     yield Suite(data, llm, wiki, extractor, env)

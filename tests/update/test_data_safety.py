@@ -295,7 +295,8 @@ def test_lock_of_a_killed_run_is_taken_over(server, data):
 BAD_INPUTS = {
     "binary --import-js": (["--import-js", "{tmp}/binary.js", "--import-only"], {},
                            "not a UTF-8 text file"),
-    "--import-js is a directory": (["--import-js", "{tmp}", "--import-only"], {}, "cannot read"),
+    "--import-js is a directory": (["--import-js", "{tmp}", "--import-only"], {},
+                                   "not a regular file (a directory)"),
     "--import-only without --import-js": (["--import-only"], {}, "--import-only needs"),
     ".env with a non-UTF-8 byte": ([], {}, ".env: not UTF-8 text"),
     "--log-file is a directory": (["--log-file", "{tmp}"], {}, "log file"),

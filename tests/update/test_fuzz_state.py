@@ -215,3 +215,46 @@ def test_a_mutated_registry(base, tmp_path, choice, replacement, form):
         assert proc.returncode == 2, explain(proc)
         return
     check(case, data, proc, before, registry)
+
+
+# -- the import format -------------------------------------------------------------------------
+
+# What a hostile calculator file puts where a value goes: numbers no double holds, integers
+# beyond the calculator's, lone surrogates, code, deep nesting, prototype keys.
+HOSTILE_JS = st.sampled_from([
+    "9" * 5000, "0x" + "f" * 5000, "0b" + "1" * 5000, "1e400", "-1e400", "9007199254740993",
+    "0x20000000000001", "'\\ud800'", '"x\\udfffy"', "'\\u{110000}'", "NaN", "Infinity",
+    "undefined", "-0", "`x${y}`", "f()", "[" * 100_000, "{'__proto__': {polluted: 1}}",
+    "{constructor: 1}", "'a\\u2028b'", "\"" + "a" * 100_000 + "\"", "[,,]", "{,}", "0777",
+    "1_000", ".5e-400", "'\\x'", "/* open",
+])
+VALUE_SLOT = __import__("re").compile(r"(?<=: )[^,\n}\]]+")
+
+
+@EXAMPLES
+@given(choice=st.integers(0, 10_000), literal=HOSTILE_JS,
+       form=st.sampled_from(["value", "key", "truncate", "bytes"]))
+def test_a_mutated_import_file(base, tmp_path, choice, literal, form):
+    """Every hostile import: one line (exit 2) or a per-country FAILED line, never a traceback,
+    and nothing invalid in tax_data.json or taxData.js."""
+    case, data = fresh(base, tmp_path)
+    text = SAMPLE.read_text(encoding="utf-8")
+    slots = list(VALUE_SLOT.finditer(text))
+    slot = slots[choice % len(slots)]
+    if form == "value":
+        text = text[:slot.start()] + literal + text[slot.end():]
+    elif form == "key":
+        line_start = text.rfind("\n", 0, slot.start()) + 1
+        text = text[:line_start] + f"    {literal}: 1,\n" + text[line_start:]
+    elif form == "truncate":
+        text = text[: choice % len(text)]
+    else:
+        cut = choice % len(text)
+        text = text[:cut] + "\x00\ufffe\ud800\u2028"[choice % 4] + text[cut:]
+    hostile = case / "hostile.js"
+    hostile.write_bytes(text.encode("utf-8", "surrogatepass"))
+    before = files(data)
+    proc = run_main(SCRIPT.name, ["--import-js", str(hostile), "--import-only", "--no-progress",
+                                  "--no-list-reference", "-q"],
+                    env=script_env(data, "http://127.0.0.1:9/chat"), cwd=case)
+    check(case, data, proc, before)
