@@ -1,5 +1,5 @@
-"""``taxdata doctor``: is this set-up ready for a run? Every setting and where it came from, then
-one line per check with a mark and the fix.
+"""The checks of ``taxdata doctor``: is this set-up ready for a run? Every setting and where it
+came from, then one line per check with a mark and the fix.
 
 Each check is a small function ``check_x(setup) -> Iterator[Check]`` in :data:`CHECKS`, run in
 order; a check may leave what it found on the :class:`Setup` for the ones after it (the LLM
@@ -20,7 +20,6 @@ from typing import Callable, Iterator, Sequence
 import requests
 
 from taxdata import __version__
-from taxdata.cli.common import add_llm_flags, add_verbosity_flags
 from taxdata.clients.address import Address, no_answer, resolve
 from taxdata.clients.context import source_chars
 from taxdata.clients.http import make_session
@@ -41,11 +40,6 @@ from taxdata.record.schema import extraction_json_schema
 from taxdata.store.datadir import DataDir
 from taxdata.store.taxfile import DEFAULT_MAX_CHARS
 from taxdata.update.extract import Extractor
-
-DESCRIPTION = ("Check the set-up before a long run: every setting and where it came from, the "
-               "LLM server(s) (reachable, which API, the model there, its context size, the "
-               "structured-output form it takes), Wikipedia, the data directory (writable, not "
-               "in use). Exit 0 only when every check passes.")
 
 
 @dataclass(frozen=True)
@@ -319,15 +313,8 @@ def _marks(out) -> tuple[str, str]:
     return "\u2714", "\u2718"
 
 
-def main(argv: Sequence[str] | None = None, prog: str = "taxdata doctor") -> int:
-    parser = argparse.ArgumentParser(prog=prog, description=DESCRIPTION)
-    add_llm_flags(parser)
-    parser.add_argument("--data-dir", metavar="DIR",
-                        help=f"data directory (default ./{Settings.data_dir}; env "
-                             "TAXDATA_DATA_DIR)")
-    add_verbosity_flags(parser, verbose="debug logs of the questions asked",
-                        quiet="only the checks that failed")
-    args = parser.parse_args(argv)
+def run(args: argparse.Namespace, prog: str) -> int:
+    """The checks of ``taxdata doctor`` with its parsed flags (see :mod:`taxdata.cli.doctor`)."""
     sources: dict[str, str] = {}
     out = sys.stdout
     print(f"{prog} (taxdata {__version__}, in {Path.cwd()})\n", file=out)

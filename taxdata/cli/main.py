@@ -9,30 +9,44 @@ program). ``-q``/``-v`` before the command are passed on to it; ``--version`` pr
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from pathlib import Path
 from typing import Callable, Sequence
 
 from taxdata import __version__
-from taxdata.cli import chain, commands, demo, doctor
 from taxdata.errors import EXIT_USAGE
+
+
+def _lazy(module: str, name: str) -> Callable[..., int]:
+    """``module.name``, imported when the command runs: ``taxdata --help`` and one command's
+    run load none of the other commands' modules."""
+    def main(*args: object, **kwargs: object) -> int:
+        return getattr(importlib.import_module(module), name)(*args, **kwargs)
+    main.__qualname__ = f"{module}.{name}"
+    return main
+
+
+_CLI = "taxdata.cli."
 
 # name -> (main(argv, prog), one line for the command list), in the order a user meets them.
 COMMANDS: dict[str, tuple[Callable[..., int], str]] = {
-    "doctor": (doctor.main, "check the set-up: settings, LLM server and model, Wikipedia, the "
-                            "data directory"),
-    "run": (chain.main, "the whole job: generate, research (countries without an article), "
-                        "update"),
-    "generate": (commands.enhanced_main, "Wikipedia articles -> taxation files (the LLM "
-                                         "restructures each article)"),
-    "research": (commands.research_main, "taxation files from the model's own knowledge "
-                                         "(marked UNVERIFIED) for countries without an article"),
-    "update": (commands.update_main, "taxation files -> validated records -> tax_data.json, "
-                                     "taxData.js, the report and review page"),
-    "raw": (commands.raw_main, "raw page text per country through the Web Content Extractor "
-                               "(optional first step)"),
-    "demo": (demo.main, "the whole pipeline against stand-in servers and SAMPLE data (no "
-                        "model needed)"),
+    "doctor": (_lazy(_CLI + "doctor", "main"),
+               "check the set-up: settings, LLM server and model, Wikipedia, the data directory"),
+    "run": (_lazy(_CLI + "chain", "main"),
+            "the whole job: generate, research (countries without an article), update"),
+    "generate": (_lazy(_CLI + "commands", "enhanced_main"),
+                 "Wikipedia articles -> taxation files (the LLM restructures each article)"),
+    "research": (_lazy(_CLI + "commands", "research_main"),
+                 "taxation files from the model's own knowledge (marked UNVERIFIED) for countries "
+                 "without an article"),
+    "update": (_lazy(_CLI + "commands", "update_main"),
+               "taxation files -> validated records -> tax_data.json, taxData.js, the report and "
+               "review page"),
+    "raw": (_lazy(_CLI + "commands", "raw_main"),
+            "raw page text per country through the Web Content Extractor (optional first step)"),
+    "demo": (_lazy(_CLI + "demo", "main"),
+             "the whole pipeline against stand-in servers and SAMPLE data (no model needed)"),
 }
 
 

@@ -19,7 +19,6 @@ from urllib.parse import quote
 
 import requests
 
-from taxdata.clients.htmlclean import clean_html
 from taxdata.clients.http import (
     BUSY,
     DONE,
@@ -416,3 +415,11 @@ def _is_disambiguation(parse: dict[str, Any], html: str) -> bool:
     if isinstance(properties, dict) and "disambiguation" in properties:
         return True
     return bool(_DISAMBIG_HTML.search(html))
+
+
+def clean_html(html: str) -> str:
+    """:func:`taxdata.clients.htmlclean.clean_html`, loaded (with bs4 and lxml) when an article's
+    HTML is cleaned: a program that never parses HTML never imports them."""
+    from taxdata.clients import htmlclean
+
+    return htmlclean.clean_html(html)
