@@ -12,8 +12,9 @@ worker count W:
 
 1. the updater fills the dataset (not timed);
 2. the updater re-extracts every country (``--force``), a process of its own: wall, CPU (user +
-   sys, from the kernel's accounting of the child), peak RSS, the persisting's share of the wall
-   (its ``[PERSIST]`` line); the request bodies it sent are captured by the stand-in;
+   sys, from the kernel's accounting of the child), peak RSS (its ``VmHWM``, polled), the
+   persisting's share of the wall (its ``[PERSIST]`` line); the request bodies it sent are
+   captured by the stand-in;
 3. the bare loop (:mod:`taxdata.bench.bareloop`, a process of its own) posts those same bodies to
    the same stand-in with W threads and reads every streamed reply to its end: wall, CPU, RSS;
 4. an unchanged re-run (nothing to send): wall, and that it sent nothing.
@@ -36,6 +37,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,22 +61,48 @@ class Run:
     stderr: str
 
 
+def _peak_rss_mb(pid: int) -> float | None:
+    """The process's own peak RSS (``VmHWM``), or None once it is gone."""
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except (OSError, ValueError):
+        return None
+    return None
+
+
+def _watch_rss(pid: int, done: threading.Event, peak: list[float]) -> None:
+    # wait4's ru_maxrss would do, but Linux carries the parent's peak into a child at exec (and
+    # this process holds the stand-in's history): the child's own VmHWM, read until it exits.
+    while not done.is_set():
+        value = _peak_rss_mb(pid)
+        if value is not None:
+            peak[0] = max(peak[0], value)
+        done.wait(0.02)
+
+
 def run_process(command: list[str], env: dict[str, str], cwd: Path) -> Run:
-    """Run ``command`` to its end, measured by the kernel (``wait4``); RuntimeError on failure."""
+    """Run ``command`` to its end: wall, CPU (``wait4``), peak RSS; RuntimeError on failure."""
     with tempfile.TemporaryFile(mode="w+", encoding="utf-8") as errors:
         started = time.perf_counter()
         proc = subprocess.Popen(command, env=env, cwd=cwd, stdin=subprocess.DEVNULL,
                                 stdout=subprocess.DEVNULL, stderr=errors, text=True)
+        done, peak = threading.Event(), [0.0]
+        watcher = threading.Thread(target=_watch_rss, args=(proc.pid, done, peak), daemon=True)
+        watcher.start()
         _, status, usage = os.wait4(proc.pid, 0)
         wall = time.perf_counter() - started
+        done.set()
+        watcher.join()
         proc.returncode = os.waitstatus_to_exitcode(status)
         errors.seek(0)
         text = errors.read()
     if proc.returncode != 0:
         last = (text.strip().splitlines() or ["no output"])[-1]
         raise RuntimeError(f"{' '.join(command[-4:])} exited {proc.returncode}: {last}")
-    # ru_maxrss is in KiB on Linux
-    return Run(wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, text)
+    return Run(wall, usage.ru_utime + usage.ru_stime, peak[0], text)
 
 
 def _updater(env: dict[str, str], url: str, *args: str) -> Run:
