@@ -8,7 +8,6 @@ in-code worker defaults live in :data:`DEFAULT_WORKERS` and nowhere else.
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -42,12 +41,30 @@ DESCRIPTIONS = {
 }
 
 
-def _pipeline(module: str) -> Callable[..., int]:
-    """``module.run``, imported when the program runs: ``--help`` and a usage error load none of
-    the pipeline's modules (HTML parsing, the record models, the HTTP clients)."""
-    def run(*args: Any) -> int:
-        return importlib.import_module(module).run(*args)
-    return run
+# The pipelines, imported when a program runs: --help and a usage error load none of their
+# modules (HTML parsing, the record models, the HTTP clients).
+def _update(*args: Any) -> int:
+    from taxdata.update import run
+
+    return run.run(*args)
+
+
+def _enhanced(*args: Any) -> int:
+    from taxdata.generate import enhanced
+
+    return enhanced.run(*args)
+
+
+def _raw(*args: Any) -> int:
+    from taxdata.generate import raw
+
+    return raw.run(*args)
+
+
+def _research(*args: Any) -> int:
+    from taxdata.generate import research
+
+    return research.run(*args)
 
 
 def _prog(script: str, argv: Sequence[str] | None, prog: str | None) -> str:
@@ -105,7 +122,7 @@ def update_main(argv: Sequence[str] | None = None, prog: str | None = None) -> i
                              "taxation article and are not in the registry; no LLM calls")
     parser.add_argument("--write", action="store_true",
                         help="with --discover-countries: add them to the registry file")
-    return run_main(_pipeline("taxdata.update.run"), parser, argv,
+    return run_main(_update, parser, argv,
                     default_workers=DEFAULT_WORKERS[UPDATER], options=_update_options)
 
 
@@ -132,7 +149,7 @@ def enhanced_main(argv: Sequence[str] | None = None, prog: str | None = None) ->
     parser.add_argument("--list-txt-files", action="store_true",
                         help="list the extractor service's taxation* files and exit")
     _add_max_chars(parser, "longer sources are split on section boundaries")
-    return run_main(_pipeline("taxdata.generate.enhanced"), parser, argv,
+    return run_main(_enhanced, parser, argv,
                     default_workers=DEFAULT_WORKERS[ENHANCED], options=_enhanced_options)
 
 
@@ -148,7 +165,7 @@ def raw_main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
     parser.add_argument("--extractor", choices=("service", "builtin"), default="service",
                         help="service: the Web Content Extractor at TAXDATA_EXTRACTOR_URL; "
                              "builtin: extract in-process (default %(default)s)")
-    return run_main(_pipeline("taxdata.generate.raw"), parser, argv,
+    return run_main(_raw, parser, argv,
                     default_workers=DEFAULT_WORKERS[RAW], options=_raw_options)
 
 
@@ -162,7 +179,7 @@ def research_main(argv: Sequence[str] | None = None, prog: str | None = None) ->
                      countries_default=RESEARCH_DEFAULT_CHOICE)
     parser.add_argument("--missing", action="store_true",
                         help="research every registry country that has no taxation file")
-    return run_main(_pipeline("taxdata.generate.research"), parser, argv,
+    return run_main(_research, parser, argv,
                     default_workers=DEFAULT_WORKERS[RESEARCH], options=_research_options)
 
 

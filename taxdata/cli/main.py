@@ -9,43 +9,60 @@ program). ``-q``/``-v`` before the command are passed on to it; ``--version`` pr
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 from taxdata import __version__
 from taxdata.errors import EXIT_USAGE
 
 
-def _lazy(module: str, name: str) -> Callable[..., int]:
-    """``module.name``, imported when the command runs: ``taxdata --help`` and one command's
-    run load none of the other commands' modules."""
-    def main(*args: object, **kwargs: object) -> int:
-        return getattr(importlib.import_module(module), name)(*args, **kwargs)
-    main.__qualname__ = f"{module}.{name}"
+# Each command's module is imported when that command runs: `taxdata --help` and one command's
+# run load none of the other commands' modules.
+def _doctor(*args: Any, **kwargs: Any) -> int:
+    from taxdata.cli import doctor
+
+    return doctor.main(*args, **kwargs)
+
+
+def _chain(*args: Any, **kwargs: Any) -> int:
+    from taxdata.cli import chain
+
+    return chain.main(*args, **kwargs)
+
+
+def _demo(*args: Any, **kwargs: Any) -> int:
+    from taxdata.cli import demo
+
+    return demo.main(*args, **kwargs)
+
+
+def _command(name: str) -> Callable[..., int]:
+    """The program ``name`` of :mod:`taxdata.cli.commands` (``update_main``, ...)."""
+    def main(*args: Any, **kwargs: Any) -> int:
+        from taxdata.cli import commands
+
+        return getattr(commands, name)(*args, **kwargs)
     return main
 
 
-_CLI = "taxdata.cli."
-
 # name -> (main(argv, prog), one line for the command list), in the order a user meets them.
 COMMANDS: dict[str, tuple[Callable[..., int], str]] = {
-    "doctor": (_lazy(_CLI + "doctor", "main"),
+    "doctor": (_doctor,
                "check the set-up: settings, LLM server and model, Wikipedia, the data directory"),
-    "run": (_lazy(_CLI + "chain", "main"),
+    "run": (_chain,
             "the whole job: generate, research (countries without an article), update"),
-    "generate": (_lazy(_CLI + "commands", "enhanced_main"),
+    "generate": (_command("enhanced_main"),
                  "Wikipedia articles -> taxation files (the LLM restructures each article)"),
-    "research": (_lazy(_CLI + "commands", "research_main"),
+    "research": (_command("research_main"),
                  "taxation files from the model's own knowledge (marked UNVERIFIED) for countries "
                  "without an article"),
-    "update": (_lazy(_CLI + "commands", "update_main"),
+    "update": (_command("update_main"),
                "taxation files -> validated records -> tax_data.json, taxData.js, the report and "
                "review page"),
-    "raw": (_lazy(_CLI + "commands", "raw_main"),
+    "raw": (_command("raw_main"),
             "raw page text per country through the Web Content Extractor (optional first step)"),
-    "demo": (_lazy(_CLI + "demo", "main"),
+    "demo": (_demo,
              "the whole pipeline against stand-in servers and SAMPLE data (no model needed)"),
 }
 
