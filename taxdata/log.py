@@ -6,13 +6,13 @@ index of the pool worker (set by the runner when the worker starts), ``Main`` el
 
 from __future__ import annotations
 
+import collections
+import contextlib
 import logging
 import re
 import sys
 import threading
 from pathlib import Path
-
-from tqdm import tqdm
 
 logger = logging.getLogger("taxdata")
 
@@ -73,30 +73,115 @@ class _OneLineFormatter(logging.Formatter):
         return one_line(text) if "\n" in text or "\r" in text else text
 
 
-class _TqdmHandler(logging.Handler):
-    """Writes through ``tqdm.write`` so a line clears and redraws the bar instead of tearing it."""
+class _Sink:
+    """One destination of the log lines: the console (bar-safe) or the log file."""
 
-    def __init__(self, stream=None) -> None:
-        super().__init__()
+    def __init__(self, formatter: logging.Formatter, stream=None, path: Path | None = None) -> None:
+        self.formatter, self.path = formatter, path
         self.stream = stream
+        self.file = open(path, "a", encoding="utf-8") if path is not None else None  # noqa: SIM115
+        self.broken = False
+
+    def write(self, text: str) -> None:
+        if self.broken:
+            return
+        if self.file is not None:
+            try:
+                self.file.write(text + "\n")
+                self.file.flush()
+            except (OSError, ValueError) as exc:  # a full disk, /dev/full, a closed file
+                self.broken = True
+                _log_file_failed(self.path, exc)
+            return
+        stream = self.stream or sys.stderr
+        bars = sys.modules.get("tqdm")  # tqdm not imported: no bar can be showing
+        if bars is not None and getattr(bars.tqdm, "_instances", None):
+            bars.tqdm.write(text, file=stream)  # clears the bar, writes, redraws it
+        else:  # no bar (--no-progress, not a terminal): tqdm.write's locking is pure cost
+            stream.write(text + "\n")
+            stream.flush()
+
+    def close(self) -> None:
+        if self.file is not None:
+            with contextlib.suppress(OSError, ValueError):
+                self.file.close()
+
+
+class _LineHandler(logging.Handler):
+    """Writes each record to every sink without making a worker wait for another's write.
+
+    A record is formatted in the thread that logs it, then queued; whichever thread holds the
+    writer's lock writes the queue in order, and a thread that finds the lock taken leaves its
+    line to the holder instead of waiting (the holder drains the queue before it lets go). Every
+    line keeps its text, each thread's lines keep their order, and when the last ``log`` call
+    has returned every line is written: no listener thread to stop or flush.
+    """
+
+    def __init__(self, sinks: list[_Sink]) -> None:
+        super().__init__()
+        self.sinks = sinks
+        self._pending: collections.deque[list[str]] = collections.deque()
+        self._writing = threading.Lock()
+
+    def handle(self, record: logging.LogRecord) -> bool:  # type: ignore[override]
+        if not self.filter(record):
+            return False
+        try:
+            self._pending.append([sink.formatter.format(record) for sink in self.sinks])
+        except Exception:  # noqa: BLE001 - a record that cannot be formatted is not fatal
+            self.handleError(record)
+            return True
+        self._drain()
+        return True
 
     def emit(self, record: logging.LogRecord) -> None:
-        try:
-            text, stream = self.format(record), self.stream or sys.stderr
-            if getattr(tqdm, "_instances", None):  # a bar is showing: clear it, write, redraw it
-                tqdm.write(text, file=stream)
-            else:  # no bar (--no-progress, not a terminal): tqdm.write's locking is pure cost
-                stream.write(text + "\n")
-                stream.flush()
-        except Exception:  # logging must never take a worker down
-            self.handleError(record)
+        self.handle(record)
+
+    def _drain(self) -> None:
+        # Appended before trying the lock: a holder that is about to let go sees the line.
+        while self._pending and self._writing.acquire(blocking=False):
+            try:
+                while self._pending:
+                    texts = self._pending.popleft()
+                    for sink, text in zip(self.sinks, texts):
+                        try:
+                            sink.write(text)
+                        except Exception:  # noqa: BLE001 - logging never takes a worker down
+                            pass
+            finally:
+                self._writing.release()
+
+    def close(self) -> None:
+        self._drain()
+        for sink in self.sinks:
+            sink.close()
+        super().close()
+
+
+_failed: list[str] = []  # the log file's write error, once per run
+
+
+def _log_file_failed(path: Path | None, exc: BaseException) -> None:
+    reason = getattr(exc, "strerror", None) or str(exc)
+    _failed.append(f"{path}: {reason}")
+    with contextlib.suppress(Exception):  # stderr itself may be gone
+        sys.stderr.write(f"error: cannot write the log file {path}: {reason}; its further lines "
+                         "are dropped (the run goes on, and exits 1)\n")
+        sys.stderr.flush()
+
+
+def log_file_error() -> str | None:
+    """The log file's write error of this run (``PATH: reason``), or None when it was written."""
+    return _failed[0] if _failed else None
 
 
 def setup_logging(level: str | int = "INFO", log_file: str | Path | None = None,
                   verbose: bool = False, stream=None) -> None:
     """Configure the ``taxdata`` logger: stderr (bar-safe) plus an optional file, same lines.
 
-    ``verbose`` lowers the level to DEBUG, where request payloads are logged.
+    ``verbose`` lowers the level to DEBUG, where request payloads are logged. A log file that
+    cannot be opened raises OSError; one that fails later (a full disk) is said once, on
+    stderr, and :func:`log_file_error` tells the caller (the programs then exit 1).
     """
     if verbose:
         level = logging.DEBUG
@@ -105,15 +190,12 @@ def setup_logging(level: str | int = "INFO", log_file: str | Path | None = None,
     for handler in list(logger.handlers):
         logger.removeHandler(handler)
         handler.close()
-    fmt = _OneLineFormatter("%(message)s")
-    console = _TqdmHandler(stream)
-    console.setFormatter(fmt)
-    logger.addHandler(console)
+    _failed.clear()
+    sinks = [_Sink(_OneLineFormatter("%(message)s"), stream=stream)]
     if log_file:
         path = Path(log_file)
         path.parent.mkdir(parents=True, exist_ok=True)
-        file_handler = logging.FileHandler(path, encoding="utf-8")
-        file_handler.setFormatter(_OneLineFormatter("%(asctime)s %(message)s"))
-        logger.addHandler(file_handler)
+        sinks.append(_Sink(_OneLineFormatter("%(asctime)s %(message)s"), path=path))
+    logger.addHandler(_LineHandler(sinks))
     logger.setLevel(level)
     logger.propagate = False

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import io
+import json
 import logging
 import re
 import threading
+from pathlib import Path
 
 import pytest
 
@@ -110,3 +112,74 @@ def test_multi_line_messages_become_one_log_line(tmp_path):
         "[COMPLETED] germany - ADDED"]
     written = log_file.read_text(encoding="utf-8").splitlines()
     assert [line.split(" ", 2)[2] for line in written] == console
+
+
+def test_workers_never_wait_for_each_others_writes_and_keep_their_order():
+    """A thread that finds the writer busy leaves its line to the writer and goes on; each
+    thread's lines keep their order, and every line is out once the last call returned."""
+    stream = io.StringIO()
+    setup_logging("info", stream=stream)
+    [handler] = logger.handlers
+    handler._writing.acquire()  # another thread is writing
+    done = threading.Event()
+
+    def worker() -> None:
+        for n in range(3):
+            logger.info("[TEST] worker line %d", n)
+        done.set()
+
+    thread = threading.Thread(target=worker)
+    thread.start()
+    assert done.wait(10), "a worker waited for the writer"
+    thread.join()
+    assert stream.getvalue() == ""  # queued, not lost
+    handler._writing.release()
+    logger.info("[TEST] main line")  # whoever writes next writes the queue first
+    assert stream.getvalue().splitlines() == [
+        "[TEST] worker line 0", "[TEST] worker line 1", "[TEST] worker line 2", "[TEST] main line"]
+
+
+def test_many_threads_every_line_whole_and_in_order_per_thread(tmp_path):
+    stream, path = io.StringIO(), tmp_path / "run.log"
+    setup_logging("info", path, stream=stream)
+
+    def worker(label: str) -> None:
+        for n in range(200):
+            logger.info("[TEST] %s %d", label, n)
+
+    threads = [threading.Thread(target=worker, args=(f"Thread-{i}",)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for lines in (stream.getvalue().splitlines(),
+                  [line.split(" ", 2)[2] for line in path.read_text().splitlines()]):
+        assert len(lines) == 8 * 200
+        for i in range(8):
+            mine = [line for line in lines if line.startswith(f"[TEST] Thread-{i} ")]
+            assert mine == [f"[TEST] Thread-{i} {n}" for n in range(200)]
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+def test_a_log_file_that_cannot_be_written_is_one_line_and_exit_1(tmp_path):
+    """--log-file /dev/full: one line on stderr (no traceback per record), the run itself goes
+    on and writes its dataset, and the program exits 1."""
+    from taxdata.testing.llm_server import StandInLLM
+    from tests._programs import run_main
+    from tests._updater import SCRIPT, put_taxation, reply, script_env
+
+    data = tmp_path / "data"
+    (data / "taxation").mkdir(parents=True)
+    put_taxation(data, "germany", generic=True)
+    with StandInLLM() as server:
+        server.responder = lambda body: reply("germany")
+        proc = run_main(SCRIPT.name, ["--no-progress", "--no-list-reference", "--countries",
+                                      "germany", "--log-file", "/dev/full"],
+                        env=script_env(data, server.url("proxy")), cwd=tmp_path)
+    assert proc.returncode == 1
+    errors = [line for line in proc.stderr.splitlines() if "/dev/full" in line]
+    assert errors == ["error: cannot write the log file /dev/full: No space left on device; its "
+                      "further lines are dropped (the run goes on, and exits 1)"]
+    assert "Traceback" not in proc.stderr and "Logging error" not in proc.stderr
+    assert "[COMPLETED] germany - ADDED" in proc.stderr  # the console still has every line
+    assert "germany" in json.loads((data / "tax_data.json").read_text())["countries"]

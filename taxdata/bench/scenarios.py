@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
+import statistics
 import threading
 import time
 from dataclasses import dataclass
@@ -22,6 +24,7 @@ from taxdata.runner import run_tasks
 SCENARIOS = ("busy", "two-endpoints", "server-gone", "flaky")
 SCENARIO_TASKS = 48
 SCENARIO_LATENCY = 0.2
+TWO_ENDPOINT_REPEATS = 3  # the two-endpoint ratio is the median of these
 
 
 @dataclass
@@ -102,33 +105,40 @@ def scenario_two_endpoints(n: int, say: Callable[[str], None]) -> Scenario:
     setup = (f"{n} tasks, latency {SCENARIO_LATENCY:g}s, servers with 2 slots each "
              f"(overflow 503), W={workers}")
     say(f"two-endpoints: {setup}")
+    ratios, failed = [], 0
     with _stand_in(SCENARIO_LATENCY, *flags) as one, _stand_in(SCENARIO_LATENCY, *flags) as two:
-        single = _scenario_client([one.chat_url], workers)
-        try:
-            single_wall, single_summary = _scenario_run(single, n, workers)
-        finally:
-            single.session.close()
-        both = _scenario_client([one.chat_url, two.chat_url], workers)
-        try:
-            both_wall, both_summary = _scenario_run(both, n, workers)
-        finally:
-            both.session.close()
+        # Repeated, one server and two alternating; the median ratio counts (one run on a
+        # shared machine can land anywhere between 1.5x and 2x).
+        for _ in range(TWO_ENDPOINT_REPEATS):
+            single = _scenario_client([one.chat_url], workers)
+            try:
+                single_wall, single_summary = _scenario_run(single, n, workers)
+            finally:
+                single.session.close()
+            both = _scenario_client([one.chat_url, two.chat_url], workers)
+            try:
+                both_wall, both_summary = _scenario_run(both, n, workers)
+            finally:
+                both.session.close()
+            ratios.append(single_wall / both_wall)
+            failed += len(both_summary.failed) + len(single_summary.failed)
     # Again with fresh servers; one of them is killed a third of the way into the run.
     with _stand_in(SCENARIO_LATENCY, *flags) as one, _stand_in(SCENARIO_LATENCY, *flags) as two:
         killed = _scenario_client([one.chat_url, two.chat_url], workers)
         kill_at = both_wall / 3
         killed_wall, killed_summary = _run_killing(killed, two, kill_at, n, workers)
-    throughput = single_wall / both_wall
-    failed = len(both_summary.failed) + len(single_summary.failed)
+    throughput = statistics.median(ratios)
     return Scenario(
         "two-endpoints", setup,
         {"one_server_wall_s": round(single_wall, 3), "two_servers_wall_s": round(both_wall, 3),
-         "throughput_vs_one": round(throughput, 3), "failed": failed,
+         "throughput_vs_one": round(throughput, 3),
+         "throughput_repeats": [round(r, 3) for r in ratios], "failed": failed,
          "one_killed_at_s": round(kill_at, 2), "one_killed_wall_s": round(killed_wall, 3),
          "one_killed_failed": len(killed_summary.failed)},
         f"2.0x one server ({n}/2 x {SCENARIO_LATENCY:g}s = {n / 2 * SCENARIO_LATENCY:.1f}s "
         f"on one, {n / 4 * SCENARIO_LATENCY:.1f}s on two)",
-        "0 failed, throughput >= 1.8x one server; one killed mid-run: 0 failed",
+        f"0 failed, median throughput of {TWO_ENDPOINT_REPEATS} repeats >= 1.8x one server; "
+        "one killed mid-run: 0 failed",
         failed == 0 and throughput >= 1.8 and not killed_summary.failed,
         both.endpoint_summary() + [f"(one killed) {line}" for line in killed.endpoint_summary()])
 
@@ -156,7 +166,12 @@ def scenario_server_gone(n: int, say: Callable[[str], None]) -> Scenario:
                     ok, client.endpoint_summary(), note)
 
 
+FLAKY_GOAL = 1.5  # the flaky run's wall over its ideal, at most
+
+
 def scenario_flaky(n: int, say: Callable[[str], None]) -> Scenario:
+    """A malformed 200 is retried soon (a small jitter, not the 0.5 s busy floor), so the run
+    costs little more than the requests the faults make necessary."""
     workers = 4
     setup = (f"{n} tasks, latency {SCENARIO_LATENCY:g}s, W={workers}, 30% of replies HTTP 200 "
              "with a body that is not API JSON")
@@ -167,10 +182,20 @@ def scenario_flaky(n: int, say: Callable[[str], None]) -> Scenario:
             wall, summary = _scenario_run(client, n, workers)
         finally:
             client.session.close()
-    return Scenario("flaky", setup, {"failed": len(summary.failed), "wall_s": round(wall, 3)},
-                    "0 failed (each task fails only if 5 attempts in a row are garbage: "
-                    f"0.3^5 x {n} = {0.3 ** 5 * n:.2f} expected)",
-                    "at most 1 failed", len(summary.failed) <= 1, client.endpoint_summary())
+    sent = sum(member.requests for member in client.pool.members)
+    # Every garbage reply takes the server's latency too: no client can do with fewer requests.
+    ideal = math.ceil(sent / workers) * SCENARIO_LATENCY
+    plain = math.ceil(n / workers) * SCENARIO_LATENCY
+    ratio = wall / ideal
+    return Scenario("flaky", setup,
+                    {"failed": len(summary.failed), "wall_s": round(wall, 3), "requests": sent,
+                     "wall_vs_ideal": round(ratio, 3),
+                     "wall_vs_fault_free_ideal": round(wall / plain, 3)},
+                    f"ceil({sent} requests / {workers}) x {SCENARIO_LATENCY:g}s = {ideal:.1f}s "
+                    f"(fault-free: {plain:.1f}s; 1/0.7 = 1.43x that is the floor); at most 1 "
+                    f"failed (5 garbage attempts in a row: 0.3^5 x {n} = {0.3 ** 5 * n:.2f})",
+                    f"at most 1 failed, wall <= {FLAKY_GOAL}x ideal",
+                    len(summary.failed) <= 1 and ratio <= FLAKY_GOAL, client.endpoint_summary())
 
 
 SCENARIO_RUNNERS = {"busy": scenario_busy, "two-endpoints": scenario_two_endpoints,

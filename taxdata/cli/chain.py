@@ -23,7 +23,6 @@ from taxdata.cli import commands
 from taxdata.cli.common import common_parser, settings_from_args
 from taxdata.countries.registry import RegistryError, load_registry
 from taxdata.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, TaxdataError
-from taxdata.generate import research
 from taxdata.store.taxfile import DEFAULT_MAX_CHARS
 
 DESCRIPTION = ("Run the whole job: generate the taxation files from Wikipedia, research the "
@@ -70,6 +69,8 @@ def _without_article(args: argparse.Namespace) -> list[str]:
     """The chosen countries the registry knows no Wikipedia article for (research's share)."""
     settings = settings_from_args(args, default_workers=None)
     try:
+        from taxdata.generate import research  # the pipeline's modules load when it runs
+
         registry = load_registry(settings.countries_file, data_dir=settings.data_dir)
         return [c.slug for c in research.without_article(registry.select(args.countries))]
     except RegistryError as exc:

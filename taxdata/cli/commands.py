@@ -10,14 +10,16 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 from taxdata.cli.common import common_options, common_parser, run_main
-from taxdata.generate import enhanced, research
-from taxdata.generate import raw as rawfiles
-from taxdata.generate.options import EnhancedOptions, RawOptions, ResearchOptions
+from taxdata.generate.options import (
+    RESEARCH_DEFAULT_CHOICE,
+    EnhancedOptions,
+    RawOptions,
+    ResearchOptions,
+)
 from taxdata.store.taxfile import DEFAULT_MAX_CHARS
-from taxdata.update import run as updater
 from taxdata.update.options import UpdateOptions
 
 UPDATER, ENHANCED, RAW, RESEARCH = ("tax_data_updater.py", "generate_enhanced_taxation_files.py",
@@ -37,6 +39,32 @@ DESCRIPTIONS = {
     RESEARCH: "Have the LLM write taxation files from its own knowledge (marked unverified) for "
               "countries without a usable source.",
 }
+
+
+# The pipelines, imported when a program runs: --help and a usage error load none of their
+# modules (HTML parsing, the record models, the HTTP clients).
+def _update(*args: Any) -> int:
+    from taxdata.update import run
+
+    return run.run(*args)
+
+
+def _enhanced(*args: Any) -> int:
+    from taxdata.generate import enhanced
+
+    return enhanced.run(*args)
+
+
+def _raw(*args: Any) -> int:
+    from taxdata.generate import raw
+
+    return raw.run(*args)
+
+
+def _research(*args: Any) -> int:
+    from taxdata.generate import research
+
+    return research.run(*args)
 
 
 def _prog(script: str, argv: Sequence[str] | None, prog: str | None) -> str:
@@ -94,8 +122,8 @@ def update_main(argv: Sequence[str] | None = None, prog: str | None = None) -> i
                              "taxation article and are not in the registry; no LLM calls")
     parser.add_argument("--write", action="store_true",
                         help="with --discover-countries: add them to the registry file")
-    return run_main(updater.run, parser, argv, default_workers=DEFAULT_WORKERS[UPDATER],
-                    options=_update_options)
+    return run_main(_update, parser, argv,
+                    default_workers=DEFAULT_WORKERS[UPDATER], options=_update_options)
 
 
 def _update_options(args: argparse.Namespace) -> UpdateOptions:
@@ -124,8 +152,8 @@ def enhanced_main(argv: Sequence[str] | None = None, prog: str | None = None) ->
     parser.add_argument("--list-txt-files", action="store_true",
                         help="list the extractor service's taxation* files and exit")
     _add_max_chars(parser, "longer sources are split on section boundaries")
-    return run_main(enhanced.run, parser, argv, default_workers=DEFAULT_WORKERS[ENHANCED],
-                    options=_enhanced_options)
+    return run_main(_enhanced, parser, argv,
+                    default_workers=DEFAULT_WORKERS[ENHANCED], options=_enhanced_options)
 
 
 def _enhanced_options(args: argparse.Namespace) -> EnhancedOptions:
@@ -141,8 +169,8 @@ def raw_main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
     parser.add_argument("--extractor", choices=("service", "builtin"), default="service",
                         help="service: the Web Content Extractor at TAXDATA_EXTRACTOR_URL; "
                              "builtin: extract in-process (default %(default)s)")
-    return run_main(rawfiles.run, parser, argv, default_workers=DEFAULT_WORKERS[RAW],
-                    options=_raw_options)
+    return run_main(_raw, parser, argv,
+                    default_workers=DEFAULT_WORKERS[RAW], options=_raw_options)
 
 
 def _raw_options(args: argparse.Namespace) -> RawOptions:
@@ -152,11 +180,11 @@ def _raw_options(args: argparse.Namespace) -> RawOptions:
 def research_main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
     """research_and_format.py / taxdata-research."""
     parser = _parser(RESEARCH, argv, prog,
-                     countries_default=research.DEFAULT_CHOICE)
+                     countries_default=RESEARCH_DEFAULT_CHOICE)
     parser.add_argument("--missing", action="store_true",
                         help="research every registry country that has no taxation file")
-    return run_main(research.run, parser, argv, default_workers=DEFAULT_WORKERS[RESEARCH],
-                    options=_research_options)
+    return run_main(_research, parser, argv,
+                    default_workers=DEFAULT_WORKERS[RESEARCH], options=_research_options)
 
 
 def _research_options(args: argparse.Namespace) -> ResearchOptions:

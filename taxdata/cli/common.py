@@ -15,9 +15,9 @@ from typing import Any, Callable, Sequence, TypeVar
 
 from taxdata.cancel import sigterm_as_interrupt
 from taxdata.config import Settings, load_settings
-from taxdata.errors import EXIT_INTERRUPTED, TaxdataError, UsageError
+from taxdata.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, TaxdataError, UsageError
 from taxdata.events import recording
-from taxdata.log import logger, setup_logging
+from taxdata.log import log_file_error, logger, setup_logging
 from taxdata.options import RunOptions
 from taxdata.store.locks import release_run_locks
 
@@ -139,7 +139,9 @@ def run_main(pipeline: Callable[[OptionsT, Settings], int],
             raise UsageError(f"log file {settings.log_file}: {exc.strerror or exc}") from None
         # The events of this run feed the HTML run report; SIGTERM stops it like Ctrl-C.
         with recording(), sigterm_as_interrupt():
-            return pipeline(options(args), settings)
+            status = pipeline(options(args), settings)
+        # A log file that could not be written was said once; the run is not a success.
+        return EXIT_FAILED if status == EXIT_OK and log_file_error() else status
     except TaxdataError as exc:
         print(f"{parser.prog}: error: {exc}", file=sys.stderr)
         return exc.exit_code

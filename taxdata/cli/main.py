@@ -11,28 +11,59 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 from taxdata import __version__
-from taxdata.cli import chain, commands, demo, doctor
 from taxdata.errors import EXIT_USAGE
+
+
+# Each command's module is imported when that command runs: `taxdata --help` and one command's
+# run load none of the other commands' modules.
+def _doctor(*args: Any, **kwargs: Any) -> int:
+    from taxdata.cli import doctor
+
+    return doctor.main(*args, **kwargs)
+
+
+def _chain(*args: Any, **kwargs: Any) -> int:
+    from taxdata.cli import chain
+
+    return chain.main(*args, **kwargs)
+
+
+def _demo(*args: Any, **kwargs: Any) -> int:
+    from taxdata.cli import demo
+
+    return demo.main(*args, **kwargs)
+
+
+def _command(name: str) -> Callable[..., int]:
+    """The program ``name`` of :mod:`taxdata.cli.commands` (``update_main``, ...)."""
+    def main(*args: Any, **kwargs: Any) -> int:
+        from taxdata.cli import commands
+
+        return getattr(commands, name)(*args, **kwargs)
+    return main
+
 
 # name -> (main(argv, prog), one line for the command list), in the order a user meets them.
 COMMANDS: dict[str, tuple[Callable[..., int], str]] = {
-    "doctor": (doctor.main, "check the set-up: settings, LLM server and model, Wikipedia, the "
-                            "data directory"),
-    "run": (chain.main, "the whole job: generate, research (countries without an article), "
-                        "update"),
-    "generate": (commands.enhanced_main, "Wikipedia articles -> taxation files (the LLM "
-                                         "restructures each article)"),
-    "research": (commands.research_main, "taxation files from the model's own knowledge "
-                                         "(marked UNVERIFIED) for countries without an article"),
-    "update": (commands.update_main, "taxation files -> validated records -> tax_data.json, "
-                                     "taxData.js, the report and review page"),
-    "raw": (commands.raw_main, "raw page text per country through the Web Content Extractor "
-                               "(optional first step)"),
-    "demo": (demo.main, "the whole pipeline against stand-in servers and SAMPLE data (no "
-                        "model needed)"),
+    "doctor": (_doctor,
+               "check the set-up: settings, LLM server and model, Wikipedia, the data directory"),
+    "run": (_chain,
+            "the whole job: generate, research (countries without an article), update"),
+    "generate": (_command("enhanced_main"),
+                 "Wikipedia articles -> taxation files (the LLM restructures each article)"),
+    "research": (_command("research_main"),
+                 "taxation files from the model's own knowledge (marked UNVERIFIED) for countries "
+                 "without an article"),
+    "update": (_command("update_main"),
+               "taxation files -> validated records -> tax_data.json, taxData.js, the report and "
+               "review page"),
+    "raw": (_command("raw_main"),
+            "raw page text per country through the Web Content Extractor (optional first step)"),
+    "demo": (_demo,
+             "the whole pipeline against stand-in servers and SAMPLE data (no model needed)"),
 }
 
 

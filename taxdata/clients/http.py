@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import email.utils
+import os
 import random
 import time
 from dataclasses import dataclass, field
@@ -61,6 +62,38 @@ class BoundedSession(requests.Session):
 
     max_bytes: int = MAX_REPLY_BYTES
     deadline: float | None = REQUEST_DEADLINE
+
+    def __init__(self) -> None:
+        super().__init__()
+        # requests reads the environment (proxies, NO_PROXY, netrc, the CA bundle) on every
+        # request when trust_env is on; here it is read once per origin (environment_for) and
+        # passed with each request, so proxies and netrc are honoured at a fraction of the cost.
+        self.trust_env = False
+        self._environment: dict[tuple[str, str], tuple[dict[str, str], str | None, Any]] = {}
+
+    def environment_for(self, url: str) -> tuple[dict[str, str], str | None, Any]:
+        """(proxies, CA bundle, netrc auth) for ``url``'s origin, as requests' ``trust_env``
+        would find them, read from the environment the first time the origin is asked for."""
+        origin = _origin(url)
+        found = self._environment.get(origin)
+        if found is None:
+            proxies = requests.utils.get_environ_proxies(url)  # honours NO_PROXY
+            bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+            found = (proxies, bundle, requests.utils.get_netrc_auth(url))
+            self._environment[origin] = found  # a race only reads the same values twice
+        return found
+
+    def request(self, method: str | bytes, url: str | bytes,  # type: ignore[override]
+                *args: Any, **kwargs: Any) -> requests.Response:
+        proxies, bundle, auth = self.environment_for(url if isinstance(url, str) else
+                                                     url.decode())
+        if proxies and kwargs.get("proxies") is None:
+            kwargs["proxies"] = proxies
+        if bundle and kwargs.get("verify") in (None, True) and self.verify is True:
+            kwargs["verify"] = bundle
+        if auth is not None and kwargs.get("auth") is None and self.auth is None:
+            kwargs["auth"] = auth
+        return super().request(method, url, *args, **kwargs)
 
     def get_redirect_target(self, resp: requests.Response) -> str | None:
         target = super().get_redirect_target(resp)

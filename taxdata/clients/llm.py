@@ -251,12 +251,23 @@ class LLMClient(ServerPreflight):
                      self.temperature if temperature is None else temperature,
                      thread_label(), time.monotonic(), cap,
                      schema_text if schema_text is not None or schema is None
-                     else json.dumps(body_schema(schema), separators=(",", ":")))
+                     else self._grammar(schema)[1])
         reply = send(lambda number: self._attempt(chat, number), self.retry).value
         if logger.isEnabledFor(logging.DEBUG):  # -v: what the model said, as it said it
             logger.debug("[LLM-REPLY] %s %s (%d chars): %s", chat.worker, label or "reply",
                          len(reply.text), truncate(reply.text, REPLY_LOG_LIMIT))
         return reply
+
+    def _grammar(self, schema: dict) -> tuple[Any, str]:
+        """``schema`` as servers take it (:func:`body_schema`) and as compact JSON, worked out
+        once per schema (every request of a run sends the same one), not per request."""
+        cache = self.__dict__.setdefault("_grammars", {})
+        found = cache.get(id(schema))
+        if found is None or found[0] is not schema:  # id() reused by a new object: redo it
+            grammar = body_schema(schema)
+            found = cache[id(schema)] = (schema, grammar,
+                                         json.dumps(grammar, separators=(",", ":")))
+        return found[1], found[2]
 
     def _attempt(self, chat: _Chat, number: int) -> Outcome:
         """Attempt ``number`` of ``chat`` on the best endpoint; its pool hears how it went."""
@@ -271,7 +282,7 @@ class LLMClient(ServerPreflight):
         messages = _with_schema(chat, endpoint.dialect.carries_schema(form))
         body = endpoint.dialect.body(
             self.model, messages, chat.temperature, form,
-            body_schema(chat.schema) if chat.schema is not None else None,
+            self._grammar(chat.schema)[0] if chat.schema is not None else None,
             chat.schema_name, chat.max_tokens, stream=True, num_ctx=self.num_ctx,
             extra=self._extra(endpoint))
         emit(RequestStarted(chat.worker, endpoint.url, self.model, chat.label,

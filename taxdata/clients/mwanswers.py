@@ -12,7 +12,6 @@ import json
 import re
 from typing import Any
 
-from taxdata.clients.htmlclean import HTMLTooDeep, clean_html
 from taxdata.clients.revisions import HISTORY_LIMIT
 from taxdata.errors import ServerError
 
@@ -104,7 +103,10 @@ _SURROGATE = re.compile("[\ud800-\udfff]")
 
 def article_text(html: str, title: str) -> str:
     """The article's text (taxdata.clients.htmlclean); WikipediaError for HTML nested too
-    deeply to walk (no article is; a hostile answer may be)."""
+    deeply to walk (no article is; a hostile answer may be). bs4 and lxml load here, when an
+    article's HTML is cleaned: a program that never parses HTML never imports them."""
+    from taxdata.clients.htmlclean import HTMLTooDeep, clean_html
+
     try:
         return clean_html(html)
     except (HTMLTooDeep, RecursionError):

@@ -80,6 +80,8 @@ def is_example(where: Occurrence) -> bool:
 
 def blank_parentheses(text: str) -> str:
     """``text`` with every parenthesised part blanked out (same length)."""
+    if "(" not in text:  # most quotes: nothing to blank, and no character loop (per hit)
+        return text
     out, depth = [], 0
     for char in text:
         if char == "(":

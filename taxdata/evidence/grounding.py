@@ -64,7 +64,10 @@ class Original:
     @property
     def source(self) -> Source:
         if self._source is None:  # read once, on first use, by whichever worker needs it
-            self._source = source_of(self.text)
+            # A hand-written file is its own original: read without its Sources section it is
+            # the very text that was sent (and already read), so the two share one reading.
+            self._source = source_of(strip_sources(self.text) if self.ref.kind == "manual"
+                                     else self.text)
         return self._source
 
     def _passage_numbers(self) -> list[frozenset[float]]:

@@ -12,6 +12,9 @@ from typing import Literal
 from taxdata.options import RunOptions, check_max_chars
 from taxdata.store.taxfile import DEFAULT_MAX_CHARS
 
+# What research does without --countries: the countries it is for (see research.without_article).
+RESEARCH_DEFAULT_CHOICE = "the registry's countries with no Wikipedia article"
+
 
 @dataclass(frozen=True, kw_only=True)
 class EnhancedOptions(RunOptions):

@@ -35,7 +35,7 @@ from taxdata.generate.common import (
     taxation_relpath,
 )
 from taxdata.generate.formatter import PROMPT_VERSION, start_formatter
-from taxdata.generate.options import ResearchOptions
+from taxdata.generate.options import RESEARCH_DEFAULT_CHOICE, ResearchOptions
 from taxdata.log import logger, thread_label
 from taxdata.outcome import Status
 from taxdata.store.datadir import DataDir
@@ -43,8 +43,7 @@ from taxdata.store.locks import run_lock_scope
 from taxdata.store.taxfile import SourceInfo, compose, parse_sources
 from taxdata.timestamps import now_utc
 
-# What research does without --countries: the countries it is for (see without_article).
-DEFAULT_CHOICE = "the registry's countries with no Wikipedia article"
+DEFAULT_CHOICE = RESEARCH_DEFAULT_CHOICE  # what research does without --countries
 
 
 def without_article(countries: Iterable[Country]) -> list[Country]:

@@ -7,11 +7,8 @@ positions (its columns change between revisions); italic rows are dependent terr
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING
 
-from bs4 import BeautifulSoup
-from bs4.element import Tag
-
-from taxdata.clients.htmlclean import table_grid
 from taxdata.clients.http import RetryPolicy
 from taxdata.clients.wikipedia import WikipediaClient, WikipediaError
 from taxdata.countries.facts import iso_code, match_registry
@@ -19,6 +16,10 @@ from taxdata.countries.registry import Registry
 from taxdata.log import logger, thread_label
 from taxdata.references.rates import parse_rate
 from taxdata.references.table import Reference, ReferenceRow, ReferenceTableError, bounded
+
+if TYPE_CHECKING:  # bs4 and lxml load when a page is parsed, not with the updater
+    from bs4 import BeautifulSoup
+    from bs4.element import Tag
 
 LIST_TITLE = "List of countries by tax rates"
 # A reference is optional: two quick tries, then the run goes on without it (one warning).
@@ -65,11 +66,13 @@ def _rate_tables(soup: BeautifulSoup) -> list[tuple[list[list[Tag]], dict[str, i
 
     Usually one main table; a revision that splits it (countries / territories) still reads.
     """
+    from taxdata.clients import htmlclean  # with bs4: loaded when a page is parsed
+
     found = []
     for table in soup.find_all("table"):
         if "wikitable" not in (table.get("class") or []):
             continue
-        grid, header_rows = table_grid(table, value=lambda cell: cell)
+        grid, header_rows = htmlclean.table_grid(table, value=lambda cell: cell)
         if not grid or not header_rows:
             continue
         width = max(len(row) for row in grid)
@@ -111,6 +114,8 @@ def _linked_titles(cell: Tag) -> tuple[str, ...]:
 
 def parse_list_page(html: str, registry: Registry, label: str = LIST_TITLE) -> Reference:
     """The rows of the list page's rate table(s), one per country, matched to the registry."""
+    from bs4 import BeautifulSoup
+
     soup = BeautifulSoup(html, "lxml")
     for sup in soup.find_all("sup"):  # footnote markers and [citation needed]
         sup.decompose()

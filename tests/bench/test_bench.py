@@ -102,6 +102,9 @@ def test_scenarios_print_figure_ideal_and_goal(capsys, recorded_waits):
         assert scenario["ideal"] and scenario["goal"] and isinstance(scenario["passed"], bool)
         assert len(scenario["endpoints"]) == 1
     assert {"failed", "wall_s", "wall_vs_ideal"} <= set(busy["figures"])
+    # flaky's ideal counts the requests the faults made necessary; both ratios are printed
+    assert {"requests", "wall_vs_ideal", "wall_vs_fault_free_ideal"} <= set(flaky["figures"])
+    assert flaky["figures"]["requests"] >= 4
     assert busy["figures"]["failed"] == 0  # busy is never failed: the deadline is minutes
     # Busy answers were waited for (never less than the floor), not hammered; a garbled 200
     # (the server is there, not busy) is tried again soon, after a small jitter only.

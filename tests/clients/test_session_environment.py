@@ -1,0 +1,81 @@
+"""The HTTP session reads its environment (proxies, NO_PROXY, netrc, the CA bundle) once per
+origin, not on every request as requests does with ``trust_env``; proxies are still honoured."""
+
+from __future__ import annotations
+
+import base64
+
+import pytest
+import requests
+
+from taxdata.clients.http import make_session
+from taxdata.testing.server import RecordedRequest, Reply, StandInServer
+
+
+class Recorder(StandInServer):
+    """Answers every request with 200 and keeps what it was asked (a proxy sees absolute URLs)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[RecordedRequest] = []
+
+    def handle(self, request: RecordedRequest) -> Reply:
+        self.seen.append(request)
+        return Reply(200, {"ok": True})
+
+
+@pytest.fixture
+def recorder():
+    with Recorder() as server:
+        yield server
+
+
+def _count(monkeypatch, name: str) -> list[str]:
+    calls: list[str] = []
+    real = getattr(requests.utils, name)
+
+    def counted(url, *args, **kwargs):
+        calls.append(url)
+        return real(url, *args, **kwargs)
+
+    monkeypatch.setattr(requests.utils, name, counted)
+    monkeypatch.setattr(f"requests.sessions.{name}", counted)
+    return calls
+
+
+def test_the_environment_is_read_once_per_origin(monkeypatch, recorder):
+    proxies, netrc = _count(monkeypatch, "get_environ_proxies"), _count(monkeypatch,
+                                                                        "get_netrc_auth")
+    session = make_session()
+    for n in range(20):
+        assert session.get(f"{recorder.base_url}/page/{n}", timeout=5).status_code == 200
+        session.post(f"{recorder.base_url}/chat", json={"n": n}, timeout=5)
+    assert len(recorder.seen) == 40
+    assert (len(proxies), len(netrc)) == (1, 1)  # not 40 each, as with trust_env
+    session.get(recorder.base_url.replace("127.0.0.1", "localhost") + "/other", timeout=5)
+    assert (len(proxies), len(netrc)) == (2, 2)  # a second origin: read once for it
+
+
+def test_a_proxy_from_the_environment_is_used_and_no_proxy_honoured(monkeypatch, recorder):
+    monkeypatch.setenv("HTTP_PROXY", recorder.base_url)
+    monkeypatch.setenv("NO_PROXY", "localhost")
+    session = make_session()
+    session.get("http://fixture.invalid/through/the/proxy", timeout=5)
+    seen = recorder.seen[-1]  # the recorder is the proxy: it was asked for the other host
+    assert (seen.headers["Host"], seen.path) == ("fixture.invalid", "/through/the/proxy")
+    with Recorder() as target:
+        session.get(target.base_url.replace("127.0.0.1", "localhost") + "/direct", timeout=5)
+        assert [r.path for r in target.seen] == ["/direct"]  # NO_PROXY: asked directly
+    assert len(recorder.seen) == 1  # the proxy saw only the proxied request
+
+
+def test_netrc_credentials_are_sent(monkeypatch, recorder, tmp_path):
+    netrc = tmp_path / "netrc"
+    netrc.write_text("machine 127.0.0.1 login fixture-user password fixture-pass\n")
+    netrc.chmod(0o600)
+    monkeypatch.setenv("NETRC", str(netrc))
+    session = make_session()
+    session.get(recorder.base_url + "/a", timeout=5)
+    session.get(recorder.base_url + "/b", timeout=5)
+    expected = "Basic " + base64.b64encode(b"fixture-user:fixture-pass").decode()
+    assert [r.headers.get("Authorization") for r in recorder.seen] == [expected, expected]
