@@ -69,6 +69,9 @@ class Settings:
     num_ctx: int = 0
     # Update reports (JSON + review page) kept in <data>/reports: the newest N; 0 keeps all.
     keep_reports: int = 100
+    # Seconds a run stopped by SIGTERM gets to close its requests and save; then it stops now
+    # (keeping every reply already validated). Below docker's 10 s before its SIGKILL.
+    stop_grace: float = 5.0
 
     @property
     def llm_urls(self) -> tuple[str, ...]:
@@ -187,6 +190,7 @@ _SPEC: dict[str, tuple[str, Callable[[str], Any]]] = {
     "num_ctx": ("TAXDATA_NUM_CTX", _int_range(0, 1 << 24)),
     # Reports kept (the newest N runs'; 0 keeps all); see Settings.keep_reports.
     "keep_reports": ("TAXDATA_KEEP_REPORTS", _int_range(0, 1_000_000)),
+    "stop_grace": ("TAXDATA_STOP_GRACE", _seconds),
 }
 
 ENV_VARS = {name: env for name, (env, _) in _SPEC.items()}

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from taxdata import __version__
-from taxdata.cancel import STOP
+from taxdata.cancel import request_stop
 from taxdata.clients.llm import LLMClient, report_endpoints
 from taxdata.clients.wikipedia import WikipediaClient
 from taxdata.config import Settings
@@ -243,7 +243,8 @@ class UpdateRun:
                      "kept (%d %s in the journal); free space and re-run to continue",
                      self.data.root, what, self.store.journal.lines,
                      "country" if self.store.journal.lines == 1 else "countries")
-        STOP.set()  # queued countries are not started; the ones in flight end unsaved
+        # Queued countries are not started (one line for the lot); the ones in flight end unsaved.
+        request_stop("the disk refused a write")
 
     def checkpoint(self) -> None:
         self.store.checkpoint(self.outcomes, self.model)
@@ -370,7 +371,9 @@ def run(options: UpdateOptions, settings: Settings) -> int:
         if slug not in update.outcomes or not result.ok:
             update.outcomes[slug] = outcome_of(result, CountryOutcome)
             if result.cancelled and update.stopped:
-                update.outcomes[slug].reason = "not run: the run stopped (the disk refused a write)"
+                update.outcomes[slug].reason = (
+                    "cancelled in flight" if result.in_flight else "not run") + \
+                    ": the run stopped (the disk refused a write)"
     update.finish(summary.interrupted, time.monotonic() - started, client.endpoint_summary())
     update.print_summary(time.monotonic() - started)
     report_endpoints(client, (r.error for r in summary.results.values()))
