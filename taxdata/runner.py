@@ -137,7 +137,7 @@ def _run(ids: list[str], work: Callable[[str], T], max_workers: int,
     futures: dict[Future[TaskResult[T]], str] = {}
     try:
         with woken_on_stop(lambda: arrivals.put(None)):
-            for task_id in ids:
+            for task_id in ids if not STOP.is_set() else ():  # stopped in start-up: none
                 future = pool.submit(_run_one, work, task_id)
                 futures[future] = task_id
                 future.add_done_callback(arrivals.put)
@@ -150,12 +150,17 @@ def _run(ids: list[str], work: Callable[[str], T], max_workers: int,
         # being closed); the process leaves without them (taxdata.signals.leave).
         pool.shutdown(wait=not NOW.is_set(), cancel_futures=True)
         bar.close()
-    for future, task_id in futures.items():
-        if task_id not in summary.results:  # cancelled in the queue, or left running by NOW
-            running = not future.cancelled()
-            summary.results[task_id] = TaskResult(
-                task_id, cancelled=True, started=running,
-                error=Interrupted("cancelled in flight" if running else "cancelled"))
+    running = {task_id for future, task_id in futures.items() if not future.cancelled()}
+    for task_id in ids:
+        if task_id not in summary.results:  # not submitted, cancelled queued, or left by NOW
+            in_flight = task_id in running
+            result: TaskResult[T] = TaskResult(
+                task_id, cancelled=True, started=in_flight,
+                error=Interrupted("cancelled in flight" if in_flight else "cancelled"))
+            summary.results[task_id] = result
+            if in_flight:  # left running by a stop now: its own line, as one whose request closed
+                _log_result(result, describe)
+    _log_cancelled(summary)
     # Keep the caller's order, whatever order the tasks finished in.
     summary.results = {t: summary.results[t] for t in ids}
     summary.seconds = time.monotonic() - started
@@ -173,13 +178,14 @@ def _collect(futures: dict[Future, str], arrivals: queue.SimpleQueue,
     """Take each result as it arrives until all are in; on :data:`STOP` cancel the queue (once);
     on :data:`NOW` take what has finished and return without waiting for the rest."""
     pending = set(futures)
-    cancelling = False
+    cancelled = False
     while pending:
         if NOW.is_set():
             break
-        if STOP.is_set() and not cancelling:
-            cancelling = True
-            _cancel_queued(futures)
+        if STOP.is_set() and not cancelled:
+            cancelled = True
+            for future in futures:
+                future.cancel()  # only those not started; their callbacks come here too
         arrived = arrivals.get()
         if arrived is None or arrived not in pending:  # a stop request: look at the flags
             continue
@@ -190,14 +196,14 @@ def _collect(futures: dict[Future, str], arrivals: queue.SimpleQueue,
         accept(future.result())  # finished (validated, journaled) before NOW: saved
 
 
-def _cancel_queued(futures: dict[Future, str]) -> None:
-    """Cancel every task not started yet: one line for the lot, whatever the count."""
-    queued = sum(future.cancel() for future in futures)
-    running = sum(not f.done() for f in futures)
-    reason = stop_reason() or "stopped"
-    logger.warning("[CANCELLED] %d queued %s not started (%s); %d in flight %s stopping, their "
-                   "requests closed", queued, _plural(queued, "task"), reason, running,
-                   "is" if running == 1 else "are")
+def _log_cancelled(summary: RunSummary) -> None:
+    """One line for every task a stop cancelled, whatever their count (each one cancelled in
+    flight has its own line too: a request was closed)."""
+    queued = sum(r.cancelled and not r.started for r in summary.results.values())
+    in_flight = sum(r.in_flight for r in summary.results.values())
+    if queued or in_flight:
+        logger.warning("[CANCELLED] %d queued %s not started (%s); %d cancelled in flight",
+                       queued, _plural(queued, "task"), stop_reason() or "stopped", in_flight)
 
 
 def _run_one(work: Callable[[str], T], task_id: str) -> TaskResult[T]:

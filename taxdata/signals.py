@@ -10,10 +10,12 @@
 - A third quits at once (exit 130) without saving more: every write is atomic and each
   validated record is in the journal first, so the next run recovers it.
 
-Why the handlers only hand the signal number on (``SimpleQueue.put``: reentrant, no lock): a
-handler runs in the main thread between two bytecodes, maybe while that thread holds a lock
-(logging's, a Condition's). Raising there (``KeyboardInterrupt``) can leave a lock held for good,
-and taking one there can deadlock; so a relay thread acts on the signals instead.
+Why no Python code runs at a signal: a handler runs in the main thread between two bytecodes,
+maybe while that thread holds a lock (logging's, a Condition's). Raising there
+(``KeyboardInterrupt``) can leave a lock held for good, and taking one there can deadlock. And
+Python calls a handler once for signals that arrive before it runs (two Ctrl-C within
+milliseconds would be one). So the handlers do nothing; the interpreter's C-level handler writes
+each signal's number to a pipe (:func:`signal.set_wakeup_fd`), and a relay thread reading it acts.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import queue
+import select
 import signal
 import sys
 import threading
@@ -39,30 +41,39 @@ _QUIT_LINE = (b"[INTERRUPTED] quitting at once (exit 130); what the journal hold
 
 
 class _Relay:
-    """The thread that acts on the signals the handlers queue (see the module docstring)."""
+    """The thread that acts on the signals the pipe carries (see the module docstring)."""
 
     def __init__(self, grace: float) -> None:
         self.grace = grace
-        self.inbox: queue.SimpleQueue[int | None] = queue.SimpleQueue()
+        self.read_fd, self.write_fd = os.pipe()
+        os.set_blocking(self.write_fd, False)  # what set_wakeup_fd needs
         self.count = 0
         self.deadline: float | None = None  # when SIGTERM's grace period ends
         self.thread = threading.Thread(target=self._run, name="stop-signals", daemon=True)
 
-    def handler(self, signum: int, frame: Any) -> None:
-        self.inbox.put(signum)  # nothing else: see the module docstring
+    @staticmethod
+    def handler(signum: int, frame: Any) -> None:
+        """Nothing: the C-level handler already wrote the signal to the pipe."""
+
+    def end(self) -> None:
+        """The scope is over: the relay thread reads a 0 (no signal has that number) and ends."""
+        os.write(self.write_fd, b"\0")
+        self.thread.join()
+        os.close(self.read_fd)
+        os.close(self.write_fd)
 
     def _run(self) -> None:
         while True:
             wait = None if self.deadline is None else max(0.0, self.deadline - time.monotonic())
-            try:
-                signum = self.inbox.get(timeout=wait)
-            except queue.Empty:
+            ready, _, _ = select.select([self.read_fd], [], [], wait)
+            if not ready:
                 self.deadline = None
                 self._grace_over()
                 continue
-            if signum is None:  # the scope ended
-                return
-            self._take(signum)
+            for signum in os.read(self.read_fd, 64):
+                if signum == 0:
+                    return
+                self._take(signum)
 
     def _take(self, signum: int) -> None:
         name = "SIGTERM" if signum == signal.SIGTERM else "Ctrl-C"
@@ -118,6 +129,7 @@ def stop_signals(grace: float | None = None, *, reset: bool = True) -> Iterator[
         reset_stop()
     relay = _Relay(DEFAULT_GRACE if grace is None else grace)
     relay.thread.start()
+    previous_fd = signal.set_wakeup_fd(relay.write_fd, warn_on_full_buffer=False)
     previous = {sig: signal.signal(sig, relay.handler) for sig in _SIGNALS}
     _active.append(relay)
     try:
@@ -126,8 +138,8 @@ def stop_signals(grace: float | None = None, *, reset: bool = True) -> Iterator[
         _active.clear()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-        relay.inbox.put(None)
-        relay.thread.join()
+        signal.set_wakeup_fd(previous_fd)
+        relay.end()
 
 
 def set_grace(seconds: float) -> None:
