@@ -9,6 +9,8 @@
   waited for; every reply already validated is still saved, the summary and report written.
 - A third quits at once (exit 130) without saving more: every write is atomic and each
   validated record is in the journal first, so the next run recovers it.
+- Before a program's scope starts (while it loads), :func:`catch_early` makes a signal end the
+  process at once with one line: nothing has been done yet.
 
 Why no Python code runs at a signal: a handler runs in the main thread between two bytecodes,
 maybe while that thread holds a lock (logging's, a Condition's). Raising there
@@ -32,12 +34,42 @@ from typing import Any, Iterator
 
 from taxdata.cancel import NOW, request_stop, request_stop_now, reset_stop
 from taxdata.errors import EXIT_INTERRUPTED
-from taxdata.log import logger
 
 DEFAULT_GRACE = 5.0  # seconds after SIGTERM (docker stop waits 10 before its SIGKILL)
 _SIGNALS = (signal.SIGINT, signal.SIGTERM)
 _QUIT_LINE = (b"[INTERRUPTED] quitting at once (exit 130); what the journal holds is recovered "
               b"by the next run\n")
+_EARLY_LINE = b"[INTERRUPTED] stopped while starting, before any work (exit 130)\n"
+_early = {"catching": False}
+
+
+def _warn(message: str, *args: object) -> None:
+    # taxdata.log (and tqdm) load on the first signal, not with this module: catch_early is
+    # imported by a program's first line, and what it imports delays the catching.
+    from taxdata.log import logger
+    logger.warning(message, *args)
+
+
+def catch_early() -> None:
+    """For a program's first line: until :func:`stop_signals` takes over, SIGINT and SIGTERM end
+    the process at once with one line, not a ``KeyboardInterrupt`` traceback out of an import
+    (nothing has been done yet, so there is nothing to save)."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    _early["catching"] = True
+    for sig in _SIGNALS:
+        signal.signal(sig, _early_handler)
+
+
+def _early_handler(signum: int, frame: Any) -> None:
+    if _early["catching"]:  # only a write and an exit: no lock, no Python-level state
+        with contextlib.suppress(OSError):
+            os.write(2, _EARLY_LINE)
+        os._exit(EXIT_INTERRUPTED)
+    # After a program's scope ended: Python's own behaviour (KeyboardInterrupt; SIGTERM ends it).
+    signal.signal(signum, signal.default_int_handler if signum == signal.SIGINT
+                  else signal.SIG_DFL)
+    os.kill(os.getpid(), signum)
 
 
 class _Relay:
@@ -81,7 +113,7 @@ class _Relay:
         if self.count == 1:
             request_stop(name, interrupt=True)
             grace = f"; {self.grace:g}s grace" if signum == signal.SIGTERM else ""
-            logger.warning("[INTERRUPTED] %s: stopping - queued work is cancelled, requests in "
+            _warn("[INTERRUPTED] %s: stopping - queued work is cancelled, requests in "
                            "flight are closed, what finished is saved%s (Ctrl-C again to stop "
                            "now)", name, grace)
             if signum == signal.SIGTERM:
@@ -89,7 +121,7 @@ class _Relay:
         elif self.count == 2:
             self.deadline = None
             request_stop_now(name)
-            logger.warning("[INTERRUPTED] %s again: stopping now - nothing in flight is waited "
+            _warn("[INTERRUPTED] %s again: stopping now - nothing in flight is waited "
                            "for; every reply already validated is saved (a third time quits at "
                            "once)", name)
         else:  # written straight to the file descriptor: no lock another thread might hold
@@ -101,7 +133,7 @@ class _Relay:
         if NOW.is_set():
             return
         request_stop_now("SIGTERM")
-        logger.warning("[INTERRUPTED] the %gs grace period after SIGTERM is over: stopping now - "
+        _warn("[INTERRUPTED] the %gs grace period after SIGTERM is over: stopping now - "
                        "nothing in flight is waited for; every reply already validated is saved "
                        "(TAXDATA_STOP_GRACE)", self.grace)
 
@@ -125,6 +157,7 @@ def stop_signals(grace: float | None = None, *, reset: bool = True) -> Iterator[
             reset_stop()
         yield
         return
+    _early["catching"] = False  # from here on a signal stops the run, saving what it did
     if reset:
         reset_stop()
     relay = _Relay(DEFAULT_GRACE if grace is None else grace)

@@ -114,3 +114,19 @@ def test_a_third_signal_quits_at_once(tmp_path):
     assert proc.returncode == 130
     assert "[INTERRUPTED] quitting at once (exit 130)" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_while_the_program_loads_is_one_line(tmp_path, sig):
+    # -X importtime names each module as it is loaded: the signal lands while the updater's
+    # modules load (requests is one of them), before its run has begun.
+    command = [sys.executable, "-X", "importtime", str(HERE.parent / "scripts" /
+                                                       "tax_data_updater.py"), "--no-progress"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TAXDATA_")}
+    proc = signal_when(command, until=lambda lines: lines[-1].endswith("|       requests"),
+                       sig=sig, env={**env, "TAXDATA_DATA_DIR": str(tmp_path / "data")},
+                       cwd=tmp_path, timeout=TIMEOUT)
+    assert proc.returncode == 130, proc.stderr[-2000:]
+    said = [line for line in proc.stderr.splitlines() if not line.startswith("import time:")]
+    assert said == ["[INTERRUPTED] stopped while starting, before any work (exit 130)"], said
+    assert not (tmp_path / "data").exists()  # nothing was done

@@ -122,3 +122,39 @@ def test_ctrl_c_during_start_up_sends_nothing_and_still_reports(server, data):
     assert {slug: (e["status"], e["reason"]) for slug, e in report["countries"].items()} == {
         slug: ("SKIPPED", "interrupted before it ran") for slug in SLUGS[:4]}
     assert "[CANCELLED] 4 queued tasks not started (SIGTERM); 0 cancelled in flight" in done.stderr
+
+
+# -- a sweep: the signal lands after the k-th log line, once or twice -------------------------
+
+SWEEP = ["austria", "belgium", "croatia", "cyprus", "estonia", "finland"]
+
+
+@pytest.mark.parametrize("presses", [1, 2])
+@pytest.mark.parametrize("line", [1, 4, 8, 13, 18, 24])
+def test_a_stop_after_any_log_line_keeps_what_finished(server, data, line, presses):
+    """A run of six countries writes about 25 lines on stderr (start-up, each request and
+    answer, each country saved, the persist line); -v adds the payloads (the logging lock is
+    busiest then). Wherever the signal lands: no traceback, the files valid and in step, every
+    country logged [COMPLETED] saved in them, the report written."""
+    for slug in SWEEP:
+        put_taxation(data, slug, generic=True)
+    server.responder = Script({slug: reply(slug) for slug in SWEEP})
+    command = script_command(SCRIPT.name, "--no-progress", "--countries", ",".join(SWEEP),
+                             "-w", "2", *(["-v"] if presses == 2 else []))
+    done = signal_when(command, until=lambda lines: len(lines) >= line,
+                       again=(lambda lines: True) if presses == 2 else None,
+                       env=script_env(data, server.url("proxy")), cwd=data.parent)
+    assert "Traceback" not in done.stderr + done.stdout, explain(done)
+    assert done.returncode in (0, 130), explain(done)
+    # 0: the signal came once the work was done (the files and report are finished first).
+    assert done.returncode == 0 or "[INTERRUPTED]" in done.stderr, explain(done)
+    completed = {text.split()[1] for text in done.stderr.splitlines()
+                 if text.startswith("[COMPLETED] ")}
+    stored = dataset(data)["countries"] if (data / "tax_data.json").exists() else {}
+    assert set(stored) == completed, explain(done)
+    if stored or (data / "taxData.js").exists():  # none when the stop came before any result
+        js = parse_tax_data_js((data / "taxData.js").read_text(encoding="utf-8"))
+        assert js == {slug: entry["record"] for slug, entry in stored.items()}
+    report = report_of(done)
+    assert sorted(report["countries"]) == SWEEP
+    assert {s for s, e in report["countries"].items() if e["status"] == "ADDED"} == completed
