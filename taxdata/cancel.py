@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from typing import Callable, Iterator
+from typing import Callable, Iterator, TypeVar
 
 from taxdata.errors import EXIT_INTERRUPTED, TaxdataError
 
@@ -91,3 +91,20 @@ def woken_on_stop(wake: Callable[[], None]) -> Iterator[None]:
     finally:
         with _lock:
             _wakers.remove(wake)
+
+
+StepT = TypeVar("StepT")
+
+
+def unless_stopped(step: Callable[[], StepT]) -> StepT | None:
+    """A program's start-up step (a server's preflight check); None when a stop ended it. Its
+    caller goes on to the runner, which starts no task once stopped, so the summary (and the
+    report) still say what happened to every country. A request the stop closed may read as a
+    timeout or an unreachable server to the step: any of taxdata's errors then counts as the stop.
+    """
+    try:
+        return step()
+    except TaxdataError:
+        if STOP.is_set():
+            return None
+        raise

@@ -105,7 +105,8 @@ class _Relay:
             for signum in os.read(self.read_fd, 64):
                 if signum == 0:
                     return
-                self._take(signum)
+                if signum in _SIGNALS:  # the pipe carries every signal Python handles
+                    self._take(signum)
 
     def _take(self, signum: int) -> None:
         name = "SIGTERM" if signum == signal.SIGTERM else "Ctrl-C"

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from taxdata import __version__
-from taxdata.cancel import STOP, Interrupted, request_stop
+from taxdata.cancel import STOP, request_stop, unless_stopped
 from taxdata.clients.llm import LLMClient, report_endpoints
 from taxdata.clients.wikipedia import WikipediaClient
 from taxdata.config import Settings
@@ -336,10 +336,8 @@ def run(options: UpdateOptions, settings: Settings) -> int:
     client = LLMClient.from_settings(settings)
     extractor = Extractor(client, options.max_chars, settings.max_reasks)
     # A dry run checks the server too: a dead URL must not pass as "would work".
-    try:
-        update.model = extractor.prepare()
-    except Interrupted:  # a stop in start-up: nothing is sent, the summary and report still come
-        update.model = settings.model
+    # Stopped meanwhile: nothing is sent; the summary and report still come.
+    update.model = unless_stopped(extractor.prepare) or settings.model
     update.previous = dict(update.store.dataset["countries"])
     if options.dry_run:
         return dry_run(update, extractor, sources)
@@ -355,10 +353,9 @@ def run(options: UpdateOptions, settings: Settings) -> int:
                                  force=options.force, accept_disputed=options.accept_disputed,
                                  originals=originals_for(settings))
     sources = update.current(sources, one_country)  # those up to date need no task
-    if sources and not STOP.is_set():
-        with contextlib.suppress(Interrupted):  # stopped: the runner cancels every country
-            update.fetch_list_reference()
-            extractor.probe()  # once per server, before any worker sends: not by their failures
+    if sources and not STOP.is_set():  # stopped: the runner cancels every country
+        unless_stopped(update.fetch_list_reference)
+        unless_stopped(extractor.probe)  # once per server, before any worker sends
 
     def work(slug: str) -> CountryOutcome:
         outcome = one_country.process(slug, sources[slug])
