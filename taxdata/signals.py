@@ -114,17 +114,15 @@ class _Relay:
         if self.count == 1:
             request_stop(name, interrupt=True)
             grace = f"; {self.grace:g}s grace" if signum == signal.SIGTERM else ""
-            _warn("[INTERRUPTED] %s: stopping - queued work is cancelled, requests in "
-                           "flight are closed, what finished is saved%s (Ctrl-C again to stop "
-                           "now)", name, grace)
+            _warn("[INTERRUPTED] %s: stopping - queued work is cancelled, requests in flight "
+                  "are closed, what finished is saved%s (Ctrl-C again to stop now)", name, grace)
             if signum == signal.SIGTERM:
                 self.deadline = time.monotonic() + self.grace
         elif self.count == 2:
             self.deadline = None
             request_stop_now(name)
-            _warn("[INTERRUPTED] %s again: stopping now - nothing in flight is waited "
-                           "for; every reply already validated is saved (a third time quits at "
-                           "once)", name)
+            _warn("[INTERRUPTED] %s again: stopping now - nothing in flight is waited for; "
+                  "every reply already validated is saved (a third time quits at once)", name)
         else:  # written straight to the file descriptor: no lock another thread might hold
             with contextlib.suppress(OSError):
                 os.write(2, _QUIT_LINE)
@@ -134,9 +132,9 @@ class _Relay:
         if NOW.is_set():
             return
         request_stop_now("SIGTERM")
-        _warn("[INTERRUPTED] the %gs grace period after SIGTERM is over: stopping now - "
-                       "nothing in flight is waited for; every reply already validated is saved "
-                       "(TAXDATA_STOP_GRACE)", self.grace)
+        _warn("[INTERRUPTED] the %gs grace period after SIGTERM is over: stopping now - nothing "
+              "in flight is waited for; every reply already validated is saved "
+              "(TAXDATA_STOP_GRACE)", self.grace)
 
 
 _active: list[_Relay] = []  # the installed relay (at most one: the outermost scope's)
