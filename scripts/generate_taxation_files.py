@@ -9,6 +9,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout, uninstalled
 
+from taxdata.signals import catch_early  # noqa: E402
+
+if __name__ == "__main__":
+    catch_early()  # a Ctrl-C while the program loads: one line, not a traceback
+
 from taxdata.cli.commands import raw_main  # noqa: E402
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 
 import sys
 
-from taxdata.cli.main import main
+from taxdata.cli.launch import taxdata
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(taxdata())

@@ -74,6 +74,9 @@ class Settings:
     # Hours a Wikipedia revision must have stood before the generator uses it (fresh vandalism
     # is mostly reverted within them); 0: the latest revision.
     wikipedia_min_age: float = 24.0
+    # Seconds a run stopped by SIGTERM gets to close its requests and save; then it stops now
+    # (keeping every reply already validated). Below docker's 10 s before its SIGKILL.
+    stop_grace: float = 5.0
 
     @property
     def llm_urls(self) -> tuple[str, ...]:
@@ -204,6 +207,7 @@ _SPEC: dict[str, tuple[str, Callable[[str], Any]]] = {
     "keep_reports": ("TAXDATA_KEEP_REPORTS", _int_range(0, 1_000_000)),
     "max_import_bytes": ("TAXDATA_MAX_IMPORT_BYTES", _int_range(1, 1 << 40)),
     "wikipedia_min_age": ("TAXDATA_WIKIPEDIA_MIN_AGE", _hours),
+    "stop_grace": ("TAXDATA_STOP_GRACE", _seconds),
 }
 
 ENV_VARS = {name: env for name, (env, _) in _SPEC.items()}

@@ -223,8 +223,9 @@ class BreakerChanged(Event):
 class TaskFinished(Event):
     """One task of a parallel run ended (``[COMPLETED]``, ``[FAILED]``, ``[CANCELLED]``).
 
-    ``detail``: the success's description or the error's first line. ``reported_once``: the
-    cause is reported once for the whole run (a server that went away), so the line is DEBUG.
+    ``detail``: the success's description, the error's first line, or how a task was cancelled.
+    ``reported_once``: the cause is reported once for the whole run (a server that went away; the
+    one line for the queue a stop cancelled), so the line is DEBUG.
     """
 
     task_id: str
@@ -235,13 +236,13 @@ class TaskFinished(Event):
 
     @property
     def level(self) -> int:
-        if self.status == FAILED:
-            return logging.DEBUG if self.reported_once else logging.ERROR
-        return logging.INFO
+        if self.status in (FAILED, CANCELLED) and self.reported_once:
+            return logging.DEBUG
+        return logging.ERROR if self.status == FAILED else logging.INFO
 
     def line(self) -> str:
         if self.status == CANCELLED:
-            return f"[CANCELLED] {self.task_id} - not finished"
+            return f"[CANCELLED] {self.task_id} - {self.detail or 'not finished'}"
         if self.status == FAILED:
             return f"[FAILED] {self.task_id} - {self.detail} ({self.worker})"
         return f"[COMPLETED] {self.task_id} - {self.detail}"

@@ -61,11 +61,15 @@ class CountryFailed(TaxdataError):
 
 def outcome_of(result: TaskResult[OutcomeT], kind: type[OutcomeT]) -> OutcomeT:
     """The outcome of one country's task: the one it returned or failed with; else a ``kind``
-    outcome, SKIPPED when Ctrl-C stopped it, FAILED (with the error) when it raised."""
+    outcome, SKIPPED when a stop cancelled it (in the queue, or in flight: its request closed),
+    FAILED (with the error) when it raised."""
     if result.ok:
         outcome = result.value
     elif isinstance(result.error, CountryFailed):
         outcome = result.error.outcome
+    elif result.in_flight:
+        outcome = kind(result.task_id, Status.SKIPPED, "cancelled in flight: the run was "
+                                                       "interrupted")
     elif result.cancelled:
         outcome = kind(result.task_id, Status.SKIPPED, "interrupted before it ran")
     else:  # an error the work did not expect (a bug, a disk error): nothing was written for it

@@ -4,30 +4,34 @@ One task's exception never stops the others; results are keyed by task id, never
 order; ``on_result`` runs in the calling thread as each result arrives, so callers can persist it
 at once without locks of their own. ``max_workers=1`` is the same code path, just one worker.
 
-Ctrl-C (and SIGTERM, :func:`taxdata.cancel.sigterm_as_interrupt`): queued tasks are cancelled,
-clients stop retrying (:data:`STOP`) and close the requests in flight (the LLM client's streams:
-the server stops generating); what finished is kept; a second Ctrl-C quits at once (writes are
-atomic, so that is safe).
+Stopping (:mod:`taxdata.cancel`; Ctrl-C and SIGTERM through :mod:`taxdata.signals`, a disk
+that refuses a write through its caller): on :data:`STOP` the queued tasks are cancelled (one
+``[CANCELLED]`` line for the lot), clients stop retrying and close the requests in flight (the
+LLM client's streams: the server stops generating), and what finishes is kept; on :data:`NOW`
+(a second Ctrl-C) the run returns at once with what had finished, the tasks still running
+reported as cancelled in flight. The calling thread only ever waits on one queue that the
+finished tasks and the stop requests feed; no signal is raised into it, so no lock it holds is
+left held.
 """
 
 from __future__ import annotations
 
 import itertools
-import logging
-import os
+import queue
 import sys
 import threading
 import time
-from concurrent.futures import Future, ThreadPoolExecutor, as_completed
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable, Generic, Iterable, TypeVar
 
 from tqdm import tqdm
 
-from taxdata.cancel import STOP, Interrupted
-from taxdata.errors import EXIT_INTERRUPTED, first_line
+from taxdata.cancel import NOW, STOP, Interrupted, interrupted, stop_reason, woken_on_stop
+from taxdata.errors import first_line
 from taxdata.events import CANCELLED, COMPLETED, FAILED, TaskFinished, emit
 from taxdata.log import logger, set_thread_label, thread_label
+from taxdata.signals import stop_signals
 
 T = TypeVar("T")
 
@@ -40,10 +44,16 @@ class TaskResult(Generic[T]):
     seconds: float = 0.0
     worker: str = ""
     cancelled: bool = False
+    started: bool = False  # its work began (cancelled and started: cancelled in flight)
 
     @property
     def ok(self) -> bool:
         return self.error is None and not self.cancelled
+
+    @property
+    def in_flight(self) -> bool:
+        """Cancelled while its work ran (its request closed), not before it started."""
+        return self.cancelled and self.started
 
 
 @dataclass
@@ -79,14 +89,21 @@ def run_tasks(
     """Run ``work(task_id)`` for every id on ``max_workers`` threads; see the module docstring.
 
     ``describe(value)`` names a success in the ``[COMPLETED]`` line (default ``SUCCESS``).
-    ``clear_stop=True`` starts a program's run afresh (a Ctrl-C of an earlier run in this process
-    no longer counts); runs nested inside a task leave it False so a Ctrl-C reaches them.
+    ``clear_stop=True`` starts a program's run afresh (a stop of an earlier run in this process
+    no longer counts; inside :func:`taxdata.signals.stop_signals` the scope did that, and a
+    Ctrl-C during the program's start-up still counts); runs nested inside a task leave it False
+    so a stop reaches them.
     """
     ids = list(dict.fromkeys(task_ids))  # duplicates would overwrite each other's results
     if max_workers < 1:
         raise ValueError("max_workers must be at least 1")
-    if clear_stop:
-        STOP.clear()
+    with stop_signals(reset=clear_stop):  # a caller without a scope of its own gets one here
+        return _run(ids, work, max_workers, on_result, describe, progress, what)
+
+
+def _run(ids: list[str], work: Callable[[str], T], max_workers: int,
+         on_result: Callable[[TaskResult[T]], None] | None,
+         describe: Callable[[T], str] | None, progress: bool, what: str) -> RunSummary[T]:
     parent = thread_label()
     # Workers of a nested run are named after the task's thread: Thread-2.1, Thread-2.2.
     prefix = "Thread-" if parent == "Main" else f"{parent}."
@@ -105,8 +122,6 @@ def run_tasks(
                disable=not (progress and sys.stderr.isatty()))
 
     def accept(result: TaskResult[T]) -> None:
-        if result.task_id in summary.results:  # seen before an interrupt
-            return
         summary.results[result.task_id] = result
         bar.update(1)
         if result.ok and on_result is not None:
@@ -116,22 +131,36 @@ def run_tasks(
                 result.error = exc
         _log_result(result, describe)
 
-    with ThreadPoolExecutor(max_workers=workers, initializer=name_worker) as pool:
-        futures: dict[Future[TaskResult[T]], str] = {pool.submit(_run_one, work, t): t
-                                                        for t in ids}
-        logger.info("[PARALLEL] Submitted %d %s to thread pool", len(futures),
-                    _plural(len(futures), "task"))
-        try:
-            for future in as_completed(futures):
-                accept(future.result())
-        except KeyboardInterrupt:
-            summary.interrupted = True
-            _drain_after_interrupt(futures, accept)
-    bar.close()
-    for task_id in futures.values():
-        if task_id not in summary.results:  # cancelled before it started
-            summary.results[task_id] = TaskResult(task_id, cancelled=True,
-                                                  error=Interrupted("cancelled"))
+    # Finished futures and stop requests (None) arrive here; the calling thread waits on it.
+    arrivals: queue.SimpleQueue[Future | None] = queue.SimpleQueue()
+    pool = ThreadPoolExecutor(max_workers=workers, initializer=name_worker)
+    futures: dict[Future[TaskResult[T]], str] = {}
+    try:
+        with woken_on_stop(lambda: arrivals.put(None)):
+            for task_id in ids if not STOP.is_set() else ():  # stopped in start-up: none
+                future = pool.submit(_run_one, work, task_id)
+                futures[future] = task_id
+                future.add_done_callback(arrivals.put)
+            logger.info("[PARALLEL] Submitted %d %s to thread pool", len(futures),
+                        _plural(len(futures), "task"))
+            _collect(futures, arrivals, accept)
+            summary.interrupted = interrupted()
+    finally:
+        # After a stop *now* the tasks still running are not waited for (their requests are
+        # being closed); the process leaves without them (taxdata.signals.leave).
+        pool.shutdown(wait=not NOW.is_set(), cancel_futures=True)
+        bar.close()
+    running = {task_id for future, task_id in futures.items() if not future.cancelled()}
+    for task_id in ids:
+        if task_id not in summary.results:  # not submitted, cancelled queued, or left by NOW
+            in_flight = task_id in running
+            result: TaskResult[T] = TaskResult(
+                task_id, cancelled=True, started=in_flight,
+                error=Interrupted("cancelled in flight" if in_flight else "cancelled"))
+            summary.results[task_id] = result
+            if in_flight:  # left running by a stop now: its own line, as one whose request closed
+                _log_result(result, describe)
+    _log_cancelled(summary)
     # Keep the caller's order, whatever order the tasks finished in.
     summary.results = {t: summary.results[t] for t in ids}
     summary.seconds = time.monotonic() - started
@@ -144,6 +173,39 @@ def run_tasks(
     return summary
 
 
+def _collect(futures: dict[Future, str], arrivals: queue.SimpleQueue,
+             accept: Callable[[TaskResult], None]) -> None:
+    """Take each result as it arrives until all are in; on :data:`STOP` cancel the queue (once);
+    on :data:`NOW` take what has finished and return without waiting for the rest."""
+    pending = set(futures)
+    cancelled = False
+    while pending:
+        if NOW.is_set():
+            break
+        if STOP.is_set() and not cancelled:
+            cancelled = True
+            for future in futures:
+                future.cancel()  # only those not started; their callbacks come here too
+        arrived = arrivals.get()
+        if arrived is None or arrived not in pending:  # a stop request: look at the flags
+            continue
+        pending.discard(arrived)
+        if not arrived.cancelled():
+            accept(arrived.result())
+    for future in [f for f in futures if f in pending and f.done() and not f.cancelled()]:
+        accept(future.result())  # finished (validated, journaled) before NOW: saved
+
+
+def _log_cancelled(summary: RunSummary) -> None:
+    """One line for every task a stop cancelled, whatever their count (each one cancelled in
+    flight has its own line too: a request was closed)."""
+    queued = sum(r.cancelled and not r.started for r in summary.results.values())
+    in_flight = sum(r.in_flight for r in summary.results.values())
+    if queued or in_flight:
+        logger.warning("[CANCELLED] %d queued %s not started (%s); %d cancelled in flight",
+                       queued, _plural(queued, "task"), stop_reason() or "stopped", in_flight)
+
+
 def _run_one(work: Callable[[str], T], task_id: str) -> TaskResult[T]:
     """One task on a worker thread: its value, or the exception it raised, never raised."""
     started = time.monotonic()
@@ -151,6 +213,7 @@ def _run_one(work: Callable[[str], T], task_id: str) -> TaskResult[T]:
     try:
         if STOP.is_set():
             raise Interrupted("stopped before start")
+        result.started = True
         result.value = work(task_id)
     except Interrupted as exc:
         result.cancelled, result.error = True, exc
@@ -162,7 +225,10 @@ def _run_one(work: Callable[[str], T], task_id: str) -> TaskResult[T]:
 
 def _log_result(result: TaskResult[T], describe: Callable[[T], str] | None) -> None:
     if result.cancelled:
-        emit(TaskFinished(result.task_id, CANCELLED, worker=result.worker))
+        # A task cancelled before it began is in the one [CANCELLED] line of the lot.
+        emit(TaskFinished(result.task_id, CANCELLED,
+                          "cancelled in flight" if result.in_flight else "not started",
+                          result.worker, reported_once=not result.in_flight))
     elif result.error is not None:
         # A cause the caller reports once for all its tasks (a server that went away) is not
         # repeated per task, except in debug logs.
@@ -171,25 +237,6 @@ def _log_result(result: TaskResult[T], describe: Callable[[T], str] | None) -> N
     else:
         status = describe(result.value) if describe else "SUCCESS"
         emit(TaskFinished(result.task_id, COMPLETED, status, result.worker))
-
-
-def _drain_after_interrupt(futures: dict[Future, str],
-                           accept: Callable[[TaskResult], None]) -> None:
-    """First Ctrl-C: cancel the queue; in-flight work ends as its requests are closed (:data:`STOP`)
-    and what finished is kept; second: quit now."""
-    STOP.set()
-    queued = sum(future.cancel() for future in futures)
-    in_flight = [f for f in futures if not f.cancelled() and not f.done()]
-    logger.warning("[INTERRUPTED] Ctrl-C: cancelled %d queued %s, stopping %d in flight (their "
-                   "requests are closed; Ctrl-C again to quit now)", queued,
-                   _plural(queued, "task"), len(in_flight))
-    try:
-        for future in as_completed([f for f in futures if not f.cancelled()]):
-            accept(future.result())
-    except KeyboardInterrupt:
-        logger.warning("[INTERRUPTED] quitting now; finished results are saved")
-        logging.shutdown()
-        os._exit(EXIT_INTERRUPTED)  # in-flight HTTP calls cannot be aborted; don't wait for them
 
 
 def _plural(count: int, noun: str) -> str:

@@ -103,12 +103,16 @@ def script_command(script: str, *args: str) -> list[str]:
 def signal_when(command: Sequence[str], *, until: threading.Event | Callable[[list[str]], bool],
                 sig: int = signal.SIGINT, env: Mapping[str, str] | None = None,
                 cwd: Path | None = None, on_signal: Callable[[], object] | None = None,
-                timeout: float = 60) -> subprocess.CompletedProcess:
+                again: Callable[[list[str]], bool] | None = None, again_sig: int | None = None,
+                again_times: int = 1, timeout: float = 60) -> subprocess.CompletedProcess:
     """Start ``command``, send it ``sig`` once ``until`` holds, and collect what it wrote.
 
     ``until`` is an event the test sets (e.g. from a stand-in server's responder) or a predicate
     on the stderr lines so far (e.g. a ``[COMPLETED]`` line: the program has saved that result).
-    ``on_signal`` runs right after the signal was sent (e.g. to let held requests answer). The
+    ``on_signal`` runs right after the signal was sent (e.g. to let held requests answer).
+    ``again``: a second signal (``again_sig``, default ``sig``) once this predicate holds on the
+    stderr lines (``lambda lines: True``: right after the first, within a millisecond), and
+    ``again_times`` such signals in all, one after the other. The
     process ending first fails the test. The child gets SIGINT's default handling back (a
     test runner started in the background may ignore SIGINT, and children inherit that).
     """
@@ -149,6 +153,8 @@ def signal_when(command: Sequence[str], *, until: threading.Event | Callable[[li
         proc.send_signal(sig)
         if on_signal is not None:
             on_signal()
+        for _ in range(again_times if again is not None else 0):
+            _send_again(proc, again, again_sig or sig, lines, lock, timeout)
         proc.wait(timeout)
     finally:
         if proc.poll() is None:
@@ -158,6 +164,35 @@ def signal_when(command: Sequence[str], *, until: threading.Event | Callable[[li
             thread.join(timeout)
     return subprocess.CompletedProcess(list(command), proc.returncode, "".join(lines["stdout"]),
                                        "".join(lines["stderr"]))
+
+
+def _send_again(proc: subprocess.Popen, again: Callable[[list[str]], bool], sig: int,
+                lines: dict[str, list[str]], lock: threading.Lock, timeout: float) -> None:
+    """Send ``sig`` once ``again`` holds on the stderr lines (looked at every millisecond: the
+    readers' wake event is spent by the first signal) and the kernel has delivered the signal
+    sent before (a signal sent while the same one is pending is merged into it: the program would
+    see one; a loaded machine can take milliseconds to deliver)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        time.sleep(0.001)
+        with lock:
+            if again([text.rstrip("\n") for text in lines["stderr"]]) and not _pending(proc.pid):
+                break
+        assert proc.poll() is None, "the program ended before the second signal"
+        assert time.monotonic() < deadline, "the condition for the second signal never came"
+    proc.send_signal(sig)
+
+
+def _pending(pid: int) -> bool:
+    """True while a signal sent to ``pid`` waits for the kernel to deliver it (Linux's
+    /proc/PID/status; elsewhere False: no way to tell)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    masks = [line.split()[1] for line in status.splitlines()
+             if line.startswith(("SigPnd:", "ShdPnd:"))]
+    return any(int(mask, 16) for mask in masks)
 
 
 def eventually(condition: Callable[[], bool], timeout: float = 60, every: float = 0.01) -> None:

@@ -47,7 +47,7 @@ def unreachable_wikipedia(monkeypatch: pytest.MonkeyPatch) -> None:
 def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory):
     """No TAXDATA_* leaks in (nor a developer's .env: cwd is a fresh dir); data goes to a tmp dir.
 
-    Also undoes what a test may leave behind globally: Ctrl-C's STOP flag and the ``taxdata``
+    Also undoes what a test may leave behind globally: the stop flags and the ``taxdata``
     logger's handlers/level (``setup_logging`` replaces them).
     """
     for name in list(os.environ):
@@ -59,7 +59,7 @@ def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPath
     log = logging.getLogger("taxdata")
     saved = (log.level, log.propagate, list(log.handlers))
     yield
-    cancel.STOP.clear()
+    cancel.reset_stop()  # STOP, NOW and the reason
     for handler in list(log.handlers):
         if handler not in saved[2]:
             handler.close()

@@ -19,10 +19,12 @@ import time
 from pathlib import Path
 from typing import Callable, Sequence
 
+from taxdata.cancel import interrupted
 from taxdata.cli import commands
 from taxdata.cli.common import common_parser, settings_from_args
 from taxdata.countries.registry import RegistryError, load_registry
 from taxdata.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, TaxdataError
+from taxdata.signals import leave, stop_signals
 from taxdata.store.taxfile import DEFAULT_MAX_CHARS
 
 DESCRIPTION = ("Run the whole job: generate the taxation files from Wikipedia, research the "
@@ -88,6 +90,13 @@ def _latest_review(args: argparse.Namespace) -> Path | None:
 
 
 def main(argv: Sequence[str] | None = None, prog: str = "taxdata run") -> int:
+    # One stop for the whole chain: a Ctrl-C in a step (or between two) ends it with 130.
+    with stop_signals():
+        code = _chain(argv, prog)
+    return leave(code)
+
+
+def _chain(argv: Sequence[str] | None, prog: str) -> int:
     parser = build_parser(prog)
     args = parser.parse_args(argv)
     started = time.monotonic()
@@ -122,6 +131,8 @@ def main(argv: Sequence[str] | None = None, prog: str = "taxdata run") -> int:
         print(f"\n[RUN] step {number}/{len(steps)}: {prog.rsplit(' ', 1)[0]} {name}",
               flush=True)
         step_code = step(step_argv, prog=f"{prog} ({name})")
+        if step_code != EXIT_USAGE and interrupted():  # stopped after its last task
+            step_code = EXIT_INTERRUPTED
         results.append((name, _said(step_code)))
         if step_code in (EXIT_USAGE, EXIT_INTERRUPTED):
             code = step_code

@@ -3,7 +3,8 @@
 A script is argument parsing plus one call: ``run_main(pipeline_function, parser, ...)``, which
 turns the flags into the pipeline's typed options and the settings, and runs
 ``pipeline(options, settings)``. Exit codes: 0 all succeeded, 1 some failed, 2 configuration or
-preflight error, 130 interrupted.
+preflight error, 130 interrupted. SIGINT and SIGTERM stop the run as :mod:`taxdata.signals`
+says, from the first line on.
 """
 
 from __future__ import annotations
@@ -13,12 +14,13 @@ import dataclasses
 import sys
 from typing import Any, Callable, Sequence, TypeVar
 
-from taxdata.cancel import sigterm_as_interrupt
+from taxdata.cancel import Interrupted
 from taxdata.config import Settings, load_settings
 from taxdata.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, TaxdataError, UsageError
 from taxdata.events import recording
 from taxdata.log import log_file_error, logger, setup_logging
 from taxdata.options import RunOptions
+from taxdata.signals import leave, set_grace, stop_signals
 from taxdata.store.locks import release_run_locks
 
 # Flags whose values feed Settings (dest -> Settings field).
@@ -129,23 +131,36 @@ def run_main(pipeline: Callable[[OptionsT, Settings], int],
     ``options`` builds the pipeline's typed options from the parsed flags (a combination that
     cannot work is a usage error there, after the settings are checked).
     """
+    with stop_signals():
+        code = _run_main(pipeline, parser, argv, default_workers, options)
+    return leave(code)  # after a stop *now*: without waiting for work still running
+
+
+def _run_main(pipeline: Callable[[OptionsT, Settings], int],
+              parser: argparse.ArgumentParser, argv: Sequence[str] | None,
+              default_workers: int | None,
+              options: Callable[[argparse.Namespace], OptionsT]) -> int:
     args = parser.parse_args(argv)
     try:
         settings = settings_from_args(args, default_workers=default_workers)
+        set_grace(settings.stop_grace)
         try:
             setup_logging("WARNING" if args.quiet else settings.log_level, settings.log_file,
                           verbose=args.verbose)
         except OSError as exc:  # e.g. --log-file names a directory or an unwritable place
             raise UsageError(f"log file {settings.log_file}: {exc.strerror or exc}") from None
-        # The events of this run feed the HTML run report; SIGTERM stops it like Ctrl-C.
-        with recording(), sigterm_as_interrupt():
+        with recording():  # the events of this run feed the HTML run report
             status = pipeline(options(args), settings)
         # A log file that could not be written was said once; the run is not a success.
         return EXIT_FAILED if status == EXIT_OK and log_file_error() else status
+    except Interrupted:  # stopped in start-up (a request closed): no country's work began
+        logger.warning("[INTERRUPTED] stopped during start-up, before any country's work "
+                       "began")
+        return EXIT_INTERRUPTED
     except TaxdataError as exc:
         print(f"{parser.prog}: error: {exc}", file=sys.stderr)
         return exc.exit_code
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # only from a caller's own handler: stop_signals raises none
         logger.warning("[INTERRUPTED] stopped before any work was submitted")
         return EXIT_INTERRUPTED
     finally:

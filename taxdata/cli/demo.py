@@ -23,9 +23,11 @@ import time
 from pathlib import Path
 from typing import Iterator, Sequence
 
+from taxdata.cancel import interrupted
 from taxdata.cli import commands
 from taxdata.cli.common import add_verbosity_flags
-from taxdata.errors import EXIT_USAGE
+from taxdata.errors import EXIT_INTERRUPTED, EXIT_USAGE
+from taxdata.signals import leave, stop_signals
 from taxdata.testing.extractor_server import StandInExtractor, add_samples
 from taxdata.testing.llm_server import StandInLLM
 from taxdata.testing.mediawiki_server import StandInMediaWiki
@@ -91,10 +93,14 @@ def run_demo(out: Path, *, latency: float = 0.0, workers: int = 2,
              commands.update_main, parallel),
         ]
         codes = []
-        with _environment(env):
+        # One stop for all steps: a Ctrl-C in one ends the demo, not only that step.
+        with _environment(env), stop_signals():
             for number, (what, main, argv) in enumerate(steps, 1):
                 print(f"\n[DEMO] step {number}/{len(steps)}: {what}", flush=True)
                 codes.append(main(argv, prog=f"demo step {number}"))
+                if interrupted():  # stopped in this step (or right after its last task)
+                    codes[-1] = codes[-1] or EXIT_INTERRUPTED
+                    break
     reports = sorted((out / "reports").glob("update-*.json"))
     paths = {"dataset": out / "tax_data.json", "js": out / "taxData.js"}
     if reports:
@@ -145,7 +151,7 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
                        ("report (JSON)", "report"), ("report (HTML)", "html_report")):
         if key in paths and paths[key].exists():
             print(f"  {label:<14} {paths[key]}")
-    return code
+    return leave(code)
 
 
 if __name__ == "__main__":

@@ -28,9 +28,9 @@ from urllib.parse import urljoin, urlsplit
 import requests
 import urllib3.exceptions
 
-from taxdata.cancel import STOP, Interrupted
+from taxdata.cancel import STOP, Interrupted, stopped
 from taxdata.clients.stream import READ_SIZE, ReplyTooLarge
-from taxdata.clients.watch import WATCHDOG, TrackingAdapter, Watch
+from taxdata.clients.watch import STOPPED, WATCHDOG, TrackingAdapter, Watch
 from taxdata.config import DEFAULT_USER_AGENT, Settings
 from taxdata.events import GaveUp, Retry, emit
 from taxdata.log import thread_label
@@ -112,6 +112,8 @@ class BoundedSession(requests.Session):
                 response = super().send(request, **{**kwargs, "stream": True})
                 read_capped(response, self.max_bytes)
             except requests.RequestException as exc:
+                if watch.expired == STOPPED:  # the run stops: not a slow server
+                    raise Interrupted(stopped()) from exc
                 if watch.expired is not None:
                     raise requests.Timeout(f"no complete answer within {self.deadline:g}s "
                                            "(TAXDATA_REQUEST_DEADLINE)") from exc
@@ -310,7 +312,7 @@ def send(attempt: Callable[[int], Outcome], policy: RetryPolicy, *, what: str = 
     attempts = failures = busy = 0
     while True:
         if STOP.is_set():
-            raise Interrupted("stopped by Ctrl-C")
+            raise Interrupted(stopped())
         attempts += 1
         outcome = attempt(attempts)
         kind = outcome.kind
@@ -344,7 +346,7 @@ def send(attempt: Callable[[int], Outcome], policy: RetryPolicy, *, what: str = 
             raise error
         emit(Retry(worker, what, outcome.reason, *counter, delay, outcome.request_id))
         if not policy.wait(delay):
-            raise Interrupted("stopped by Ctrl-C")
+            raise Interrupted(stopped())
 
 
 def request(session: requests.Session, method: str, url: str, *, policy: RetryPolicy,

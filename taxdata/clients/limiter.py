@@ -34,7 +34,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
-from taxdata.cancel import STOP, Interrupted
+from taxdata.cancel import STOP, Interrupted, stopped
 from taxdata.clients.breaker import CLOSED, GONE, CircuitBreaker
 from taxdata.errors import ServerError
 from taxdata.events import LimitChanged, emit
@@ -149,7 +149,7 @@ class EndpointPool:
         with self.changed:
             while True:
                 if STOP.is_set():
-                    raise Interrupted("stopped by Ctrl-C")
+                    raise Interrupted(stopped())
                 best = self._choose(cautious)
                 if best is not None:
                     best.in_flight += 1

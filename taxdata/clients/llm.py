@@ -38,7 +38,7 @@ from typing import Any, Iterable, Sequence
 import requests
 
 from taxdata import events
-from taxdata.cancel import Interrupted
+from taxdata.cancel import Interrupted, stopped
 from taxdata.clients import http, limiter
 from taxdata.clients.address import resolve_all
 from taxdata.clients.answers import (
@@ -398,7 +398,7 @@ class LLMClient(ServerPreflight):
         """The watchdog closed the request: Ctrl-C, or one of its limits passed."""
         reason = str(watch.expired)
         if reason == STOPPED:
-            return _Exchange(Outcome(http.FAIL, error=Interrupted("stopped by Ctrl-C"),
+            return _Exchange(Outcome(http.FAIL, error=Interrupted(stopped()),
                                      reason="stopped"), events.CUT, None, limiter.NEUTRAL,
                              "stopped")
         seconds = watch.limit(reason)

@@ -47,6 +47,7 @@ class Watch:
         self.last_token: float | None = None  # None: no token yet
         self.expired: str | None = None  # set by the watchdog when it closed the connection
         self.connection: HTTPConnection | None = None  # set when the request goes out
+        self._shut: socket.socket | None = None  # the socket cut() shut down
 
     def token(self) -> None:
         """A token arrived: the idle clock starts again (and the first-token wait is over)."""
@@ -68,11 +69,14 @@ class Watch:
         return {FIRST: self.first, IDLE: self.idle, TOTAL: self.total}.get(reason)
 
     def cut(self, reason: str) -> None:
-        """End the request now: shut its socket down (the reader wakes; the server sees us go)."""
+        """End the request now: shut its socket down (the reader wakes; the server sees us go).
+        The watchdog calls it again each tick while the limit stands: a request whose socket
+        was not connected yet (a stop that lands as it is sent) is cut once it is."""
         self.expired = self.expired or reason
         connection = self.connection
         sock = getattr(connection, "sock", None)
-        if sock is not None:
+        if sock is not None and sock is not self._shut:
+            self._shut = sock
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
 
@@ -111,8 +115,8 @@ class Watchdog:
             now = time.monotonic()
             stopping = STOP.is_set()
             for watch in watches:
-                reason = STOPPED if stopping else watch.due(now)
-                if reason is not None and watch.expired is None:
+                reason = watch.expired or (STOPPED if stopping else watch.due(now))
+                if reason is not None:
                     watch.cut(reason)
             time.sleep(TICK)
 

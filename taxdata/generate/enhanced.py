@@ -18,6 +18,7 @@ from __future__ import annotations
 import re
 from dataclasses import replace
 
+from taxdata.cancel import STOP, unless_stopped
 from taxdata.clients.extractor import ExtractorClient, ExtractorError, check_file_name
 from taxdata.clients.http import RetryPolicy
 from taxdata.clients.wikipedia import ArticleNotFound, NoStableRevision, WikipediaClient
@@ -92,10 +93,11 @@ def run(options: EnhancedOptions, settings: Settings) -> int:
     by_slug = {c.slug: c for c in countries}
     # Fresh vandalism: the newest revision that has stood this long (taxdata.clients.revisions).
     min_age = 0.0 if options.latest_revision else settings.wikipedia_min_age * 3600
-    formatter = start_formatter(settings, options.max_chars)  # a dry run checks the servers too
-    if not options.from_raw and any(c.wikipedia_title for c in countries):
-        wikipedia.check(settings.connect_timeout)
-    if options.dry_run:
+    # A dry run checks the servers too. Stopped meanwhile: no task starts (formatter unused).
+    formatter = unless_stopped(lambda: start_formatter(settings, options.max_chars))
+    if formatter and not options.from_raw and any(c.wikipedia_title for c in countries):
+        unless_stopped(lambda: wikipedia.check(settings.connect_timeout))
+    if options.dry_run and not STOP.is_set():
         for country in countries:
             print(f"  {country.slug:<24} {_plan(country, options, data, wikipedia)}")
         return 0

@@ -8,12 +8,19 @@ reads these files with ``--from-raw``.
 
 from __future__ import annotations
 
+from taxdata.cancel import STOP, unless_stopped
 from taxdata.clients.extractor import ExtractorClient, ExtractorError, extract_builtin
 from taxdata.clients.http import RetryPolicy, make_session
 from taxdata.clients.wikipedia import WikipediaClient
 from taxdata.config import Settings
 from taxdata.errors import PreflightError
-from taxdata.generate.common import RAW_DIR, FileOutcome, Skip, run_per_country, select_countries
+from taxdata.generate.common import (
+    RAW_DIR,
+    FileOutcome,
+    Skip,
+    run_per_country,
+    select_countries,
+)
 from taxdata.generate.options import RawOptions
 from taxdata.outcome import Status
 from taxdata.store.datadir import check_slug
@@ -41,13 +48,13 @@ def run(options: RawOptions, settings: Settings) -> int:
     # wait out its retries, one at a time.
     if builtin:
         if wikipedia is not None and any(c.wikipedia_url for c in countries):
-            wikipedia.check(settings.connect_timeout)
+            unless_stopped(lambda: wikipedia.check(settings.connect_timeout))
     else:
         try:
-            service.check()
+            unless_stopped(service.check)
         except ExtractorError as exc:
             raise PreflightError(str(exc)) from None
-    if options.dry_run:
+    if options.dry_run and not STOP.is_set():
         for country in countries:
             exists = data.path(raw_relpath(country.slug)).exists()
             action = "skip (exists)" if exists and not options.force else "extract"

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from typing import Iterable
 
+from taxdata.cancel import STOP, unless_stopped
 from taxdata.clients.http import RetryPolicy
 from taxdata.clients.wikipedia import (
     ArticleNotFound,
@@ -73,8 +74,9 @@ def run(options: ResearchOptions, settings: Settings) -> int:
             return "research file exists (--force to research again)"
         return f"has a {kind}-sourced file; research never replaces it (--force to do so)"
 
-    formatter = start_formatter(settings)  # a dry run checks the server too
-    if options.dry_run:
+    # A dry run checks the server too. Stopped meanwhile: no task starts (formatter unused).
+    formatter = unless_stopped(lambda: start_formatter(settings))
+    if options.dry_run and not STOP.is_set():
         for slug, country in by_slug.items():
             reason = existing_reason(slug)
             if reason is None and options.missing and country.wikipedia_title:
@@ -83,8 +85,8 @@ def run(options: ResearchOptions, settings: Settings) -> int:
             print(f"  {slug:<24} {reason or 'research'}")
         return 0
     articles = ArticleCheck(settings, data) if options.missing else None
-    if articles is not None and any(c.wikipedia_title for c in by_slug.values()):
-        articles.check()
+    if formatter and articles is not None and any(c.wikipedia_title for c in by_slug.values()):
+        unless_stopped(articles.check)
 
     def work(slug: str) -> FileOutcome:
         reason = existing_reason(slug)

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from taxdata import __version__
-from taxdata.cancel import STOP
+from taxdata.cancel import STOP, request_stop, unless_stopped
 from taxdata.clients.llm import LLMClient, report_endpoints
 from taxdata.clients.wikipedia import WikipediaClient
 from taxdata.config import Settings
@@ -243,7 +243,8 @@ class UpdateRun:
                      "kept (%d %s in the journal); free space and re-run to continue",
                      self.data.root, what, self.store.journal.lines,
                      "country" if self.store.journal.lines == 1 else "countries")
-        STOP.set()  # queued countries are not started; the ones in flight end unsaved
+        # Queued countries are not started (one line for the lot); the ones in flight end unsaved.
+        request_stop("the disk refused a write")
 
     def checkpoint(self) -> None:
         self.store.checkpoint(self.outcomes, self.model)
@@ -335,7 +336,8 @@ def run(options: UpdateOptions, settings: Settings) -> int:
     client = LLMClient.from_settings(settings)
     extractor = Extractor(client, options.max_chars, settings.max_reasks)
     # A dry run checks the server too: a dead URL must not pass as "would work".
-    update.model = extractor.prepare()
+    # Stopped meanwhile: nothing is sent; the summary and report still come.
+    update.model = unless_stopped(extractor.prepare) or settings.model
     update.previous = dict(update.store.dataset["countries"])
     if options.dry_run:
         return dry_run(update, extractor, sources)
@@ -351,9 +353,9 @@ def run(options: UpdateOptions, settings: Settings) -> int:
                                  force=options.force, accept_disputed=options.accept_disputed,
                                  originals=originals_for(settings))
     sources = update.current(sources, one_country)  # those up to date need no task
-    if sources:
-        update.fetch_list_reference()
-        extractor.probe()  # once per server, before any worker sends: not by their failures
+    if sources and not STOP.is_set():  # stopped: the runner cancels every country
+        unless_stopped(update.fetch_list_reference)
+        unless_stopped(extractor.probe)  # once per server, before any worker sends
 
     def work(slug: str) -> CountryOutcome:
         outcome = one_country.process(slug, sources[slug])
@@ -370,7 +372,9 @@ def run(options: UpdateOptions, settings: Settings) -> int:
         if slug not in update.outcomes or not result.ok:
             update.outcomes[slug] = outcome_of(result, CountryOutcome)
             if result.cancelled and update.stopped:
-                update.outcomes[slug].reason = "not run: the run stopped (the disk refused a write)"
+                update.outcomes[slug].reason = (
+                    "cancelled in flight" if result.in_flight else "not run") + \
+                    ": the run stopped (the disk refused a write)"
     update.finish(summary.interrupted, time.monotonic() - started, client.endpoint_summary())
     update.print_summary(time.monotonic() - started)
     report_endpoints(client, (r.error for r in summary.results.values()))

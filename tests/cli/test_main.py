@@ -10,11 +10,12 @@ import sys
 from pathlib import Path
 
 import pytest
-from _programs import ROOT, run_main
+from _programs import ROOT, run_main, signal_when
 
 from taxdata import __version__
 from taxdata.generate.research import DEFAULT_CHOICE
 from taxdata.testing.extractor_server import StandInExtractor, add_samples
+from taxdata.testing.llm_faults import Fault
 from taxdata.testing.llm_server import StandInLLM
 from taxdata.testing.mediawiki_server import StandInMediaWiki
 from taxdata.testing.responder import rule_based_reply
@@ -200,3 +201,18 @@ def test_raw_still_accepts_the_llm_flags_it_never_used(servers):
     result = servers.run("raw", "--countries", "sampleland", "--no-progress", "--model", "x",
                          "--llm-url", "http://127.0.0.1:9/chat")
     assert result.returncode == 0, result.stderr
+
+
+def test_ctrl_c_in_a_step_ends_the_whole_run(servers):
+    servers.llm.responder = lambda body: Fault.stall(60, rule_based_reply(body), after=1)
+    command = [sys.executable, "-m", "taxdata", "run", "--no-progress", "--no-list-reference"]
+    env = {**servers.env(), "PYTHONPATH": str(ROOT)}
+    done = signal_when(command, until=lambda lines: any(
+        line.startswith("[LLM-REQUEST]") for line in lines), env=env, cwd=servers.tmp)
+    assert done.returncode == 130, done.stderr
+    assert "Traceback" not in done.stderr
+    said = {line.split()[0]: line.split(None, 1)[1] for line in done.stdout.splitlines()
+            if line.startswith("  ") and line.split()[0] in ("generate", "research", "update")}
+    assert said == {"generate": "interrupted (exit 130)", "research": "not run",
+                    "update": "not run"}, done.stdout
+    assert not (servers.data / "tax_data.json").exists()

@@ -9,7 +9,9 @@ The stand-in's delays make the behaviour happen; the assertions count outcomes, 
 from __future__ import annotations
 
 import json
+import socket
 import threading
+import types
 
 import pytest
 import requests
@@ -28,6 +30,7 @@ from taxdata.clients.llm import (
     LLMTimeout,
     LLMTruncated,
 )
+from taxdata.clients.watch import STOPPED, WATCHDOG, Watch
 from taxdata.testing.llm_server import Fault
 from taxdata.testing.server import RecordedRequest, Reply, StandInServer
 
@@ -84,6 +87,26 @@ def test_ctrl_c_closes_every_stream_in_flight(make_llm_server, client_for):
     eventually(lambda: len(server.disconnects) == 4)
     assert {d.phase for d in server.disconnects} == {"streaming"}
     assert len(server.history) == 4  # nothing was retried after the stop
+
+
+def test_a_stop_that_lands_before_the_socket_exists_still_cuts_the_request():
+    # The stop comes as a request is sent: its connection has no socket yet. The watchdog must
+    # cut the socket once there is one (it used to mark the watch expired and never look again,
+    # leaving that request to run for as long as the server kept it: a run that never ended).
+    here, there = socket.socketpair()
+    connection = types.SimpleNamespace(sock=None)  # what the watch sees of urllib3's connection
+    watch = Watch()
+    watch.connection = connection
+    try:
+        with WATCHDOG.watching(watch):
+            STOP.set()
+            eventually(lambda: watch.expired == STOPPED)
+            connection.sock = here  # connected now
+            there.settimeout(10)
+            assert there.recv(1) == b""  # shut down: the peer (the server) sees us go
+    finally:
+        here.close()
+        there.close()
 
 
 @pytest.mark.parametrize("dialect", ["ollama", "openai"])

@@ -1057,3 +1057,21 @@ def test_a_source_that_does_not_fit_the_context_is_split_never_used_truncated(ma
     truncated = [b for b in server.chats if len(json.dumps(b["messages"])) > 12000]
     assert truncated and result.requests > 1  # ... so it was split, and the file written
     assert missing_sections(result.body) == [] and "half a prompt" not in result.body
+
+
+
+def test_sigint_while_the_servers_are_checked_still_prints_the_summary(suite):
+    slugs = ["austria", "belgium", "france"]
+    suite.add_articles(*slugs)
+    suite.wiki.latency = 60  # the start-up's reachability check of Wikipedia hangs
+    # The model is chosen (that line), then Wikipedia is checked: the signal lands there.
+    done = signal_when(suite.command("enhanced", "--countries", ",".join(slugs)),
+                       until=lambda lines: any(line.startswith("[LLM] ") for line in lines),
+                       env=suite.environment(None))
+    assert done.returncode == 130, done.stderr
+    assert "Traceback" not in done.stderr
+    assert suite.chats() == [] and not list((suite.data / "taxation").glob("*.md"))
+    for slug in slugs:  # the summary is printed even so
+        assert summary_line(done.stdout, slug) == f"SKIPPED {slug} interrupted before it ran"
+    assert "[CANCELLED] 3 queued tasks not started (Ctrl-C); 0 cancelled in flight" in \
+        done.stderr

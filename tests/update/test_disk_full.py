@@ -85,6 +85,12 @@ def one_stop_line(proc) -> None:
     assert proc.stderr.count("[STOPPED]") == 1, explain(proc)
     assert "No space left on device" in proc.stderr
     assert not [line for line in proc.stderr.splitlines() if line.startswith("[FAILED]")]
+    # The countries the stop left in the queue: one line for the lot, none each (one whose
+    # request was closed in flight has its own line).
+    cancelled = [line for line in proc.stderr.splitlines() if line.startswith("[CANCELLED]")
+                 and not line.endswith(" - cancelled in flight")]
+    assert len(cancelled) <= 1 and all(" queued tasks not started (the disk refused a write)"
+                                       in line for line in cancelled), explain(proc)
 
 
 # -- a real small tmpfs -----------------------------------------------------------------------
