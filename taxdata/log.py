@@ -107,6 +107,9 @@ class _Sink:
                 self.file.close()
 
 
+FLUSH_WAIT = 5.0  # seconds a flush at exit waits for another thread's write to end
+
+
 class _LineHandler(logging.Handler):
     """Writes each record to every sink without making a worker wait for another's write.
 
@@ -151,8 +154,22 @@ class _LineHandler(logging.Handler):
             finally:
                 self._writing.release()
 
+    def flush(self) -> None:
+        """Every line queued so far is written when this returns: waits (bounded) for a thread
+        that holds the writer's lock, so lines are never lost at exit because the holder was
+        descheduled while another thread ended the process."""
+        if not self._writing.acquire(timeout=FLUSH_WAIT):
+            return  # a writer stuck for that long (a blocked terminal): leave its lines
+        try:
+            while self._pending:
+                for sink, text in zip(self.sinks, self._pending.popleft()):
+                    with contextlib.suppress(Exception):
+                        sink.write(text)
+        finally:
+            self._writing.release()
+
     def close(self) -> None:
-        self._drain()
+        self.flush()
         for sink in self.sinks:
             sink.close()
         super().close()

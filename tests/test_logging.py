@@ -183,3 +183,30 @@ def test_a_log_file_that_cannot_be_written_is_one_line_and_exit_1(tmp_path):
     assert "Traceback" not in proc.stderr and "Logging error" not in proc.stderr
     assert "[COMPLETED] germany - ADDED" in proc.stderr  # the console still has every line
     assert "germany" in json.loads((data / "tax_data.json").read_text())["countries"]
+
+
+def test_a_flush_at_exit_writes_the_lines_queued_behind_a_descheduled_writer():
+    """A thread that holds the writer's lock (descheduled mid-write) while another ends the
+    process: logging.shutdown's flush waits for it and writes every queued line, instead of
+    leaving them unwritten (a stop *now* ends the process with os._exit right after it)."""
+    from taxdata.log import _LineHandler
+
+    stream = io.StringIO()
+    setup_logging("info", None, stream=stream)
+    handler = next(h for h in logger.handlers if isinstance(h, _LineHandler))
+    held, release = threading.Event(), threading.Event()
+
+    def holder() -> None:  # holds the lock, then lets go without draining (it was preempted)
+        with handler._writing:
+            held.set()
+            release.wait(10)
+
+    thread = threading.Thread(target=holder)
+    thread.start()
+    held.wait(10)
+    logger.warning("[TEST] queued behind the writer")
+    assert "queued behind the writer" not in stream.getvalue()  # left to the holder
+    threading.Timer(0.1, release.set).start()
+    handler.flush()
+    thread.join()
+    assert stream.getvalue().splitlines()[-1] == "[TEST] queued behind the writer"
