@@ -139,8 +139,9 @@ class Originals:
         location = self.wikipedia.cached_revision(title, revision)
         if location is None:  # a fetch: the first one alone, until Wikipedia has answered once
             with self._probe if self._reachable is None else _NO_LOCK:
-                if self._down is not None:
-                    raise OriginalUnavailable(self._missing(title, revision, self._down))
+                if self._down is not None:  # said once in full, for the first article
+                    raise OriginalUnavailable(self._missing(
+                        title, revision, f"Wikipedia did not answer this run: {self._down}"))
                 article = self._fetch(title, revision)
         else:
             article = self.wikipedia.fetch_revision(title, revision)
@@ -157,7 +158,7 @@ class Originals:
             raise OriginalUnavailable(f"Wikipedia has no revision {revision} of {title!r} "
                                       "(deleted?); regenerate the file") from None
         except WikipediaError as exc:
-            self._down = self._down or str(exc)
+            self._down = self._down or _reason_only(exc)
             raise OriginalUnavailable(self._missing(title, revision, str(exc))) from None
         self._reachable = True
         return article
@@ -193,3 +194,11 @@ class Originals:
         text = _read_exact(self.data.path(f"{RAW_DIR}/{slug}.txt"))
         # As the generator read it (taxdata.generate.common.checked_source): hidden markup out.
         return None if text is None else read_raw(strip_hidden_markup(text))
+
+
+def _reason_only(exc: WikipediaError) -> str:
+    """Why Wikipedia failed, without the article the failure was about (the message is reused
+    for the other countries: it must not name another country's article)."""
+    text = str(exc)
+    _, found, why = text.rpartition(" failed after ")
+    return f"failed after {why}" if found else text

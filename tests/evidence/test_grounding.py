@@ -189,6 +189,21 @@ def test_a_wikipedia_original_is_the_revision_in_the_cache(tmp_path):
     assert data.read_json(cache_relpath("Taxation in Testland")) is None
 
 
+def test_once_wikipedia_is_down_each_country_names_only_its_own_article(tmp_path):
+    found, _ = originals(tmp_path)
+    said = []
+    for title, revision in (("Taxation in Testland", "78"), ("Taxation in Otherland", "91")):
+        with pytest.raises(OriginalUnavailable) as caught:
+            found.find("x", "x.md", REWRITE, SourceInfo(kind="wikipedia", title=title,
+                                                        revision=revision))
+        said.append(str(caught.value))
+    assert "Taxation in Testland rev 78" in said[0]
+    # The second is not fetched again (Wikipedia did not answer this run), and its line does
+    # not name the first country's article.
+    assert "(Taxation in Otherland rev 91)" in said[1] and "Testland" not in said[1]
+    assert "Wikipedia did not answer this run: failed after 1 attempt" in said[1]
+
+
 def test_an_extractor_original_is_found_by_its_sha256(tmp_path):
     found, data = originals(tmp_path)
     sha = keep_original(data, ARTICLE)
