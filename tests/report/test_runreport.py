@@ -221,14 +221,16 @@ def test_200_country_run_writes_a_readable_html_report(big_run):
     lanes = re.findall(r'<text class="lane" x="0" y="[\d.]+">(Thread-\d+)<', page)
     assert lanes == [f"Thread-{i}" for i in range(1, 9)]
     bars = re.findall(r'<rect class="(ok|retried|invalid|failed)"', page)
-    assert len(bars) == len(requests)
     retried = re.findall(r'<rect class="retried"[^>]*><title>([^<]*)</title>', page)
     assert len(retried) == bars.count("retried")
-    # Each busy answer is a retried bar. Under a loaded machine the loopback connection can
-    # also drop now and then (retried at once): such a bar must say so, and nothing else is.
+    # Each busy answer is a retried bar. On a loaded machine a reused loopback connection can
+    # also drop now and then (retried at once, the request perhaps never read by the server):
+    # such a bar must say so, and no other bar is retried.
     busy = [title for title in retried if "HTTP 503" in title]
+    dropped = [title for title in retried if "Connection failed" in title]
     assert len(busy) == sum(r.status == 503 for r in requests) == 3, retried
-    assert all("Connection failed" in title for title in retried if title not in busy), retried
+    assert len(busy) + len(dropped) == len(retried), retried
+    assert len(bars) - len(dropped) <= len(requests) <= len(bars)
     assert bars.count("failed") == sum(r.status == 400 for r in requests) == 1
     # 2 broken replies + the gap country, asked once and re-asked TAXDATA_MAX_REASKS times
     assert bars.count("invalid") == 2 + 1 + Settings().max_reasks
