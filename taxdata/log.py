@@ -144,15 +144,16 @@ class _LineHandler(logging.Handler):
         # Appended before trying the lock: a holder that is about to let go sees the line.
         while self._pending and self._writing.acquire(blocking=False):
             try:
-                while self._pending:
-                    texts = self._pending.popleft()
-                    for sink, text in zip(self.sinks, texts):
-                        try:
-                            sink.write(text)
-                        except Exception:  # noqa: BLE001 - logging never takes a worker down
-                            pass
+                self._write_pending()
             finally:
                 self._writing.release()
+
+    def _write_pending(self) -> None:
+        """Write the queued lines in order (the caller holds the writer's lock)."""
+        while self._pending:
+            for sink, text in zip(self.sinks, self._pending.popleft()):
+                with contextlib.suppress(Exception):  # logging never takes a worker down
+                    sink.write(text)
 
     def flush(self) -> None:
         """Every line queued so far is written when this returns: waits (bounded) for a thread
@@ -161,10 +162,7 @@ class _LineHandler(logging.Handler):
         if not self._writing.acquire(timeout=FLUSH_WAIT):
             return  # a writer stuck for that long (a blocked terminal): leave its lines
         try:
-            while self._pending:
-                for sink, text in zip(self.sinks, self._pending.popleft()):
-                    with contextlib.suppress(Exception):
-                        sink.write(text)
+            self._write_pending()
         finally:
             self._writing.release()
 

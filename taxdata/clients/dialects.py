@@ -20,6 +20,7 @@ at preflight: :meth:`~taxdata.clients.llm.LLMClient.probe_form`).
 
 from __future__ import annotations
 
+import abc
 import threading
 from dataclasses import dataclass
 from typing import Any, ClassVar, NamedTuple, Sequence
@@ -63,7 +64,7 @@ def _int(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
-class Dialect:
+class Dialect(abc.ABC):
     """How one API family shapes requests and replies; a subclass per family."""
 
     name: ClassVar[str]  # as TAXDATA_LLM_API names it
@@ -85,26 +86,26 @@ class Dialect:
                 break
         return urlunsplit((parts.scheme, parts.netloc, path + self.models_path, "", ""))
 
+    @abc.abstractmethod
     def body(self, model: str, messages: Messages, temperature: float,
              form: str | None, schema: dict | None, schema_name: str,
              max_tokens: int | None = None, *, stream: bool = False,
              num_ctx: int | None = None, extra: dict[str, Any] | None = None) -> dict[str, Any]:
         """The chat request's JSON body; ``form`` (one of :attr:`forms`) asks for ``schema``;
         ``extra``: fields one server takes beyond its family's (llama.cpp's ``cache_prompt``)."""
-        raise NotImplementedError
 
     def carries_schema(self, form: str | None) -> bool:
         """Whether ``form`` sends the schema itself to the server (else the prompt must)."""
         return form in ("json_schema", "json_object_schema", "schema")
 
+    @abc.abstractmethod
     def reply(self, data: Any) -> ReplyParts:
         """The parts of a chat reply body; KeyError, IndexError or TypeError if it has another
         shape."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def chunk(self, data: Any) -> Chunk:
         """One streamed object; KeyError, IndexError or TypeError if it has another shape."""
-        raise NotImplementedError
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
