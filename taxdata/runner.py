@@ -23,9 +23,7 @@ import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Callable, Generic, Iterable, TypeVar
-
-from tqdm import tqdm
+from typing import Any, Callable, Generic, Iterable, TypeVar
 
 from taxdata.cancel import NOW, STOP, Interrupted, interrupted, stop_reason, woken_on_stop
 from taxdata.errors import first_line
@@ -118,8 +116,7 @@ def _run(ids: list[str], work: Callable[[str], T], max_workers: int,
     summary: RunSummary[T] = RunSummary()
     started = time.monotonic()
     logger.info("[PARALLEL] Using %d worker %s for %s", workers, _plural(workers, "thread"), what)
-    bar = tqdm(total=len(ids), desc=what, unit="task", file=sys.stderr, leave=False,
-               disable=not (progress and sys.stderr.isatty()))
+    bar = _bar(len(ids), what, progress and sys.stderr.isatty())
 
     def accept(result: TaskResult[T]) -> None:
         summary.results[result.task_id] = result
@@ -204,6 +201,24 @@ def _log_cancelled(summary: RunSummary) -> None:
     if queued or in_flight:
         logger.warning("[CANCELLED] %d queued %s not started (%s); %d cancelled in flight",
                        queued, _plural(queued, "task"), stop_reason() or "stopped", in_flight)
+
+
+class _NoBar:
+    """The bar when none is drawn (no terminal, --no-progress): tqdm is not even imported."""
+
+    def update(self, n: int = 1) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _bar(total: int, what: str, shown: bool) -> Any:
+    if not shown:
+        return _NoBar()
+    from tqdm import tqdm  # only a run that draws one pays for the import
+
+    return tqdm(total=total, desc=what, unit="task", file=sys.stderr, leave=False)
 
 
 def _run_one(work: Callable[[str], T], task_id: str) -> TaskResult[T]:

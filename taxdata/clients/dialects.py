@@ -107,6 +107,13 @@ class Dialect(abc.ABC):
     def chunk(self, data: Any) -> Chunk:
         """One streamed object; KeyError, IndexError or TypeError if it has another shape."""
 
+    @abc.abstractmethod
+    def token(self, data: Any) -> tuple[str, Any] | None:
+        """``(text, model)`` when ``data`` is a plain token (a piece of the reply and its model,
+        nothing more), else None: the reader then takes the whole object with :meth:`chunk`.
+        The hot path of a stream (hundreds of objects a reply): whatever it returns,
+        :meth:`chunk` would say the same (``Chunk(text, model=model)``)."""
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
 
@@ -166,6 +173,23 @@ class OpenAIDialect(Dialect):
                      stop, data.get("model"), _int(usage.get("prompt_tokens")),
                      _int(usage.get("completion_tokens")), _openai_cached(data))
 
+    def token(self, data: Any) -> tuple[str, Any] | None:
+        return _openai_token(data)
+
+
+def _openai_token(data: Any) -> tuple[str, Any] | None:
+    choices = data.get("choices")
+    if (type(choices) is not list or len(choices) != 1 or "error" in data or "usage" in data
+            or "timings" in data):
+        return None  # usage figures, an error, or not one choice: the whole object
+    choice = choices[0]
+    delta = choice.get("delta") if type(choice) is dict else None
+    if (type(delta) is not dict or choice.get("finish_reason") is not None
+            or delta.get("reasoning_content") or delta.get("reasoning")):
+        return None
+    text = delta.get("content")
+    return (text, data.get("model")) if type(text) is str and text else None
+
 
 def _openai_cached(data: dict[str, Any]) -> int | None:
     """The prefix cache's share: OpenAI's ``prompt_tokens_details.cached_tokens``, or
@@ -221,6 +245,17 @@ class OllamaDialect(Dialect):
                      final, data.get("done_reason") if final else None, data.get("model"),
                      _int(data.get("prompt_eval_count")), _int(data.get("eval_count")),
                      _int(data.get("prompt_eval_cached_count")))
+
+    def token(self, data: Any) -> tuple[str, Any] | None:
+        # Ollama's objects say "done": false until the last one; the counts come on that one.
+        if (data.get("done") is not False or "error" in data or "eval_count" in data
+                or "prompt_eval_count" in data or "prompt_eval_cached_count" in data):
+            return None
+        message = data.get("message")
+        if type(message) is not dict or message.get("thinking"):
+            return None
+        text = message.get("content")
+        return (text, data.get("model")) if type(text) is str and text else None
 
     def show_url(self, chat_url: str) -> str:
         """Ollama's ``/api/show`` (the model's details, its context length) beside the chat

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import re
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
@@ -58,6 +59,9 @@ class Streamed:
     read_to_end: bool = False  # the body ended (else the client stopped reading: close it)
 
 
+_STRUCTURAL = re.compile(r'[{}"\\]')
+
+
 class JsonEnd:
     """Follows a growing reply to where its first top-level JSON object closes, and keeps what
     comes after it (``after``)."""
@@ -73,6 +77,8 @@ class JsonEnd:
         if self.closed:
             self.after += piece
             return
+        if not self.escape and _STRUCTURAL.search(piece) is None:
+            return  # no brace, quote or backslash (most tokens): nothing changes
         for index, char in enumerate(piece):
             if self.in_string:
                 if self.escape:
@@ -204,12 +210,28 @@ class _Reader:
                 return
         try:
             data = _parse_object(line)
-            chunk = self.dialect.chunk(data)
+            plain = self.dialect.token(data)
+            if plain is None:
+                chunk = self.dialect.chunk(data)
         except (ValueError, KeyError, IndexError, TypeError, AttributeError):
             self.other.append(raw)
             return
         self.objects += 1
-        self.take(chunk)
+        if plain is None:
+            self.take(chunk)
+            return
+        # A plain token (nearly every object): take()'s work for it, spelled out.
+        text, model = plain
+        watch = self.watch
+        if watch.last_token is None and self.on_first_token is not None:
+            self.on_first_token()
+        watch.token()
+        self.pieces.append(text)
+        result = self.result
+        result.tokens += 1
+        if model is not None:
+            result.model = model
+        self.check_cut()
 
     def take(self, chunk: Chunk) -> None:
         result = self.result

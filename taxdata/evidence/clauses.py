@@ -19,13 +19,14 @@ from typing import Any
 
 from taxdata.evidence.sourcetext import Number, Occurrence, numbers_in, same_number
 from taxdata.evidence.taxwords import OTHER_TAX, OWN_WORDS_OVER_OTHER, TOPIC_NAMES, fmt, topic_of
+from taxdata.evidence.wordsearch import words
 
 __all__ = ["CLAUSE_BREAKS", "COMMA_BREAKS", "Quoted", "blank_parentheses", "region",
            "is_example", "qualifier_reason"]
 
-_EXAMPLE_CONTEXT = re.compile(r"\bexamples?\b|\billustrat|\bworked\b|\bcalculations?\b|"
+_EXAMPLE_CONTEXT = words(r"\bexamples?\b|\billustrat|\bworked\b|\bcalculations?\b|"
                               r"\bscenarios?\b|\bhypothetical")
-_EXAMPLE_TEXT = re.compile(
+_EXAMPLE_TEXT = words(
     r"^(?:- )?(?:for example|for instance|e\.g\.|example|suppose|consider|assume|assuming|imagine|"
     r"if (?:you|a person|an employee|someone|a single|a resident|an individual))\b|"
     r"\bwould (?:pay|owe|receive|be taxed)\b|\btake-home\b|\bnet pay\b|"
@@ -37,35 +38,35 @@ _EXAMPLE_TEXT = re.compile(
 CLAUSE_BREAKS = re.compile(r"[,;]|\.\s| and | while | whereas | but ")
 COMMA_BREAKS = re.compile(r"[,;]|\.\s")
 _PHRASE_BREAKS = re.compile(r";|\.\s")
-_HISTORY_YEAR = re.compile(r"\b(?:until|till|prior to|before|up until)\s+"
+_HISTORY_YEAR = words(r"\b(?:until|till|prior to|before|up until)\s+"
                            r"(?:(?:the )?(?:end of |start of )?(?:\d{1,2} )?[a-z]+ )?"
                            r"(?:19|20)\d{2}\b")
-_PAST = re.compile(r"\b(?:formerly|previously|earlier|used to|had been|no longer|"
+_PAST = words(r"\b(?:formerly|previously|earlier|used to|had been|no longer|"
                    r"until recently|abolished|repealed|replaced|old rate|former rate|"
                    r"original rate|temporar\w*|was|were)\b")
-_PRESENT = re.compile(r"\b(?:applies|apply|is|are|remains|remain|will|continues)\b")
-_YEAR = re.compile(r"\b(?:19|20)\d{2}\b")
-_CHANGE = re.compile(r"\b(?:raised|increased|reduced|cut|lowered|changed|set|fixed|rose|fell|"
+_PRESENT = words(r"\b(?:applies|apply|is|are|remains|remain|will|continues)\b")
+_YEAR = words(r"\b(?:19|20)\d{2}\b")
+_CHANGE = words(r"\b(?:raised|increased|reduced|cut|lowered|changed|set|fixed|rose|fell|"
                      r"went up|went down|moved|hiked|brought|introduced|levied)\b")
-_APPROXIMATE = re.compile(r"\baverag|\bmean\b|\bmedian\b|\btypical|\bapprox|\babout \d|"
+_APPROXIMATE = words(r"\baverag|\bmean\b|\bmedian\b|\btypical|\bapprox|\babout \d|"
                           r"\u2248|~ ?\d|\baround \d|\broughly|\bestimated|"
                           r"\beffective (?:tax )?rates?\b|\bweighted|\bnearly \d|\balmost \d")
-_SHARE = re.compile(r"\bof (?:total |all )?(?:tax |government |state )?(?:revenues?|receipts|"
+_SHARE = words(r"\bof (?:total |all )?(?:tax |government |state )?(?:revenues?|receipts|"
                     r"gdp|collections)\b|\bshare of\b")
-_SUBNATIONAL = re.compile(r"municipal|\blocal\b|provinc|\bregional|\bcanton|communal|\bcounty|"
+_SUBNATIONAL = words(r"municipal|\blocal\b|provinc|\bregional|\bcanton|communal|\bcounty|"
                           r"\bcity\b|church|prefect|\bstates?\b(?= (?:and local|sales|income|"
                           r"level|taxes?\b))|\beach state|state-level|\bby (?:the )?states\b|"
                           r"\bhst\b|harmoni[sz]ed|\bpst\b|\bqst\b|\brst\b")
-_NATIONAL = re.compile(r"\bnational|\bfederal|\bcentral\b")
-_ADDITION = re.compile(r"\bexcluding\b|\bexcl\b|\bexclusive of\b|\bnot includ|\bin addition\b|"
+_NATIONAL = words(r"\bnational|\bfederal|\bcentral\b")
+_ADDITION = words(r"\bexcluding\b|\bexcl\b|\bexclusive of\b|\bnot includ|\bin addition\b|"
                        r"\bon top\b|\bplus\b|\bbefore\b|\badditional")
-_INCLUSIVE = re.compile(r"includ|\bincl\b|inclusive|combined|\btotal\b|together with|"
+_INCLUSIVE = words(r"includ|\bincl\b|inclusive|combined|\btotal\b|together with|"
                         r"altogether|overall|all-in")
 # What a total may add to the national rate: local taxes, surcharges, church tax.
-_EXTRA = re.compile(_SUBNATIONAL.pattern + r"|surcharge|solidarity|\bchurch")
-_PERIOD = re.compile(r"per month|monthly|a month\b|/ ?month|per week|weekly|/ ?week|per day|"
+_EXTRA = words(_SUBNATIONAL.pattern + r"|surcharge|solidarity|\bchurch")
+_PERIOD = words(r"per month|monthly|a month\b|/ ?month|per week|weekly|/ ?week|per day|"
                      r"daily|per fortnight|fortnightly")
-_ANNUAL = re.compile(r"\bannual|\byearly\b|per year|a year\b|per annum|/ ?year")
+_ANNUAL = words(r"\bannual|\byearly\b|per year|a year\b|per annum|/ ?year")
 _DASH_RANGE = re.compile(r"(\d+(?:\.\d+)?)%?\s*-\s*(\d+(?:\.\d+)?)%")
 _WORD_RANGE = re.compile(r"\b(?:between|from|ranging from|ranges? from|varies from|varying from|"
                          r"vary from|range of)\s+(\d+(?:\.\d+)?)%?\s+(?:and|to)\s+(\d+(?:\.\d+)?)%")
@@ -163,7 +164,7 @@ def qualifier_reason(path: str, value: Any, quoted: Quoted, hit: Number) -> str 
     topic, shown = topic_of(path), fmt(value)
     clause, phrase = quoted.clause(hit), quoted.phrase(hit)
     other = OTHER_TAX.search(clause)
-    if topic != "social" and other and not re.search(OWN_WORDS_OVER_OTHER[topic], clause):
+    if topic != "social" and other and not OWN_WORDS_OVER_OTHER[topic].search(clause):
         return (f"the quote gives {shown} as a rate of another tax ({other.group(0)}), not "
                 f"{TOPIC_NAMES[topic]}")
     if topic != "social" and not (_NATIONAL.search(clause) or _ADDITION.search(clause)):

@@ -26,7 +26,6 @@ that tax.
 from __future__ import annotations
 
 import hashlib
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -117,8 +116,8 @@ class Original:
             context = " ".join([table[0].context, *(c.header for c in table[-1].cells)])
             rates = {n.value for p in table if not p.header
                      for n in numbers_in(p.text) if n.percent}
-            if len(rates) > 1 and re.search(TOPIC_WORDS["income"], context) and not re.search(
-                    TOPIC_WORDS["vat"] + "|" + TOPIC_WORDS["social"], context):
+            if len(rates) > 1 and TOPIC_WORDS["income"].search(context) and not (
+                    TOPIC_WORDS["vat"].search(context) or TOPIC_WORDS["social"].search(context)):
                 return table[0].start, table[-1].end
         return None
 
@@ -129,8 +128,9 @@ class Original:
     def _candidates(self, path: str, value: Any) -> list[Passage]:
         passages = self.source.passages
         if path == "system":
-            words = SYSTEM_WORDS.get(value, r"(?!)")
-            return [p for p in passages if not p.header and re.search(words, p.text)]
+            words = SYSTEM_WORDS.get(value)
+            return [p for p in passages
+                    if words is not None and not p.header and words.search(p.text)]
         numbers = self._passage_numbers()
         found = [p for p, have in zip(passages, numbers)
                  if not p.header and any(same_number(v, value) for v in have)]
@@ -168,7 +168,7 @@ class Unstated:
 
 
 def _topic_of_context(context: str) -> str | None:
-    found = [topic for topic, words in TOPIC_WORDS.items() if re.search(words, context)]
+    found = [topic for topic, words in TOPIC_WORDS.items() if words.search(context)]
     return found[-1] if len(found) == 1 else None
 
 
@@ -183,7 +183,7 @@ def unstated_figures(rewrite: str, original: Original) -> list[Unstated]:
             continue  # text that speaks to the model states nothing (evidence.instructions)
         stated[None] |= numbers
         for topic, words in TOPIC_WORDS.items():
-            if re.search(words, passage.context) or re.search(words, passage.text):
+            if words.search(passage.context) or words.search(passage.text):
                 stated[topic] |= numbers
     found: dict[tuple[str, str], Unstated] = {}
     for passage in Source(strip_sources(rewrite)).passages:

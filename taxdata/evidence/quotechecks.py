@@ -133,7 +133,7 @@ def _figure_in_quote(path: str, value: Any, text: str, numbers: list[Number],
                      hits: list[Number], extraction: Extraction, strict: bool) -> str | None:
     if path == "system":
         words = ZERO_STRICT if strict and value == "zero_personal" else SYSTEM_WORDS[value]
-        if not re.search(words, text):
+        if not words.search(text):
             return f"the quote does not say the system is {value}"
         if value == "flat" and not FLAT_SCOPE.search(text):
             # "a flat fee", "bonuses are taxed at a flat 6 %": not the income tax as a whole.
@@ -169,10 +169,10 @@ def _reason_at(path: str, value: Any, quoted: Quoted, hits: list[Number],
 
 def _topic_reason(path: str, quoted: Quoted, hits: list[Number]) -> str | None:
     topic, text = topic_of(path), quoted.text
-    if OTHER_TAX.search(text) and not re.search(OWN_WORDS_OVER_OTHER[topic], text):
+    if OTHER_TAX.search(text) and not OWN_WORDS_OVER_OTHER[topic].search(text):
         return f"the quote is about another tax, not {TOPIC_NAMES[topic]}"
     places = [text, quoted.where.context, *(quoted.column(h) for h in hits)]
-    if not any(re.search(TOPIC_WORDS[topic], where) for where in places):
+    if not any(TOPIC_WORDS[topic].search(where) for where in places):
         return f"neither the quote nor its section heading is about {TOPIC_NAMES[topic]}"
     return None
 
@@ -192,7 +192,7 @@ def nearest_label(text: str, at: Number, keys: tuple[str, str]) -> str | None:
     """
     def labels(start: int, stop: int) -> list[tuple[int, int, str]]:
         return sorted((m.start() + start, m.end() + start, key) for key in keys
-                      for m in re.finditer(LABELS[key][1], text[start:stop]))
+                      for m in LABELS[key][1].finditer(text[start:stop]))
 
     for breaks in (CLAUSE_BREAKS, COMMA_BREAKS):
         cuts = list(breaks.finditer(text))
@@ -218,7 +218,7 @@ def nearest_label(text: str, at: Number, keys: tuple[str, str]) -> str | None:
 
 def _only_label(text: str, keys: tuple[str, str]) -> str | None:
     """The one label of ``keys`` that ``text`` names (None if it names neither or both)."""
-    named = [key for key in keys if re.search(LABELS[key][1], text)]
+    named = [key for key in keys if LABELS[key][1].search(text)]
     return named[0] if len(named) == 1 else None
 
 
@@ -255,7 +255,7 @@ def _label_reason(path: str, value: Any, quoted: Quoted, hits: list[Number],
                 f"{LABELS[label][0]} rate")
     if strict and label not in nearest and not (
             label == "vat.standard"
-            and any(re.search(TOPIC_WORDS["vat"], quoted.clause(n)) for n in hits)):
+            and any(TOPIC_WORDS["vat"].search(quoted.clause(n)) for n in hits)):
         return f"the passage does not say that {fmt(value)} is the {LABELS[label][0]} rate"
     return None
 
@@ -270,7 +270,7 @@ def _component_reason(path: str, quoted: Quoted) -> str | None:
         if passage in quoted.where.passages or not _TOTAL.search(passage.text):
             continue
         named = [passage.text, passage.lead, *(cell.header for cell in passage.cells)]
-        if "%" in passage.text and any(re.search(own, text) for text in named):
+        if "%" in passage.text and any(own.search(text) for text in named):
             return (f"the quote is one component; the text states the total "
                     f"{LABELS[label][0]} rate (\"{passage.text[:60]}\")")
     return None

@@ -63,8 +63,8 @@ class Passage:
     table: int = -1  # which table of the source the row is in (-1: not a row)
     section: str = ""  # the "#" heading it is under, as the text writes it
 
-    @property
-    def context(self) -> str:
+    @functools.cached_property
+    def context(self) -> str:  # read by every check of every quote in the passage: kept
         return " / ".join(part for part in (self.headings, self.lead) if part)
 
     def cell_at(self, position: int) -> Cell | None:
@@ -81,7 +81,7 @@ class Occurrence:
     length: int  # of the normalised quote
     section: tuple[Passage, ...] = ()  # every passage of the section it is in
 
-    @property
+    @functools.cached_property
     def context(self) -> str:
         return " / ".join(dict.fromkeys(p.context for p in self.passages if p.context))
 
@@ -165,6 +165,9 @@ class Source:
         self.tables = 0  # how many tables the text has
         self._heading = ""  # the "#" heading being read
         self._sections: list[_Section] = [_Section()]
+        # find()'s answers: a quote is looked up by each check that reads it (the figure's,
+        # then its grounding in the same text when a person wrote it).
+        self._found: dict[str, tuple[Occurrence, ...]] = {}
         self._read()
 
     # -- reading ---------------------------------------------------------------------------
@@ -286,6 +289,9 @@ class Source:
     # -- looking up ------------------------------------------------------------------------
     def find(self, quote: str) -> list[Occurrence]:
         """Every place the (normalised) quote occurs, on word boundaries; [] if none."""
+        known = self._found.get(quote)
+        if known is not None:
+            return list(known)
         wanted = normalise_quote(quote)
         if not wanted:
             return []
@@ -297,6 +303,8 @@ class Source:
                 passages = tuple(section.passages[first:last + 1])
                 found.append(Occurrence(passages, at - section.starts[first], len(wanted),
                                         tuple(section.passages)))
+        if len(self._found) < _FOUND_KEPT:  # threads may race to add one: the same answer
+            self._found[quote] = tuple(found)
         return found
 
     def raw_span(self, occurrence: Occurrence, quote: str) -> tuple[int, int]:
@@ -327,6 +335,9 @@ class Source:
             middle = (low + high) // 2
             low, high = (low, middle) if holds(first, middle) else (middle + 1, high)
         return lo + words[first][0], lo + words[low][1]
+
+
+_FOUND_KEPT = 4096  # quotes whose places a Source keeps (a long article's, many times over)
 
 
 @functools.lru_cache(maxsize=32)

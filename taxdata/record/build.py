@@ -5,6 +5,7 @@ calculator's record (a dict in the calculator's key order); :func:`diff_records`
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -149,9 +150,20 @@ def diff_records(old: dict[str, Any] | None, new: dict[str, Any]) -> list[FieldC
     change under their own path when the length differs, else per item; lists of scalars
     compare whole.  ``old=None`` (a new record) reports every non-null field.
     """
+    if old is not None and _same_json(old, new):
+        return []  # an unchanged record (most of a re-run): one encoding each, not a walk
     out: list[FieldChange] = []
     _diff("", old, new, out)
     return out
+
+
+def _same_json(old: Any, new: Any) -> bool:
+    # Equal JSON is equal records field by field (JSON keeps 1 and 1.0 and true apart, so no
+    # difference _diff would report can hide); unequal JSON (key order too) gets the walk.
+    try:
+        return json.dumps(old, ensure_ascii=False) == json.dumps(new, ensure_ascii=False)
+    except (TypeError, ValueError):
+        return False
 
 
 _LONG_TEXT = 30

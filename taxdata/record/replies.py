@@ -14,6 +14,7 @@ from taxdata.errors import ServerError
 from taxdata.store.strictjson import (
     MAX_DEPTH,
     DuplicateKeyError,
+    may_hold_problem,
     no_duplicate_keys,
     value_problem,
 )
@@ -94,7 +95,7 @@ def parse_reply(text: str) -> dict[str, Any]:
         raise ReplyError(f"{_REPLY}: invalid JSON: {exc}") from None
     if text[end:].strip():
         raise ReplyError(f"{_REPLY}: prose after JSON")
-    problem = value_problem(value)
+    problem = value_problem(value) if may_hold_problem(text) else None
     if problem:  # too deep, an integer beyond the calculator's, a lone surrogate
         raise ReplyError(f"{_REPLY}: {problem}")
     if not isinstance(value, dict):  # only an array can get here: text starts with { or [

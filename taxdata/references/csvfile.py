@@ -20,9 +20,6 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 
-import pycountry
-
-from taxdata.countries.facts import iso_code, match_registry
 from taxdata.countries.registry import Registry
 from taxdata.references.rates import parse_rate
 from taxdata.references.table import Reference, ReferenceRow, ReferenceTableError, bounded
@@ -155,6 +152,11 @@ def load_reference_csv(path: str | Path, registry: Registry,
 def _match(name: str, registry: Registry) -> tuple[str | None, str | None]:
     """(registry slug, ISO code) of a row's name; a code in brackets (``Austria (AT)``) helps
     only where the name alone does not match."""
+    # The country facts (ISO codes, CLDR names) load only when a CSV is read.
+    import pycountry
+
+    from taxdata.countries.facts import iso_code, match_registry
+
     slug, code = match_registry(name, registry), iso_code(name)
     bracket = re.search(r"\(([A-Z]{2})\)", name)
     if bracket and pycountry.countries.get(alpha_2=bracket.group(1)) is not None:

@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING
 
 from taxdata.clients.http import RetryPolicy
 from taxdata.clients.wikipedia import WikipediaClient, WikipediaError
-from taxdata.countries.facts import iso_code, match_registry
 from taxdata.countries.registry import Registry
 from taxdata.log import logger, thread_label
 from taxdata.references.rates import parse_rate
@@ -143,6 +142,9 @@ def _list_row(cells: list[Tag], columns: dict[str, int], registry: Registry) -> 
     if not name:
         return None
     vat_cell, top_cell, further = cell("vat"), cell("top") or cell("individual"), cell("further")
+    # The country facts (ISO codes, CLDR names) load only when a list page is read.
+    from taxdata.countries.facts import iso_code, match_registry
+
     return ReferenceRow(
         name=name, slug=match_registry(name, registry), code=iso_code(name),
         vat=parse_rate(_cell_text(vat_cell), "vat") if vat_cell is not None else None,

@@ -16,7 +16,9 @@ Rendered with Jinja2 (autoescaped) and inline SVG.
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import os
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -40,12 +42,37 @@ def show_value(value: Any) -> str:
     return str(value)
 
 
-@functools.lru_cache(maxsize=1)
-def _environment() -> jinja2.Environment:
-    # One per process: its template cache spares a recompile per report (runs in one process:
-    # the tests, a demo's steps).
+TEMPLATE_CACHE = ".cache/templates"  # in the data directory: the compiled page template
+
+
+class _TemplateCache(jinja2.FileSystemBytecodeCache):
+    """The compiled template, kept between runs: compiling it costs a run 50 ms, reading it back
+    a few. Jinja2 checks it against the template's source (a changed template is compiled
+    again); a cache that cannot be read or written is passed over, never an error."""
+
+    def load_bytecode(self, bucket: jinja2.bccache.Bucket) -> None:
+        try:
+            super().load_bytecode(bucket)
+        except Exception:  # noqa: BLE001 - cut short, or not ours (unpickling fails many ways)
+            bucket.reset()
+
+    def dump_bytecode(self, bucket: jinja2.bccache.Bucket) -> None:
+        with contextlib.suppress(OSError):  # a full or read-only disk: the next run compiles
+            super().dump_bytecode(bucket)
+
+
+@functools.lru_cache(maxsize=4)
+def _environment(cache_dir: str | None = None) -> jinja2.Environment:
+    # One per process and cache: its template cache spares a recompile per report (runs in one
+    # process: the tests, a demo's steps); the bytecode cache, one per run.
+    cache = None
+    if cache_dir is not None:
+        with contextlib.suppress(OSError):
+            os.makedirs(cache_dir, exist_ok=True)
+            cache = _TemplateCache(cache_dir)
     environment = jinja2.Environment(loader=jinja2.PackageLoader("taxdata.report", "templates"),
-                                     autoescape=True, trim_blocks=True, lstrip_blocks=True)
+                                     autoescape=True, trim_blocks=True, lstrip_blocks=True,
+                                     bytecode_cache=cache)
     environment.filters["figure"] = show_value
     return environment
 
@@ -53,10 +80,11 @@ def _environment() -> jinja2.Environment:
 def render_html(report: Mapping[str, Any], recorded: Sequence[Event],
                 dataset: Mapping[str, Any] | None = None, *,
                 previous: Mapping[str, Any] | None = None, sources: SourceTexts | None = None,
-                title: str = "taxdata run report") -> str:
+                title: str = "taxdata run report", cache_dir: str | None = None) -> str:
     """The whole page for one run (``recorded``: its events; ``previous``: the dataset's
-    countries before it; ``sources``: the source texts the quotes are shown in) as a string."""
-    return _environment().get_template("run_report.html.j2").render(
+    countries before it; ``sources``: the source texts the quotes are shown in; ``cache_dir``:
+    where the compiled template is kept between runs) as a string."""
+    return _environment(cache_dir).get_template("run_report.html.j2").render(
         title=title, report=report, review=review(report, dataset, previous, sources),
         endpoint_lines=report.get("llm_endpoints") or [], **timeline_view(recorded))
 
@@ -71,5 +99,6 @@ def write_html_report(data, json_relpath: str, report: Mapping[str, Any],
                       previous: Mapping[str, Any] | None = None,
                       sources: SourceTexts | None = None) -> Path:
     """Write the page beside the JSON report through ``data`` (a DataDir: atomic, locked)."""
-    page = render_html(report, recorded_events(), dataset, previous=previous, sources=sources)
+    page = render_html(report, recorded_events(), dataset, previous=previous, sources=sources,
+                       cache_dir=str(data.path(TEMPLATE_CACHE)))
     return data.write_text(str(Path(json_relpath).with_suffix(".html")), page)

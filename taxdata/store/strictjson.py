@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from typing import Any
 
 from taxdata.errors import DataError
@@ -100,6 +101,20 @@ def _deeper_than(value: Any, limit: int) -> bool:
 # integer is in range) is then a plain substring search, far cheaper than a regex.
 _DIGITS_ONLY = bytes(48 if 48 <= byte <= 57 else 32 for byte in range(256))
 _SIXTEEN_DIGITS = b"0" * 16
+
+
+_EXPONENT = re.compile(r"\d[eE]")
+
+
+def may_hold_problem(text: str) -> bool:
+    """False when the JSON value parsed from ``text`` cannot hold what :func:`value_problem`
+    reports: fewer brackets than :data:`MAX_DEPTH`, no run of 16 digits (every shorter integer
+    is in range), no exponent (a finite literal without one is a finite float), no escape and
+    no character beyond ASCII (so no lone surrogate). Reading ``text`` this way costs a
+    fraction of walking the value; True only says the walk is needed."""
+    return (text.count("{") + text.count("[") >= MAX_DEPTH or not text.isascii()
+            or "\\u" in text or _EXPONENT.search(text) is not None
+            or _SIXTEEN_DIGITS in text.encode("ascii").translate(_DIGITS_ONLY))
 
 
 def encode_checked(value: Any) -> tuple[str | None, bytes | None]:

@@ -273,8 +273,10 @@ class Extractor:
                 rejected_after_all(country, check.failed, result.replies)
                 raise ExtractionFailed(check.failed, result.asked, result.http_attempts,
                                        unsupported, result.replies)
-            outcome = validate_extraction(check.extraction.model_dump(), country)
-            if not outcome.ok:  # withholding figures must never make a record invalid
+            # Nothing withheld: the extraction is the one just validated, unchanged.
+            outcome = (validate_extraction(check.extraction.model_dump(), country)
+                       if check.unsupported else None)
+            if outcome is not None and not outcome.ok:  # withholding must never make it invalid
                 reason = ("figures withheld for want of evidence leave an invalid record: "
                           + "; ".join(outcome.errors))
                 rejected_after_all(country, reason, result.replies)

@@ -75,3 +75,7 @@ def test_an_update_run_without_html_never_imports_the_html_parser(tmp_path):
         assert len([b for b in server.chats if "Germany" in json.dumps(b)]) >= 1  # it ran
     assert "taxdata.update.run" in modules and "pydantic" in modules
     assert [name for name in ("bs4", "soupsieve", "lxml") if name in modules] == []
+    # No bar drawn (--no-progress), no CSV reference read: neither tqdm nor the country facts
+    # (pycountry, babel, countryinfo) are loaded.
+    assert [name for name in ("tqdm", "pycountry", "babel", "countryinfo",
+                              "taxdata.countries.facts") if name in modules] == []

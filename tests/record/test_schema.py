@@ -624,6 +624,16 @@ def test_diff_identical_and_numeric_equality():
     assert summarize_changes([]) == "no changes"
 
 
+def test_diff_unchanged_record_and_differences_json_keeps_apart():
+    old = _record()
+    assert diff_records(old, copy.deepcopy(old)) == []  # equal JSON: no walk needed
+    new = copy.deepcopy(old)
+    new["vat"]["hasVAT"] = 1  # True == 1 in Python, not in a record
+    assert diff_records(old, new) == [FieldChange("vat.hasVAT", True, 1)]
+    reordered = dict(reversed(list(old.items())))  # other key order: walked, still no change
+    assert diff_records(old, reordered) == []
+
+
 def test_diff_paths():
     old = _record()
     new = copy.deepcopy(old)

@@ -81,6 +81,34 @@ def test_timeline_pairs_requests_by_id_and_classifies_outcomes():
     assert 'class="limit"' in page and "1 change(s) logged by [ADAPT]" in page
 
 
+def test_the_compiled_template_is_kept_between_runs(tmp_path, monkeypatch):
+    from jinja2 import Environment
+
+    from taxdata.report import html as report_html
+
+    compiled: list[str] = []
+    compile_template = Environment.compile
+
+    def counting(self, source, name=None, *args, **kwargs):
+        compiled.append(name)
+        return compile_template(self, source, name, *args, **kwargs)
+
+    monkeypatch.setattr(Environment, "compile", counting)
+    report = {"countries": {}, "counts": {}}
+    cache = tmp_path / "templates"
+    for _ in range(2):  # a fresh environment each time: two processes, one after the other
+        report_html._environment.cache_clear()
+        first = render_html(report, [], cache_dir=str(cache))
+    assert compiled == ["run_report.html.j2"]  # compiled once; the second run read it back
+    assert any(cache.iterdir())
+    for kept in cache.iterdir():  # a cache file cut short is compiled again, not an error
+        kept.write_bytes(kept.read_bytes()[:20])
+    report_html._environment.cache_clear()
+    assert render_html(report, [], cache_dir=str(cache)) == first
+    assert compiled == ["run_report.html.j2"] * 2
+    report_html._environment.cache_clear()
+
+
 def test_a_run_without_requests_says_so():
     page = render_html({"countries": {"a": {"status": "UNCHANGED", "reason": "up to date"}},
                         "counts": {"UNCHANGED": 1}}, [])

@@ -12,6 +12,7 @@ from taxdata.store.strictjson import (
     JSONProblem,
     encode_checked,
     loads,
+    may_hold_problem,
     value_problem,
 )
 
@@ -63,3 +64,30 @@ def test_encode_checked_is_the_c_encoding_when_there_is_no_problem():
         nested.append([])
         nested = nested[0]
     assert "nested deeper than 64 levels" in encode_checked({"d": deep})[0]
+
+
+_DEEP = "[" * (MAX_DEPTH + 1) + "]" * (MAX_DEPTH + 1)
+
+
+@pytest.mark.parametrize("text", [
+    _DEEP,  # too deep
+    '{"max": 9007199254740993}',  # beyond the calculator's integers
+    '{"rate": 1e999}',  # a literal that is not a finite float
+    '{"note": "\\ud800"}',  # a lone surrogate, escaped
+    '{"note": "\ud800"}',  # and raw
+])
+def test_may_hold_problem_whenever_value_problem_finds_one(text):
+    value = json.loads(text)
+    assert value_problem(value) is not None
+    assert may_hold_problem(text)
+
+
+@pytest.mark.parametrize("text, needs_walk", [
+    ('{"vat": {"standard": 21, "reduced": [9.5, 0]}, "notes": "a [b] {c}"}', False),
+    ('{"rate": 1.5e1}', True),  # an exponent: walk (finite here, but only the walk says so)
+    ('{"name": "Zürich"}', True),  # beyond ASCII: walk
+    ('{"sha": "1234567890123456"}', True),  # a 16-digit run, even in a string: walk
+])
+def test_may_hold_problem_is_false_only_for_plain_text(text, needs_walk):
+    assert value_problem(json.loads(text)) is None
+    assert may_hold_problem(text) is needs_walk
