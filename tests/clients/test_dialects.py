@@ -9,6 +9,7 @@ import pytest
 
 from taxdata.clients.dialects import (
     DIALECTS,
+    Chunk,
     FormChoice,
     OllamaDialect,
     OpenAIDialect,
@@ -105,6 +106,49 @@ def test_chunks_of_each_family():
     assert (usage.final, usage.prompt_tokens, usage.cached_tokens) == (False, 9, 3)
     thinking = openai.chunk({"choices": [{"delta": {"reasoning_content": "hm"}}]})
     assert thinking.thinking and thinking.text == ""
+
+
+_OBJECTS = {
+    "ollama": [
+        {"model": "m", "message": {"role": "assistant", "content": "to"}, "done": False},
+        {"message": {"content": "to"}, "done": False},
+        {"message": {"content": ""}, "done": False},
+        {"message": {"content": "x", "thinking": "hm"}, "done": False},
+        {"message": {"content": "x"}},  # no "done": not known to be mid-stream
+        {"message": {"content": "x"}, "done": False, "eval_count": 3},
+        {"message": {"content": 5}, "done": False},
+        {"message": "x", "done": False},
+        {"message": {"content": "x"}, "done": True, "done_reason": "stop"},
+        {"error": "gone", "done": False},
+    ],
+    "openai": [
+        {"model": "m", "choices": [{"delta": {"content": "ke"}, "finish_reason": None}]},
+        {"choices": [{"delta": {"content": "ke"}}]},
+        {"choices": [{"delta": {"content": ""}}]},
+        {"choices": [{"delta": {"content": "ke"}, "finish_reason": "stop"}]},
+        {"choices": [{"delta": {"content": "ke", "reasoning_content": "hm"}}]},
+        {"choices": [{"delta": {"content": "ke"}}], "usage": {"prompt_tokens": 3}},
+        {"choices": [{"delta": {"content": "ke"}}], "timings": {"cache_n": 7}},
+        {"choices": [{"delta": {"content": "a"}}, {"delta": {"content": "b"}}]},
+        {"choices": [{"message": {"content": "ke"}}]},
+        {"choices": []},
+        {"error": {"message": "x"}, "choices": [{"delta": {"content": "ke"}}]},
+    ],
+}
+
+
+@pytest.mark.parametrize("family", ["ollama", "proxy", "openai"])
+def test_a_plain_token_reads_as_chunk_would_read_it(family):
+    dialect = DIALECTS[family]
+    taken = 0
+    for data in _OBJECTS["openai" if family == "openai" else "ollama"]:
+        plain = dialect.token(data)
+        if plain is None:
+            continue  # the reader takes it whole, through chunk()
+        taken += 1
+        text, model = plain
+        assert dialect.chunk(data) == Chunk(text, model=model), data
+    assert taken == 2  # the short path is taken for the plain tokens, and only for them
 
 
 @pytest.mark.parametrize("form,carried", [("json_schema", True), ("json_object_schema", True),

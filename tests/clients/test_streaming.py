@@ -274,3 +274,19 @@ def test_the_request_deadline_ends_a_drip_feeding_server(headers):
     finally:
         server.close()
     assert server.connections == 2
+
+
+@pytest.mark.parametrize("pieces, closed, after", [
+    (['{"a": ', '"x', '"}', " "], True, " "),
+    (['{"a": "x\\', 'n', '"}'], True, ""),  # an escape split across tokens: "\n", then "
+    (['{"a": "x\\', '"', 'more', '"}', "tail"], True, "tail"),  # an escaped quote
+    (['{"a": "}', ' still inside', '"'], False, ""),  # a brace in a string closes nothing
+    (["Sure: ", "{", '"b": {"c": 1}', "}", "`", "``"], True, "```"),
+])
+def test_json_end_follows_the_object_across_tokens(pieces, closed, after):
+    from taxdata.clients.stream import JsonEnd
+
+    end = JsonEnd()
+    for piece in pieces:
+        end.feed(piece)
+    assert (end.closed, end.after) == (closed, after)
