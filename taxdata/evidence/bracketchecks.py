@@ -46,9 +46,12 @@ class Bounds:
         return cls(own, marks, [b.rate for b in brackets])
 
 
+_BRACKET_PATH = re.compile(r"brackets\[(\d+)\]\.(rate|min|max)")
+
+
 def bracket_reason(path: str, quoted: Quoted, hits: list[Number], bounds: Bounds | None,
                     strict: bool) -> str | None:
-    match = re.fullmatch(r"brackets\[(\d+)\]\.(rate|min|max)", path)
+    match = _BRACKET_PATH.fullmatch(path) if path.startswith("brackets[") else None
     if not match or bounds is None or len(bounds.own) <= 1:
         return None
     i = int(match.group(1))

@@ -141,9 +141,12 @@ def _is_income(path: str) -> bool:
     return path == "system" or path.startswith("brackets")
 
 
+_DOTTED_INDEX = re.compile(r"\.(\d+)(?=\.|$)")
+
+
 def _field_path(field_name: str) -> str:
     # "brackets.1.rate" and "brackets[1].rate" name the same figure.
-    return re.sub(r"\.(\d+)(?=\.|$)", r"[\1]", field_name.strip().replace(" ", ""))
+    return _DOTTED_INDEX.sub(r"[\1]", field_name.strip().replace(" ", ""))
 
 
 def check_evidence(extraction: Extraction, quotes: list[Quote],

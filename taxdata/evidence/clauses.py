@@ -185,7 +185,7 @@ def qualifier_reason(path: str, value: Any, quoted: Quoted, hit: Number) -> str 
         if span:
             return f"the quote gives a range ({span}), not one rate"
     context = quoted.where.context
-    if re.search(r"\.(?:max|min)$", path) and (_PERIOD.search(clause) or (
+    if path.endswith((".max", ".min")) and (_PERIOD.search(clause) or (
             _PERIOD.search(context) and not _ANNUAL.search(context))):
         return f"the quote gives {shown} per month or week; bracket thresholds are annual"
     return None

@@ -14,7 +14,7 @@ import functools
 import math
 import re
 import unicodedata
-from dataclasses import dataclass
+from typing import NamedTuple
 
 __all__ = ["ROW_BREAK", "NUMBER", "Number", "normalise", "normalise_quote", "normalise_cell",
            "numbers_in", "same_number", "is_row", "SPACES"]
@@ -118,9 +118,8 @@ def normalise_quote(quote: str) -> str:
 NUMBER = re.compile(r"(?<![\d.,])(\d+(?:\.\d+)?)(%?)")
 
 
-@dataclass(frozen=True)
-class Number:
-    """A number found in a normalised text, and where."""
+class Number(NamedTuple):
+    """A number found in a normalised text, and where (a tuple: dozens are made per figure)."""
 
     value: float
     percent: bool

@@ -74,8 +74,11 @@ def topic_of(path: str) -> str:
     return "income"
 
 
+_INDEX = re.compile(r"\[\d+\]$")
+
+
 def label_key(path: str) -> str | None:
-    key = re.sub(r"\[\d+\]$", "", path)
+    key = _INDEX.sub("", path) if path.endswith("]") else path
     return key if key in LABELS else None
 
 
