@@ -141,10 +141,13 @@ def read_reply(response: requests.Response, dialect: Dialect, watch: Watch, *, m
                                 "(TAXDATA_MAX_REPLY_BYTES); not read further")
         if reader.result.final or reader.result.done_marker:
             after_final += len(data)
-        buffer += data
-        *lines, buffer = buffer.split(b"\n")
-        for line in lines:
-            reader.line(line)
+        if not buffer and data.endswith(b"\n") and data.count(b"\n") == 1:
+            reader.line(data)  # one whole line (a streaming server's chunk): nothing to split
+        else:
+            buffer += data
+            *lines, buffer = buffer.split(b"\n")
+            for line in lines:
+                reader.line(line)
         if reader.result.cut or reader.result.error or after_final > READ_SIZE:
             reader.result.text = reader.text
             return reader.result
@@ -231,7 +234,11 @@ class _Reader:
         result.tokens += 1
         if model is not None:
             result.model = model
-        self.check_cut()
+        json_end = self.json_end
+        if (self.cap is not None and result.tokens > self.cap + CAP_SLACK) or (
+                json_end is not None and (json_end.closed or json_end.escape
+                                          or _STRUCTURAL.search(text) is not None)):
+            self.check_cut()  # near a cut: the whole check (a token of plain words is not)
 
     def take(self, chunk: Chunk) -> None:
         result = self.result

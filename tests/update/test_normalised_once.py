@@ -68,3 +68,29 @@ def test_a_split_source_reads_each_part_once(server, data, monkeypatch):
     # Each part once, the whole file once (its own original), nothing read twice.
     assert set(read.values()) == {1}
     assert sum(read.values()) == parts + 1
+
+
+def test_the_run_collects_cycles_less_often_and_puts_the_collector_back(server, data):
+    """A country's short-lived objects are freed by reference counting: during a run the cyclic
+    collector waits for YOUNG_OBJECTS new ones (its default, 700, walked the run's heap again
+    and again); after it, the process's own setting is back (tests and the demo run many)."""
+    import gc
+
+    from taxdata.update.run import YOUNG_OBJECTS
+
+    seen: list[int] = []
+    script = Script({slug: reply(slug) for slug in COUNTRIES})
+
+    def responder(body):  # in this process: the server answers while the run is on
+        seen.append(gc.get_threshold()[0])
+        return script(body)
+
+    for slug in COUNTRIES:
+        put_taxation(data, slug, generic=True)
+    server.responder = responder
+    before = gc.get_threshold()
+    proc = run_updater(data, server.url("proxy"), "--no-list-reference", "--countries",
+                       ",".join(COUNTRIES))
+    assert proc.returncode == 0, proc.stderr
+    assert len(seen) >= len(COUNTRIES) and set(seen) == {max(YOUNG_OBJECTS, before[0])}
+    assert gc.get_threshold() == before
