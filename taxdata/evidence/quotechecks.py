@@ -241,14 +241,17 @@ def _label_reason(path: str, value: Any, quoted: Quoted, hits: list[Number],
     if label is None:
         return None
     keys = (label, RIVALS[label])
-    nearest = {_label_of(quoted, n, keys) for n in hits}
+    # Each number's label, found once (the hits are among the quote's rates).
+    labels = {n: _label_of(quoted, n, keys)
+              for n in (*hits, *(n for n in quoted.numbers if n.percent))}
+    nearest = {labels[n] for n in hits}
     if label not in nearest and None not in nearest:
         return f"the quote gives {fmt(value)} as the {LABELS[RIVALS[label]][0]} rate"
     # An unlabelled rate is fine alone, or beside rates labelled as something else
     # ("the consumption tax is 10 %, with a reduced rate of 8 %"); not in a bare list.
     # (A rate its own clause disqualifies, "from 19 %" of a change, is no rival.)
     unlabelled = {n.value for n in quoted.numbers
-                  if n.percent and _label_of(quoted, n, keys) is None
+                  if n.percent and labels[n] is None
                   and qualifier_reason(path, n.value, quoted, n) is None}
     if label not in nearest and len(unlabelled) > 1:
         return (f"the quote states several rates and does not say which is the "
