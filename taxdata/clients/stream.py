@@ -72,13 +72,19 @@ class JsonEnd:
         self.closed = False
         self.after = ""
 
+    def wants(self, piece: str) -> bool:
+        """Whether ``piece`` can change what this follower says: once the object has closed,
+        or when it holds a brace, a quote or a backslash (or an escape is pending); most
+        tokens are plain words."""
+        return self.closed or self.escape or _STRUCTURAL.search(piece) is not None
+
     def feed(self, piece: str) -> None:
         """Read the next piece of the reply."""
         if self.closed:
             self.after += piece
             return
-        if not self.escape and _STRUCTURAL.search(piece) is None:
-            return  # no brace, quote or backslash (most tokens): nothing changes
+        if not self.wants(piece):
+            return
         for index, char in enumerate(piece):
             if self.in_string:
                 if self.escape:
@@ -234,11 +240,9 @@ class _Reader:
         result.tokens += 1
         if model is not None:
             result.model = model
-        json_end = self.json_end
         if (self.cap is not None and result.tokens > self.cap + CAP_SLACK) or (
-                json_end is not None and (json_end.closed or json_end.escape
-                                          or _STRUCTURAL.search(text) is not None)):
-            self.check_cut()  # near a cut: the whole check (a token of plain words is not)
+                self.json_end is not None and self.json_end.wants(text)):
+            self.check_cut()  # only a token that can cut the reply needs the whole check
 
     def take(self, chunk: Chunk) -> None:
         result = self.result

@@ -25,7 +25,7 @@ __all__ = ["CLAUSE_BREAKS", "COMMA_BREAKS", "Quoted", "blank_parentheses", "regi
            "is_example", "qualifier_reason"]
 
 _EXAMPLE_CONTEXT = words(r"\bexamples?\b|\billustrat|\bworked\b|\bcalculations?\b|"
-                              r"\bscenarios?\b|\bhypothetical")
+                         r"\bscenarios?\b|\bhypothetical")
 _EXAMPLE_TEXT = words(
     r"^(?:- )?(?:for example|for instance|e\.g\.|example|suppose|consider|assume|assuming|imagine|"
     r"if (?:you|a person|an employee|someone|a single|a resident|an individual))\b|"
@@ -39,33 +39,33 @@ CLAUSE_BREAKS = re.compile(r"[,;]|\.\s| and | while | whereas | but ")
 COMMA_BREAKS = re.compile(r"[,;]|\.\s")
 _PHRASE_BREAKS = re.compile(r";|\.\s")
 _HISTORY_YEAR = words(r"\b(?:until|till|prior to|before|up until)\s+"
-                           r"(?:(?:the )?(?:end of |start of )?(?:\d{1,2} )?[a-z]+ )?"
-                           r"(?:19|20)\d{2}\b")
+                      r"(?:(?:the )?(?:end of |start of )?(?:\d{1,2} )?[a-z]+ )?"
+                      r"(?:19|20)\d{2}\b")
 _PAST = words(r"\b(?:formerly|previously|earlier|used to|had been|no longer|"
-                   r"until recently|abolished|repealed|replaced|old rate|former rate|"
-                   r"original rate|temporar\w*|was|were)\b")
+              r"until recently|abolished|repealed|replaced|old rate|former rate|"
+              r"original rate|temporar\w*|was|were)\b")
 _PRESENT = words(r"\b(?:applies|apply|is|are|remains|remain|will|continues)\b")
 _YEAR = words(r"\b(?:19|20)\d{2}\b")
 _CHANGE = words(r"\b(?:raised|increased|reduced|cut|lowered|changed|set|fixed|rose|fell|"
-                     r"went up|went down|moved|hiked|brought|introduced|levied)\b")
+                r"went up|went down|moved|hiked|brought|introduced|levied)\b")
 _APPROXIMATE = words(r"\baverag|\bmean\b|\bmedian\b|\btypical|\bapprox|\babout \d|"
-                          r"\u2248|~ ?\d|\baround \d|\broughly|\bestimated|"
-                          r"\beffective (?:tax )?rates?\b|\bweighted|\bnearly \d|\balmost \d")
+                     r"\u2248|~ ?\d|\baround \d|\broughly|\bestimated|"
+                     r"\beffective (?:tax )?rates?\b|\bweighted|\bnearly \d|\balmost \d")
 _SHARE = words(r"\bof (?:total |all )?(?:tax |government |state )?(?:revenues?|receipts|"
-                    r"gdp|collections)\b|\bshare of\b")
+               r"gdp|collections)\b|\bshare of\b")
 _SUBNATIONAL = words(r"municipal|\blocal\b|provinc|\bregional|\bcanton|communal|\bcounty|"
-                          r"\bcity\b|church|prefect|\bstates?\b(?= (?:and local|sales|income|"
-                          r"level|taxes?\b))|\beach state|state-level|\bby (?:the )?states\b|"
-                          r"\bhst\b|harmoni[sz]ed|\bpst\b|\bqst\b|\brst\b")
+                     r"\bcity\b|church|prefect|\bstates?\b(?= (?:and local|sales|income|"
+                     r"level|taxes?\b))|\beach state|state-level|\bby (?:the )?states\b|"
+                     r"\bhst\b|harmoni[sz]ed|\bpst\b|\bqst\b|\brst\b")
 _NATIONAL = words(r"\bnational|\bfederal|\bcentral\b")
 _ADDITION = words(r"\bexcluding\b|\bexcl\b|\bexclusive of\b|\bnot includ|\bin addition\b|"
-                       r"\bon top\b|\bplus\b|\bbefore\b|\badditional")
+                  r"\bon top\b|\bplus\b|\bbefore\b|\badditional")
 _INCLUSIVE = words(r"includ|\bincl\b|inclusive|combined|\btotal\b|together with|"
-                        r"altogether|overall|all-in")
+                   r"altogether|overall|all-in")
 # What a total may add to the national rate: local taxes, surcharges, church tax.
 _EXTRA = words(_SUBNATIONAL.pattern + r"|surcharge|solidarity|\bchurch")
 _PERIOD = words(r"per month|monthly|a month\b|/ ?month|per week|weekly|/ ?week|per day|"
-                     r"daily|per fortnight|fortnightly")
+                r"daily|per fortnight|fortnightly")
 _ANNUAL = words(r"\bannual|\byearly\b|per year|a year\b|per annum|/ ?year")
 _DASH_RANGE = re.compile(r"(\d+(?:\.\d+)?)%?\s*-\s*(\d+(?:\.\d+)?)%")
 _WORD_RANGE = re.compile(r"\b(?:between|from|ranging from|ranges? from|varies from|varying from|"

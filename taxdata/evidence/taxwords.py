@@ -22,8 +22,8 @@ _TOPIC_WORDS = {
 }
 # Another tax named without the figure's own: e.g. "corporate tax is 25 %" as a VAT rate.
 OTHER_TAX = words(r"corporat|compan|capital gain|dividend|withholding|property|"
-                        r"inheritance|excise|customs|stamp duty|\bcit\b|\bipi\b|\bduty\b|"
-                        r"\bduties\b|wealth tax|land tax|gift tax|estate tax")
+                  r"inheritance|excise|customs|stamp duty|\bcit\b|\bipi\b|\bduty\b|"
+                  r"\bduties\b|wealth tax|land tax|gift tax|estate tax")
 TOPIC_WORDS: dict[str, Words] = {topic: words(p) for topic, p in _TOPIC_WORDS.items()}
 OWN_WORDS_OVER_OTHER: dict[str, Words] = {topic: words(p) for topic, p in {
     "vat": _TOPIC_WORDS["vat"],
@@ -55,13 +55,13 @@ SYSTEM_WORDS: dict[str, Words] = {system: words(p) for system, p in {
 }.items()}
 # A flat rate of the income tax as a whole, not of one kind of payment.
 FLAT_SCOPE = words(r"income tax|all (?:\w+ ){0,2}income|personal income|\bsystem\b|"
-                         r"personal tax|single rate|one rate|same rate|uniform|proportional|"
-                         r"regardless|all residents|all individuals")
+                   r"personal tax|single rate|one rate|same rate|uniform|proportional|"
+                   r"regardless|all residents|all individuals")
 # Picked by code, not vouched for by a model: "no" or "free" alone says too little.
 ZERO_STRICT = words(r"\bno\b[^.;]{0,40}\btax|\bnot\b[^.;]{0,30}\b(?:tax|levy|levied|impose)|"
-                r"\bnone\b|abolished|exempt from[^.;]{0,20}income tax|\b0%|\b0$")
+                    r"\bnone\b|abolished|exempt from[^.;]{0,20}income tax|\b0%|\b0$")
 TAX_FREE = words(r"tax[- ]free|\bexempt\b|\bnot taxed\b|\buntaxed\b|\bzero[- ]rated?\b|"
-                       r"\bnil rate")
+                 r"\bnil rate")
 
 
 
