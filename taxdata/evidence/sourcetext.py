@@ -312,16 +312,16 @@ class Source:
         when the quote is verbatim, else the fewest whole words whose normal form holds it."""
         lo, hi = occurrence.passages[0].start, occurrence.passages[-1].end
         window = self.text[lo:hi]
+        exact = quote.strip().strip("\"'\u201c\u201d").strip()
+        at = window.find(exact) if exact else -1
+        if at != -1:  # verbatim (most quotes): no words to weigh
+            return lo + at, lo + at + len(exact)
         wanted = normalise_quote(quote)
         words = [m.span() for m in re.finditer(r"\S+", window)]
 
         def holds(a: int, b: int) -> bool:
             return bool(_occurrences(wanted, normalise(window[words[a][0]:words[b][1]])))
 
-        exact = quote.strip().strip("\"'\u201c\u201d").strip()
-        at = window.find(exact) if exact else -1
-        if at != -1:
-            return lo + at, lo + at + len(exact)
         last = len(words) - 1
         if last < 0 or not holds(0, last):  # cannot happen for a found quote; be safe
             return lo, hi
