@@ -207,10 +207,10 @@ class _NoBar:
     """The bar when none is drawn (no terminal, --no-progress): tqdm is not even imported."""
 
     def update(self, n: int = 1) -> None:
-        pass
+        """A task finished: nothing to draw."""
 
     def close(self) -> None:
-        pass
+        """The run ended: nothing to clear."""
 
 
 def _bar(total: int, what: str, shown: bool) -> Any:
