@@ -10,7 +10,6 @@ saved. Every text and figure here is FIXTURE data, not real tax data.
 from __future__ import annotations
 
 import json
-import os
 import re
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -18,6 +17,7 @@ from typing import Any
 
 import pytest
 from _programs import Run, run_main
+from _updater import script_env
 
 from taxdata.clients.revisions import Revision, stable_revision
 from taxdata.clients.wikipedia import NoStableRevision, WikipediaClient
@@ -144,10 +144,8 @@ def respond(body: dict) -> Any:
 @pytest.fixture
 def env(tmp_path, llm_server, wiki) -> dict[str, str]:
     llm_server.responder = respond
-    base = {k: v for k, v in os.environ.items() if not k.startswith("TAXDATA_")}
-    base.update({"TAXDATA_DATA_DIR": str(tmp_path / "data"), "TAXDATA_LLM_URL": llm_server.url(),
-                 "TAXDATA_WIKIPEDIA_API": wiki.api_url, "TAXDATA_MAX_RETRIES": "1"})
-    return base
+    return script_env(tmp_path / "data", llm_server.url(),
+                      {"TAXDATA_WIKIPEDIA_API": wiki.api_url, "TAXDATA_MAX_RETRIES": "1"})
 
 
 def run(script: str, env: dict[str, str], *args: str) -> Run:

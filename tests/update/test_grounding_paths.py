@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import shutil
 from pathlib import Path
@@ -25,6 +24,7 @@ from typing import Any
 
 import pytest
 from _programs import Run, run_main
+from _updater import script_env
 
 from taxdata.evidence.check import required_paths
 from taxdata.record.models import Extraction
@@ -140,10 +140,8 @@ def wiki():
 @pytest.fixture
 def env(tmp_path, llm_server, wiki) -> dict[str, str]:
     llm_server.responder = respond
-    base = {k: v for k, v in os.environ.items() if not k.startswith("TAXDATA_")}
-    base.update({"TAXDATA_DATA_DIR": str(tmp_path / "data"), "TAXDATA_LLM_URL": llm_server.url(),
-                 "TAXDATA_WIKIPEDIA_API": wiki.api_url, "TAXDATA_MAX_RETRIES": "1"})
-    return base
+    return script_env(tmp_path / "data", llm_server.url(),
+                      {"TAXDATA_WIKIPEDIA_API": wiki.api_url, "TAXDATA_MAX_RETRIES": "1"})
 
 
 def run(script: str, env: dict[str, str], *args: str) -> Run:
