@@ -22,6 +22,7 @@ from typing import Any, Callable, Iterator
 import requests
 import urllib3.exceptions
 
+from taxdata.clients.chunked import READ_SIZE, blocks_of
 from taxdata.clients.dialects import Chunk, Dialect
 from taxdata.clients.watch import Watch
 
@@ -29,7 +30,6 @@ from taxdata.clients.watch import Watch
 TRAILING_WHITESPACE = 64
 # Tokens past the cap a server may send before the client cuts (some count a few differently).
 CAP_SLACK = 16
-READ_SIZE = 65536
 
 
 class StreamBroken(Exception):
@@ -79,18 +79,26 @@ class JsonEnd:
         return self.closed or self.escape or _STRUCTURAL.search(piece) is not None
 
     def feed(self, piece: str) -> None:
-        """Read the next piece of the reply."""
+        """Read the next piece of the reply (only its braces, quotes and backslashes matter)."""
         if self.closed:
             self.after += piece
             return
         if not self.wants(piece):
             return
-        for index, char in enumerate(piece):
+        skip = 0  # characters before this index are escaped (or already read)
+        if self.escape:
+            self.escape, skip = False, 1
+        for match in _STRUCTURAL.finditer(piece, skip):
+            index = match.start()
+            if index < skip:
+                continue
+            char = piece[index]
             if self.in_string:
-                if self.escape:
-                    self.escape = False
-                elif char == "\\":
-                    self.escape = True
+                if char == "\\":
+                    if index + 1 == len(piece):
+                        self.escape = True  # the next piece's first character is escaped
+                        return
+                    skip = index + 2
                 elif char == '"':
                     self.in_string = False
             elif char == "{":
@@ -106,6 +114,22 @@ class JsonEnd:
                     self.closed = True
                     self.after = piece[index + 1:]
                     return
+
+    def feed_open(self, text: str) -> bool:
+        """Feed ``text`` unless the object closes in it (or has closed): then nothing is read
+        and it says False, so the caller can feed the pieces one by one and cut at the right
+        one."""
+        if self.closed:
+            return False
+        if not self.wants(text):
+            return True
+        state = self.depth, self.started, self.in_string, self.escape
+        self.feed(text)
+        if self.closed:
+            self.depth, self.started, self.in_string, self.escape = state
+            self.closed, self.after = False, ""
+            return False
+        return True
 
     def past_the_object(self) -> str | None:
         """Why the reply should stop now that its object has closed, if it should."""
@@ -147,13 +171,12 @@ def read_reply(response: requests.Response, dialect: Dialect, watch: Watch, *, m
                                 "(TAXDATA_MAX_REPLY_BYTES); not read further")
         if reader.result.final or reader.result.done_marker:
             after_final += len(data)
-        if not buffer and data.endswith(b"\n") and data.count(b"\n") == 1:
-            reader.line(data)  # one whole line (a streaming server's chunk): nothing to split
-        else:
-            buffer += data
-            *lines, buffer = buffer.split(b"\n")
-            for line in lines:
-                reader.line(line)
+        if buffer:
+            data = buffer + data
+        whole = data.rfind(b"\n") + 1  # the lines that have come whole; the rest waits
+        buffer = data[whole:]
+        if whole:
+            reader.block(data if whole == len(data) else data[:whole])
         if reader.result.cut or reader.result.error or after_final > READ_SIZE:
             reader.result.text = reader.text
             return reader.result
@@ -179,10 +202,15 @@ def _parse_object(line: bytes) -> Any:
 
 
 def _pieces(raw: Any) -> Iterator[bytes]:
-    """The body as it arrives. A chunked body (what streaming servers send) is read chunk by
-    chunk by urllib3's ``read_chunked``, under one error guard for the whole body (``read1`` per
-    token costs a guard, a context manager and four calls more each time); any other body by
-    ``read1``, which returns what has come (a plain ``read(n)`` would wait for n bytes)."""
+    """The body as it arrives. A chunked body (what streaming servers send) a block at a time:
+    every chunk one read brought (:mod:`taxdata.clients.chunked`), or, for a body that module
+    leaves alone, urllib3's ``read_chunked`` chunk by chunk under one error guard for the whole
+    body; any other body by ``read1``, which returns what has come (a plain ``read(n)`` would
+    wait for n bytes)."""
+    blocks = blocks_of(raw)
+    if blocks is not None:
+        yield from blocks
+        return
     if raw.chunked and raw.supports_chunked_reads():
         yield from raw.read_chunked(READ_SIZE)
         return
@@ -202,6 +230,84 @@ class _Reader:
         self.pieces: list[str] = []
         self.other: list[bytes] = []  # lines that are not stream objects (a whole JSON body?)
         self.objects = 0
+
+    def block(self, data: bytes) -> None:
+        """Whole lines (what one read brought). The plain tokens among them (nearly all) are
+        taken in one pass and counted once (:meth:`took`); any other line goes to :meth:`line`
+        in its turn. A cut or an error stops the block where :meth:`line` would have stopped."""
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError:  # a broken line: each line as it is, the broken one refused
+            for line in data.split(b"\n"):
+                self.line(line)
+                if self.result.cut or self.result.error:
+                    return
+            return
+        scan, token, result = _scan, self.dialect.token, self.result
+        pieces = self.pieces
+        first, model, pos, size = len(pieces), None, 0, len(text)
+        while pos < size:
+            eol = text.find("\n", pos)
+            if eol < 0:
+                eol = size
+            start = pos + 6 if text.startswith("data: {", pos) else pos  # OpenAI's events
+            if text.startswith("{", start):
+                try:
+                    value, end = scan(text, start)
+                    plain = token(value) if end <= eol and (
+                        end == eol or text[end:eol].isspace()) else None
+                except (StopIteration, ValueError, KeyError, IndexError, TypeError,
+                        AttributeError):
+                    plain = None
+                if plain is not None:
+                    pieces.append(plain[0])
+                    if plain[1] is not None:
+                        model = plain[1]
+                    pos = eol + 1
+                    continue
+            if pos == eol or text[pos:eol].isspace():  # a blank line (between events)
+                pos = eol + 1
+                continue
+            self.objects += len(pieces) - first
+            self.took(first, model)  # the tokens before this line count first
+            if result.cut:
+                return
+            self.line(text[pos:eol].encode("utf-8"))
+            if result.cut or result.error:
+                return
+            first, model, pos = len(pieces), None, eol + 1
+        self.objects += len(pieces) - first
+        self.took(first, model)
+
+    def took(self, first: int, model: Any) -> None:
+        """Count the plain tokens ``pieces[first:]`` as :meth:`line` counts each: the clock,
+        the tally, the model, and a cut at the very token where one falls."""
+        pieces, result = self.pieces, self.result
+        new = len(pieces) - first
+        if not new:
+            return
+        watch = self.watch
+        if watch.last_token is None and self.on_first_token is not None:
+            self.on_first_token()
+        watch.token()
+        if model is not None:
+            result.model = model
+        limit = None if self.cap is None else self.cap + CAP_SLACK
+        json_end = self.json_end
+        if (limit is None or result.tokens + new <= limit) and (
+                json_end is None
+                or json_end.feed_open(pieces[first] if new == 1 else "".join(pieces[first:]))):
+            result.tokens += new  # no cut can fall among them
+            return
+        for index in range(first, len(pieces)):  # one may: token by token, as line() takes them
+            result.tokens += 1
+            text = pieces[index]
+            if (limit is not None and result.tokens > limit) or (
+                    json_end is not None and json_end.wants(text)):
+                self.check_cut(text)
+                if result.cut:
+                    del pieces[index + 1:]
+                    return
 
     def line(self, raw: bytes) -> None:
         line = raw.strip()
@@ -229,20 +335,8 @@ class _Reader:
         if plain is None:
             self.take(chunk)
             return
-        # A plain token (nearly every object): take()'s work for it, spelled out.
-        text, model = plain
-        watch = self.watch
-        if watch.last_token is None and self.on_first_token is not None:
-            self.on_first_token()
-        watch.token()
-        self.pieces.append(text)
-        result = self.result
-        result.tokens += 1
-        if model is not None:
-            result.model = model
-        if (self.cap is not None and result.tokens > self.cap + CAP_SLACK) or (
-                self.json_end is not None and self.json_end.wants(text)):
-            self.check_cut()  # only a token that can cut the reply needs the whole check
+        self.pieces.append(plain[0])
+        self.took(len(self.pieces) - 1, plain[1])
 
     def take(self, chunk: Chunk) -> None:
         result = self.result
@@ -258,7 +352,7 @@ class _Reader:
         if chunk.text:
             self.pieces.append(chunk.text)
             result.tokens += 1
-            self.check_cut()
+            self.check_cut(chunk.text)
         # The last figure given wins (per token, so spelled out rather than looped by name).
         if chunk.model is not None:
             result.model = chunk.model
@@ -272,13 +366,14 @@ class _Reader:
             result.final = True
             result.stop_reason = chunk.stop_reason
 
-    def check_cut(self) -> None:
+    def check_cut(self, text: str) -> None:
+        """Whether the reply ends at the token ``text`` just taken (the cap, the JSON's end)."""
         result = self.result
         if self.cap is not None and result.tokens > self.cap + CAP_SLACK:
             result.cut, result.stop_reason = f"over the {self.cap}-token cap", "length"
             return
         if self.json_end is not None:
-            self.json_end.feed(self.pieces[-1])
+            self.json_end.feed(text)
             result.cut = self.json_end.past_the_object()
 
     def finish(self) -> Streamed:
