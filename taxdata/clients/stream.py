@@ -201,6 +201,23 @@ def _parse_object(line: bytes) -> Any:
     return value
 
 
+def _plain_token(text: str, pos: int, eol: int,
+                 token: Callable[[Any], tuple[str, Any] | None]) -> tuple[str, Any] | None:
+    """The line ``text[pos:eol]`` as a plain token (``Dialect.token``'s answer), or None when it
+    is anything else: not exactly one JSON object (an OpenAI ``data:`` event's included), or an
+    object that is not a plain token. The caller then reads the line with ``_Reader.line``."""
+    start = pos + 6 if text.startswith("data: {", pos) else pos  # OpenAI's events
+    if not text.startswith("{", start):
+        return None
+    try:
+        value, end = _scan(text, start)
+        if end > eol or (end != eol and not text[end:eol].isspace()):
+            return None  # more than one value on the line, or one that runs past it
+        return token(value)
+    except (StopIteration, ValueError, KeyError, IndexError, TypeError, AttributeError):
+        return None
+
+
 def _pieces(raw: Any) -> Iterator[bytes]:
     """The body as it arrives. A chunked body (what streaming servers send) a block at a time:
     every chunk one read brought (:mod:`taxdata.clients.chunked`), or, for a body that module
@@ -243,28 +260,20 @@ class _Reader:
                 if self.result.cut or self.result.error:
                     return
             return
-        scan, token, result = _scan, self.dialect.token, self.result
+        token, result = self.dialect.token, self.result
         pieces = self.pieces
         first, model, pos, size = len(pieces), None, 0, len(text)
         while pos < size:
             eol = text.find("\n", pos)
             if eol < 0:
                 eol = size
-            start = pos + 6 if text.startswith("data: {", pos) else pos  # OpenAI's events
-            if text.startswith("{", start):
-                try:
-                    value, end = scan(text, start)
-                    plain = token(value) if end <= eol and (
-                        end == eol or text[end:eol].isspace()) else None
-                except (StopIteration, ValueError, KeyError, IndexError, TypeError,
-                        AttributeError):
-                    plain = None
-                if plain is not None:
-                    pieces.append(plain[0])
-                    if plain[1] is not None:
-                        model = plain[1]
-                    pos = eol + 1
-                    continue
+            plain = _plain_token(text, pos, eol, token)
+            if plain is not None:
+                pieces.append(plain[0])
+                if plain[1] is not None:
+                    model = plain[1]
+                pos = eol + 1
+                continue
             if pos == eol or text[pos:eol].isspace():  # a blank line (between events)
                 pos = eol + 1
                 continue
