@@ -4,8 +4,9 @@ A streaming LLM server sends each token as a chunk of its own, hundreds a reply,
 in bursts (one ``recv`` often brings dozens). urllib3's ``read_chunked`` hands them over one by
 one: a size line, the data and its CRLF, three buffered reads and a generator step per token,
 paid again on every thread that reads a stream. Here whatever one read brought is unframed in
-one pass and handed over as one block (the chunks' data joined), so the reader's cost follows the
-bursts, not the tokens.
+one pass (split at its CRLFs and checked against the sizes, :func:`_whole_chunks`) and handed
+over as one block (the chunks' data joined), so the reader's cost follows the bursts, not the
+tokens.
 
 The framing is HTTP/1.1's (RFC 9112, section 7.1): a hexadecimal size line (extensions after
 ``;`` ignored, as urllib3 ignores them), the data, CRLF; a zero size ends the body, and the
@@ -21,6 +22,7 @@ returns its connection to the pool, as urllib3 does.
 from __future__ import annotations
 
 import http.client
+from itertools import repeat
 from typing import Any, Iterator
 
 from urllib3.exceptions import ProtocolError
@@ -52,8 +54,14 @@ def _blocks(raw: Any, original: http.client.HTTPResponse) -> Iterator[bytes]:
         buffer = buffer + data if buffer else data
         out: list[bytes] = []
         pos, end = 0, len(buffer)
+        bulk = True  # the whole chunks from the first size line on are taken in one pass
         while pos < end:
             if left < 0:
+                if bulk:
+                    bulk = False
+                    pos = _whole_chunks(buffer, pos, out)
+                    if pos == end:
+                        break
                 eol = buffer.find(b"\n", pos)
                 if eol < 0:
                     if end - pos > MAX_LINE:
@@ -82,6 +90,33 @@ def _blocks(raw: Any, original: http.client.HTTPResponse) -> Iterator[bytes]:
         buffer = buffer[pos:]
         if out:
             yield out[0] if len(out) == 1 else b"".join(out)
+
+
+def _whole_chunks(buffer: bytes, pos: int, out: list[bytes]) -> int:
+    """The data of the whole chunks of ``buffer`` from ``pos`` (a size line) on, appended to
+    ``out``, the last chunk (the body's end) not among them; returns where they end (``pos``:
+    none, or not plain chunks).
+
+    A streaming server's chunks hold lines of JSON, which hold no CRLF: split at every CRLF, the
+    buffer alternates size lines and data. That reading is the framing exactly when every size
+    line is bare hexadecimal and every data piece has its size (then, size line by size line,
+    the loop would read the very same pieces). Anything else (a CRLF inside the data, an
+    extension) leaves the whole buffer to the caller's chunk-by-chunk loop; the last chunk (the
+    body's end) and a chunk cut by the read are the loop's to finish."""
+    parts = (buffer[pos:] if pos else buffer).split(b"\r\n")
+    whole = (len(parts) - 1) // 2  # the last part is what follows the last CRLF: not whole
+    sizes, data = parts[0:2 * whole:2], parts[1:2 * whole:2]
+    try:
+        counts = list(map(int, sizes, repeat(16)))
+    except ValueError:
+        return pos
+    if 0 in counts:  # the last chunk: what follows it is trailers, the loop's to read
+        whole = counts.index(0)
+        sizes, data, counts = sizes[:whole], data[:whole], counts[:whole]
+    if not counts or counts != list(map(len, data)) or not b"".join(sizes).isalnum():
+        return pos  # not plain chunks throughout: the loop reads them one by one
+    out.extend(data)
+    return pos + sum(counts) + sum(map(len, sizes)) + 4 * whole
 
 
 def _size(line: bytes) -> int:

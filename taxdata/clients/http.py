@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import email.utils
+import json
 import os
 import random
 import time
@@ -70,6 +71,7 @@ class BoundedSession(requests.Session):
         # passed with each request, so proxies and netrc are honoured at a fraction of the cost.
         self.trust_env = False
         self._environment: dict[tuple[str, str], tuple[dict[str, str], str | None, Any]] = {}
+        self._posts: dict[str, requests.PreparedRequest] = {}  # post_json's, per URL
 
     def environment_for(self, url: str) -> tuple[dict[str, str], str | None, Any]:
         """(proxies, CA bundle, netrc auth) for ``url``'s origin, as requests' ``trust_env``
@@ -94,6 +96,39 @@ class BoundedSession(requests.Session):
         if auth is not None and kwargs.get("auth") is None and self.auth is None:
             kwargs["auth"] = auth
         return super().request(method, url, *args, **kwargs)
+
+    def post_json(self, url: str, body: Any, *, timeout: Any) -> requests.Response:
+        """``post(url, json=body, stream=True, allow_redirects=False, timeout=timeout)``: the
+        same request, the answer unread, for a client that posts to one URL again and again
+        (the LLM client, once per country).
+
+        requests prepares every request from scratch (the URL parsed and quoted, the session's
+        headers, cookies, auth and hooks merged): here that is done once per URL and each
+        request is a copy with its own body. While the session holds cookies (a server or a
+        proxy in front of it set one: a sticky session), every request goes the whole way, so
+        the cookies are sent as requests sends them."""
+        if self.cookies:
+            return self.post(url, json=body, stream=True, allow_redirects=False,
+                             timeout=timeout)
+        proxies, bundle, auth = self.environment_for(url)
+        template = self._posts.get(url)
+        if template is None or template.made_with != (self.headers, self.auth):
+            # A race only prepares the same request twice; changed headers or auth, anew.
+            template = self.prepare_request(requests.Request("POST", url, json={},
+                                                             auth=auth))
+            template.made_with = (self.headers.copy(), self.auth)  # type: ignore[attr-defined]
+            self._posts[url] = template
+        request = requests.PreparedRequest()
+        request.method, request.url, request.hooks = "POST", template.url, template.hooks
+        request.headers = template.headers.copy()
+        try:
+            request.body = json.dumps(body, allow_nan=False).encode("utf-8")
+        except ValueError as exc:  # as requests says it: NaN or infinity is not JSON
+            raise requests.exceptions.InvalidJSONError(exc, request=request) from exc
+        request.headers["Content-Length"] = str(len(request.body))
+        verify = bundle if bundle and self.verify is True else self.verify
+        return self.send(request, stream=True, timeout=timeout, allow_redirects=False,
+                         proxies=proxies, verify=verify, cert=self.cert)
 
     def get_redirect_target(self, resp: requests.Response) -> str | None:
         target = super().get_redirect_target(resp)

@@ -332,10 +332,13 @@ class LLMClient(ServerPreflight):
             self.pool.first_token(member, ticket)
 
         with WATCHDOG.watching(watch):
+            timeout = (self.connect_timeout, self._socket_wait())
             try:
-                response = self.session.post(endpoint.url, json=body, stream=True,
-                                             timeout=(self.connect_timeout, self._socket_wait()),
-                                             allow_redirects=False)
+                if isinstance(self.session, http.BoundedSession):  # prepared once per URL
+                    response = self.session.post_json(endpoint.url, body, timeout=timeout)
+                else:
+                    response = self.session.post(endpoint.url, json=body, stream=True,
+                                                 timeout=timeout, allow_redirects=False)
             except requests.RequestException as exc:
                 return self._no_answer(exc, watch, endpoint)
             status = response.status_code

@@ -8,6 +8,7 @@ the connection back to the pool only when the body was read to its end.
 
 from __future__ import annotations
 
+import random
 import socket
 import threading
 
@@ -127,3 +128,41 @@ def test_bodies_it_does_not_read_are_left_to_urllib3():
         server = RawServer([[answer]])
         with requests.post(server.url, data=b"{}", stream=True, timeout=5) as response:
             assert blocks_of(response.raw) is None
+
+
+def _unchunked(body: bytes) -> bytes:
+    """The data of a chunked body, read the plain way (RFC 9112 7.1): the reference the
+    reader's one-pass path must agree with."""
+    data, pos = b"", 0
+    while True:
+        eol = body.index(b"\r\n", pos)
+        size = int(body[pos:eol].split(b";")[0], 16)
+        if size == 0:
+            return data
+        data += body[eol + 2:eol + 2 + size]
+        pos = eol + 2 + size + 2
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_whole_chunks_taken_in_one_pass_read_as_chunk_by_chunk(seed):
+    # Chunks whose data hold CRLFs, digits and braces, with hex sizes in either case and the
+    # odd extension, cut into reads at random places: the blocks hold exactly the data.
+    rng = random.Random(seed)
+    chunks = []
+    for _ in range(rng.randint(1, 30)):
+        data = b"".join(rng.choice([b"a", b"{", b"7", b"\r", b"\n", b"\r\n", b"\r\n\r\n"])
+                        for _ in range(rng.randint(1, 12)))
+        size = (b"%x" if rng.random() < 0.5 else b"%X") % len(data)
+        extension = b";x=1" if rng.random() < 0.1 else b""
+        chunks.append(size + extension + b"\r\n" + data + b"\r\n")
+    body = b"".join(chunks) + b"0\r\n\r\n"
+    cuts = sorted(rng.sample(range(1, len(body)), min(3, len(body) - 1)))
+    pieces = [body[a:b] for a, b in zip([0, *cuts], [*cuts, len(body)])]
+    assert b"".join(body_of([HEAD + b"\r\n", *pieces])) == _unchunked(body)
+
+
+def test_a_chunk_whose_data_is_not_its_size_is_never_taken_whole():
+    # "5" over three bytes and a CRLF: the one-pass split sees "ab" but the size says 5, so the
+    # chunk is read by its size ("ab\r\nc"), as urllib3 reads it.
+    body = b"2\r\nok\r\n5\r\nab\r\nc\r\n0\r\n\r\n"
+    assert b"".join(body_of([HEAD + b"\r\n" + body])) == b"okab\r\nc" == _unchunked(body)

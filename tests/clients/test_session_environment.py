@@ -79,3 +79,62 @@ def test_netrc_credentials_are_sent(monkeypatch, recorder, tmp_path):
     session.get(recorder.base_url + "/b", timeout=5)
     expected = "Basic " + base64.b64encode(b"fixture-user:fixture-pass").decode()
     assert [r.headers.get("Authorization") for r in recorder.seen] == [expected, expected]
+
+
+# -- post_json: the LLM client's repeated POST, prepared once per URL ------------------------
+
+def _as_sent(request: RecordedRequest) -> tuple:
+    return request.method, request.path, request.body, {
+        k: v for k, v in request.headers.items() if k.lower() != "host"}
+
+
+def test_post_json_sends_what_post_sends(recorder):
+    session = make_session()
+    session.headers["Authorization"] = "Bearer fixture-key"
+    url = recorder.base_url + "/chat"
+    bodies = [{"n": n, "text": "caf\u00e9 \u20ac"} for n in range(3)]
+    for body in bodies:
+        with session.post(url, json=body, stream=True, allow_redirects=False,
+                          timeout=5) as response:
+            assert response.status_code == 200
+        with session.post_json(url, body, timeout=5) as response:
+            assert response.status_code == 200 and response.json() == {"ok": True}
+    sent = [_as_sent(r) for r in recorder.seen]
+    assert sent[0::2] == sent[1::2]  # byte for byte, headers included
+    assert [r.json() for r in recorder.seen[1::2]] == bodies
+    session.headers["Authorization"] = "Bearer another-key"  # a changed session: prepared anew
+    session.post_json(url, {}, timeout=5).close()
+    assert recorder.seen[-1].headers["Authorization"] == "Bearer another-key"
+
+
+def test_post_json_honours_proxies_and_netrc(monkeypatch, recorder, tmp_path):
+    netrc = tmp_path / "netrc"
+    netrc.write_text("machine fixture.invalid login fixture-user password fixture-pass\n")
+    netrc.chmod(0o600)
+    monkeypatch.setenv("NETRC", str(netrc))
+    monkeypatch.setenv("HTTP_PROXY", recorder.base_url)
+    session = make_session()
+    session.post_json("http://fixture.invalid/chat", {"n": 1}, timeout=5).close()
+    seen = recorder.seen[-1]  # the recorder is the proxy
+    assert (seen.headers["Host"], seen.path, seen.json()) == ("fixture.invalid", "/chat",
+                                                              {"n": 1})
+    expected = "Basic " + base64.b64encode(b"fixture-user:fixture-pass").decode()
+    assert seen.headers["Authorization"] == expected
+
+
+class CookieSetter(Recorder):
+    """Sets a session cookie (a load balancer's sticky session) on its first answer."""
+
+    def handle(self, request: RecordedRequest) -> Reply:
+        self.seen.append(request)
+        headers = {} if len(self.seen) > 1 else {"Set-Cookie": "affinity=fixture-node-2"}
+        return Reply(200, {"ok": True}, headers=headers)
+
+
+def test_post_json_keeps_and_sends_a_cookie_the_server_set():
+    with CookieSetter() as server:
+        session = make_session()
+        for n in range(3):
+            session.post_json(server.base_url + "/chat", {"n": n}, timeout=5).close()
+        assert [r.headers.get("Cookie") for r in server.seen] == [
+            None, "affinity=fixture-node-2", "affinity=fixture-node-2"]
