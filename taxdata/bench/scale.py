@@ -21,8 +21,12 @@ worker count W:
 
 The ideal is ``ceil(N / W) x latency`` (the workers kept busy, the program free; start-up is not
 in it, it is printed beside: an unchanged run of a one-country data directory). Steps 2 and 3
-alternate ``--repeat`` times; the best of each counts (other load only adds). Goal: the
-updater's CPU per country at most 1.5x the bare loop's.
+alternate ``--repeat`` times. The best of each side is printed (other load only adds), and
+beside it the median of each forced run's CPU over the bare run's right after it ("paired"):
+on a shared VM a neighbour's load comes and goes over minutes, and the two runs of a pair share
+it, where the best of each side may come from different minutes. The ``steal`` column says how
+much CPU the hypervisor gave other guests meanwhile. Goal: the updater's CPU per country at most
+1.5x the bare loop's, paired.
 
 Exit codes: 0 measured (a missed goal is reported, not an error), 1 a run failed, 2 bad
 arguments.
@@ -34,6 +38,7 @@ import argparse
 import json
 import math
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -81,6 +86,25 @@ def _watch_rss(pid: int, done: threading.Event, peak: list[float]) -> None:
         if value is not None:
             peak[0] = max(peak[0], value)
         done.wait(0.02)
+
+
+def cpu_ticks() -> tuple[int, int] | None:
+    """(steal, all) ticks of the machine's CPUs so far (``/proc/stat``), or None elsewhere.
+    Steal is time the hypervisor gave other guests while this one had work: on a shared VM it
+    is what makes two runs of the same code differ."""
+    try:
+        with open("/proc/stat", encoding="ascii") as stat:
+            fields = [int(v) for v in stat.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    return (fields[7] if len(fields) > 7 else 0), sum(fields[:8])
+
+
+def steal_share(before: tuple[int, int] | None, after: tuple[int, int] | None) -> float | None:
+    """The share of the CPU time between two :func:`cpu_ticks` that was stolen."""
+    if before is None or after is None or after[1] <= before[1]:
+        return None
+    return (after[0] - before[0]) / (after[1] - before[1])
 
 
 def run_process(command: list[str], env: dict[str, str], cwd: Path) -> Run:
@@ -135,6 +159,7 @@ def measure(server: StandInLLM, count: int, workers: int, latency: float,
         _updater(env, url, "-w", str(workers))
         ours: list[Run] = []
         bare: list[Run] = []
+        ticks = cpu_ticks()
         for _ in range(repeat):
             since = len(server.history)
             ours.append(_updater(env, url, "-w", str(workers), "--force"))
@@ -145,12 +170,16 @@ def measure(server: StandInLLM, count: int, workers: int, latency: float,
             captured.write_text("".join(json.dumps(body) + "\n" for body in bodies),
                                 encoding="utf-8")
             bare.append(_bare(env, url, captured, workers))
+        stolen = steal_share(ticks, cpu_ticks())
         since = len(server.history)
         unchanged = _updater(env, url, "-w", str(workers))
         if len(server.history) != since:
             raise RuntimeError("the unchanged re-run sent requests")
     best, floor = min(ours, key=lambda r: r.wall), min(bare, key=lambda r: r.wall)
     cpu, bare_cpu = min(r.cpu for r in ours), min(r.cpu for r in bare)
+    # Each forced run over the bare run right after it: the two share the machine's load of
+    # that minute (a neighbour's comes and goes), where the best of each side may not.
+    paired = statistics.median(o.cpu / b.cpu for o, b in zip(ours, bare))
     ideal = math.ceil(count / workers) * latency
     return {"countries": count, "workers": workers, "latency_s": latency, "repeat": repeat,
             "ideal_s": round(ideal, 3), "wall_s": round(best.wall, 3),
@@ -159,12 +188,13 @@ def measure(server: StandInLLM, count: int, workers: int, latency: float,
             "cpu_s": round(cpu, 3), "bare_cpu_s": round(bare_cpu, 3),
             "cpu_ms_per_country": round(1000 * cpu / count, 3),
             "bare_cpu_ms_per_country": round(1000 * bare_cpu / count, 3),
-            "cpu_over_bare": round(cpu / bare_cpu, 3),
+            "cpu_over_bare": round(cpu / bare_cpu, 3), "paired_cpu_over_bare": round(paired, 3),
             "rss_mb": round(max(r.rss_mb for r in ours), 1),
             "bare_rss_mb": round(max(r.rss_mb for r in bare), 1),
             "persist_share": round(_persisting(best) / best.wall, 4),
             "unchanged_s": round(unchanged.wall, 3), "unchanged_cpu_s": round(unchanged.cpu, 3),
-            "met": cpu / bare_cpu <= CPU_GOAL}
+            "steal_share": None if stolen is None else round(stolen, 4),
+            "met": paired <= CPU_GOAL}
 
 
 def measure_startup(server: StandInLLM) -> Run:
@@ -182,18 +212,28 @@ def print_table(startup: Run, results: list[dict[str, Any]]) -> None:
           f"replies, best of {first['repeat']}; start-up (unchanged 1-country run) "
           f"{startup.wall:.2f} s wall, {startup.cpu:.2f} s CPU")
     print("      N   W   wall  ideal  wall/ideal  bare wall  ours/bare   CPU ours (bare)  "
-          "ms/country ours (bare)  CPU x   RSS MB ours (bare)  persist  unchanged")
+          "ms/country ours (bare)  CPU x  paired  RSS MB ours (bare)  persist  unchanged  steal")
     for r in results:
         print(f"  {r['countries']:5,} {r['workers']:3}  {r['wall_s']:5.2f}s {r['ideal_s']:5.2f}s"
               f"  {r['wall_over_ideal']:9.2f}x  {r['bare_wall_s']:8.2f}s"
               f"  {r['wall_over_bare']:8.2f}x"
               f"  {r['cpu_s']:6.2f}s ({r['bare_cpu_s']:5.2f})"
               f"  {r['cpu_ms_per_country']:11.2f} ({r['bare_cpu_ms_per_country']:5.2f})"
-              f"  {r['cpu_over_bare']:4.2f}x  {r['rss_mb']:9.0f} ({r['bare_rss_mb']:4.0f})"
-              f"  {r['persist_share']:7.1%}  {r['unchanged_s']:6.2f}s")
+              f"  {r['cpu_over_bare']:4.2f}x  {r['paired_cpu_over_bare']:5.2f}x"
+              f"  {r['rss_mb']:9.0f} ({r['bare_rss_mb']:4.0f})"
+              f"  {r['persist_share']:7.1%}  {r['unchanged_s']:6.2f}s"
+              f"  {_share(r['steal_share'])}")
     missed = [f"{r['countries']}/W{r['workers']}" for r in results if not r["met"]]
-    print(f"  goal: CPU per country at most {CPU_GOAL}x the bare loop's: "
+    print("  steal: the CPU time the hypervisor gave other guests during the forced and bare "
+          "runs (a shared VM; the higher, the noisier the CPU columns)")
+    print("  CPU x: the best forced run's CPU over the best bare run's; paired: the median of "
+          "each forced run's CPU over the bare run's right after it (the goal's measure)")
+    print(f"  goal: CPU per country at most {CPU_GOAL}x the bare loop's (paired): "
           + ("met at every size" if not missed else "MISSED at " + ", ".join(missed)))
+
+
+def _share(value: float | None) -> str:
+    return "  n/a" if value is None else f"{value:5.1%}"
 
 
 def _counts(text: str) -> list[int]:

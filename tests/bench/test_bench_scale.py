@@ -24,6 +24,16 @@ def test_scale_pairs_the_updater_with_the_bare_loop(capsys):
         assert row["cpu_over_bare"] == pytest.approx(row["cpu_s"] / row["bare_cpu_s"], rel=0.02)
         assert 0 <= row["persist_share"] < 1  # the updater's [PERSIST] line was read
         assert isinstance(row["met"], bool) and row["startup_s"] > 0
+        assert row["steal_share"] is None or 0 <= row["steal_share"] < 1
+        assert row["met"] == (row["paired_cpu_over_bare"] <= bench_scale.CPU_GOAL)
+
+
+def test_steal_is_the_share_of_cpu_time_given_to_other_guests():
+    assert bench_scale.steal_share((10, 1000), (35, 1100)) == 0.25
+    assert bench_scale.steal_share((10, 1000), (10, 1000)) is None  # no time passed
+    assert bench_scale.steal_share(None, (10, 1000)) is None  # not Linux
+    ticks = bench_scale.cpu_ticks()
+    assert ticks is None or 0 <= ticks[0] <= ticks[1]
 
 
 def test_the_bare_loop_reads_every_streamed_reply_to_its_end(tmp_path, capsys):
