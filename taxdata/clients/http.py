@@ -71,7 +71,8 @@ class BoundedSession(requests.Session):
         # passed with each request, so proxies and netrc are honoured at a fraction of the cost.
         self.trust_env = False
         self._environment: dict[tuple[str, str], tuple[dict[str, str], str | None, Any]] = {}
-        self._posts: dict[str, requests.PreparedRequest] = {}  # post_json's, per URL
+        # post_json's prepared request per URL, with the headers and auth it was made with.
+        self._posts: dict[str, tuple[requests.PreparedRequest, Any, Any]] = {}
 
     def environment_for(self, url: str) -> tuple[dict[str, str], str | None, Any]:
         """(proxies, CA bundle, netrc auth) for ``url``'s origin, as requests' ``trust_env``
@@ -85,15 +86,23 @@ class BoundedSession(requests.Session):
             self._environment[origin] = found  # a race only reads the same values twice
         return found
 
+    def _defaults_for(self, url: str) -> tuple[dict[str, str], Any, Any]:
+        """(proxies, verify, auth) of a request to ``url`` that names none of them: what
+        requests' ``trust_env`` would give it (the environment's CA bundle unless the session
+        sets its own verify; netrc's credentials unless the session has its auth)."""
+        proxies, bundle, auth = self.environment_for(url)
+        verify = bundle if bundle and self.verify is True else self.verify
+        return proxies, verify, auth if self.auth is None else None
+
     def request(self, method: str | bytes, url: str | bytes,  # type: ignore[override]
                 *args: Any, **kwargs: Any) -> requests.Response:
-        proxies, bundle, auth = self.environment_for(url if isinstance(url, str) else
-                                                     url.decode())
+        proxies, verify, auth = self._defaults_for(url if isinstance(url, str) else
+                                                   url.decode())
         if proxies and kwargs.get("proxies") is None:
             kwargs["proxies"] = proxies
-        if bundle and kwargs.get("verify") in (None, True) and self.verify is True:
-            kwargs["verify"] = bundle
-        if auth is not None and kwargs.get("auth") is None and self.auth is None:
+        if verify is not self.verify and kwargs.get("verify") in (None, True):
+            kwargs["verify"] = verify
+        if auth is not None and kwargs.get("auth") is None:
             kwargs["auth"] = auth
         return super().request(method, url, *args, **kwargs)
 
@@ -110,14 +119,14 @@ class BoundedSession(requests.Session):
         if self.cookies:
             return self.post(url, json=body, stream=True, allow_redirects=False,
                              timeout=timeout)
-        proxies, bundle, auth = self.environment_for(url)
-        template = self._posts.get(url)
-        if template is None or template.made_with != (self.headers, self.auth):
+        proxies, verify, auth = self._defaults_for(url)
+        made = self._posts.get(url)
+        if made is None or made[1:] != (self.headers, self.auth):
             # A race only prepares the same request twice; changed headers or auth, anew.
-            template = self.prepare_request(requests.Request("POST", url, json={},
-                                                             auth=auth))
-            template.made_with = (self.headers.copy(), self.auth)  # type: ignore[attr-defined]
-            self._posts[url] = template
+            made = (self.prepare_request(requests.Request("POST", url, json={}, auth=auth)),
+                    self.headers.copy(), self.auth)
+            self._posts[url] = made
+        template = made[0]
         request = requests.PreparedRequest()
         request.method, request.url, request.hooks = "POST", template.url, template.hooks
         request.headers = template.headers.copy()
@@ -126,7 +135,6 @@ class BoundedSession(requests.Session):
         except ValueError as exc:  # as requests says it: NaN or infinity is not JSON
             raise requests.exceptions.InvalidJSONError(exc, request=request) from exc
         request.headers["Content-Length"] = str(len(request.body))
-        verify = bundle if bundle and self.verify is True else self.verify
         return self.send(request, stream=True, timeout=timeout, allow_redirects=False,
                          proxies=proxies, verify=verify, cert=self.cert)
 

@@ -138,3 +138,18 @@ def test_post_json_keeps_and_sends_a_cookie_the_server_set():
             session.post_json(server.base_url + "/chat", {"n": n}, timeout=5).close()
         assert [r.headers.get("Cookie") for r in server.seen] == [
             None, "affinity=fixture-node-2", "affinity=fixture-node-2"]
+
+
+def test_post_json_prefers_the_sessions_own_auth_to_netrc_as_post_does(monkeypatch, recorder,
+                                                                      tmp_path):
+    netrc = tmp_path / "netrc"
+    netrc.write_text("machine 127.0.0.1 login netrc-user password netrc-pass\n")
+    netrc.chmod(0o600)
+    monkeypatch.setenv("NETRC", str(netrc))
+    session = make_session()
+    session.auth = ("session-user", "session-pass")
+    url = recorder.base_url + "/chat"
+    session.post(url, json={}, stream=True, allow_redirects=False, timeout=5).close()
+    session.post_json(url, {}, timeout=5).close()
+    expected = "Basic " + base64.b64encode(b"session-user:session-pass").decode()
+    assert [r.headers.get("Authorization") for r in recorder.seen] == [expected, expected]
