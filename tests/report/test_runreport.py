@@ -262,7 +262,8 @@ def test_200_country_run_writes_a_readable_html_report(big_run):
     assert bars.count("failed") == sum(r.status == 400 for r in requests) == 1
     # 2 broken replies + the gap country, asked once and re-asked TAXDATA_MAX_REASKS times
     assert bars.count("invalid") == 2 + 1 + Settings().max_reasks
-    assert page.count('<rect class="wait"') == 3
+    # Each busy answer's wait is drawn; a dropped connection's short jittered wait may be too.
+    assert len(busy) <= page.count('<rect class="wait"') <= len(retried)
     assert "leaves a gap" in page
     # revision and source from the provenance
     assert "revision 1042" in page and 'href="https://example.org/sample_042"' in page
