@@ -62,10 +62,14 @@ class Passage:
     header: bool = False  # a table's header row
     table: int = -1  # which table of the source the row is in (-1: not a row)
     section: str = ""  # the "#" heading it is under, as the text writes it
+    # Its headings and lead joined, read by every check of every quote in the passage: joined
+    # once, at creation. (Not a functools.cached_property: on Python 3.11 its first read of any
+    # instance takes one lock shared by all instances, which the worker threads queue on.)
+    context: str = field(init=False, repr=False, compare=False, default="")
 
-    @functools.cached_property
-    def context(self) -> str:  # read by every check of every quote in the passage: kept
-        return " / ".join(part for part in (self.headings, self.lead) if part)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "context",
+                           " / ".join(part for part in (self.headings, self.lead) if part))
 
     def cell_at(self, position: int) -> Cell | None:
         """The cell holding ``position`` of :attr:`text`, for table rows."""
@@ -80,10 +84,11 @@ class Occurrence:
     offset: int  # start of the quote in passages[0].text
     length: int  # of the normalised quote
     section: tuple[Passage, ...] = ()  # every passage of the section it is in
+    context: str = field(init=False, repr=False, compare=False, default="")  # as Passage's
 
-    @functools.cached_property
-    def context(self) -> str:
-        return " / ".join(dict.fromkeys(p.context for p in self.passages if p.context))
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "context", " / ".join(
+            dict.fromkeys(p.context for p in self.passages if p.context)))
 
     @property
     def row(self) -> Passage | None:
