@@ -109,3 +109,18 @@ def test_a_quote_never_runs_from_one_table_row_into_the_next():
     source = Source(MODEL_TEXT)
     assert source.find("9.3 % | Total") == []
     assert source.find("9.3 % Total") == []
+
+
+def test_each_passage_and_occurrence_holds_its_context_from_creation():
+    # Joined once when made, never on first read: a functools.cached_property there (Python
+    # 3.11) made every worker thread queue on one lock shared by all instances.
+    source = Source(MODEL_TEXT)
+    for passage in source.passages:
+        assert vars(passage)["context"] == " / ".join(
+            part for part in (passage.headings, passage.lead) if part)
+    found = source.find("Above €10 000 | 20 %")
+    assert found
+    for where in found:
+        assert vars(where)["context"] == " / ".join(
+            dict.fromkeys(p.context for p in where.passages if p.context))
+        assert where.context
