@@ -5,6 +5,9 @@ and peaks, never time."""
 
 from __future__ import annotations
 
+import logging
+import re
+
 from conftest import fast_retry
 
 from taxdata.clients.llm import DIALECTS, Endpoint, LLMClient
@@ -20,8 +23,10 @@ def _run(client: LLMClient, tasks: int, workers: int) -> None:
     assert len(summary.succeeded) == tasks, [r.error for r in summary.results.values()]
 
 
-def test_a_one_slot_server_that_queues_settles_the_limit_at_one(make_llm_server, client_for):
+def test_a_one_slot_server_that_queues_settles_the_limit_at_one(make_llm_server, client_for,
+                                                               caplog):
     # Like llama.cpp with one slot: it queues (no 503), each reply streams for a while.
+    caplog.set_level(logging.INFO, logger="taxdata")
     server = make_llm_server(capacity=1, overflow="queue", token_delay=0.01)
     server.responder = lambda body: "q" * 160  # 40 tokens
     client = client_for(server, pool_size=4, max_in_flight=4)
@@ -29,8 +34,14 @@ def test_a_one_slot_server_that_queues_settles_the_limit_at_one(make_llm_server,
     member = client.pool.members[0]
     assert member.permits == 1  # the server's real parallelism
     assert member.queued >= 1 and member.busy == 0 and member.failures == 0
-    # Once settled, it is not probed above 1 at every success: few requests queued in all.
-    assert member.queued <= 6
+    # Once it has queued, it is not probed above what it served at every success. Counted by
+    # the limit's moves, not by the queued requests: on a loaded machine more of those sent
+    # before the first cut (a worker's next request may go out before the cut lands) arrive
+    # queued, but none of them moves the limit up.
+    moves = [re.search(r"concurrency (\d+) -> (\d+)", r.getMessage()) for r in caplog.records
+             if "[ADAPT]" in r.getMessage()]
+    moves = [(int(m.group(1)), int(m.group(2))) for m in moves if m]
+    assert moves and sum(after > before for before, after in moves) <= 1, moves
 
 
 def test_a_server_with_free_slots_keeps_every_permit(make_llm_server, client_for):
