@@ -276,7 +276,11 @@ def emit(event: Event) -> None:
     if logger.isEnabledFor(level):
         line = event.line()
         if line is not None:
-            logger.log(level, line)  # no args: a "%" in the line is printed as it is
+            # logger.log(level, line) without its walk up the stack for the caller's file and
+            # line (two or three per request): that caller is always this function. No args:
+            # a "%" in the line is printed as it is.
+            logger.handle(logger.makeRecord(logger.name, level, __file__, 0, line, (), None,
+                                            "emit"))
 
 
 @contextlib.contextmanager

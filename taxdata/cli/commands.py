@@ -10,17 +10,14 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from taxdata.cli.common import common_options, common_parser, run_main
-from taxdata.generate.options import (
-    RESEARCH_DEFAULT_CHOICE,
-    EnhancedOptions,
-    RawOptions,
-    ResearchOptions,
-)
 from taxdata.store.taxfile import DEFAULT_MAX_CHARS
 from taxdata.update.options import UpdateOptions
+
+if TYPE_CHECKING:  # each program imports its own options when it runs (the updater, not these)
+    from taxdata.generate.options import EnhancedOptions, RawOptions, ResearchOptions
 
 UPDATER, ENHANCED, RAW, RESEARCH = ("tax_data_updater.py", "generate_enhanced_taxation_files.py",
                                     "generate_taxation_files.py", "research_and_format.py")
@@ -157,6 +154,8 @@ def enhanced_main(argv: Sequence[str] | None = None, prog: str | None = None) ->
 
 
 def _enhanced_options(args: argparse.Namespace) -> EnhancedOptions:
+    from taxdata.generate.options import EnhancedOptions
+
     return EnhancedOptions(**common_options(args), refresh=args.refresh,
                            latest_revision=args.latest_revision, from_raw=args.from_raw,
                            process_existing=args.process_existing,
@@ -174,11 +173,15 @@ def raw_main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
 
 
 def _raw_options(args: argparse.Namespace) -> RawOptions:
+    from taxdata.generate.options import RawOptions
+
     return RawOptions(**common_options(args), extractor=args.extractor)
 
 
 def research_main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
     """research_and_format.py / taxdata-research."""
+    from taxdata.generate.options import RESEARCH_DEFAULT_CHOICE
+
     parser = _parser(RESEARCH, argv, prog,
                      countries_default=RESEARCH_DEFAULT_CHOICE)
     parser.add_argument("--missing", action="store_true",
@@ -188,6 +191,8 @@ def research_main(argv: Sequence[str] | None = None, prog: str | None = None) ->
 
 
 def _research_options(args: argparse.Namespace) -> ResearchOptions:
+    from taxdata.generate.options import ResearchOptions
+
     return ResearchOptions(**common_options(args), missing=args.missing)
 
 

@@ -107,12 +107,34 @@ class Dialect(abc.ABC):
     def chunk(self, data: Any) -> Chunk:
         """One streamed object; KeyError, IndexError or TypeError if it has another shape."""
 
-    @abc.abstractmethod
     def token(self, data: Any) -> tuple[str, Any] | None:
         """``(text, model)`` when ``data`` is a plain token (a piece of the reply and its model,
         nothing more), else None: the reader then takes the whole object with :meth:`chunk`.
-        The hot path of a stream (hundreds of objects a reply): whatever it returns,
-        :meth:`chunk` would say the same (``Chunk(text, model=model)``)."""
+        Whatever it returns, :meth:`chunk` would say the same (``Chunk(text, model=model)``)."""
+        texts, model = self.tokens([data])
+        return (texts[0], model) if texts else None
+
+    def tokens(self, values: list[Any]) -> tuple[list[str], Any]:
+        """The plain tokens that open ``values`` (up to the first value that is not one, see
+        :meth:`token`): their texts and the last model they name (None if none does). The hot
+        path of a stream, hundreds of objects a reply: one call for a block of them."""
+        texts: list[str] = []
+        model = None
+        plain_text = self.plain_text
+        for data in values:
+            text = plain_text(data) if type(data) is dict else None
+            if text is None:
+                break
+            texts.append(text)
+            named = data.get("model")
+            if named is not None:
+                model = named
+        return texts, model
+
+    @abc.abstractmethod
+    def plain_text(self, data: dict[str, Any]) -> str | None:
+        """The text of object ``data`` when it is a plain token (see :meth:`token`), else
+        None."""
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
@@ -173,22 +195,18 @@ class OpenAIDialect(Dialect):
                      stop, data.get("model"), _int(usage.get("prompt_tokens")),
                      _int(usage.get("completion_tokens")), _openai_cached(data))
 
-    def token(self, data: Any) -> tuple[str, Any] | None:
-        return _openai_token(data)
-
-
-def _openai_token(data: Any) -> tuple[str, Any] | None:
-    choices = data.get("choices")
-    if (type(choices) is not list or len(choices) != 1 or "error" in data or "usage" in data
-            or "timings" in data):
-        return None  # usage figures, an error, or not one choice: the whole object
-    choice = choices[0]
-    delta = choice.get("delta") if type(choice) is dict else None
-    if (type(delta) is not dict or choice.get("finish_reason") is not None
-            or delta.get("reasoning_content") or delta.get("reasoning")):
-        return None
-    text = delta.get("content")
-    return (text, data.get("model")) if type(text) is str and text else None
+    def plain_text(self, data: dict[str, Any]) -> str | None:
+        choices = data.get("choices")
+        if (type(choices) is not list or len(choices) != 1 or "error" in data or "usage" in data
+                or "timings" in data):
+            return None  # usage figures, an error, or not one choice: the whole object
+        choice = choices[0]
+        delta = choice.get("delta") if type(choice) is dict else None
+        if (type(delta) is not dict or choice.get("finish_reason") is not None
+                or delta.get("reasoning_content") or delta.get("reasoning")):
+            return None
+        text = delta.get("content")
+        return text if type(text) is str and text else None
 
 
 def _openai_cached(data: dict[str, Any]) -> int | None:
@@ -246,7 +264,7 @@ class OllamaDialect(Dialect):
                      _int(data.get("prompt_eval_count")), _int(data.get("eval_count")),
                      _int(data.get("prompt_eval_cached_count")))
 
-    def token(self, data: Any) -> tuple[str, Any] | None:
+    def plain_text(self, data: dict[str, Any]) -> str | None:
         # Ollama's objects say "done": false until the last one; the counts come on that one.
         if (data.get("done") is not False or "error" in data or "eval_count" in data
                 or "prompt_eval_count" in data or "prompt_eval_cached_count" in data):
@@ -255,7 +273,7 @@ class OllamaDialect(Dialect):
         if type(message) is not dict or message.get("thinking"):
             return None
         text = message.get("content")
-        return (text, data.get("model")) if type(text) is str and text else None
+        return text if type(text) is str and text else None
 
     def show_url(self, chat_url: str) -> str:
         """Ollama's ``/api/show`` (the model's details, its context length) beside the chat

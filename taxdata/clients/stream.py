@@ -16,7 +16,9 @@ from __future__ import annotations
 import http.client
 import json
 import re
+from bisect import bisect_right
 from dataclasses import dataclass
+from itertools import accumulate
 from typing import Any, Callable, Iterator
 
 import requests
@@ -115,21 +117,23 @@ class JsonEnd:
                     self.after = piece[index + 1:]
                     return
 
-    def feed_open(self, text: str) -> bool:
+    def feed_open(self, text: str) -> int | None:
         """Feed ``text`` unless the object closes in it (or has closed): then nothing is read
-        and it says False, so the caller can feed the pieces one by one and cut at the right
-        one."""
+        and it says where in ``text`` (the closing brace's index; 0 when it had closed), so
+        the caller can feed the pieces before that one at once and cut at the right one. None:
+        all of ``text`` was read and the object is still open."""
         if self.closed:
-            return False
+            return 0
         if not self.wants(text):
-            return True
+            return None
         state = self.depth, self.started, self.in_string, self.escape
         self.feed(text)
         if self.closed:
+            at = len(text) - len(self.after) - 1
             self.depth, self.started, self.in_string, self.escape = state
             self.closed, self.after = False, ""
-            return False
-        return True
+            return at
+        return None
 
     def past_the_object(self) -> str | None:
         """Why the reply should stop now that its object has closed, if it should."""
@@ -186,6 +190,7 @@ def read_reply(response: requests.Response, dialect: Dialect, watch: Watch, *, m
 
 
 _scan = json.JSONDecoder().scan_once  # the C scanner json.loads ends in, without its layers
+_loads = json.JSONDecoder().decode  # json.loads without its per-call type checks
 
 
 def _parse_object(line: bytes) -> Any:
@@ -199,6 +204,34 @@ def _parse_object(line: bytes) -> Any:
     if end != len(text):
         raise ValueError("extra data after the JSON value")
     return value
+
+
+def _token_objects(text: str) -> tuple[list[Any], bool, int] | None:
+    """The values of the whole lines ``text`` from the first on, one a line, while each line is
+    exactly one JSON value: NDJSON lines, or server-sent events (``data: `` lines, each followed
+    by a blank line); the last line may be another (``data: [DONE]``, a comment), and is then
+    left out. Returns the values, whether they are events, and the count of lines; None when
+    the lines are not such values.
+
+    JSON holds no raw line break outside its strings, nor inside them (a strict parser refuses
+    one), so the line breaks are the framing alone: replaced by commas they make one array
+    exactly when no line is empty and no value is cut across lines; the count then says that
+    no line held two values."""
+    body = text.rstrip("\n")
+    events = body.startswith("data: ")
+    if events:  # OpenAI's events: "data: {...}" and a blank line, each
+        body = body[6:].replace("\n\ndata: ", "\n")
+    lines = body.count("\n") + 1
+    for upto in (len(body), body.rfind("\n")):
+        if upto <= 0 or not body.startswith("{"):
+            return None
+        try:
+            values = _loads("[" + body[:upto].replace("\n", ",") + "]")
+        except ValueError:
+            continue
+        whole = lines if upto == len(body) else lines - 1
+        return (values, events, lines) if len(values) == whole else None
+    return None
 
 
 def _plain_token(text: str, pos: int, eol: int,
@@ -261,8 +294,11 @@ class _Reader:
                     return
             return
         token, result = self.dialect.token, self.result
+        pos, size = self.tokens_at_once(text), len(text)
+        if pos == size or result.cut:
+            return
         pieces = self.pieces
-        first, model, pos, size = len(pieces), None, 0, len(text)
+        first, model = len(pieces), None
         while pos < size:
             eol = text.find("\n", pos)
             if eol < 0:
@@ -277,16 +313,46 @@ class _Reader:
             if pos == eol or text[pos:eol].isspace():  # a blank line (between events)
                 pos = eol + 1
                 continue
-            self.objects += len(pieces) - first
             self.took(first, model)  # the tokens before this line count first
+            self.objects += len(pieces) - first
             if result.cut:
                 return
             self.line(text[pos:eol].encode("utf-8"))
             if result.cut or result.error:
                 return
             first, model, pos = len(pieces), None, eol + 1
-        self.objects += len(pieces) - first
         self.took(first, model)
+        self.objects += len(pieces) - first
+
+    def tokens_at_once(self, text: str) -> int:
+        """Take the plain tokens that open the block (a streaming server's blocks are nearly
+        all plain tokens) in one parse: the lines, joined as one JSON array, parsed by one C
+        call, read the very values the lines give one by one. Returns where the lines it did
+        not take begin (``len(text)``: it took them all), for :meth:`block` to read one by
+        one."""
+        found = _token_objects(text)
+        if found is None:
+            return 0
+        values, events, lines = found
+        try:
+            texts, model = self.dialect.tokens(values)
+        except (KeyError, IndexError, TypeError, AttributeError):
+            return 0
+        taken = len(texts)
+        if taken:
+            pieces = self.pieces
+            first = len(pieces)
+            pieces.extend(texts)
+            self.took(first, model)
+            self.objects += len(pieces) - first  # up to a cut, as line() counts them
+        if taken == lines:
+            return len(text)
+        pos = 0
+        for _ in range(taken):  # past the lines taken (and an event's blank line)
+            pos = text.index("\n", pos) + 1
+            if events and text.startswith("\n", pos):
+                pos += 1
+        return pos
 
     def took(self, first: int, model: Any) -> None:
         """Count the plain tokens ``pieces[first:]`` as :meth:`line` counts each: the clock,
@@ -303,11 +369,23 @@ class _Reader:
             result.model = model
         limit = None if self.cap is None else self.cap + CAP_SLACK
         json_end = self.json_end
-        if (limit is None or result.tokens + new <= limit) and (
-                json_end is None
-                or json_end.feed_open(pieces[first] if new == 1 else "".join(pieces[first:]))):
-            result.tokens += new  # no cut can fall among them
-            return
+        if limit is None or result.tokens + new <= limit:
+            if json_end is None:
+                result.tokens += new  # no cut can fall among them
+                return
+            text = pieces[first] if new == 1 else "".join(pieces[first:])
+            at = json_end.feed_open(text)
+            if at is None:
+                result.tokens += new  # no cut can fall among them
+                return
+            # The object closes in the token that holds text[at]: those before it are read
+            # at once, that one and the rest token by token (a cut may fall among them).
+            ends = list(accumulate(map(len, pieces[first:])))
+            before = bisect_right(ends, at)
+            if before:
+                json_end.feed(text[:ends[before - 1]])
+                result.tokens += before
+                first += before
         for index in range(first, len(pieces)):  # one may: token by token, as line() takes them
             result.tokens += 1
             text = pieces[index]

@@ -13,6 +13,8 @@ For a table cell, the cell itself with its row's label and its column's header.
 
 from __future__ import annotations
 
+import bisect
+import functools
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -22,7 +24,7 @@ from taxdata.evidence.taxwords import OTHER_TAX, OWN_WORDS_OVER_OTHER, TOPIC_NAM
 from taxdata.evidence.wordsearch import words
 
 __all__ = ["CLAUSE_BREAKS", "COMMA_BREAKS", "Quoted", "blank_parentheses", "region",
-           "is_example", "qualifier_reason"]
+           "between_breaks", "is_example", "qualifier_reason"]
 
 _EXAMPLE_CONTEXT = words(r"\bexamples?\b|\billustrat|\bworked\b|\bcalculations?\b|"
                          r"\bscenarios?\b|\bhypothetical")
@@ -103,10 +105,24 @@ def region(text: str, at: Number, breaks: re.Pattern[str]) -> str:
         inner = text[lo:hi]
         return region(inner, Number(at.value, at.percent, at.start - lo, at.end - lo), breaks)
     blank = blank_parentheses(text)
-    cuts = list(breaks.finditer(blank))
-    lo = max((m.end() for m in cuts if m.end() <= at.start), default=0)
-    hi = min((m.start() for m in cuts if m.start() >= at.end), default=len(text))
+    lo, hi = between_breaks(blank, at, breaks)
     return blank[lo:hi]
+
+
+def between_breaks(text: str, at: Number, breaks: re.Pattern[str]) -> tuple[int, int]:
+    """Where the text around ``at`` starts and ends: after the last break that ends at or
+    before it (else 0), before the first that starts at or after its end (else the end)."""
+    starts, ends = _breaks(text, breaks)
+    first, last = bisect.bisect_right(ends, at.start), bisect.bisect_left(starts, at.end)
+    return (ends[first - 1] if first else 0), (starts[last] if last < len(starts) else len(text))
+
+
+@functools.lru_cache(maxsize=1024)
+def _breaks(text: str, breaks: re.Pattern[str]) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    # Every number of a quote, and every check of each, asks where the same text breaks.
+    # The matches do not overlap, so their starts and their ends are both in order.
+    spans = [m.span() for m in breaks.finditer(text)]
+    return tuple(a for a, _ in spans), tuple(b for _, b in spans)
 
 
 @dataclass(frozen=True)

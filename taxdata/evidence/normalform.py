@@ -57,29 +57,59 @@ def _scaled(match: re.Match[str]) -> str:
 
 
 def _numbers(line: str) -> str:
-    line = _PERCENT.sub(r"\1%", _NIL.sub("0", line))
-    line = _DECIMAL_COMMA.sub(
-        lambda m: re.sub(r"[ .']", "", m.group(1)) + "." + m.group(3), line)
-    line = _INDIAN_GROUPS.sub(lambda m: m.group(1) + m.group(2).replace(",", ""), line)
+    # Each rewrite runs only on a line that holds what every one of its matches holds (a
+    # comma, a dot, "nil", a scale word), looked for in the line as the rewrites before it left
+    # it: a pattern that cannot match still scans the whole line, and most lines of a source
+    # hold no comma, dot or scale word. Same result, most lines read by a few `in` checks.
+    if "nil" in line:
+        line = _NIL.sub("0", line)
+    if "%" in line or "per" in line or "pct" in line:
+        line = _PERCENT.sub(r"\1%", line)
+    if "," in line:
+        line = _DECIMAL_COMMA.sub(
+            lambda m: re.sub(r"[ .']", "", m.group(1)) + "." + m.group(3), line)
+    if "," in line:
+        line = _INDIAN_GROUPS.sub(lambda m: m.group(1) + m.group(2).replace(",", ""), line)
     line = _GROUPS.sub(lambda m: m.group(1) + re.sub(r"[,' ]", "", m.group(2)), line)
-    line = _DOT_GROUPS.sub(lambda m: m.group(1) + m.group(2).replace(".", ""), line)
-    line = _DOT_GROUP.sub(r"\1\2", line)
-    return _SCALE.sub(_scaled, line)
+    if "." in line:
+        line = _DOT_GROUPS.sub(lambda m: m.group(1) + m.group(2).replace(".", ""), line)
+    if "." in line:
+        line = _DOT_GROUP.sub(r"\1\2", line)
+    if "illion" in line or "lakh" in line or "crore" in line or "thousand" in line:
+        line = _SCALE.sub(_scaled, line)
+    return line
 
 
 def _line(line: str) -> str:
     """One line (already NFKC'd and lower-cased) in normal form, spaces not yet collapsed."""
-    return _MARKUP.sub(" ", _FOOTNOTE.sub("", _numbers(line)))
+    line = _footnotes_out(_numbers(line))
+    if "|" in line or "*" in line or "`" in line or "#" in line or ">" in line:
+        line = _MARKUP.sub(" ", line)
+    return line
+
+
+def _footnotes_out(line: str) -> str:
+    return _FOOTNOTE.sub("", line) if "[" in line else line
+
+
+def _spaces_collapsed(text: str) -> str:
+    # Only where there is a run to collapse: a space is itself on every other line.
+    return SPACES.sub(" ", text) if _IRREGULAR_SPACE.search(text) else text
+
+
+_IRREGULAR_SPACE = re.compile(r"[^\S ]|  ")  # whitespace but a space, or two in a row
 
 
 @functools.lru_cache(maxsize=16384)
 def normalise_cell(cell: str) -> str:
     """One table cell in normal form: like a line, but a ">" in it is a sign ("> 177 106")."""
-    return SPACES.sub(" ", _CELL_MARKUP.sub(" ", _FOOTNOTE.sub("", _numbers(
+    return _spaces_collapsed(_CELL_MARKUP.sub(" ", _footnotes_out(_numbers(
         _prepare(cell))))).strip()
 
 
 def _prepare(text: str) -> str:
+    if text.isascii():  # no footnote mark, dash, quotation mark or form NFKC would change
+        return text.lower()
     text = _SUPERSCRIPTS.sub("", text)
     return unicodedata.normalize("NFKC", text).translate(_DASHES).translate(_QUOTES).lower()
 
@@ -106,7 +136,7 @@ def normalise(text: str) -> str:
             out.append(f" {ROW_BREAK} " if row and previous_row else " ")
         out.append(_line(line))
         previous_row = row
-    return SPACES.sub(" ", "".join(out)).strip()
+    return _spaces_collapsed("".join(out)).strip()
 
 
 @functools.lru_cache(maxsize=16384)

@@ -49,6 +49,7 @@ from taxdata.evidence.clauses import (
     CLAUSE_BREAKS,
     COMMA_BREAKS,
     Quoted,
+    between_breaks,
     is_example,
     qualifier_reason,
 )
@@ -195,9 +196,7 @@ def nearest_label(text: str, at: Number, keys: tuple[str, str]) -> str | None:
                       for m in LABELS[key][1].finditer(text[start:stop]))
 
     for breaks in (CLAUSE_BREAKS, COMMA_BREAKS):
-        cuts = list(breaks.finditer(text))
-        lo = max((m.end() for m in cuts if m.end() <= at.start), default=0)
-        hi = min((m.start() for m in cuts if m.start() >= at.end), default=len(text))
+        lo, hi = between_breaks(text, at, breaks)
         found = labels(lo, hi)
         if not found:
             continue

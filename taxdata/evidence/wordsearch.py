@@ -32,6 +32,10 @@ _QUANTIFIERS = "?*+{"
 _LITERAL_ESCAPES = set(".-()[]{}|?*+^$\\/ %'\"&#~=:;,!<>@`")
 
 
+_UNSEEN = object()
+_SEEN = 256  # texts whose answers a list keeps (a country's checks ask of a few dozen)
+
+
 class Words:
     """A compiled word-list pattern; ``search`` and ``finditer`` as on :class:`re.Pattern`."""
 
@@ -47,14 +51,26 @@ class Words:
         # in C (a tenth of the word list's own search), then compares.
         self._check = re.compile("|".join(map(re.escape, self.anchors))) if self.anchors else None
         self.rest = re.compile("|".join(rest)) if rest else None  # the alternatives without
+        self._seen: dict[str, re.Match[str] | None] = {}
 
     def _full(self, text: str) -> bool:
         return self._check is not None and self._check.search(text) is not None
 
     def search(self, text: str) -> re.Match[str] | None:
-        if self._full(text):
-            return self.regex.search(text)
-        return self.rest.search(text) if self.rest is not None else None
+        # The checks of one quote ask each list of the same clauses again (every number of
+        # it, every figure it supports): the last answers are kept (threads share them; a
+        # dict's get and set are atomic, and a lost answer is only worked out again).
+        seen = self._seen
+        found = seen.get(text, _UNSEEN)
+        if found is _UNSEEN:
+            if self._full(text):
+                found = self.regex.search(text)
+            else:
+                found = self.rest.search(text) if self.rest is not None else None
+            if len(seen) >= _SEEN:
+                seen.clear()
+            seen[text] = found
+        return found
 
     def finditer(self, text: str) -> Iterator[re.Match[str]]:
         if self._full(text):
