@@ -93,7 +93,8 @@ def _footnotes_out(line: str) -> str:
 
 
 def _spaces_collapsed(text: str) -> str:
-    # Only where there is a run to collapse: a space is itself on every other line.
+    # Only where there is something to collapse (a run, or whitespace that is not a space): a
+    # text of single spaces is in form already, and the regex would rewrite each one as itself.
     return SPACES.sub(" ", text) if _IRREGULAR_SPACE.search(text) else text
 
 
