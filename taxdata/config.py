@@ -13,8 +13,6 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 from urllib.parse import urlsplit
 
-from dotenv import dotenv_values
-
 from taxdata import __version__
 from taxdata.errors import UsageError
 
@@ -256,6 +254,8 @@ def load_settings(
     environ = os.environ if environ is None else environ
     from_file: dict[str, str | None] = {}
     if env_file is not None and Path(env_file).is_file():
+        from dotenv import dotenv_values  # a run without a .env never loads python-dotenv
+
         from_file = dotenv_values(env_file)
     values: dict[str, Any] = {}
     for name, (env, parse) in _SPEC.items():

@@ -12,8 +12,6 @@ from pathlib import Path
 
 from taxdata.errors import UsageError
 from taxdata.options import RunOptions, check_max_chars
-from taxdata.references.csvfile import parse_column_spec
-from taxdata.references.table import ReferenceTableError
 from taxdata.store.taxfile import DEFAULT_MAX_CHARS
 
 
@@ -49,8 +47,12 @@ class UpdateOptions(RunOptions):
         if self.reference_columns and not self.reference:
             raise UsageError("--reference-column needs --reference FILE.csv (it names that "
                              "file's columns)")
-        try:
-            parse_column_spec(self.reference_columns)
-        except ReferenceTableError as exc:
-            raise UsageError(str(exc)) from None
+        if self.reference_columns:  # only a run given a reference file loads the CSV reader
+            from taxdata.references.csvfile import parse_column_spec
+            from taxdata.references.table import ReferenceTableError
+
+            try:
+                parse_column_spec(self.reference_columns)
+            except ReferenceTableError as exc:
+                raise UsageError(str(exc)) from None
         check_max_chars(self.max_chars)

@@ -43,7 +43,6 @@ from taxdata.evidence.originals import REVISION_RETRY, Originals, read_original
 from taxdata.log import logger, thread_label
 from taxdata.outcome import Status, exit_code, outcome_of
 from taxdata.references import crosscheck
-from taxdata.references.csvfile import load_reference_csv, parse_column_spec
 from taxdata.references.listpage import fetch_list_reference
 from taxdata.references.table import Reference, ReferenceTableError
 from taxdata.runner import TaskResult, run_tasks
@@ -416,6 +415,9 @@ def prepare(options: UpdateOptions, settings: Settings) -> UpdateRun:
     before any request: every problem here is a usage error."""
     update = UpdateRun(options, settings)
     if options.reference:  # a bad file is a usage error before any request
+        # The CSV reader loads only when there is a file to read (most runs have none).
+        from taxdata.references.csvfile import load_reference_csv, parse_column_spec
+
         try:
             reference = load_reference_csv(options.reference, update.registry,
                                            parse_column_spec(options.reference_columns))

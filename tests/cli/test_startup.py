@@ -79,3 +79,26 @@ def test_an_update_run_without_html_never_imports_the_html_parser(tmp_path):
     # (pycountry, babel, countryinfo) are loaded.
     assert [name for name in ("tqdm", "pycountry", "babel", "countryinfo",
                               "taxdata.countries.facts") if name in modules] == []
+    # No .env in the working directory, no --reference file: neither python-dotenv nor the CSV
+    # reader is loaded.
+    assert [name for name in ("dotenv", "taxdata.references.csvfile") if name in modules] == []
+
+
+def test_a_dotenv_file_is_still_read_and_a_reference_file_still_loads_the_csv_reader(tmp_path):
+    data = tmp_path / "data"
+    (data / "taxation").mkdir(parents=True)
+    put_taxation(data, "germany", generic=True)
+    reference = tmp_path / "reference.csv"  # FIXTURE: a made-up reference row
+    reference.write_text("Country,VAT\nGermany,17\n", encoding="utf-8")
+    with StandInLLM() as server:
+        server.responder = lambda body: reply("germany")
+        env = script_env(data, server.url("proxy"))
+        # The URL comes from .env only: the run reaching the stand-in proves the file was read.
+        (tmp_path / ".env").write_text(f"TAXDATA_LLM_URL={env.pop('TAXDATA_LLM_URL')}\n",
+                                       encoding="utf-8")
+        modules = loaded_modules("taxdata.cli.commands", "update_main",
+                                 ["--no-progress", "--no-list-reference", "--countries",
+                                  "germany", "--reference", str(reference),
+                                  "--reference-column", "vat=VAT"], env=env, cwd=tmp_path)
+        assert len([b for b in server.chats if "Germany" in json.dumps(b)]) >= 1  # it ran
+    assert "dotenv" in modules and "taxdata.references.csvfile" in modules
