@@ -2,7 +2,8 @@
 
 ``--help`` of every program loads no HTML parser (bs4, soupsieve, lxml), no pydantic models, no
 HTTP client and no pipeline module; the updater never loads the HTML parser unless it parses
-HTML (a run without the list page reads none).
+HTML (a run without the list page reads none), python-dotenv unless there is a ``.env`` file, or
+the CSV reference reader unless it is given a reference file.
 """
 
 from __future__ import annotations
