@@ -198,6 +198,11 @@ def measure_startup(server: StandInLLM, latency: float, repeat: int) -> float:
         return min(run_updater(env, url, "-w", "1")[0] for _ in range(repeat))
 
 
+def _country_chats(server: StandInLLM) -> int:
+    """Chat requests about a country (the preflight's form probe left out)."""
+    return sum(not is_probe(body) for body in server.chats)
+
+
 def measure(count: int, workers: int, latency: float, repeat: int = 3,
             startup: float | None = None, server: StandInLLM | None = None) -> dict[str, Any]:
     """One size: the forced run and the unchanged re-run, best of ``repeat`` each (other load
@@ -333,8 +338,3 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
-
-
-def _country_chats(server: StandInLLM) -> int:
-    """Chat requests about a country (the preflight's form probe left out)."""
-    return sum(not is_probe(body) for body in server.chats)
