@@ -8,6 +8,7 @@ one summary printer (:func:`print_summary`).
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 from enum import Enum
 from typing import Callable, Iterable, Mapping, Sequence, TypeVar
@@ -90,7 +91,8 @@ def failure_reason(error: BaseException | None) -> str:
 def status_counts(outcomes: Mapping[str, Outcome],
                   statuses: Sequence[Status]) -> dict[Status, int]:
     """How many countries reached each of ``statuses`` (every one listed, 0 included)."""
-    return {s: sum(o.status == s for o in outcomes.values()) for s in statuses}
+    counted = Counter(o.status for o in outcomes.values())
+    return {s: counted[s] for s in statuses}
 
 
 def exit_code(outcomes: Mapping[str, Outcome], interrupted: bool) -> int:

@@ -124,9 +124,12 @@ def _show(value: object) -> str:
         return repr(value)
 
 
+_SEPARATORS = re.compile(r"[\s\-]+")
+
+
 def _key(name: str) -> str:
     """Normalise a user-typed name: ' United-Kingdom ' and 'united kingdom' -> 'united_kingdom'."""
-    return re.sub(r"[\s\-]+", "_", name.strip().lower())
+    return _SEPARATORS.sub("_", name.strip().lower())
 
 
 def _parse_entry(slug: object, raw: object, source: str) -> Country:

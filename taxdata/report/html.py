@@ -80,12 +80,14 @@ def _environment(cache_dir: str | None = None) -> jinja2.Environment:
 def render_html(report: Mapping[str, Any], recorded: Sequence[Event],
                 dataset: Mapping[str, Any] | None = None, *,
                 previous: Mapping[str, Any] | None = None, sources: SourceTexts | None = None,
-                title: str = "taxdata run report", cache_dir: str | None = None) -> str:
+                title: str = "taxdata run report", cache_dir: str | None = None,
+                sample: bool | None = None) -> str:
     """The whole page for one run (``recorded``: its events; ``previous``: the dataset's
     countries before it; ``sources``: the source texts the quotes are shown in; ``cache_dir``:
-    where the compiled template is kept between runs) as a string."""
+    where the compiled template is kept between runs; ``sample``: the dataset is SAMPLE data,
+    None to look in ``dataset``) as a string."""
     return _environment(cache_dir).get_template("run_report.html.j2").render(
-        title=title, report=report, review=review(report, dataset, previous, sources),
+        title=title, report=report, review=review(report, dataset, previous, sources, sample),
         endpoint_lines=report.get("llm_endpoints") or [], **timeline_view(recorded))
 
 
@@ -97,8 +99,8 @@ def html_path(json_path: Path) -> Path:
 def write_html_report(data, json_relpath: str, report: Mapping[str, Any],
                       dataset: Mapping[str, Any] | None = None, *,
                       previous: Mapping[str, Any] | None = None,
-                      sources: SourceTexts | None = None) -> Path:
+                      sources: SourceTexts | None = None, sample: bool | None = None) -> Path:
     """Write the page beside the JSON report through ``data`` (a DataDir: atomic, locked)."""
     page = render_html(report, recorded_events(), dataset, previous=previous, sources=sources,
-                       cache_dir=str(data.path(TEMPLATE_CACHE)))
+                       cache_dir=str(data.path(TEMPLATE_CACHE)), sample=sample)
     return data.write_text(str(Path(json_relpath).with_suffix(".html")), page)

@@ -189,10 +189,25 @@ def fallback_totals(countries: Mapping[str, Mapping[str, Any]]) -> dict[str, int
                             for e in countries.values())}
 
 
+SAMPLE_MARK = "(SAMPLE)"  # in every demo and bundled-sample country's name
+
+
+def holds_sample(countries: Mapping[str, Any]) -> bool:
+    """Some country of a dataset's ``countries`` is SAMPLE data (by its record's name)."""
+    for entry in countries.values():
+        record = entry.get("record") if isinstance(entry, dict) else None
+        name = record.get("name") if isinstance(record, dict) else None
+        if isinstance(name, str) and SAMPLE_MARK in name:
+            return True
+    return False
+
+
 def review(report: Mapping[str, Any], dataset: Mapping[str, Any] | None,
-           previous: Mapping[str, Any] | None, sources: SourceTexts | None) -> dict[str, Any]:
+           previous: Mapping[str, Any] | None, sources: SourceTexts | None,
+           sample: bool | None = None) -> dict[str, Any]:
     """What the template shows of the countries: the sections in full, the collapsed lists,
-    what needs a look first, the totals and whether this is SAMPLE data."""
+    what needs a look first, the totals and whether this is SAMPLE data (``sample``: whether
+    the dataset is, None to look in ``dataset``)."""
     after = (dataset or {}).get("countries") or {}
     before = previous or {}
     entries = report.get("countries") or {}
@@ -201,9 +216,9 @@ def review(report: Mapping[str, Any], dataset: Mapping[str, Any] | None,
     shown = [v for status in SHOWN for v in views if v.status == status]
     shown += [v for v in views if v.status not in SHOWN + COLLAPSED]
     collapsed = {status: [v for v in views if v.status == status] for status in COLLAPSED}
-    names = [((e or {}).get("record") or {}).get("name") or "" for e in after.values()]
-    sample = ("DEMO" in str(report.get("model") or "").upper()
-              or any("(SAMPLE)" in name for name in names))
+    if sample is None:
+        sample = holds_sample(after)
+    sample = sample or "DEMO" in str(report.get("model") or "").upper()
     unchanged = report.get("unchanged") if isinstance(report.get("unchanged"), Mapping) else {}
     return {"shown": shown, "collapsed": {k: v for k, v in collapsed.items() if v},
             # Up-to-date countries the report lists by name only (a line, not a row each).

@@ -39,15 +39,30 @@ def empty_dataset() -> dict[str, Any]:
 def read_dataset(data: DataDir) -> tuple[dict[str, Any], bytes]:
     """``tax_data.json`` parsed (an empty dataset when there is none) and its bytes; a file
     that is not a dataset is a one-line :class:`UsageError`."""
+    raw = read_dataset_bytes(data)
+    return parse_dataset(data, raw), raw or b""
+
+
+def read_dataset_bytes(data: DataDir) -> bytes | None:
+    """``tax_data.json``'s bytes (None when there is none); one that cannot be read is a
+    one-line :class:`UsageError`."""
     path = data.path(DATASET_FILE)
     try:
-        raw = path.read_bytes()
+        return path.read_bytes()
     except FileNotFoundError:
-        return empty_dataset(), b""
+        return None
     except IsADirectoryError:
         raise UsageError(f"{path}: is a directory, not a file") from None
     except OSError as exc:
         raise UsageError(f"{path}: cannot read: {exc.strerror or exc}") from None
+
+
+def parse_dataset(data: DataDir, raw: bytes | None) -> dict[str, Any]:
+    """The dataset in ``raw`` (``tax_data.json``'s bytes; None, no file: an empty dataset);
+    bytes that are not a dataset are a one-line :class:`UsageError`."""
+    if raw is None:
+        return empty_dataset()
+    path = data.path(DATASET_FILE)
     # The depth of each country is the gate's to check (it may skip trusted bytes). json builds
     # no cycles: the collector, paused, does not scan its 300,000 containers (5,000 countries)
     # again and again while they are made (a quarter of the time).
@@ -67,7 +82,7 @@ def read_dataset(data: DataDir) -> tuple[dict[str, Any], bytes]:
     problem = strictjson.value_problem({k: v for k, v in dataset.items() if k != "countries"})
     if problem:
         raise UsageError(f"{path}: {problem}")
-    return dataset, raw
+    return dataset
 
 
 def load_dataset(data: DataDir) -> dict[str, Any]:

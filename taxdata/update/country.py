@@ -11,7 +11,7 @@ import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 from taxdata.countries.registry import Registry
 from taxdata.evidence.check import EvidenceCheck
@@ -27,6 +27,7 @@ from taxdata.references.table import Reference
 from taxdata.store.hiddenmarkup import strip_hidden_markup
 from taxdata.store.taxfile import SourceInfo, parse_sources
 from taxdata.timestamps import now_utc
+from taxdata.update.datasetindex import HAS_ORIGINAL, stamp_of
 from taxdata.update.extract import PROMPT_VERSION, ExtractionFailed, Extractor
 from taxdata.update.outcome import CountryOutcome
 
@@ -40,7 +41,7 @@ class CountryUpdater:
     registry: Registry
     extractor: Extractor
     references: list[Reference]  # the second sources to cross-check against
-    previous: dict[str, Any]  # the dataset's countries when the run started
+    previous: Mapping[str, Any]  # the dataset's countries when the run started (a Snapshot)
     force: bool = False  # extract again even when the source has not changed
     accept_disputed: bool = False  # write a record that a reference disputes (VAT or top rate)
     # Where each file's original is found, to verify every figure in it (taxdata.evidence.
@@ -54,13 +55,11 @@ class CountryUpdater:
 
     def up_to_date_digest(self, slug: str, digest: str | None, model: str | None) -> bool:
         """:meth:`up_to_date` for bytes whose sha256 is ``digest``."""
-        provenance = (self.previous.get(slug) or {}).get("provenance") or {}
-        grounded = (self.originals is None or provenance.get("unverified")
-                    or provenance.get("original") is not None)
+        stamp = stamp_of(self.previous, slug)  # its provenance, as far as this needs it
+        grounded = self.originals is None or stamp["unverified"] or stamp[HAS_ORIGINAL]
         return (not self.force and digest is not None and bool(grounded)
-                and provenance.get("source_sha256") == digest
-                and provenance.get("prompt_version") == PROMPT_VERSION
-                and provenance.get("model") == model)
+                and stamp["source_sha256"] == digest
+                and stamp["prompt_version"] == PROMPT_VERSION and stamp["model"] == model)
 
     def fate(self, slug: str) -> str:
         """What a failed country's dataset entry keeps: its record, or none exists yet."""

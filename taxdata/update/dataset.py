@@ -10,7 +10,9 @@ re-encodes and re-renders only the countries that changed since the last.
 Every entry passes the gate (:mod:`taxdata.update.gate`) on its way in, from a reply, the
 journal or the file itself; what fails is quarantined (:mod:`taxdata.store.quarantine`). A run
 that changed nothing rewrites nothing: ``taxData.js`` names the ``tax_data.json`` it was
-rendered from and a digest of its own body, so an unchanged run can tell it is in step.
+rendered from and a digest of its own body, so an unchanged run can tell it is in step; and
+such a run does not even decode tax_data.json: what it needs of it is in the dataset's index
+(:mod:`taxdata.update.datasetindex`), and the file is decoded at the first use of an entry.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from taxdata.log import logger
 from taxdata.outcome import Status
 from taxdata.record.build import diff_records
 from taxdata.references import crosscheck
+from taxdata.report.review import holds_sample
 from taxdata.store.confined import SymlinkRefused
 from taxdata.store.datadir import DataDir
 from taxdata.store.datasetfile import (
@@ -36,7 +39,8 @@ from taxdata.store.datasetfile import (
     dataset_bytes,
     empty_dataset,
     encode_entry,
-    read_dataset,
+    parse_dataset,
+    read_dataset_bytes,
     seed_lines,
 )
 from taxdata.store.journal import Journal
@@ -49,6 +53,13 @@ from taxdata.store.jsmodule import (
 from taxdata.store.quarantine import Quarantine, shown_slug
 from taxdata.store.strictjson import encode_checked
 from taxdata.timestamps import now_utc
+from taxdata.update.datasetindex import (
+    DatasetIndex,
+    Snapshot,
+    read_index,
+    stamp,
+    write_index,
+)
 from taxdata.update.gate import GATE_VERSION, admit, entry_problem
 from taxdata.update.outcome import CountryOutcome, report_counts
 
@@ -113,7 +124,11 @@ class DatasetStore:
         self.data = data
         self.registry = registry
         self.quarantine = quarantine  # None: a dry run, which writes nothing (not even that)
-        self.dataset: dict[str, Any] = empty_dataset()  # the dataset as it is now, in memory
+        self._dataset: dict[str, Any] | None = empty_dataset()  # as it is now (None: not decoded)
+        self._pending: bytes | None = None  # tax_data.json's bytes, until they are decoded
+        self._index: DatasetIndex | None = None  # what answers for them until then
+        self._index_digest: str | None = None  # the tax_data.json the index on disk is for
+        self._as_read: dict[str, Any] = {}  # the countries the index stood for, decoded
         self.dirty = False  # the dataset has changes tax_data.json does not hold yet
         self.digest = hashlib.sha256(b"").hexdigest()  # of tax_data.json as it is on disk
         self._size = 0  # of tax_data.json as it is on disk, in bytes
@@ -136,18 +151,22 @@ class DatasetStore:
     # -- in ------------------------------------------------------------------------------------
     def load(self) -> None:
         """Read tax_data.json (a broken one is a usage error, before any LLM call) and gate
-        every entry, unless these very bytes passed the gate under this registry before."""
-        self.dataset, raw = read_dataset(self.data)
-        self.digest, self._size = hashlib.sha256(raw).hexdigest(), len(raw)
-        # Its lines are taken as they are at the first write (if any): a run that writes
-        # nothing does not split them.
-        self._raw, self._read = raw, list(self.dataset["countries"].items())
-        self._read_js = [(slug, entry.get("record")) for slug, entry in self._read
-                         if isinstance(entry, dict)]
+        every entry, unless these very bytes passed the gate under this registry before; then
+        their index (if it is theirs) stands for them until an entry is used."""
+        raw = read_dataset_bytes(self.data)
+        self.digest, self._size = hashlib.sha256(raw or b"").hexdigest(), len(raw or b"")
         self._lines = {}
         self._in_step = self._js_in_step()
-        if not raw or (self._in_step and self.registry.digest is not None):
-            return  # these bytes passed the gate when taxData.js was rendered from them
+        # These bytes passed the gate when taxData.js was rendered from them.
+        trusted = raw is not None and self._in_step and self.registry.digest is not None
+        index = read_index(self.data, self.digest) if trusted else None
+        self._index_digest = index.dataset_sha256 if index is not None else None
+        if index is not None:
+            self._dataset, self._pending, self._index = None, raw, index
+            return
+        self._decode(raw)
+        if raw is None or trusted:
+            return
         countries = self.dataset["countries"]
         refused = {slug: problem for slug, entry in countries.items()
                    if (problem := entry_problem(slug, entry, self.registry, known=False))}
@@ -157,6 +176,70 @@ class DatasetStore:
                 del countries[slug]
                 self._lines.pop(slug, None)
                 self.dirty = True
+
+    @property
+    def dataset(self) -> dict[str, Any]:
+        """The dataset as it is now (decoded at the first use)."""
+        if self._dataset is None:
+            self._decode_pending()
+        assert self._dataset is not None
+        return self._dataset
+
+    @property
+    def decoded(self) -> bool:
+        return self._dataset is not None
+
+    def decode(self) -> None:
+        """Decode tax_data.json now (a run about to save results into it)."""
+        if self._dataset is None:
+            self._decode_pending()
+
+    def _decode(self, raw: bytes | None) -> None:
+        self._dataset = parse_dataset(self.data, raw)
+        self._pending, self._index = None, None
+        countries = self._dataset["countries"]
+        # Its lines are taken as they are at the first write (if any): a run that writes
+        # nothing does not split them.
+        self._raw, self._read = raw or b"", list(countries.items())
+        self._read_js = [(slug, entry.get("record")) for slug, entry in self._read
+                         if isinstance(entry, dict)]
+
+    def stamp(self, slug: str) -> dict[str, Any]:
+        """The stamp (:func:`~taxdata.update.datasetindex.stamp`) of ``slug``'s entry as it
+        is now."""
+        if self._index is not None:
+            return self._index.stamp(slug)
+        return stamp(self.dataset["countries"].get(slug))
+
+    def slugs(self) -> list[str]:
+        """The dataset's countries, in its order."""
+        if self._index is not None:
+            return list(self._index.rows)
+        return list(self.dataset["countries"])
+
+    def holds_sample(self) -> bool:
+        """Some country of the dataset is SAMPLE data."""
+        if self._index is not None:
+            return self._index.sample
+        return holds_sample(self.dataset["countries"])
+
+    def snapshot(self) -> Snapshot:
+        """The countries as they are now, for the run to measure its outcomes against."""
+        if self._index is not None:  # none changed since tax_data.json was read
+            return Snapshot(index=self._index, decode=self._countries_as_read)
+        return Snapshot(self.dataset["countries"])
+
+    def _decode_pending(self) -> None:
+        """Decode the bytes the index stood for (they passed the gate: not gated again),
+        keeping their countries as read for a Snapshot taken before."""
+        self._decode(self._pending)
+        assert self._dataset is not None
+        self._as_read = dict(self._dataset["countries"])
+
+    def _countries_as_read(self) -> dict[str, Any]:
+        if self._dataset is None:
+            self._decode_pending()
+        return self._as_read
 
     def refuse(self, slug: Any, entry: Any, origin: str, problem: str,
                raw: str | None = None) -> None:
@@ -258,6 +341,7 @@ class DatasetStore:
         if wrote:
             self.write_files(outcomes, model)
         self.journal.remove()
+        self._write_index()
         costs = self.costs
         # The journal's time is the CPU the workers spent on it (encoding, writing; the gate's
         # checks apart): their wall time would also count the moments another thread held the
@@ -270,6 +354,18 @@ class DatasetStore:
                     costs["checkpoint_s"], time.perf_counter() - started,
                     "" if wrote else f" (nothing changed: {DATASET_FILE} and {JS_FILE} "
                                      "not rewritten)", costs["gate_s"])
+
+    def _write_index(self) -> None:
+        """The index of tax_data.json as it is on disk (if the one there is another's): the
+        next run that changes nothing need not decode it. A cache: a disk that refuses it
+        costs that run the decoding."""
+        if self.quarantine is None or self.dirty or self._index_digest == self.digest:
+            return  # a dry run writes nothing; unsaved changes are not what is on disk
+        try:
+            write_index(self.data, DatasetIndex.of(self.dataset, self.digest))
+            self._index_digest = self.digest
+        except (OSError, DataError) as exc:
+            logger.debug("[PERSIST] dataset index not written: %s", exc)
 
     def write_files(self, outcomes: Mapping[str, CountryOutcome], model: str | None,
                     note: str | None = None) -> None:

@@ -19,7 +19,7 @@ def keep_or_prune(store: DatasetStore, registry: Registry, prune: bool
                   ) -> dict[str, CountryOutcome]:
     """Keep (SKIPPED, one warning) or, with ``prune``, remove (REMOVED) the dataset's countries
     that ``registry`` lacks; their outcomes."""
-    unknown = [slug for slug in store.dataset["countries"] if not registry.has_slug(slug)]
+    unknown = [slug for slug in store.slugs() if not registry.has_slug(slug)]
     if not unknown:
         return {}
     noun = "country" if len(unknown) == 1 else "countries"

@@ -61,10 +61,12 @@ def report_text(report: Mapping[str, Any]) -> str:
 
 
 def write_reports(data: DataDir, started: str, report: Mapping[str, Any],
-                  dataset: Mapping[str, Any], previous: Mapping[str, Any],
-                  sources: Callable[..., str | None], keep: int) -> Path | None:
+                  dataset: Mapping[str, Any] | None, previous: Mapping[str, Any],
+                  sources: Callable[..., str | None], keep: int,
+                  sample: bool | None = None) -> Path | None:
     """Write the JSON report and its review page; remove the reports beyond the newest
-    ``keep``. The JSON report's path, or None (one line said why) when it cannot be written."""
+    ``keep``. The JSON report's path, or None (one line said why) when it cannot be written.
+    ``sample``: whether the dataset is SAMPLE data (None: the page looks in ``dataset``)."""
     stamp = started.replace(":", "").replace("-", "")
     try:
         # Claimed with an exclusive create: runs started in the same second keep both reports.
@@ -75,7 +77,7 @@ def write_reports(data: DataDir, started: str, report: Mapping[str, Any],
         return None
     try:
         write_html_report(data, path.relative_to(data.root).as_posix(), report, dataset,
-                          previous=previous, sources=sources)
+                          previous=previous, sources=sources, sample=sample)
     except (OSError, DataError) as exc:
         logger.error("[REPORT] cannot write the review page beside %s: %s", path, _why(exc))
     prune_reports(data, keep, path)

@@ -53,6 +53,7 @@ from taxdata.store.taxfile import source_problem, taxation_path
 from taxdata.timestamps import now_utc
 from taxdata.update.country import UP_TO_DATE, CountryUpdater
 from taxdata.update.dataset import DatasetStore, PersistFailed
+from taxdata.update.datasetindex import stamp_of
 from taxdata.update.extract import PROMPT_VERSION, Extractor
 from taxdata.update.imports import merge_import, read_import
 from taxdata.update.options import UpdateOptions
@@ -100,7 +101,8 @@ class UpdateRun:
         self.input_dir = Path(options.input_dir or Path(settings.data_dir) / "taxation")
         self.started = now_utc()
         self.outcomes: dict[str, CountryOutcome] = {}
-        self.previous: dict[str, Any] = {}  # the dataset's countries when the run started
+        # The dataset's countries when the run started (set once the model is known).
+        self.previous: Mapping[str, Any] = {}
         self.model: str | None = None
         self.references: list[Reference] = []  # the second sources to cross-check against
         self.list_fetched = False  # Wikipedia's list page was asked for (once per run)
@@ -172,9 +174,8 @@ class UpdateRun:
 
     def extracted_from(self, slug: str) -> str | None:
         """The sha256 of the source the dataset's record of ``slug`` was extracted from."""
-        entry = self.store.dataset["countries"].get(slug)
-        provenance = entry.get("provenance") if isinstance(entry, dict) else None
-        return provenance.get("source_sha256") if isinstance(provenance, dict) else None
+        digest = self.store.stamp(slug)["source_sha256"]
+        return digest if isinstance(digest, str) else None
 
     def fetch_list_reference(self) -> None:
         """Wikipedia's list page as the first reference, asked for once per run (before the
@@ -192,12 +193,12 @@ class UpdateRun:
         extracted from, with this prompt and model) are UNCHANGED here, never a task."""
         send = {}
         for slug, path in sources.items():
-            provenance = (self.previous.get(slug) or {}).get("provenance") or {}
             if judge.up_to_date_digest(slug, self.digests.get(slug), self.model):
+                stamp = stamp_of(self.previous, slug)
                 self.outcomes[slug] = CountryOutcome(
                     slug, Status.UNCHANGED, UP_TO_DATE, source_file=path.name,
-                    source_kind=provenance.get("source_kind"),
-                    unverified=bool(provenance.get("unverified")), model=self.model)
+                    source_kind=stamp["source_kind"], unverified=bool(stamp["unverified"]),
+                    model=self.model)
             else:
                 send[slug] = path
         return send
@@ -272,9 +273,13 @@ class UpdateRun:
             "stopped": self.stopped, "quarantined": self.quarantine.report(),
             **report_countries(self.outcomes),
         }
-        self.report_path = write_reports(self.data, self.started, report, self.store.view(),
+        # A run that only found countries up to date shows no entry: the dataset stays as it
+        # is on disk, not decoded (its SAMPLE flag is in its index).
+        shown = self.store.view() if report.get("countries") else None
+        self.report_path = write_reports(self.data, self.started, report, shown,
                                          self.previous, self.source_text,
-                                         self.settings.keep_reports)
+                                         self.settings.keep_reports,
+                                         sample=self.store.holds_sample())
         if self.stat_cache.changed:  # a cache: a disk that refuses it costs the next run a read
             with contextlib.suppress(OSError, DataError):
                 self.data.write_text(STAT_CACHE, self.stat_cache.content())
@@ -348,7 +353,7 @@ def run(options: UpdateOptions, settings: Settings) -> int:
     # A dry run checks the server too: a dead URL must not pass as "would work".
     # Stopped meanwhile: nothing is sent; the summary and report still come.
     update.model = unless_stopped(extractor.prepare) or settings.model
-    update.previous = dict(update.store.dataset["countries"])
+    update.previous = update.store.snapshot()
     if options.dry_run:
         return dry_run(update, extractor, sources)
     try:
@@ -363,6 +368,10 @@ def run(options: UpdateOptions, settings: Settings) -> int:
                                  force=options.force, accept_disputed=options.accept_disputed,
                                  originals=originals_for(settings))
     sources = update.current(sources, one_country)  # those up to date need no task
+    if sources and not update.store.decoded:
+        # Results will be saved into it: decoded now, and frozen as prepare() froze it.
+        update.store.decode()
+        gc.freeze()
     if sources and not STOP.is_set():  # stopped: the runner cancels every country
         unless_stopped(update.fetch_list_reference)
         unless_stopped(extractor.probe)  # once per server, before any worker sends
