@@ -5,7 +5,12 @@ congestion control does, on the explicit overload signals (503/429 or a queue-fu
 timeouts): cut the limit to ``decrease`` (0.7, as TCP CUBIC) times the requests that were in
 flight, once per round (a busy answer to a request sent before the last cut was already counted);
 add ``increase / limit`` per success while the permits are all in use and more work waits for one
-(no probing near the end of a run, when nothing would gain from it). ``max_workers`` is the
+(no probing near the end of a run, when nothing would gain from it). Each cut halves the step
+(down to ``MIN_INCREASE``), so a server whose capacity is what it is gets probed ever more
+rarely: every probe above it is a busy answer, and the request it risked waits out the floor
+(late in a run, that wait is the run's tail). A probe that works (a request sent with more in
+flight than had succeeded since the last cut) doubles the step again, up to ``increase``: a
+server that has room again gets it back quickly. ``max_workers`` is the
 ceiling and the starting point, so a healthy server is never throttled.
 
 **Capacity learned from the server.** A server that queues instead of refusing (llama.cpp with
@@ -66,6 +71,7 @@ class Ticket:
     sent_at: float
     ends_at_send: int  # the member's ended streams when it was sent
     prompt_chars: int
+    probe: bool = False  # sent with more in flight than the permits known to work
     active: bool = False  # producing tokens
 
 
@@ -192,7 +198,8 @@ class EndpointPool:
     def sent(self, member: Member, prompt_chars: int) -> Ticket:
         """A request goes out on ``member`` (after :meth:`acquire`)."""
         with self.changed:
-            return Ticket(time.monotonic(), member.ended, max(prompt_chars, 1))
+            return Ticket(time.monotonic(), member.ended, max(prompt_chars, 1),
+                          probe=member.in_flight > member.confirmed)
 
     def first_token(self, member: Member, ticket: Ticket) -> None:
         """The request's first token arrived: was it queued in the server (see the module
@@ -252,20 +259,25 @@ class EndpointPool:
                 member.failures += 1
             else:
                 member.breaker.success()
-                self._adapt(member, sent_at, signal, saturated)
+                self._adapt(member, sent_at, signal, saturated, ticket)
             after = member.permits
             self.changed.notify_all()
         if after != before:
             emit(LimitChanged(member.name, before, after,
                               reason if after < before else "answering"))
 
-    def _adapt(self, member: Member, sent_at: float, signal: str, saturated: bool) -> None:
+    def _adapt(self, member: Member, sent_at: float, signal: str, saturated: bool,
+               ticket: Ticket | None = None) -> None:
         """The limit's answer to one request's outcome (lock held)."""
         ceiling = min(self.ceiling, member.slots or self.ceiling)
         if signal == OK:
             seconds = time.monotonic() - sent_at
             member.seconds = seconds if member.seconds is None else (
                 EWMA_WEIGHT * seconds + (1 - EWMA_WEIGHT) * member.seconds)
+            if ticket is not None and ticket.probe and sent_at >= member.last_cut:
+                # A probe above the permits known to work worked: the server has room again,
+                # and the steps speed up again.
+                member.increase = min(self.increase, member.increase * 2)
             member.confirmed = max(member.confirmed, member.in_flight + 1)
             # Probe for more only when all permits are in use and work is waiting.
             if self.adaptive and saturated and self.waiting and member.limit < ceiling:
@@ -282,6 +294,9 @@ class EndpointPool:
                 member.limit = max(1.0, in_use * self.decrease)
                 member.last_cut = time.monotonic()
                 member.confirmed = member.permits
+                # The next probe comes more slowly: each costs the request it risks a busy
+                # retry (the floor), and one late in a run makes the run's tail.
+                member.increase = max(MIN_INCREASE, member.increase / 2)
         elif signal == PREEMPTED:
             member.busy += 1
             if self.adaptive and sent_at >= member.last_cut:

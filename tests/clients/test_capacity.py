@@ -73,3 +73,48 @@ def test_routing_sends_the_work_to_the_fast_endpoint(make_llm_server):
     # The slow one is tried (an endpoint not yet measured comes first), then passed over:
     # two workers never sit on it while the fast one could serve them.
     assert len(slow.history) <= 2 and len(fast.history) >= 28
+
+
+# -- the additive step: probes above a steady capacity get rarer, a grown one is found ---------
+
+def _rounds(capacities: list[int]) -> tuple[list[int], list[int]]:
+    """One endpoint (W = 8) under a server that serves ``capacities[r]`` requests in round r and
+    turns the rest away busy at once: the rounds that sent more than it served (probes) and the
+    permits after each round. Work always waits, so the limit may always probe."""
+    from taxdata.clients.limiter import BUSY, OK, EndpointPool
+
+    pool = EndpointPool([("fixture", "fixture:1")], 8, probe=lambda target: True)
+    member = pool.members[0]
+    pool.waiting = 1
+    probes, permits = [], []
+    for number, capacity in enumerate(capacities):
+        sent = []
+        while member.in_flight < member.permits:
+            taken = pool.acquire()
+            sent.append((taken, pool.sent(taken, 100)))
+        if len(sent) > capacity:
+            probes.append(number)
+        # The busy answers come back first (at once), then the served requests.
+        for index in sorted(range(len(sent)), key=lambda i: i < capacity):
+            taken, ticket = sent[index]
+            pool.release(taken, ticket.sent_at, BUSY if index >= capacity else OK,
+                         "HTTP 503", ticket)
+        permits.append(member.permits)
+    return probes, permits
+
+
+def test_probes_above_a_steady_capacity_come_ever_more_rarely():
+    probes, permits = _rounds([2] * 300)
+    assert permits[-1] == 2
+    gaps = [later - earlier for earlier, later in zip(probes, probes[1:])]
+    # Each busy cut halves the step: after the first cuts, a probe every 12 rounds became one
+    # every 90 or more (each risks a request's busy retry, the floor).
+    assert len(probes) <= 8, probes
+    assert gaps[-1] >= 60 and gaps == sorted(gaps), gaps
+
+
+def test_a_capacity_that_grows_is_found_again():
+    probes, permits = _rounds([2] * 50 + [6] * 250)
+    assert permits[49] == 2
+    assert max(permits[50:]) >= 6  # a probe that works speeds the steps up again
+    assert permits[-1] >= 5
