@@ -19,12 +19,15 @@ subprocess; its log is read only on failure):
    ``[PERSIST]`` line: journal, checkpoints, final write) and that time's share of the wall;
 4. an unchanged re-run (nothing to send), ``--repeat`` times, the best: its wall time over
    the start-up, whether ``tax_data.json`` and ``taxData.js`` were rewritten (inode and mtime),
-   and the size of the report it wrote.
+   and the size of the report it wrote. Each of these runs follows a start-up run of its own
+   (the one-country directory again), and **paired** is the median of each unchanged run's
+   wall over the start-up run right before it: the best of each kind may come from a quiet
+   moment for one and a busy one for the other, a pair shares its moment.
 
 The ideal of run 3 is ``ceil(countries / workers) * latency``, the workers kept busy and the
 program free: start-up is not in it (it is printed beside). Goals at the largest size: the
 persisting at most 5 % of the forced run's wall, the unchanged re-run within 0.3 s of start-up
-and rewriting neither data file.
+(paired) and rewriting neither data file.
 
 Exit codes: 0 measured (a missed goal is reported, not an error), 1 a run failed, 2 bad
 arguments.
@@ -37,6 +40,7 @@ import json
 import math
 import os
 import re
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -216,8 +220,12 @@ def measure(count: int, workers: int, latency: float, repeat: int = 3,
         if startup is None:
             startup = measure_startup(server, latency, repeat)
         with tempfile.TemporaryDirectory(prefix="taxdata-bench-persistence-") as tmp:
-            env = prepare(Path(tmp), count)
+            for name in ("all", "one"):
+                (Path(tmp) / name).mkdir()
+            env = prepare(Path(tmp) / "all", count)
+            one = prepare(Path(tmp) / "one", 1)  # the start-up run paired with each re-run
             url = server.url("proxy")
+            run_updater(one, url, "-w", "1")
             data = Path(env["TAXDATA_DATA_DIR"])
             run_updater(env, url, "-w", str(workers))
             forced, persisting, gates = [], [], []
@@ -230,10 +238,12 @@ def measure(count: int, workers: int, latency: float, repeat: int = 3,
                 requests = _country_chats(server) - requests_before
                 if requests != count:
                     raise RuntimeError(f"expected {count} requests, got {requests}")
-            unchanged, rewritten = [], set()
+            unchanged, paired, rewritten = [], [], set()
             for _ in range(repeat):
+                alone = run_updater(one, url, "-w", "1")[0]
                 before, requests_before = _file_ids(data), len(server.chats)
                 unchanged.append(run_updater(env, url, "-w", str(workers))[0])
+                paired.append(unchanged[-1] - alone)
                 if len(server.chats) != requests_before:
                     raise RuntimeError("the unchanged re-run sent requests")
                 after = _file_ids(data)
@@ -258,10 +268,12 @@ def measure(count: int, workers: int, latency: float, repeat: int = 3,
             "ratio": round(best / ideal, 3) if ideal else None,
             "unchanged_s": round(quiet, 3),
             "unchanged_over_startup_s": round(quiet - startup, 3),
+            "unchanged_paired_s": round(statistics.median(paired), 3),
             "unchanged_rewrote": sorted(rewritten),
             "unchanged_report_bytes": report_bytes,
             "met": {"persist_share": persisted / best <= PERSIST_SHARE_GOAL,
-                    "unchanged": quiet - startup <= UNCHANGED_GOAL_S and not rewritten}}
+                    "unchanged": (statistics.median(paired) <= UNCHANGED_GOAL_S
+                                  and not rewritten)}}
 
 
 def measure_sizes(counts: list[int], workers: int, latency: float,
@@ -293,18 +305,19 @@ def print_table(results: list[dict[str, Any]]) -> None:
           f"{first['latency_s']} s, best of {first['repeat']}; start-up (an unchanged "
           f"1-country run) {first['startup_s']:.2f} s")
     print("       N   forced  ideal  wall/ideal  persisting  share  gate  share   unchanged  "
-          "over start-up  data files rewritten  report")
+          "over start-up  paired  data files rewritten  report")
     for r in results:
         rewrote = ", ".join(r["unchanged_rewrote"]) or "none"
         print(f"  {r['countries']:6,}  {r['measured_s']:6.2f}s {r['ideal_s']:5.2f}s  "
               f"{r['ratio']:9.2f}x  {r['persisting_s']:9.2f}s  {r['persist_share']:5.1%}  "
               f"{r['gate_s']:4.2f}s {r['gate_share']:5.1%}  "
               f"{r['unchanged_s']:9.2f}s  {r['unchanged_over_startup_s']:+12.2f}s  "
+              f"{r['unchanged_paired_s']:+6.2f}s  "
               f"{rewrote:>20}  {r['unchanged_report_bytes'] / 1024:5.0f} KB")
     last = results[-1]
     print(f"  goals at {last['countries']:,}: persisting <= {PERSIST_SHARE_GOAL:.0%} of the wall: "
           f"{'met' if last['met']['persist_share'] else 'MISSED'}; unchanged re-run within "
-          f"{UNCHANGED_GOAL_S} s of start-up, no data file rewritten: "
+          f"{UNCHANGED_GOAL_S} s of start-up (paired), no data file rewritten: "
           f"{'met' if last['met']['unchanged'] else 'MISSED'}")
 
 

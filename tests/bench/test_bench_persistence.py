@@ -46,3 +46,8 @@ def test_benchmark_runs_and_reports_its_figures():
     # An unchanged re-run rewrote neither data file (inode and mtime kept) and wrote a report.
     assert small["unchanged_rewrote"] == [] and large["unchanged_rewrote"] == []
     assert small["unchanged_report_bytes"] > 0
+    # The goal is judged on the paired measure (each re-run against a start-up run just before).
+    for size in (small, large):
+        assert isinstance(size["unchanged_paired_s"], float)
+        assert size["met"]["unchanged"] == (size["unchanged_paired_s"] <= 0.3
+                                            and not size["unchanged_rewrote"])
