@@ -455,3 +455,12 @@ def run_happy(server: StandInLLM, data: Path) -> Run:
     return run_updater(data, server.url("proxy"), "--countries", "germany,france,estonia")
 
 
+@pytest.fixture
+def filled(server: StandInLLM, data: Path) -> Path:
+    """A data directory after a good run of the three FIXTURE countries (HAPPY)."""
+    proc = run_happy(server, data)
+    assert proc.returncode == 0, explain(proc)
+    server.history.clear()
+    return data
+
+

@@ -19,6 +19,7 @@ from _updater import (  # noqa: F401  (pytest fixtures)
     data,
     dataset,
     explain,
+    filled,
     report_of,
     run_happy,
     run_updater,
@@ -34,15 +35,6 @@ from taxdata.update.datasetindex import (
 )
 
 SLUGS = sorted(HAPPY)
-
-
-@pytest.fixture
-def filled(server, data):
-    """A data directory after a good run of the three FIXTURE countries."""
-    proc = run_happy(server, data)
-    assert proc.returncode == 0, explain(proc)
-    server.history.clear()
-    return data
 
 
 @pytest.fixture

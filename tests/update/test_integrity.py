@@ -22,6 +22,7 @@ from _updater import (  # noqa: F401  (pytest fixtures)
     data,
     dataset,
     explain,
+    filled,
     report_of,
     run_happy,
     run_updater,
@@ -46,15 +47,6 @@ def quarantined(data: Path) -> list[dict]:
 
 def no_traceback(proc) -> None:
     assert "Traceback" not in proc.stderr + proc.stdout, explain(proc)
-
-
-@pytest.fixture
-def filled(server, data):
-    """A data directory after a good run of the three FIXTURE countries."""
-    proc = run_happy(server, data)
-    assert proc.returncode == 0, explain(proc)
-    server.history.clear()
-    return data
 
 
 # -- the journal ------------------------------------------------------------------------------
