@@ -160,7 +160,7 @@ class DatasetStore:
         # These bytes passed the gate when taxData.js was rendered from them.
         trusted = raw is not None and self._in_step and self.registry.digest is not None
         index = read_index(self.data, self.digest) if trusted else None
-        self._index_digest = index.dataset_sha256 if index is not None else None
+        self._index_digest = self.digest if index is not None else None
         if index is not None:
             self._dataset, self._pending, self._index = None, raw, index
             return
@@ -180,8 +180,7 @@ class DatasetStore:
     @property
     def dataset(self) -> dict[str, Any]:
         """The dataset as it is now (decoded at the first use)."""
-        if self._dataset is None:
-            self._decode_pending()
+        self.decode()
         assert self._dataset is not None
         return self._dataset
 
@@ -237,8 +236,7 @@ class DatasetStore:
         self._as_read = dict(self._dataset["countries"])
 
     def _countries_as_read(self) -> dict[str, Any]:
-        if self._dataset is None:
-            self._decode_pending()
+        self.decode()
         return self._as_read
 
     def refuse(self, slug: Any, entry: Any, origin: str, problem: str,
